@@ -1,0 +1,46 @@
+"""Pick where tensors live: CUDA, then Apple's MPS, then the CPU."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["pick_device", "describe_device"]
+
+
+def describe_device(device: torch.device | str) -> str:
+    """One line naming the device, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+    return str(device)
+
+
+def pick_device(prefer: str | torch.device | None = None, verbose: bool = True) -> torch.device:
+    """CUDA if available, else Apple MPS, else CPU; `prefer` forces one ("cpu", "cuda:1", ...).
+
+    Prints one line saying what was chosen (and, on CPU, how to get a GPU on Colab).
+    """
+    if prefer is not None:
+        device = torch.device(prefer)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {prefer!r} was asked for, but PyTorch sees no CUDA GPU "
+                             "(on Colab: Runtime > Change runtime type > GPU)")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {prefer!r} was asked for, but Apple MPS is not available")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if verbose:
+        hint = "" if device.type != "cpu" or prefer else (
+            " - no GPU found; training will be slow"
+            " (on Colab: Runtime > Change runtime type > GPU)")
+        print(f"Using {describe_device(device)}{hint}")
+    return device

@@ -1,0 +1,190 @@
+"""Shape arithmetic: how big is each layer's output, and what does it cost?
+
+A convolution or pooling window of size k, moved with stride s over an input of size W padded
+by p on each side, fits
+
+    out = floor((W + 2p - d(k - 1) - 1) / s) + 1
+
+times (d is the dilation; d(k - 1) + 1 is the window's effective size). The floor is where
+AlexNet's famous 224-vs-227 puzzle comes from: the paper (Section 5, Figure 2) says the input is
+224x224, but conv1 (k=11, s=4, p=0) then gives (224 - 11) / 4 + 1 = 54.25 windows, which does
+not divide evenly, and the 55x55 maps drawn in Figure 2 need (55 - 1) * 4 + 11 = 227 pixels.
+
+`trace` measures the same numbers on a real forward pass, so they can be compared with the
+formula rather than trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = [
+    "conv_output_size",
+    "pool_output_size",
+    "LayerRow",
+    "Trace",
+    "trace",
+]
+
+
+def _check_window(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    for name, value, low in (("size", size, 1), ("kernel", kernel, 1), ("stride", stride, 1),
+                             ("padding", padding, 0), ("dilation", dilation, 1)):
+        if int(value) != value or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return dilation * (kernel - 1) + 1  # the window's effective extent
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                     dilation: int = 1) -> int:
+    """Output size of a convolution along one axis: floor((W + 2p - d(k-1) - 1) / s) + 1.
+
+    >>> conv_output_size(227, kernel=11, stride=4)   # AlexNet conv1
+    55
+    >>> conv_output_size(224, kernel=11, stride=4)   # (224 - 11) / 4 + 1 = 54.25, floored
+    54
+
+    Raises ValueError when the window does not fit in the padded input even once.
+    """
+    extent = _check_window(size, kernel, stride, padding, dilation)
+    padded = size + 2 * padding
+    if padded < extent:
+        raise ValueError(
+            f"a window of effective size {extent} (kernel {kernel}, dilation {dilation}) does not "
+            f"fit in an input of size {size} padded to {padded}: the input must be at least "
+            f"{extent - 2 * padding} wide"
+        )
+    return (padded - extent) // stride + 1
+
+
+def pool_output_size(size: int, kernel: int, stride: int | None = None, padding: int = 0,
+                     dilation: int = 1, ceil_mode: bool = False) -> int:
+    """Output size of max/avg pooling along one axis, with PyTorch's rules.
+
+    `stride` defaults to `kernel`, as in `nn.MaxPool2d`. With `ceil_mode=True` the division is
+    rounded up, except that a last window starting entirely in the right padding is dropped.
+
+    >>> pool_output_size(55, kernel=3, stride=2)     # AlexNet's overlapping pooling, z=3, s=2
+    27
+    """
+    stride = kernel if stride is None else stride
+    extent = _check_window(size, kernel, stride, padding, dilation)
+    if padding > kernel // 2:
+        raise ValueError(f"padding ({padding}) must be at most half the kernel ({kernel})")
+    padded = size + 2 * padding
+    if padded < extent:
+        raise ValueError(
+            f"a pooling window of effective size {extent} does not fit in an input of size "
+            f"{size} (padded to {padded}): the input must be at least {extent - 2 * padding} wide"
+        )
+    if not ceil_mode:
+        return (padded - extent) // stride + 1
+    out = math.ceil((padded - extent) / stride) + 1
+    if (out - 1) * stride >= size + padding:  # last window would start in the right padding
+        out -= 1
+    return out
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of a trace: what a leaf layer produced on a real forward pass."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    parameters: int
+    mult_adds: int
+
+
+class Trace(list):
+    """The rows of `trace`, plus a totals row and a printer."""
+
+    @property
+    def total_parameters(self) -> int:
+        return sum(row.parameters for row in self)
+
+    @property
+    def total_mult_adds(self) -> int:
+        return sum(row.mult_adds for row in self)
+
+    def row(self, name: str) -> LayerRow:
+        """The row of the layer called `name` (e.g. "conv1")."""
+        for r in self:
+            if r.name == name:
+                return r
+        raise KeyError(f"no layer named {name!r}; layers: {', '.join(r.name for r in self)}")
+
+    def table(self) -> str:
+        """A plain-text table, one line per layer and a totals line."""
+        header = ("layer", "type", "output shape", "parameters", "mult-adds")
+        lines = [(r.name, r.kind, " x ".join(map(str, r.output_shape)),
+                  f"{r.parameters:,}", f"{r.mult_adds:,}") for r in self]
+        lines.append(("total", "", "", f"{self.total_parameters:,}", f"{self.total_mult_adds:,}"))
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+        rule = "  ".join("-" * w for w in widths)
+
+        def fmt(cells):
+            left = [str(c).ljust(w) for c, w in zip(cells[:3], widths[:3])]
+            right = [str(c).rjust(w) for c, w in zip(cells[3:], widths[3:])]
+            return "  ".join(left + right).rstrip()
+
+        return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
+
+    def print(self) -> None:
+        print(self.table())
+
+    def __str__(self) -> str:  # so that print(trace(...)) shows the table
+        return self.table()
+
+
+def _mult_adds(module: nn.Module, output: torch.Tensor) -> int:
+    """Multiply-accumulate operations of one layer for one image (biases not counted)."""
+    per_image = output[0]
+    if isinstance(module, nn.Conv2d):
+        # every output value is a dot product over (C_in / groups) * kH * kW inputs
+        kh, kw = module.kernel_size
+        return per_image.numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return module.in_features * module.out_features
+    return 0
+
+
+def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
+          device: str | torch.device = "cpu") -> Trace:
+    """Run one image of `input_size` (C, H, W) through `model` and record every leaf layer.
+
+    Shapes come from forward hooks on a real forward pass (batch of 1, eval mode, no gradients),
+    so they are what PyTorch computes, not what a formula predicts. Multiply-adds are counted for
+    convolutions and linear layers, per image.
+    """
+    if len(input_size) == 4:
+        input_size = tuple(input_size[1:])
+    if len(input_size) != 3:
+        raise ValueError(f"input_size must be (channels, height, width), got {tuple(input_size)}")
+    rows = Trace()
+    names = {m: n for n, m in model.named_modules()}
+    handles = []
+
+    def hook(module, inputs, output):
+        name = names[module].rsplit(".", 1)[-1]
+        params = sum(p.numel() for p in module.parameters(recurse=False))
+        rows.append(LayerRow(name, type(module).__name__, tuple(output.shape[1:]), params,
+                             _mult_adds(module, output)))
+
+    for module in model.modules():
+        if not list(module.children()) and not isinstance(module, nn.Identity):
+            handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return rows

@@ -1,0 +1,41 @@
+"""Shared test set-up: smoke mode for every notebook, and where real data lives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Notebooks executed by nbval inherit this environment: the same code on less data.
+os.environ.setdefault("ALEXNET_EDU_SMOKE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _real_data_root() -> Path | None:
+    from alexnet_edu.settings import data_root
+
+    root = data_root()
+    return root if root.is_dir() else None
+
+
+@pytest.fixture
+def real_fashion_mnist_root() -> Path:
+    """A data root holding real Fashion-MNIST files, or a skip that says how to get them."""
+    root = _real_data_root()
+    raw = root / "FashionMNIST" / "raw" if root else None
+    if raw is None or not any(raw.glob("train-images-idx3-ubyte*")):
+        pytest.skip("real Fashion-MNIST not found under $ALEXNET_EDU_DATA "
+                    f"({root}); CI points it at ../shared/data, users download it with torchvision")
+    return root
+
+
+@pytest.fixture
+def real_stl10_sample() -> Path:
+    """The folder of real STL-10 test images (ImageFolder layout), or a skip with a reason."""
+    root = _real_data_root()
+    sample = root / "stl10-sample" / "test" if root else None
+    if sample is None or not sample.is_dir():
+        pytest.skip(f"the real STL-10 sample (stl10-sample/test) is not under $ALEXNET_EDU_DATA "
+                    f"({root}); CI points it at ../shared/data")
+    return sample

@@ -1,0 +1,100 @@
+"""Keep every notebook's "Open in Colab" badge and set-up cell in sync with one source.
+
+The repository URL lives in `alexnet_edu/settings.py` (REPO_SLUG). This script writes, in each
+`notebooks/NN_topic.ipynb`:
+- in the first (title) cell, a badge pointing at that notebook on Colab;
+- as the second cell, the set-up cell below (the same in every notebook).
+
+    python tools/sync_notebooks.py          # rewrite the notebooks
+    python tools/sync_notebooks.py --check  # exit 1 and list what is out of date (used by tests)
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from alexnet_edu.settings import REPO_SLUG, REPO_URL  # noqa: E402
+
+BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+SETUP_MARKER = "# Set-up: the same cell opens every notebook"
+
+SETUP_CELL = f'''{SETUP_MARKER}. Locally it only imports; on Google Colab it first
+# installs alexnet_edu from GitHub (once per runtime) and turns on Colab's widget support.
+import importlib.util
+import subprocess
+import sys
+
+IN_COLAB = "google.colab" in sys.modules
+if IN_COLAB:
+    if importlib.util.find_spec("alexnet_edu") is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                        "git+{REPO_URL}"], check=True)
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+
+import alexnet_edu
+from alexnet_edu.device import pick_device
+from alexnet_edu.settings import smoke_mode
+
+device = pick_device()  # CUDA, then Apple MPS, then CPU; says how to get a GPU on Colab
+SMOKE = smoke_mode()  # ALEXNET_EDU_SMOKE=1: the same code on less data (how CI runs us)
+print(f"alexnet_edu {{alexnet_edu.__version__}}, smoke mode: {{SMOKE}}")'''
+
+
+def badge(notebook: Path) -> str:
+    url = f"https://colab.research.google.com/github/{REPO_SLUG}/blob/main/notebooks/{notebook.name}"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def notebooks() -> list[Path]:
+    return sorted(p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def synced(path: Path) -> nbformat.NotebookNode:
+    """The notebook with its badge and set-up cell as they should be."""
+    nb = nbformat.read(path, as_version=4)
+    title = nb.cells[0]
+    if title.cell_type != "markdown" or not title.source.lstrip().startswith("# "):
+        raise SystemExit(f"{path.name}: the first cell must be a markdown title ('# ...')")
+    if BADGE_RE.search(title.source):
+        title.source = BADGE_RE.sub(badge(path), title.source)
+    else:
+        head, _, rest = title.source.partition("\n")
+        title.source = f"{head}\n\n{badge(path)}\n{rest}"
+    setup = nb.cells[1] if len(nb.cells) > 1 else None
+    if setup is not None and setup.cell_type == "code" and setup.source.startswith(SETUP_MARKER):
+        setup.source = SETUP_CELL
+    else:
+        nb.cells.insert(1, nbformat.v4.new_code_cell(SETUP_CELL))
+    return nb
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report, do not write")
+    args = parser.parse_args()
+    stale = []
+    for path in notebooks():
+        nb = synced(path)
+        current = nbformat.read(path, as_version=4)
+        if [c.source for c in nb.cells[:2]] != [c.source for c in current.cells[:2]]:
+            stale.append(path.name)
+            if not args.check:
+                nbformat.write(nb, path)
+    if args.check and stale:
+        print("out of date (run python tools/sync_notebooks.py):", *stale)
+        return 1
+    print(("updated: " + ", ".join(stale)) if stale else "all notebooks in sync")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,7 +26,7 @@ from .layers import LocalResponseNorm
 from .shapes import conv_output_size, pool_output_size
 
 __all__ = ["AlexNet", "activations", "feature_map_size", "smallest_image_size", "LAYER_NAMES",
-           "VARIANTS", "INITS"]
+           "VARIANTS", "INITS", "ACTIVATIONS"]
 
 VARIANTS = ("paper", "torchvision")
 INITS = ("paper", "kaiming", "pytorch")
@@ -40,7 +40,9 @@ _CONVS = {
 }
 _POOL_AFTER = (1, 2, 5)
 _POOL_KERNEL, _POOL_STRIDE = 3, 2   # overlapping pooling, z=3 > s=2 (Section 3.4)
-_GROUPED = (2, 4, 5)                # "kernels of layers 2, 4, 5 connect only to their own GPU"
+_GROUPED = (2, 4, 5)
+# The layers keep the name relu<i> whatever the non-linearity, so layer names never change.
+ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}                # "kernels of layers 2, 4, 5 connect only to their own GPU"
 
 # torchvision.models.alexnet() state_dict key prefixes -> our names
 _TORCHVISION_KEYS = {
@@ -102,16 +104,21 @@ class AlexNet(nn.Module):
         image_size: side of the square input the paper variant is built for (227); fc6's
             input size follows from it. The torchvision variant pools adaptively to 6x6 and takes
             any size from 63 up.
+        activation: "relu" (the paper's choice, Section 3.1) or "tanh" (its Figure 1 baseline).
+        overlapping_pool: True pools with z=3, s=2 (Section 3.4); False with z=2, s=2 (the
+            traditional non-overlapping pooling the paper compares against; same output sizes).
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, variant: str = "paper",
                  groups: int = 1, lrn: bool = True, dropout: float = 0.5, init: str = "paper",
-                 image_size: int = 227):
+                 image_size: int = 227, activation: str = "relu", overlapping_pool: bool = True):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         if groups not in (1, 2):
             raise ValueError(f"groups must be 1 or 2 (the paper's two towers), got {groups}")
         if variant == "torchvision":
@@ -120,21 +127,24 @@ class AlexNet(nn.Module):
             lrn = False  # torchvision's layout has no LRN
         self.config = dict(num_classes=num_classes, in_channels=in_channels, variant=variant,
                            groups=groups, lrn=lrn, dropout=dropout, init=init,
-                           image_size=image_size)
+                           image_size=image_size, activation=activation,
+                           overlapping_pool=overlapping_pool)
         self.in_channels, self.image_size, self.variant = in_channels, image_size, variant
         self.min_image_size = smallest_image_size(variant)
         side = feature_map_size(image_size, variant)
+        pool_kernel = _POOL_KERNEL if overlapping_pool else _POOL_STRIDE
+        act = ACTIVATIONS[activation]
 
         layers: list[tuple[str, nn.Module]] = []
         channels = in_channels
         for i, (out, kernel, stride, padding) in enumerate(_CONVS[variant], start=1):
             g = groups if i in _GROUPED else 1
             layers.append((f"conv{i}", nn.Conv2d(channels, out, kernel, stride, padding, groups=g)))
-            layers.append((f"relu{i}", nn.ReLU(inplace=True)))
+            layers.append((f"relu{i}", act()))
             if lrn and i in (1, 2):
                 layers.append((f"norm{i}", LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)))
             if i in _POOL_AFTER:
-                layers.append((f"pool{i}", nn.MaxPool2d(_POOL_KERNEL, _POOL_STRIDE)))
+                layers.append((f"pool{i}", nn.MaxPool2d(pool_kernel, _POOL_STRIDE)))
             channels = out
         self.features = nn.Sequential(OrderedDict(layers))
 
@@ -142,15 +152,15 @@ class AlexNet(nn.Module):
             self.avgpool: nn.Module = nn.AdaptiveAvgPool2d((6, 6))
             side = 6
             head = [("drop6", nn.Dropout(dropout)), ("fc6", nn.Linear(channels * 36, 4096)),
-                    ("relu6", nn.ReLU(inplace=True)), ("drop7", nn.Dropout(dropout)),
-                    ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU(inplace=True)),
+                    ("relu6", act()), ("drop7", nn.Dropout(dropout)),
+                    ("fc7", nn.Linear(4096, 4096)), ("relu7", act()),
                     ("fc8", nn.Linear(4096, num_classes))]
         else:
             self.avgpool = nn.Identity()
             # The paper drops out the *outputs* of the two hidden FC layers (Section 4.2).
             head = [("fc6", nn.Linear(channels * side * side, 4096)),
-                    ("relu6", nn.ReLU(inplace=True)), ("drop6", nn.Dropout(dropout)),
-                    ("fc7", nn.Linear(4096, 4096)), ("relu7", nn.ReLU(inplace=True)),
+                    ("relu6", act()), ("drop6", nn.Dropout(dropout)),
+                    ("fc7", nn.Linear(4096, 4096)), ("relu7", act()),
                     ("drop7", nn.Dropout(dropout)), ("fc8", nn.Linear(4096, num_classes))]
         self.classifier = nn.Sequential(OrderedDict(head))
         self.register_load_state_dict_pre_hook(_rename_torchvision_keys)
@@ -167,7 +177,8 @@ class AlexNet(nn.Module):
                 nn.init.normal_(m.weight, mean=0.0, std=0.01)
                 nn.init.constant_(m.bias, 1.0 if short in ones else 0.0)
             elif init == "kaiming":
-                nonlinearity = "linear" if short == "fc8" else "relu"
+                relu = self.config["activation"] == "relu"
+                nonlinearity = "linear" if short == "fc8" else ("relu" if relu else "tanh")
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=nonlinearity)
                 nn.init.zeros_(m.bias)
             else:

@@ -40,9 +40,9 @@ _CONVS = {
 }
 _POOL_AFTER = (1, 2, 5)
 _POOL_KERNEL, _POOL_STRIDE = 3, 2   # overlapping pooling, z=3 > s=2 (Section 3.4)
-_GROUPED = (2, 4, 5)
+_GROUPED = (2, 4, 5)                # "kernels of layers 2, 4, 5 connect only to their own GPU"
 # The layers keep the name relu<i> whatever the non-linearity, so layer names never change.
-ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}                # "kernels of layers 2, 4, 5 connect only to their own GPU"
+ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
 
 # torchvision.models.alexnet() state_dict key prefixes -> our names
 _TORCHVISION_KEYS = {

@@ -53,11 +53,11 @@ _TORCHVISION_KEYS = {
 }
 
 
-def _pooled_side(size: int, variant: str) -> int:
+def _pooled_side(size: int, variant: str, pool_kernel: int = _POOL_KERNEL) -> int:
     for i, (_, kernel, stride, padding) in enumerate(_CONVS[variant], start=1):
         size = conv_output_size(size, kernel, stride, padding)
         if i in _POOL_AFTER:
-            size = pool_output_size(size, _POOL_KERNEL, _POOL_STRIDE)
+            size = pool_output_size(size, pool_kernel, _POOL_STRIDE)
     return size
 
 
@@ -72,13 +72,14 @@ def smallest_image_size(variant: str = "paper") -> int:
     raise AssertionError("unreachable")
 
 
-def feature_map_size(image_size: int, variant: str = "paper") -> int:
+def feature_map_size(image_size: int, variant: str = "paper",
+                     pool_kernel: int = _POOL_KERNEL) -> int:
     """Side of conv5's pooled output (6 for 227 in the paper variant), with a clear error if the
     image is too small for the network."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     try:
-        return _pooled_side(image_size, variant)
+        return _pooled_side(image_size, variant, pool_kernel)
     except ValueError as err:
         smallest = smallest_image_size(variant)
         raise ValueError(
@@ -131,8 +132,8 @@ class AlexNet(nn.Module):
                            overlapping_pool=overlapping_pool)
         self.in_channels, self.image_size, self.variant = in_channels, image_size, variant
         self.min_image_size = smallest_image_size(variant)
-        side = feature_map_size(image_size, variant)
         pool_kernel = _POOL_KERNEL if overlapping_pool else _POOL_STRIDE
+        side = feature_map_size(image_size, variant, pool_kernel)
         act = ACTIVATIONS[activation]
 
         layers: list[tuple[str, nn.Module]] = []

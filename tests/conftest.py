@@ -9,7 +9,6 @@ import pytest
 
 # Notebooks executed by nbval inherit this environment: the same code on less data.
 os.environ.setdefault("ALEXNET_EDU_SMOKE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def _real_data_root() -> Path | None:

@@ -34,17 +34,30 @@ import sys
 IN_COLAB = "google.colab" in sys.modules
 if IN_COLAB:
     if importlib.util.find_spec("alexnet_edu") is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+        # --no-deps keeps Colab's own torch, torchvision and ipywidgets (upgrading them in a
+        # running runtime would need a restart); then add only what Colab lacks.
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                         "git+{REPO_URL}"], check=True)
+        importlib.invalidate_caches()  # let this running kernel see the new package
+    missing = [m for m in ("torchsummary", "ipywidgets") if importlib.util.find_spec(m) is None]
+    if missing:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
     from google.colab import output
 
-    output.enable_custom_widget_manager()
+    output.enable_custom_widget_manager()  # Colab shows ipywidgets only with this on
+elif importlib.util.find_spec("alexnet_edu") is None:
+    raise ModuleNotFoundError("alexnet_edu is not installed in this kernel: run "
+                              "`pip install -r requirements.txt` in the repository root, "
+                              "then restart the kernel")
 
 import alexnet_edu
 from alexnet_edu.device import pick_device
 from alexnet_edu.settings import smoke_mode
 
-device = pick_device()  # CUDA, then Apple MPS, then CPU; says how to get a GPU on Colab
+device = pick_device()  # CUDA, then Apple MPS, then CPU (and says so)
+if IN_COLAB and device.type != "cuda":
+    print("This Colab runtime has no GPU. Training cells will be slow: choose "
+          "Runtime > Change runtime type > T4 GPU, then Runtime > Run all.")
 SMOKE = smoke_mode()  # ALEXNET_EDU_SMOKE=1: the same code on less data (how CI runs us)
 print(f"alexnet_edu {{alexnet_edu.__version__}}, smoke mode: {{SMOKE}}")'''
 
@@ -61,6 +74,8 @@ def notebooks() -> list[Path]:
 def synced(path: Path) -> nbformat.NotebookNode:
     """The notebook with its badge and set-up cell as they should be."""
     nb = nbformat.read(path, as_version=4)
+    if not nb.cells:
+        raise SystemExit(f"{path.name}: empty notebook; it must start with a markdown title")
     title = nb.cells[0]
     if title.cell_type != "markdown" or not title.source.lstrip().startswith("# "):
         raise SystemExit(f"{path.name}: the first cell must be a markdown title ('# ...')")

@@ -1,0 +1,206 @@
+"""Every notebook follows the house layout (design notes, "Notebooks: conventions"), and the
+Colab set-up cell does the right thing on Colab without needing Colab.
+
+Checked per notebooks/NN_*.ipynb: file name; a markdown title with an "Open in Colab" badge that
+points at this very file of the repository named in settings.REPO_SLUG; "What you will learn";
+the shared set-up cell as cell 1 (tools/sync_notebooks.py writes it); "## Summary" then
+"## Exercises" as the last sections, with at least three exercises; no committed outputs or
+execution counts except in cells nbval checks (NBVAL_CHECK_OUTPUT); valid nbformat.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from alexnet_edu.settings import REPO_SLUG, REPO_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import sync_notebooks  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NAME_RE = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+BADGE_URL_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(([^)]*)\)")
+CHECKED = "# NBVAL_CHECK_OUTPUT"
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _headings(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(cell index, '## Heading') for every level-2 markdown heading."""
+    return [(i, line.strip()) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+            for line in c.source.splitlines() if line.startswith("## ")]
+
+
+ids = [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_name_and_valid_nbformat(path: Path) -> None:
+    assert NAME_RE.match(path.name), f"{path.name}: notebooks are named NN_topic.ipynb"
+    nbformat.validate(_read(path))
+
+
+def test_numbers_are_unique() -> None:
+    numbers = [p.name[:2] for p in NOTEBOOKS]
+    assert len(numbers) == len(set(numbers)), f"two notebooks share a number: {numbers}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_title_badge_and_learning_goals(path: Path) -> None:
+    title = _read(path).cells[0]
+    assert title.cell_type == "markdown", "cell 0 must be the markdown title"
+    first = title.source.lstrip().splitlines()[0]
+    assert re.match(rf"^# {path.name[:2]} · \S", first), (
+        f"{path.name}: the title line must read '# {path.name[:2]} · Title', got {first!r}")
+    urls = BADGE_URL_RE.findall(title.source)
+    assert len(urls) == 1, f"{path.name}: expected one Open-in-Colab badge, found {len(urls)}"
+    expected = (f"https://colab.research.google.com/github/{REPO_SLUG}/blob/main/"
+                f"notebooks/{path.name}")
+    assert urls[0] == expected, f"{path.name}: badge points at {urls[0]}, not {expected}"
+    assert "What you will learn" in title.source, f"{path.name}: no 'What you will learn' part"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_setup_cell_is_the_shared_one(path: Path) -> None:
+    cells = _read(path).cells
+    assert len(cells) > 1 and cells[1].cell_type == "code", "cell 1 must be the set-up code cell"
+    assert cells[1].source == sync_notebooks.SETUP_CELL, (
+        f"{path.name}: set-up cell differs; run python tools/sync_notebooks.py")
+
+
+def test_sync_check_passes() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_notebooks.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_ends_with_summary_then_exercises(path: Path) -> None:
+    nb = _read(path)
+    heads = [h for _, h in _headings(nb)]
+    assert "## Summary" in heads and "## Exercises" in heads, (
+        f"{path.name}: needs '## Summary' and '## Exercises' sections (has {heads})")
+    assert heads[-2:] == ["## Summary", "## Exercises"], (
+        f"{path.name}: the last two sections must be Summary then Exercises, got {heads[-2:]}")
+    start = max(i for i, h in _headings(nb) if h == "## Exercises")
+    solutions = [i for i, c in enumerate(nb.cells)
+                 if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
+    assert len(solutions) >= 3, f"{path.name}: {len(solutions)} exercises; at least three"
+    assert min(solutions) > start, f"{path.name}: exercises belong in the Exercises section"
+    for i in solutions:
+        assert "### END SOLUTION" in nb.cells[i].source, f"{path.name} cell {i}: no END SOLUTION"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_without_outputs(path: Path) -> None:
+    for i, cell in enumerate(_read(path).cells):
+        if cell.cell_type != "code" or cell.source.startswith(CHECKED):
+            continue
+        assert not cell.outputs, (f"{path.name} cell {i} has committed outputs: clear them "
+                                  "(jupyter nbconvert --clear-output --inplace)")
+        assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
+
+
+# --- the set-up cell "on Colab", without Colab ------------------------------------------------
+
+
+class _FakeOutput:
+    def __init__(self) -> None:
+        self.widget_manager_enabled = False
+
+    def enable_custom_widget_manager(self) -> None:
+        self.widget_manager_enabled = True
+
+
+@pytest.fixture
+def fake_colab(monkeypatch: pytest.MonkeyPatch):
+    """A `google.colab` module in sys.modules, and subprocess.run recording instead of running."""
+    output = _FakeOutput()
+    google = types.ModuleType("google")
+    colab = types.ModuleType("google.colab")
+    colab.output = output
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    calls: list[list[str]] = []
+
+    def fake_run(cmd, *args, **kwargs):
+        calls.append([str(c) for c in cmd])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    return types.SimpleNamespace(output=output, calls=calls)
+
+
+def _run_setup_cell() -> dict:
+    namespace: dict = {}
+    exec(compile(sync_notebooks.SETUP_CELL, "<set-up cell>", "exec"), namespace)
+    return namespace
+
+
+def test_setup_cell_on_colab_with_package_installs_nothing(fake_colab, capsys) -> None:
+    ns = _run_setup_cell()
+    assert ns["IN_COLAB"] is True
+    assert fake_colab.output.widget_manager_enabled, "Colab's widget manager was not enabled"
+    assert not any("git+" in " ".join(c) for c in fake_colab.calls), fake_colab.calls
+    assert ns["device"].type in {"cpu", "cuda", "mps"}
+    if ns["device"].type == "cpu":
+        assert "Runtime > Change runtime type" in capsys.readouterr().out
+
+
+def test_setup_cell_on_colab_without_package_installs_from_repo(fake_colab, monkeypatch) -> None:
+    real_find_spec = importlib.util.find_spec
+    missing = {"alexnet_edu", "torchsummary"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in missing else real_find_spec(name, *a))
+    ns = _run_setup_cell()
+    pip = [c for c in fake_colab.calls if c[1:4] == ["-m", "pip", "install"]]
+    assert any(f"git+{REPO_URL}" in c for c in pip), f"no pip install of the repo: {pip}"
+    assert any("torchsummary" in c for c in pip), f"torchsummary not installed: {pip}"
+    assert not any("ipywidgets" in c for c in pip), "ipywidgets is present; must not reinstall"
+    assert all(c[0] == sys.executable for c in pip), "pip must run in the kernel's interpreter"
+    assert ns["SMOKE"] in (True, False)
+
+
+def test_setup_cell_locally_touches_nothing(monkeypatch) -> None:
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
+    ns = _run_setup_cell()
+    assert ns["IN_COLAB"] is False and calls == []
+
+
+def test_setup_cell_locally_without_package_says_how_to_install(monkeypatch) -> None:
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (None if name == "alexnet_edu"
+                                          else real_find_spec(name, *a)))
+    with pytest.raises(ModuleNotFoundError, match="pip install -r requirements.txt"):
+        _run_setup_cell()
+
+
+def test_one_place_names_the_repository() -> None:
+    """Only settings.py spells out the repository; notebooks get it via the sync tool."""
+    offenders = []
+    for path in [*ROOT.glob("alexnet_edu/*.py"), *ROOT.glob("tools/*.py"), *NOTEBOOKS]:
+        if path.name == "settings.py":
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".ipynb":  # generated badge/set-up cell are checked above
+            nb = nbformat.reads(text, as_version=4)
+            text = "\n".join(c.source for c in nb.cells[2:])
+        if f"github.com/{REPO_SLUG}" in text:
+            offenders.append(path.name)
+    assert not offenders, f"the repository URL is written out in {offenders}; use settings.REPO_URL"

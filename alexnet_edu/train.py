@@ -1,0 +1,607 @@
+r"""Training AlexNet: the paper's recipe (Section 5), made to learn from scratch, resumable exactly.
+
+The paper's recipe: stochastic gradient descent, batch 128, momentum 0.9, weight decay 5e-4,
+
+$$ v_{i+1} = 0.9\,v_i - 0.0005\,\epsilon\,w_i
+   - \epsilon \,\Big\langle \tfrac{\partial L}{\partial w}\Big|_{w_i} \Big\rangle_{D_i},
+   \qquad w_{i+1} = w_i + v_{i+1}, $$
+
+learning rate $\epsilon = 0.01$, "divided by 10 when the validation error rate stopped improving".
+(PyTorch's SGD puts the learning rate on the velocity differently, $v \leftarrow 0.9v + g$,
+$w \leftarrow w - \epsilon v$; for a constant $\epsilon$ the two are the same.)
+
+What it takes to make the network *learn* from scratch on small greyscale / colour datasets
+(measured in notebook 04): initialize with He et al.'s "kaiming" scheme instead of the paper's
+$\mathcal{N}(0, 0.01)$, because our inputs are standardized (std 1) where the paper fed raw
+0-255 pixels, and N(0, 0.01) then shrinks the signal layer after layer until the logits are
+all equal; and warm the learning rate up over the first epoch. `build_model` and `TrainConfig`
+carry these defaults.
+
+`fit` writes ``run_dir/last.pt`` after every epoch (and ``best.pt`` at the best validation
+accuracy), atomically. A checkpoint holds everything needed to continue *exactly* (model,
+optimizer, scheduler, AMP scaler, epoch, batch, RNG states) and everything needed to *use* the
+model (its configuration, class names, normalization, input size): see `load_model`,
+`evaluate`, `predict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .device import describe_device, pick_device
+from .metrics import ten_crop_predict, topk_accuracy
+from .model import AlexNet
+from .settings import PROJECT_ROOT, smoke_mode
+
+__all__ = ["TrainConfig", "fit", "History", "build_model", "evaluate", "predict",
+           "eval_transform", "save_checkpoint", "load_checkpoint", "load_model",
+           "check_compatible", "runs_dir", "load_or_train", "amp_dtype", "FORMAT"]
+
+FORMAT = "alexnet-edu/1"
+History = list  # list of per-epoch dicts: epoch, train_loss, train_acc, val_loss, val_acc, lr, ...
+
+
+@dataclass
+class TrainConfig:
+    """Everything `fit` needs besides the model and the data. Defaults: the paper's Section 5."""
+
+    epochs: int = 30
+    batch_size: int = 128                # Section 5
+    lr: float = 0.01                     # Section 5: "initialized at 0.01"
+    momentum: float = 0.9                # Section 5
+    weight_decay: float = 5e-4           # Section 5
+    lr_factor: float = 0.1               # Section 5: "divide the learning rate by 10 ...
+    patience: int = 2                    # ... when the validation error stopped improving"
+    min_lr: float = 1e-5                 # the paper reduced it three times: 0.01 -> 1e-5
+    warmup_epochs: float = 1.0           # linear warm-up from lr/warmup_steps (not in the paper)
+    augment: bool = True                 # Section 4.1: random crops, flips (+ PCA for colour)
+    pca_std: float = 0.1                 # Section 4.1: sigma of the PCA colour noise
+    grad_clip: float | None = None       # max gradient norm (None: no clipping, as the paper)
+    amp: str = "auto"                    # "auto" | "bf16" | "fp16" | "off" (see amp_dtype)
+    channels_last: bool | None = None    # None: on CUDA only
+    compile: bool = False                # torch.compile the model (slow start, faster steps)
+    seed: int = 0
+    num_workers: int = 0                 # DataLoader workers (the data sets live in memory)
+    eval_batch_size: int = 256
+    tensorboard: bool = False            # also log to run_dir/tensorboard
+    progress: bool = True                # tqdm progress bars
+
+    def __post_init__(self):
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, "
+                             f"{self.batch_size}")
+
+
+def build_model(splits, image_size: int = 227, **overrides) -> AlexNet:
+    """An AlexNet that fits `splits` (its class count and channels) with the recipe's defaults:
+    paper layers (LRN, dropout 0.5) and **kaiming** initialization (see the module docstring)."""
+    kwargs: dict[str, Any] = dict(num_classes=len(splits.classes), in_channels=splits.in_channels,
+                                  image_size=image_size, init="kaiming")
+    kwargs.update(overrides)
+    return AlexNet(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and precision
+# ---------------------------------------------------------------------------------------------
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """Which autocast dtype to use (None: full float32).
+
+    "auto": bfloat16 on CUDA GPUs that support it (else float16 with loss scaling); on a CPU only
+    when it has native bf16 matrix units (AMX or AVX-512 BF16). Without them - e.g. an AVX2-only
+    CPU - PyTorch emulates bf16 and a step gets *slower* (see benchmarks/time_to_accuracy.py).
+    """
+    device = torch.device(device)
+    if setting == "off":
+        return None
+    if setting == "bf16":
+        return torch.bfloat16
+    if setting == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        capability = torch.backends.cpu.get_cpu_capability()
+        return torch.bfloat16 if "AMX" in capability or "BF16" in capability else None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
+    """Write `checkpoint` atomically: to a temporary file, then rename over `path`.
+
+    A crash or a full disk during the write leaves the previous file at `path` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)   # atomic on POSIX and Windows (same folder)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load an alexnet-edu checkpoint with ``torch.load(weights_only=True)`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (train one with alexnet_edu.train.fit "
+                                "or notebook 04)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not an alexnet-edu checkpoint that loads safely with "
+                         f"weights_only=True: {err}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
+        raise ValueError(f"{path} is not an alexnet-edu checkpoint (format {found!r}, expected "
+                         f"{FORMAT!r}); a bare state_dict loads with model.load_state_dict")
+    return checkpoint
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None
+               ) -> tuple[AlexNet, dict]:
+    """Rebuild the checkpoint's model (in eval mode, on `device`, default CPU) and return it with
+    the checkpoint (classes, mean, std, image_size, history...)."""
+    checkpoint = load_checkpoint(path)
+    model = AlexNet(**checkpoint["model_config"])
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device or "cpu").eval(), checkpoint
+
+
+def check_compatible(checkpoint: dict, model: nn.Module,
+                     classes: Sequence[str] | None = None) -> None:
+    """Raise a clear ValueError if `checkpoint` was not made for this model (and these classes)."""
+    config = getattr(model, "config", None)
+    theirs = checkpoint.get("model_config")
+    if config is not None and theirs != config:
+        diff = {k: (theirs.get(k), config.get(k)) for k in set(config) | set(theirs)
+                if theirs.get(k) != config.get(k)}
+        raise ValueError("the checkpoint was made for a different model: "
+                         + ", ".join(f"{k}={a!r} in the checkpoint but {b!r} here"
+                                     for k, (a, b) in sorted(diff.items()))
+                         + "; build the model with AlexNet(**checkpoint['model_config']) or train "
+                         "a new run in another folder")
+    if classes is not None and list(classes) != list(checkpoint.get("classes", [])):
+        raise ValueError(f"the checkpoint's classes {checkpoint.get('classes')} differ from the "
+                         f"data's {list(classes)}: it belongs to another dataset")
+
+
+def _rng_state() -> dict:
+    """Every random number generator training touches, as tensors and lists (weights_only-safe)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": [version, list(internal), py_gauss],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)   # also seeds every CUDA device
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+def eval_transform(checkpoint: dict, tta: bool = False) -> nn.Module:
+    """The evaluation transform a checkpoint needs: its input size, normalization, channels.
+
+    With ``tta=True`` images are resized to round(size * 256 / 227) instead, for the ten crops.
+    """
+    from .data import BatchTransform
+
+    size = checkpoint["image_size"]
+    if tta:
+        size = round(size * 256 / 227)
+    return BatchTransform(size, tuple(checkpoint["mean"]), tuple(checkpoint["std"]), train=False,
+                          out_channels=checkpoint["model_config"]["in_channels"])
+
+
+def _as_loader(data, batch_size: int) -> DataLoader:
+    if isinstance(data, DataLoader):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        data = torch.utils.data.TensorDataset(data[0], torch.as_tensor(data[1]))
+    return DataLoader(data, batch_size=batch_size, shuffle=False)
+
+
+def _model_input_size(model: nn.Module) -> int:
+    return int(getattr(model, "config", {}).get("image_size", getattr(model, "image_size", 227)))
+
+
+def _forward_probs(model, x, tta: bool, size: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probabilities, probabilities) of a normalized float batch, with or without 10 crops."""
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        if tta:
+            probs = ten_crop_predict(model, x, size).float()
+            return probs.clamp_min(1e-12).log(), probs
+        logp = model(x).float().log_softmax(-1)
+    return logp, logp.exp()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, transform: nn.Module | dict,
+             device: str | torch.device | None = None, tta: bool = False,
+             batch_size: int = 256, amp: str = "auto", progress: bool = False) -> dict:
+    """Loss, top-1, top-5 of `model` on `data` (a Dataset of (uint8 image, label), a DataLoader,
+    or a pair of tensors), in eval mode.
+
+    `transform` is the evaluation BatchTransform, or a checkpoint (its normalization and input
+    size are used). ``tta=True`` averages the softmax over the paper's ten crops (Section 4.1).
+    Returns a dict: loss, top1, top5 (None with fewer than 5 classes), n, predictions, targets,
+    probabilities (N x classes, on the CPU).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    size = _model_input_size(model)
+    if isinstance(transform, dict):
+        transform = eval_transform(transform, tta=tta)
+    transform = transform.to(device)
+    dtype = amp_dtype(amp, device)
+    was_training = model.training
+    model.eval()
+    all_logp, all_probs, all_targets = [], [], []
+    loader = _as_loader(data, batch_size)
+    try:
+        from tqdm.auto import tqdm
+
+        for images, targets in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+            x = transform(images.to(device))
+            if tta and min(x.shape[-2:]) <= size:
+                raise ValueError(f"10-crop testing needs images larger than the model's {size} px "
+                                 f"input, the transform gives {tuple(x.shape[-2:])}: use "
+                                 "eval_transform(checkpoint, tta=True)")
+            if not tta and x.shape[-1] != size and getattr(model, "variant", "paper") == "paper":
+                raise ValueError(f"the transform gives {x.shape[-1]} px images, the model takes "
+                                 f"{size} px (use eval_transform(checkpoint))")
+            logp, probs = _forward_probs(model, x, tta, size, dtype)
+            all_logp.append(logp.cpu())
+            all_probs.append(probs.cpu())
+            all_targets.append(torch.as_tensor(targets).long())
+    finally:
+        model.train(was_training)
+    if not all_targets:
+        raise ValueError("evaluate got an empty data set")
+    logp, probs, targets = torch.cat(all_logp), torch.cat(all_probs), torch.cat(all_targets)
+    classes = logp.shape[1]
+    accuracy = topk_accuracy(logp, targets, [1] + ([5] if classes >= 5 else []))
+    return {"loss": F.nll_loss(logp, targets).item(), "top1": accuracy[1],
+            "top5": accuracy.get(5), "n": len(targets), "predictions": logp.argmax(1),
+            "targets": targets, "probabilities": probs}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images, transform: nn.Module | dict,
+            device: str | torch.device | None = None, tta: bool = False) -> torch.Tensor:
+    """Class probabilities (N x classes) for uint8 images (C x H x W or N x C x H x W) or a
+    Dataset; `transform` as in `evaluate`."""
+    if torch.is_tensor(images):
+        images = images[None] if images.dim() == 3 else images
+        images = (images, torch.zeros(len(images), dtype=torch.long))
+    return evaluate(model, images, transform, device, tta=tta)["probabilities"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+class _StopRequest:
+    """Turns Ctrl-C / Jupyter's "interrupt kernel" (SIGINT) into a request to stop after the
+    current batch, so that the weights are never saved half-updated. A second Ctrl-C stops at
+    once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, so a resumed run
+    sees exactly the batches an uninterrupted one would."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def runs_dir() -> Path:
+    """Where trained runs live: PROJECT_ROOT/runs, or runs/smoke in smoke mode (so smoke runs
+    never shadow real ones)."""
+    return PROJECT_ROOT / "runs" / ("smoke" if smoke_mode() else "")
+
+
+def fit(model: AlexNet, splits, config: TrainConfig | None = None,
+        run_dir: str | Path | None = None, device: str | torch.device | None = None,
+        resume: bool = False,
+        on_epoch_end: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Train `model` on ``splits.train``, select on ``splits.val`` (``splits.test`` is never
+    touched), checkpoint every epoch to ``run_dir/last.pt`` (+ ``best.pt``).
+
+    ``resume=True`` continues ``run_dir/last.pt`` exactly where it stopped. `on_epoch_end` is
+    called with the history after each epoch (e.g. a live plot). Ctrl-C / "interrupt kernel",
+    or a KeyboardInterrupt raised by `on_epoch_end`, saves a checkpoint and returns the history.
+    Returns the history: one dict per epoch (epoch, train_loss, train_acc, val_loss, val_acc,
+    lr, images_per_s, seconds).
+    """
+    from tqdm.auto import tqdm
+
+    from .data import BatchTransform
+
+    config = config or TrainConfig()
+    device = pick_device(device, verbose=False) if device is None else torch.device(device)
+    run_dir = Path(run_dir) if run_dir is not None else runs_dir() / splits.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+
+    classes, size = list(splits.classes), _model_input_size(model)
+    model_channels = model.config["in_channels"]
+    if model.config["num_classes"] != len(classes):
+        raise ValueError(f"the model has {model.config['num_classes']} outputs but the data has "
+                         f"{len(classes)} classes: build it with num_classes={len(classes)}")
+    if model_channels not in (splits.in_channels, 3) or (model_channels == 1
+                                                         and splits.in_channels != 1):
+        raise ValueError(f"the model takes {model_channels} channel(s), the data has "
+                         f"{splits.in_channels}: use in_channels={splits.in_channels}")
+    if len(splits.val) == 0:
+        raise ValueError("fit needs a validation split to select the model and schedule the "
+                         "learning rate (load_splits(val_fraction=0.1)); never use the test split")
+
+    model.to(device)
+    channels_last = config.channels_last if config.channels_last is not None else (
+        device.type == "cuda")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    dtype = amp_dtype(config.amp, device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=config.lr_factor, patience=config.patience,
+        min_lr=config.min_lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    steps_per_epoch = math.ceil(len(splits.train) / config.batch_size)
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+
+    history: list[dict] = []
+    start_epoch, start_batch, partial = 0, 0, {"loss": 0.0, "correct": 0, "seen": 0}
+    best_val_acc = -1.0
+    if resume and last_path.exists():
+        checkpoint = load_checkpoint(last_path, map_location="cpu")
+        check_compatible(checkpoint, model, classes)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        history = list(checkpoint["history"])
+        start_epoch, start_batch = checkpoint["epoch"], checkpoint["batch"]
+        partial, best_val_acc = dict(checkpoint["partial"]), checkpoint["best_val_acc"]
+        _set_rng_state(checkpoint["rng"])
+        print(f"Resuming {last_path} at epoch {start_epoch + 1}"
+              + (f", batch {start_batch + 1}" if start_batch else ""))
+    else:
+        if last_path.exists():
+            print(f"Starting a new run: {last_path} will be overwritten (resume=True continues it)")
+        _seed_everything(config.seed)
+
+    augment = BatchTransform(size, tuple(splits.mean), tuple(splits.std), train=True,
+                             pca=splits.pca, pca_std=config.pca_std,
+                             out_channels=model_channels).to(device)
+    plain = BatchTransform(size, tuple(splits.mean), tuple(splits.std), train=False,
+                           out_channels=model_channels).to(device)
+    train_transform = augment if config.augment else plain
+    net = torch.compile(model) if config.compile else model
+    criterion = nn.CrossEntropyLoss()
+
+    def checkpoint_now(epoch: int, batch: int) -> dict:
+        return {
+            "format": FORMAT, "model_config": dict(model.config),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "classes": classes, "mean": [float(m) for m in splits.mean],
+            "std": [float(s) for s in splits.std], "image_size": size,
+            "in_channels_data": int(splits.in_channels), "dataset": splits.name,
+            "synthetic": bool(getattr(splits, "synthetic", False)),
+            "epoch": epoch, "batch": batch, "partial": dict(partial),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "rng": _rng_state(), "history": list(history),
+            "best_val_acc": best_val_acc, "train_config": dataclasses.asdict(config),
+        }
+
+    writer = None
+    if config.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    print(f"Training {len(splits.train)} images ({len(splits.val)} for validation) of "
+          f"{splits.name} at {size} px on {describe_device(device)}, "
+          f"{'autocast ' + str(dtype).replace('torch.', '') if dtype else 'float32'}"
+          f"{', channels_last' if channels_last else ''}; checkpoints in {run_dir}")
+
+    epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch,
+                  total=config.epochs, disable=not config.progress)
+    epoch, batch = start_epoch, start_batch
+    try:
+        with _StopRequest() as stop:
+            for epoch in epochs:
+                model.train()
+                order = _epoch_order(len(splits.train), config.seed, epoch)
+                loader = DataLoader(splits.train, batch_size=config.batch_size,
+                                    sampler=order[start_batch * config.batch_size:],
+                                    num_workers=config.num_workers,
+                                    pin_memory=device.type == "cuda")
+                bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False,
+                           initial=start_batch, total=steps_per_epoch,
+                           disable=not config.progress)
+                t0, seen_now = time.perf_counter(), 0
+                for batch, (images, targets) in enumerate(bar, start=start_batch):
+                    step = epoch * steps_per_epoch + batch
+                    if step < warmup_steps:   # linear warm-up: lr * (step + 1) / warmup_steps
+                        for group in optimizer.param_groups:
+                            group["lr"] = config.lr * (step + 1) / warmup_steps
+                    elif step == warmup_steps and warmup_steps > 0:
+                        for group in optimizer.param_groups:
+                            group["lr"] = config.lr
+                    images = images.to(device, non_blocking=True)
+                    targets = targets.to(device, non_blocking=True)
+                    x = train_transform(images)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(device.type, dtype=dtype or torch.float32,
+                                        enabled=dtype is not None):
+                        logits = net(x)
+                        loss = criterion(logits.float(), targets)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if config.grad_clip:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if not math.isfinite(loss.item()):
+                        raise FloatingPointError(
+                            f"the loss became {loss.item()} at epoch {epoch + 1}, batch "
+                            f"{batch + 1}: lower the learning rate (config.lr) or clip gradients")
+                    partial["loss"] += loss.item() * len(targets)
+                    partial["correct"] += (logits.argmax(1) == targets).sum().item()
+                    partial["seen"] += len(targets)
+                    seen_now += len(targets)
+                    bar.set_postfix(loss=f"{partial['loss'] / partial['seen']:.3f}",
+                                    acc=f"{partial['correct'] / partial['seen']:.3f}",
+                                    refresh=False)
+                    if stop.requested:
+                        batch += 1   # this batch is done; resume after it
+                        raise KeyboardInterrupt
+                bar.close()
+                seconds = time.perf_counter() - t0
+                batch = steps_per_epoch
+
+                val = evaluate(model, splits.val, plain, device, batch_size=config.eval_batch_size,
+                               amp=config.amp)
+                lr = optimizer.param_groups[0]["lr"]
+                row = {"epoch": epoch + 1, "train_loss": partial["loss"] / partial["seen"],
+                       "train_acc": partial["correct"] / partial["seen"],
+                       "val_loss": val["loss"], "val_acc": val["top1"], "lr": lr,
+                       "images_per_s": seen_now / max(seconds, 1e-9), "seconds": seconds}
+                history.append(row)
+                scheduler.step(val["loss"])        # divide by 10 on a validation-loss plateau
+                start_batch, batch = 0, 0
+                partial = {"loss": 0.0, "correct": 0, "seen": 0}
+                if val["top1"] > best_val_acc:
+                    best_val_acc = val["top1"]
+                    # best.pt is for *using* the model: no optimizer state (half the size)
+                    best = checkpoint_now(epoch + 1, 0)
+                    del best["optimizer"]
+                    save_checkpoint(best, best_path)
+                save_checkpoint(checkpoint_now(epoch + 1, 0), last_path)
+                if writer is not None:
+                    for key, value in row.items():
+                        if key != "epoch":
+                            writer.add_scalar(key, value, epoch + 1)
+                    writer.flush()
+                epochs.set_postfix(val_acc=f"{row['val_acc']:.3f}", lr=f"{lr:g}")
+                epochs.write(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} "
+                             f"acc {row['train_acc']:.3f}  val loss {row['val_loss']:.3f} "
+                             f"acc {row['val_acc']:.3f}  lr {lr:.0e}  "
+                             f"{row['images_per_s']:.0f} img/s")
+                if on_epoch_end is not None:
+                    on_epoch_end(history)
+                if stop.requested:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        done_epoch = len(history)
+        if batch:   # inside an epoch: save the batches done so far (resume skips them)
+            save_checkpoint(checkpoint_now(epoch, batch), last_path)
+            print(f"Interrupted in epoch {epoch + 1} after batch {batch}: saved {last_path}; "
+                  "fit(..., resume=True) continues exactly from there")
+        else:
+            print(f"Interrupted after epoch {done_epoch}: {last_path} holds it; "
+                  "fit(..., resume=True) continues")
+    finally:
+        epochs.close()
+        if writer is not None:
+            writer.close()
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# A trained model for the later notebooks
+# ---------------------------------------------------------------------------------------------
+
+QUICK = dict(limit=600, image_size=67, epochs=3)   # a small model CPUs train in about a minute
+
+
+def load_or_train(dataset: str, device: str | torch.device | None = None
+                  ) -> tuple[AlexNet, dict, str]:
+    """(model, checkpoint, how): ``runs_dir()/<dataset>/best.pt`` when notebook 04/05 trained
+    one, else a small quick model (trained once into ``runs_dir()/quick/<dataset>``) - `how` says
+    which, so notebooks can tell the reader."""
+    from .data import load_splits
+
+    name = Path(dataset).name if os.sep in str(dataset) else str(dataset)
+    for path, how in ((runs_dir() / name / "best.pt", "the model trained by notebook 04/05"),
+                      (runs_dir() / "quick" / name / "best.pt", "a quick model trained earlier")):
+        if path.is_file():
+            model, checkpoint = load_model(path, device)
+            return model, checkpoint, f"loaded {how} ({path})"
+    splits = load_splits(dataset, limit=QUICK["limit"])
+    model = build_model(splits, image_size=QUICK["image_size"])
+    config = TrainConfig(epochs=QUICK["epochs"], batch_size=64, progress=False)
+    run = runs_dir() / "quick" / name
+    fit(model, splits, config, run, device=device)
+    model, checkpoint = load_model(run / "best.pt", device)
+    how = (f"trained a quick model ({QUICK['limit']} images, {QUICK['image_size']} px, "
+           f"{QUICK['epochs']} epochs) into {run} because {runs_dir() / name / 'best.pt'} does not "
+           "exist yet - run notebook 04/05 for a real one")
+    print(how)
+    return model, checkpoint, how

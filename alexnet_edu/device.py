@@ -21,15 +21,22 @@ def describe_device(device: torch.device | str) -> str:
 
 
 def pick_device(prefer: str | torch.device | None = None, verbose: bool = True) -> torch.device:
-    """CUDA if available, else Apple MPS, else CPU; `prefer` forces one ("cpu", "cuda:1", ...).
+    """CUDA if available, else Apple MPS, else CPU; `prefer` forces one ("cpu", "cuda:1", ...;
+    None or "auto" picks).
 
     Prints one line saying what was chosen (and, on CPU, how to get a GPU on Colab).
     """
+    if isinstance(prefer, str) and prefer.strip().lower() in ("", "auto"):
+        prefer = None
     if prefer is not None:
         device = torch.device(prefer)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {prefer!r} was asked for, but PyTorch sees no CUDA GPU "
                              "(on Colab: Runtime > Change runtime type > GPU)")
+        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+            raise ValueError(f"device {prefer!r} was asked for, but only "
+                             f"{torch.cuda.device_count()} CUDA GPU(s) are visible "
+                             "(indices start at 0)")
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise ValueError(f"device {prefer!r} was asked for, but Apple MPS is not available")
     elif torch.cuda.is_available():

@@ -16,7 +16,6 @@ formula rather than trusted.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -66,26 +65,29 @@ def pool_output_size(size: int, kernel: int, stride: int | None = None, padding:
     """Output size of max/avg pooling along one axis, with PyTorch's rules.
 
     `stride` defaults to `kernel`, as in `nn.MaxPool2d`. With `ceil_mode=True` the division is
-    rounded up, except that a last window starting entirely in the right padding is dropped.
+    rounded up (a last, partial window is kept, even one that sticks out of the padded input),
+    except that a last window starting in the right padding is dropped.
 
     >>> pool_output_size(55, kernel=3, stride=2)     # AlexNet's overlapping pooling, z=3, s=2
     27
     """
     stride = kernel if stride is None else stride
     extent = _check_window(size, kernel, stride, padding, dilation)
-    if padding > kernel // 2:
-        raise ValueError(f"padding ({padding}) must be at most half the kernel ({kernel})")
+    if padding > kernel // 2:  # PyTorch's rule: a window must never lie entirely in padding
+        raise ValueError(f"padding ({padding}) must be at most half the kernel ({kernel}): "
+                         f"use padding <= {kernel // 2}")
     padded = size + 2 * padding
-    if padded < extent:
+    # floor division also rounds negative numerators down, exactly like PyTorch's div_rtn
+    out = (padded - extent + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1  # the last window would start in the right padding: PyTorch drops it
+    if out < 1:
         raise ValueError(
-            f"a pooling window of effective size {extent} does not fit in an input of size "
-            f"{size} (padded to {padded}): the input must be at least {extent - 2 * padding} wide"
+            f"a pooling window of effective size {extent} (kernel {kernel}, dilation {dilation}) "
+            f"does not fit in an input of size {size} padded to {padded}: the input must be at "
+            f"least {extent - 2 * padding} wide"
+            + ("" if ceil_mode else " (or set ceil_mode=True to keep a partial window)")
         )
-    if not ceil_mode:
-        return (padded - extent) // stride + 1
-    out = math.ceil((padded - extent) / stride) + 1
-    if (out - 1) * stride >= size + padding:  # last window would start in the right padding
-        out -= 1
     return out
 
 
@@ -154,17 +156,24 @@ def _mult_adds(module: nn.Module, output: torch.Tensor) -> int:
 
 
 def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
-          device: str | torch.device = "cpu") -> Trace:
+          device: str | torch.device | None = None) -> Trace:
     """Run one image of `input_size` (C, H, W) through `model` and record every leaf layer.
 
     Shapes come from forward hooks on a real forward pass (batch of 1, eval mode, no gradients),
     so they are what PyTorch computes, not what a formula predicts. Multiply-adds are counted for
-    convolutions and linear layers, per image.
+    convolutions and linear layers, per image. The input goes to `device`, by default the one
+    the model's parameters are on.
+
+    >>> print(trace(AlexNet(), (3, 227, 227)))      # doctest: +SKIP
     """
     if len(input_size) == 4:
         input_size = tuple(input_size[1:])
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (channels, height, width), got {tuple(input_size)}")
+    first = next(model.parameters(), None)
+    if device is None:
+        device = first.device if first is not None else "cpu"
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     rows = Trace()
     names = {m: n for n, m in model.named_modules()}
     handles = []
@@ -182,7 +191,7 @@ def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *input_size, device=device))
+            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
     finally:
         model.train(was_training)
         for h in handles:

@@ -1,0 +1,418 @@
+"""Student versions of the solution notebooks: strip the solutions, keep everything else.
+
+The notebooks in `notebooks/` are the solution notebooks. Answers sit between nbgrader's
+markers, so nbgrader can take the notebooks as they are:
+
+    ### BEGIN SOLUTION            (code or markdown cells)
+    ...the answer...
+    ### END SOLUTION
+    ### BEGIN HIDDEN TESTS        (code cells: tests students should not see)
+    ...
+    ### END HIDDEN TESTS
+
+    python -m alexnet_edu.assignments release notebooks/ --out release/
+    python -m alexnet_edu.assignments check notebooks/
+
+`release` writes one student notebook per solution notebook: each solution region becomes
+`# YOUR CODE HERE` + `raise NotImplementedError()` at the region's indentation (so a solution
+inside a function body stays valid Python; nbgrader's convention), or `YOUR ANSWER HERE` in
+markdown; hidden tests are removed; outputs and execution counts are cleared. Every other byte
+is kept: the JSON is edited, not re-modelled, and written the way nbformat writes it, so a
+notebook without solutions or outputs comes back byte-identical. All inputs are validated
+before anything is written, and each file is written atomically.
+
+`check` validates the markers and lists the exercises of each notebook; it also checks this
+project's convention (at least three exercises, each followed by a check cell that calls
+`alexnet_edu.checks`). Exit status: 0 fine, 1 convention problems, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NotebookError", "Region", "Exercise", "NotebookScan", "scan_notebook",
+           "release_notebook", "release", "notebook_paths", "convention_problems", "main"]
+
+BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+_MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "solution"),
+            BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}
+_BEGIN = {"solution": BEGIN_SOLUTION, "hidden": BEGIN_HIDDEN}
+_END = {"solution": END_SOLUTION, "hidden": END_HIDDEN}
+# nbgrader treats any line *containing* these words as a marker; so do we, and we insist on the
+# exact form, so that our release and nbgrader's never disagree about what is a solution.
+_MARKER_WORDS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's stubs
+TEXT_STUB = ("YOUR ANSWER HERE",)
+
+# A check cell calls one of the check_* functions (alexnet_edu/checks.py), e.g. check_close(...)
+# or checks.check_close(...), and the notebook imports alexnet_edu.checks somewhere.
+_CHECK_CALL = re.compile(r"\bcheck_[a-z_]+\s*\(")
+_CHECKS_IMPORT = re.compile(r"alexnet_edu\.checks\b|from\s+alexnet_edu\s+import\s+[^\n]*\bchecks\b")
+
+
+class NotebookError(ValueError):
+    """A file that cannot be released: not a notebook, or markers that do not pair up.
+    The message names the file and, where it applies, the cell (index counted from 0)."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """One marked region: `kind` is "solution" or "hidden"; lines are 1-based within the cell."""
+
+    kind: str
+    cell: int
+    cell_type: str
+    begin_line: int
+    end_line: int
+
+
+@dataclass
+class Exercise:
+    """A code cell with solution regions, the cells that check it, and its task's heading."""
+
+    cell: int
+    title: str
+    regions: int
+    check_cells: list[int] = field(default_factory=list)
+    hidden_tests: int = 0
+
+
+@dataclass
+class NotebookScan:
+    """What `check` knows about one notebook."""
+
+    path: Path
+    regions: list[Region]
+    exercises: list[Exercise]          # code cells with solution regions, in order
+    written_answers: list[Region]      # solution regions in markdown cells (graded by hand)
+    imports_checks: bool
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _cell_label(cell: dict, index: int) -> str:
+    first = next((ln.strip() for ln in _text(cell.get("source", "")).split("\n") if ln.strip()), "")
+    first = first if len(first) <= 40 else first[:39] + "\u2026"
+    return f"cell {index} ({cell.get('cell_type', '?')}, starts {first!r})"
+
+
+def _text(source: Any) -> str:
+    return "".join(source) if isinstance(source, list) else source
+
+
+def load_notebook(path: Path) -> tuple[dict, str]:
+    """The notebook's JSON (as written, key order kept) and its text; NotebookError if it is not
+    an nbformat-4 notebook."""
+    path = Path(path)
+    if path.suffix != ".ipynb":
+        raise NotebookError(f"{path}: not a notebook (expected a .ipynb file)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise NotebookError(f"{path}: no such file") from None
+    except UnicodeDecodeError as err:
+        raise NotebookError(f"{path}: not a notebook (not UTF-8 text: {err.reason} at byte "
+                            f"{err.start})") from None
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise NotebookError(f"{path}: not a notebook (invalid JSON: {err.msg} at line "
+                            f"{err.lineno}, column {err.colno})") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{path}: not a notebook (no list of 'cells' in the JSON)")
+    if nb.get("nbformat") != 4:
+        raise NotebookError(f"{path}: nbformat {nb.get('nbformat')!r} is not supported; convert "
+                            "it with `jupyter nbconvert --to notebook --nbformat 4`")
+    for i, cell in enumerate(nb["cells"]):
+        source = cell.get("source") if isinstance(cell, dict) else None
+        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str) or not (
+                isinstance(source, str)
+                or isinstance(source, list) and all(isinstance(s, str) for s in source)):
+            raise NotebookError(f"{path}: cell {i}: not a notebook cell (needs 'cell_type' and "
+                                "a 'source' string or list of strings)")
+    return nb, text
+
+
+def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region]:
+    """Validate the markers of one cell and return its regions (nbgrader's grammar: regions do
+    not nest and do not span cells; markers stand alone on their line)."""
+    regions: list[Region] = []
+    open_kind, open_line = None, 0
+    for number, line in enumerate(source.split("\n"), start=1):
+        marker = _MARKERS.get(line.strip())
+        if marker is None:
+            word = next((w for w in _MARKER_WORDS if w in line), None)
+            if word:
+                raise NotebookError(f"{where}: line {number} mentions {word!r} but is not a "
+                                    f"marker: write the marker alone on its line, exactly "
+                                    f"'### {word}' (nbgrader would treat this line as one)")
+            continue
+        action, kind = marker
+        if action == "begin":
+            if open_kind:
+                raise NotebookError(f"{where}: nested markers: {_BEGIN[kind]!r} on line {number} "
+                                    f"is inside the {_BEGIN[open_kind]!r} region opened on line "
+                                    f"{open_line}; close that one with {_END[open_kind]!r} first")
+            if kind == "hidden" and cell_type != "code":
+                raise NotebookError(f"{where}: {BEGIN_HIDDEN!r} on line {number}: hidden tests "
+                                    "belong in code cells")
+            open_kind, open_line = kind, number
+        elif open_kind is None:
+            raise NotebookError(f"{where}: {_END[kind]!r} on line {number} has no "
+                                f"{_BEGIN[kind]!r} before it")
+        elif open_kind != kind:
+            raise NotebookError(f"{where}: {_END[kind]!r} on line {number} does not match "
+                                f"{_BEGIN[open_kind]!r} on line {open_line}")
+        else:
+            regions.append(Region(kind, index, cell_type, open_line, number))
+            open_kind = None
+    if open_kind:
+        raise NotebookError(f"{where}: {_BEGIN[open_kind]!r} on line {open_line} has no "
+                            f"{_END[open_kind]!r} (a region must end in the cell it starts in)")
+    return regions
+
+
+def _cell_regions(nb: dict, path: Path) -> list[list[Region]]:
+    return [_regions(_text(c["source"]), c["cell_type"], f"{path}: {_cell_label(c, i)}", i)
+            for i, c in enumerate(nb["cells"])]
+
+
+# --------------------------------------------------------------------------- releasing
+
+
+def _released_source(source: str, cell_type: str, regions: list[Region]) -> str:
+    """Replace solution regions by the stub (at the BEGIN line's indentation), drop hidden tests."""
+    lines = source.split("\n")
+    out: list[str] = []
+    skip_until = 0
+    starts = {r.begin_line: r for r in regions}
+    for number, line in enumerate(lines, start=1):
+        if number <= skip_until:
+            continue
+        region = starts.get(number)
+        if region is None:
+            out.append(line)
+            continue
+        skip_until = region.end_line
+        if region.kind == "solution":
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + stub for stub in (CODE_STUB if cell_type == "code" else TEXT_STUB))
+    return "\n".join(out)
+
+
+def release_notebook(nb: dict, path: Path | str = "<notebook>") -> dict:
+    """The student version of a notebook's JSON (a new dict; `nb` is not changed)."""
+    path = Path(path)
+    per_cell = _cell_regions(nb, path)
+    student = json.loads(json.dumps(nb))  # deep copy that keeps key order
+    for cell, regions in zip(student["cells"], per_cell):
+        if regions:
+            new = _released_source(_text(cell["source"]), cell["cell_type"], regions)
+            # keep the file's own form: nbformat stores sources as lists of lines
+            cell["source"] = new.splitlines(True) if isinstance(cell["source"], list) else new
+        if cell["cell_type"] == "code":
+            if "outputs" in cell:
+                cell["outputs"] = []
+            if "execution_count" in cell:
+                cell["execution_count"] = None
+    return student
+
+
+def dumps(nb: dict, trailing_newline: bool = True) -> str:
+    """JSON text as nbformat writes it (indent 1, non-ASCII kept, newline at the end); the key
+    order is the file's own, which for nbformat-written files is sorted."""
+    text = json.dumps(nb, indent=1, separators=(",", ": "), ensure_ascii=False)
+    return text + "\n" if trailing_newline else text
+
+
+def notebook_paths(inputs: Iterable[Path | str]) -> list[Path]:
+    """Expand folders to the notebooks in them (not recursive, hidden files skipped)."""
+    paths: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.glob("*.ipynb") if not p.name.startswith("."))
+            if not found:
+                raise NotebookError(f"{item}: no notebooks (*.ipynb) in this folder")
+            paths.extend(found)
+        elif not item.exists():
+            raise NotebookError(f"{item}: no such file or folder")
+        else:
+            paths.append(item)
+    return paths
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def release(inputs: Sequence[Path | str] | Path | str, out: Path | str) -> list[Path]:
+    """Write the student version of every notebook in `inputs` (files or folders) into `out`.
+    Everything is read and validated first; on any error nothing is written."""
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    out = Path(out)
+    paths = notebook_paths(inputs)
+    planned: dict[str, str] = {}
+    for path in paths:
+        if out.resolve() == path.parent.resolve():
+            raise NotebookError(f"{out}: the output folder holds the solution notebook "
+                                f"{path.name}; releasing there would overwrite it - choose "
+                                "another --out")
+        if path.name in planned:
+            raise NotebookError(f"{path}: two input notebooks are called {path.name}")
+        nb, text = load_notebook(path)
+        planned[path.name] = dumps(release_notebook(nb, path), text.endswith("\n"))
+    if out.exists() and not out.is_dir():
+        raise NotebookError(f"{out}: exists and is not a folder")
+    if not out.exists():
+        # all or nothing: build the folder beside its final place, then rename it into place
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+        try:
+            for name, text in planned.items():
+                (staging / name).write_text(text, encoding="utf-8", newline="")
+            staging.rename(out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    else:
+        for name, text in planned.items():
+            _write_atomically(out / name, text)
+    return [out / name for name in planned]
+
+
+# --------------------------------------------------------------------------- checking
+
+
+def _title(cells: list[dict], before: int) -> str:
+    """The task's heading: the last heading (else the first line) of the nearest markdown cell
+    above `before`."""
+    for cell in reversed(cells[:before]):
+        if cell["cell_type"] == "markdown":
+            lines = [ln.strip() for ln in _text(cell["source"]).split("\n") if ln.strip()]
+            headings = [ln for ln in lines if ln.startswith("#")]
+            if lines:
+                return (headings[-1] if headings else lines[0]).lstrip("#").strip()
+    return ""
+
+
+def scan_notebook(path: Path | str) -> NotebookScan:
+    """Validate a notebook's markers and find its exercises and their check cells."""
+    path = Path(path)
+    nb, _ = load_notebook(path)
+    cells = nb["cells"]
+    per_cell = _cell_regions(nb, path)
+    released = release_notebook(nb, path)["cells"]
+    exercises: list[Exercise] = []
+    written: list[Region] = []
+    for i, regions in enumerate(per_cell):
+        solutions = [r for r in regions if r.kind == "solution"]
+        if solutions and cells[i]["cell_type"] == "code":
+            exercises.append(Exercise(i, _title(cells, i), len(solutions)))
+        else:
+            written.extend(solutions)
+    # a check cell: a code cell without solutions, after the exercise and before the next one,
+    # whose student-visible part calls a check_* function
+    for k, ex in enumerate(exercises):
+        stop = exercises[k + 1].cell if k + 1 < len(exercises) else len(cells)
+        for j in range(ex.cell + 1, stop):
+            if cells[j]["cell_type"] != "code":
+                continue
+            ex.hidden_tests += sum(r.kind == "hidden" for r in per_cell[j])
+            if _CHECK_CALL.search(_text(released[j]["source"])):
+                ex.check_cells.append(j)
+    imports = any(_CHECKS_IMPORT.search(_text(c["source"])) for c in cells
+                  if c["cell_type"] == "code")
+    regions = [r for rs in per_cell for r in rs]
+    return NotebookScan(path, regions, exercises, written, imports)
+
+
+def convention_problems(scan: NotebookScan, min_exercises: int = 3) -> list[str]:
+    """This project's exercise convention, as a list of problems (empty when it holds)."""
+    problems = []
+    if len(scan.exercises) < min_exercises:
+        problems.append(f"{len(scan.exercises)} exercise(s) with a solution region in a code "
+                        f"cell; at least {min_exercises} are expected")
+    for ex in scan.exercises:
+        if not ex.check_cells:
+            problems.append(f"the exercise in cell {ex.cell} ({ex.title or 'untitled'}) has no "
+                            "check cell after it calling alexnet_edu.checks (check_close, ...)")
+    if scan.exercises and not scan.imports_checks:
+        problems.append("no cell imports alexnet_edu.checks")
+    return problems
+
+
+def _report(scan: NotebookScan, problems: list[str]) -> str:
+    lines = [f"{scan.path}: {len(scan.exercises)} exercise(s)"
+             + (f", {len(scan.written_answers)} written answer(s)" if scan.written_answers else "")]
+    for ex in scan.exercises:
+        checked = (f"checked in cell {', '.join(map(str, ex.check_cells))}" if ex.check_cells
+                   else "NOT CHECKED")
+        hidden = f", {ex.hidden_tests} hidden test region(s)" if ex.hidden_tests else ""
+        lines.append(f"  cell {ex.cell:>3}  {ex.title or '(no heading above)'}  [{ex.regions} "
+                     f"solution region(s), {checked}{hidden}]")
+    for r in scan.written_answers:
+        lines.append(f"  cell {r.cell:>3}  written answer (markdown), graded by hand")
+    lines.extend(f"  ! {p}" for p in problems)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m alexnet_edu.assignments",
+        description="Release student versions of solution notebooks (nbgrader markers).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rel = sub.add_parser("release", help="write student notebooks (solutions stripped)")
+    rel.add_argument("inputs", nargs="+", type=Path, help="notebooks or folders of notebooks")
+    rel.add_argument("--out", required=True, type=Path, help="folder for the student notebooks")
+    chk = sub.add_parser("check", help="validate markers and list the exercises")
+    chk.add_argument("inputs", nargs="+", type=Path, help="notebooks or folders of notebooks")
+    chk.add_argument("--min-exercises", type=int, default=3,
+                     help="exercises expected per notebook (default 3; 0 to only validate)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "release":
+            written = release(args.inputs, args.out)
+            print(f"released {len(written)} notebook(s) into {args.out}: "
+                  + ", ".join(p.name for p in written))
+            return 0
+        status = 0
+        for path in notebook_paths(args.inputs):
+            scan = scan_notebook(path)
+            problems = convention_problems(scan, args.min_exercises)
+            print(_report(scan, problems))
+            status = status or (1 if problems else 0)
+        return status
+    except NotebookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,9 @@ message when it does not.
     check_shape("LRN output", b, (8, 96, 55, 55))
     check_close("your LRN", mine, reference, tol=1e-6)
     check_layers(student_model, AlexNet(...), images)   # names the first layer that differs
+
+A student's `NotImplementedError` (the released notebooks' placeholder) is never caught here:
+it reaches the student as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ import torch
 __all__ = ["CheckFailed", "relative_error", "check_equal", "check_shape", "check_close",
            "check_true", "check_layers"]
 
+# How the relative error is defined, quoted in failure messages so that a number like 3e-02 means
+# something to the student.
+_REL_ERR = "max|x-y| / max(1e-8, |x|+|y|)"
+
 
 class CheckFailed(AssertionError):
     """An exercise check that did not pass; the message says why."""
@@ -29,58 +36,109 @@ def _ok(message: str) -> None:
     print(f"\u2714 {message}")
 
 
+def _cpu64(value: Any) -> torch.Tensor:
+    """A detached float64 CPU copy: answers computed on a GPU compare with CPU references."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float64)
+    return torch.as_tensor(value, dtype=torch.float64)
+
+
 def relative_error(got: Any, expected: Any) -> float:
     """max |x - y| / max(1e-8, |x| + |y|), elementwise (CS231n's measure): ~1e-7 is a match in
     float32, ~1e-2 is a bug."""
-    x = torch.as_tensor(got, dtype=torch.float64)
-    y = torch.as_tensor(expected, dtype=torch.float64)
+    x, y = _cpu64(got), _cpu64(expected)
     if x.numel() == 0 and y.numel() == 0:
         return 0.0
     return ((x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)).max().item()
 
 
+def _no_answer(name: str, got: Any, wanted: str) -> CheckFailed | None:
+    if got is None or got is Ellipsis or got is NotImplemented:
+        return CheckFailed(f"{name}: no answer yet (got {got!r}); expected {wanted}")
+    return None
+
+
+def _tensor(name: str, got: Any, wanted: str) -> torch.Tensor:
+    if (err := _no_answer(name, got, wanted)) is not None:
+        raise err
+    if isinstance(got, torch.Tensor):
+        return got
+    try:
+        return torch.as_tensor(got)
+    except (TypeError, ValueError, RuntimeError):
+        raise CheckFailed(f"{name}: expected {wanted}, got a {type(got).__name__}") from None
+
+
 def check_equal(name: str, got: Any, expected: Any) -> None:
     """Exact equality, for integers, strings and tuples (e.g. an output size)."""
-    if got is None or got is Ellipsis:
-        raise CheckFailed(f"{name}: no answer yet (got {got!r}); expected a value like "
-                          f"{type(expected).__name__}")
-    if got != expected:
+    if (err := _no_answer(name, got, f"a value like {expected!r}")) is not None:
+        raise err
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()  # a 0-d tensor such as torch.tensor(27) is the number 27
+    elif isinstance(got, (torch.Tensor, list)) and isinstance(expected, tuple):
+        got = tuple(got.tolist() if isinstance(got, torch.Tensor) else got)
+    try:
+        same = bool(got == expected)
+    except (RuntimeError, ValueError):  # e.g. a tensor of several values against a number
+        same = False
+    if not same:
         hint = ""
-        if isinstance(got, (int, float)) and isinstance(expected, int) and got != int(got):
+        if isinstance(got, float) and isinstance(expected, int) and got != int(got):
             hint = " - sizes are whole numbers: did you forget to floor the division?"
+        elif type(got) is not type(expected) and str(got) == str(expected):
+            hint = f" (a {type(got).__name__}, expected a {type(expected).__name__})"
         raise CheckFailed(f"{name}: expected {expected!r}, got {got!r}{hint}")
     _ok(f"{name}: {got!r}")
 
 
 def check_shape(name: str, got: Any, expected: Sequence[int]) -> None:
-    """`got` is a tensor/array of shape `expected`."""
-    shape = tuple(getattr(got, "shape", ()))
-    if not hasattr(got, "shape"):
-        raise CheckFailed(f"{name}: expected a tensor of shape {tuple(expected)}, got "
+    """`got` is a tensor/array of shape `expected` (a shape such as `x.shape` is accepted too)."""
+    expected = tuple(expected)
+    if (err := _no_answer(name, got, f"a tensor of shape {expected}")) is not None:
+        raise err
+    if isinstance(got, (tuple, list)) and all(isinstance(d, int) for d in got):
+        shape = tuple(got)  # torch.Size is a tuple
+    elif hasattr(got, "shape"):
+        shape = tuple(got.shape)
+    else:
+        raise CheckFailed(f"{name}: expected a tensor of shape {expected}, got a "
                           f"{type(got).__name__}")
-    if shape != tuple(expected):
-        raise CheckFailed(f"{name}: expected shape {tuple(expected)}, got {shape}")
+    if shape != expected:
+        hint = ""
+        if len(shape) != len(expected):
+            hint = f" ({len(shape)} dimensions instead of {len(expected)})"
+        elif sorted(shape) == sorted(expected):
+            hint = " (the same sizes in another order: a transpose or permute?)"
+        raise CheckFailed(f"{name}: expected shape {expected}, got {shape}{hint}")
     _ok(f"{name}: shape {shape}")
+
+
+def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float) -> str | None:
+    """None if `got` matches `expected` within `tol`, else the message that says how not."""
+    if tuple(got.shape) != tuple(expected.shape):
+        return f"{name}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
+    if got.is_floating_point() and not torch.isfinite(got).all():
+        bad = int((~torch.isfinite(got)).sum())
+        return f"{name}: {bad} of {got.numel()} values are NaN or infinite"
+    err = relative_error(got, expected)
+    if err <= tol:
+        return None
+    x, y = _cpu64(got).flatten(), _cpu64(expected).flatten()
+    worst = int((x - y).abs().argmax())
+    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), expected.shape))
+    return (f"{name}: relative error {err:.2e} is above the tolerance {tol:g} "
+            f"(relative error = {_REL_ERR}); largest difference at index {where}: "
+            f"got {x[worst].item():.6g}, expected {y[worst].item():.6g}")
 
 
 def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5) -> None:
     """Same shape and relative error (see `relative_error`) at most `tol`."""
-    if got is None:
-        raise CheckFailed(f"{name}: no answer yet (got None)")
-    got_t, exp_t = torch.as_tensor(got), torch.as_tensor(expected)
-    if tuple(got_t.shape) != tuple(exp_t.shape):
-        raise CheckFailed(f"{name}: expected shape {tuple(exp_t.shape)}, got {tuple(got_t.shape)}")
-    if got_t.dtype.is_floating_point and not torch.isfinite(got_t).all():
-        raise CheckFailed(f"{name}: contains NaN or infinity")
-    err = relative_error(got_t, exp_t)
-    if not err <= tol:
-        x, y = got_t.double().flatten(), exp_t.double().flatten()
-        worst = int((x - y).abs().argmax()) if x.numel() else 0
-        where = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), exp_t.shape))
-        raise CheckFailed(f"{name}: relative error {err:.2e} is above the tolerance {tol:.0e}; "
-                          f"largest difference at index {where}: got {x[worst].item():.6g}, "
-                          f"expected {y[worst].item():.6g}")
-    _ok(f"{name}: relative error {err:.1e} (tolerance {tol:.0e})")
+    exp_t = torch.as_tensor(expected) if not isinstance(expected, torch.Tensor) else expected
+    got_t = _tensor(name, got, f"a tensor of shape {tuple(exp_t.shape)}")
+    message = _difference(name, got_t, exp_t, tol)
+    if message:
+        raise CheckFailed(message)
+    _ok(f"{name}: relative error {relative_error(got_t, exp_t):.1e} (tolerance {tol:g})")
 
 
 def check_true(name: str, condition: bool, explanation: str) -> None:
@@ -90,28 +148,72 @@ def check_true(name: str, condition: bool, explanation: str) -> None:
     _ok(name)
 
 
+def _find_layer(model: torch.nn.Module, name: str) -> torch.nn.Module | None:
+    """`model.layer(name)` for an AlexNet; for any other module the sub-module called `name`
+    (exactly, or as the last part of its dotted name, e.g. features.conv1)."""
+    if hasattr(model, "layer"):
+        try:
+            return model.layer(name)
+        except KeyError:
+            return None
+    for full, module in model.named_modules():
+        if full == name or full.endswith("." + name):
+            return module
+    return None
+
+
+def _layer_outputs(model: torch.nn.Module, x: torch.Tensor, names: list[str],
+                   whose: str) -> dict[str, torch.Tensor]:
+    """Outputs of the named layers (copied as emitted, so in-place ReLUs do not change them); a
+    model that raises is reported with the layer it was in."""
+    layers = {}
+    for name in names:
+        layer = _find_layer(model, name)
+        if layer is None:
+            raise CheckFailed(f"{whose} has no layer called {name!r}; name the layers like the "
+                              f"reference: {', '.join(names)}")
+        layers[name] = layer
+    found: dict[str, torch.Tensor] = {}
+    current = [""]
+    handles = []
+    for name, layer in layers.items():
+        handles.append(layer.register_forward_pre_hook(
+            lambda m, i, name=name: current.__setitem__(0, name)))
+        handles.append(layer.register_forward_hook(
+            lambda m, i, out, name=name: found.__setitem__(name, out.detach().cpu().clone())))
+    param = next(model.parameters(), None)
+    was_training = model.training
+    model.eval()  # dropout off: the comparison must be deterministic
+    try:
+        with torch.no_grad():
+            model(x.to(param.device) if param is not None else x)
+    except NotImplementedError:  # a RuntimeError, but the released notebooks' placeholder
+        raise
+    except (RuntimeError, ValueError, IndexError) as err:
+        where = f"in layer {current[0]}" if current[0] else "before its first named layer"
+        raise CheckFailed(f"{whose} raised {where}: {type(err).__name__}: {err}") from err
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise CheckFailed(f"{whose}'s forward() never ran layer(s) {', '.join(missing)}")
+    return found
+
+
 def check_layers(model: torch.nn.Module, reference: torch.nn.Module, x: torch.Tensor,
                  tol: float = 1e-5) -> None:
     """Run both models on `x` (eval mode, no gradients) and compare them layer by layer, naming
     the first layer whose output shape or values differ. The two models need the same named
     layers (conv1 ... fc8); copy the reference's weights into yours first if they should agree."""
-    from .model import activations
-
     names = [n for n in reference.layer_names() if not n.startswith(("drop", "relu"))]
-    model.eval()
-    reference.eval()
-    try:
-        mine = activations(model, x, names)
-    except KeyError as err:
-        raise CheckFailed(f"your model is missing a layer: {err}") from None
-    theirs = activations(reference, x, names)
-    for name in names:
-        a, b = mine[name], theirs[name]
-        if a.shape != b.shape:
-            raise CheckFailed(f"layer {name}: expected output shape {tuple(b.shape)}, got "
-                              f"{tuple(a.shape)} (the layers before it agree)")
-        err = relative_error(a, b)
-        if err > tol:
-            raise CheckFailed(f"layer {name}: outputs differ (relative error {err:.2e} > "
-                              f"{tol:.0e}); the layers before it agree")
-    _ok(f"all {len(names)} layers agree ({', '.join(names)})")
+    theirs = _layer_outputs(reference, x, names, "the reference model")
+    mine = _layer_outputs(model, x, names, "your model")
+    for k, name in enumerate(names):
+        before = (f"the layers before it ({', '.join(names[:k])}) agree" if k
+                  else "it is the first layer")
+        message = _difference(f"layer {name}", mine[name], theirs[name], tol)
+        if message:
+            raise CheckFailed(f"{message}; {before}")
+    _ok(f"all {len(names)} layers agree within relative error {tol:g} ({', '.join(names)})")

@@ -1,0 +1,198 @@
+"""The exercise checks: pass quietly with a tick, fail with a message that says what was expected,
+what came, how far off (relative error and tolerance) and, for models, which layer."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet_edu.checks import (
+    CheckFailed,
+    check_close,
+    check_equal,
+    check_layers,
+    check_shape,
+    check_true,
+    relative_error,
+)
+from alexnet_edu.model import AlexNet
+
+
+def failure(fn, *args, **kwargs) -> str:
+    with pytest.raises(CheckFailed) as err:
+        fn(*args, **kwargs)
+    assert isinstance(err.value, AssertionError)  # pytest, nbval and nbgrader count it
+    return str(err.value)
+
+
+def test_relative_error_is_cs231n_measure():
+    x, y = torch.tensor([1.0, 2.0, 0.0]), torch.tensor([1.0, 2.2, 0.0])
+    assert relative_error(x, y) == pytest.approx(0.2 / 4.2)
+    assert relative_error(x, x) == 0.0
+    assert relative_error(torch.zeros(0), torch.zeros(0)) == 0.0
+    # mixed kinds (numpy vs tensor, int vs float, tensor needing grad) all compare
+    w = torch.tensor([3.0], requires_grad=True)
+    assert relative_error(w * 1, np.array([1])) == pytest.approx(0.5)
+
+
+def test_check_close_passes_with_a_tick(capsys):
+    x = torch.randn(4, 5)
+    check_close("your LRN", x + 1e-9, x, tol=1e-6)
+    out = capsys.readouterr().out
+    assert out.startswith("\u2714 your LRN: relative error") and "tolerance 1e-06" in out
+
+
+def test_check_close_reports_error_tolerance_and_worst_index():
+    expected = torch.ones(2, 3)
+    got = expected.clone()
+    got[1, 2] = 1.5
+    message = failure(check_close, "your LRN", got, expected, tol=1e-5)
+    assert message.startswith("your LRN: relative error 2.00e-01 is above the tolerance 1e-05")
+    assert "max|x-y| / max(1e-8, |x|+|y|)" in message
+    assert "index (1, 2): got 1.5, expected 1" in message
+
+
+def test_check_close_formats_any_tolerance_faithfully():
+    message = failure(check_close, "x", torch.tensor([1.0]), torch.tensor([2.0]), tol=2.5e-3)
+    assert "tolerance 0.0025" in message
+
+
+def test_check_close_names_shapes_and_missing_answers():
+    assert failure(check_close, "conv1", torch.ones(3, 2), torch.ones(2, 3)) == (
+        "conv1: expected shape (2, 3), got (3, 2)")
+    assert "no answer yet" in failure(check_close, "conv1", None, torch.ones(2))
+    assert "no answer yet (got Ellipsis)" in failure(check_close, "conv1", ..., torch.ones(2))
+    assert "got a str" in failure(check_close, "conv1", "1, 2", torch.ones(2))
+    assert "NaN or infinite" in failure(check_close, "conv1", torch.tensor([1.0, float("nan")]),
+                                        torch.ones(2))
+
+
+def test_check_shape_messages():
+    assert failure(check_shape, "LRN out", torch.ones(8, 55, 96, 55), (8, 96, 55, 55)) == (
+        "LRN out: expected shape (8, 96, 55, 55), got (8, 55, 96, 55) "
+        "(the same sizes in another order: a transpose or permute?)")
+    assert "3 dimensions instead of 4" in failure(check_shape, "x", torch.ones(96, 55, 55),
+                                                   (8, 96, 55, 55))
+    assert "expected a tensor of shape (2,), got a int" in failure(check_shape, "x", 3, (2,))
+    check_shape("x", torch.ones(2, 3).shape, (2, 3))  # a shape itself is accepted
+    check_shape("x", np.zeros((2, 3)), [2, 3])
+
+
+def test_check_equal_messages():
+    assert failure(check_equal, "conv2 size", 27.5, 27) == (
+        "conv2 size: expected 27, got 27.5 - sizes are whole numbers: did you forget to floor "
+        "the division?")
+    assert "no answer yet" in failure(check_equal, "conv2 size", None, 27)
+    assert "(a str, expected a int)" in failure(check_equal, "conv2 size", "27", 27)
+    assert "expected 27, got tensor" in failure(check_equal, "n", torch.tensor([27, 27]), 27)
+    check_equal("conv2 size", torch.tensor(27), 27)
+    check_equal("shape", torch.tensor([8, 96]), (8, 96))
+    check_equal("shape", torch.ones(8, 96).shape, (8, 96))
+
+
+def test_check_true():
+    check_true("positive", True, "never shown")
+    assert failure(check_true, "positive", False, "the loss must be > 0") == (
+        "positive: the loss must be > 0")
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    torch.manual_seed(0)
+    reference = AlexNet(num_classes=10, image_size=67)
+    student = AlexNet(num_classes=10, image_size=67)
+    student.load_state_dict(reference.state_dict())
+    return student, reference, torch.randn(2, 3, 67, 67)
+
+
+def test_check_layers_passes_for_the_same_model(small_models, capsys):
+    student, reference, x = small_models
+    student.train()
+    check_layers(student, reference, x)
+    assert "all 13 layers agree" in capsys.readouterr().out
+    assert student.training  # the student's mode is restored
+
+
+def test_check_layers_names_the_first_layer_that_differs(small_models):
+    student, reference, x = small_models
+    broken = AlexNet(num_classes=10, image_size=67)
+    broken.load_state_dict(student.state_dict())
+    with torch.no_grad():
+        broken.layer("conv3").bias += 0.5
+    message = failure(check_layers, broken, reference, x)
+    assert message.startswith("layer conv3: relative error")
+    assert "above the tolerance 1e-05" in message
+    assert re.search(r"got -?[\d.e+-]+, expected -?[\d.e+-]+", message)
+    assert "the layers before it (conv1, norm1, pool1, conv2, norm2, pool2) agree" in message
+
+
+def test_check_layers_reports_shape_and_missing_layers(small_models):
+    _, reference, x = small_models
+    five = AlexNet(num_classes=5, image_size=67)
+    state = {k: v for k, v in reference.state_dict().items() if not k.startswith("classifier.fc8")}
+    five.load_state_dict(state, strict=False)
+    message = failure(check_layers, five, reference, x)
+    assert message.startswith("layer fc8: expected shape (2, 10), got (2, 5); the layers before "
+                              "it (conv1, norm1")
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv1(x)
+
+    message = failure(check_layers, Tiny(), reference, x)
+    assert "your model has no layer called 'norm1'" in message
+
+
+def test_check_layers_says_where_a_model_crashed(small_models):
+    _, reference, x = small_models
+    names = [n for n in reference.layer_names() if not n.startswith(("drop", "relu"))]
+
+    class Wrong(torch.nn.Module):
+        """Every layer of the reference, but fc6 expects the wrong number of inputs."""
+
+        def __init__(self):
+            super().__init__()
+            for name in names:
+                layer = reference.layer(name)
+                if name == "fc6":
+                    layer = torch.nn.Linear(10, 4096)
+                self.add_module(name, layer)
+
+        def forward(self, x):
+            for name in names:
+                x = getattr(self, name)(x)
+                if name == "pool5":
+                    x = x.flatten(1)
+            return x
+
+    message = failure(check_layers, Wrong(), reference, x)
+    assert message.startswith("your model raised in layer fc6: RuntimeError")
+
+
+def test_not_implemented_reaches_the_student(small_models):
+    # the released notebooks' placeholder must not be turned into a check failure
+    _, reference, x = small_models
+
+    class Unfinished(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            raise NotImplementedError()
+
+    with pytest.raises(CheckFailed):  # a missing layer is reported first...
+        check_layers(Unfinished(), reference, x)
+    names = [n for n in reference.layer_names() if not n.startswith(("drop", "relu"))]
+    model = Unfinished()
+    for name in names[1:]:
+        model.add_module(name, torch.nn.Identity())
+    with pytest.raises(NotImplementedError):  # ...then the student's own NotImplementedError
+        check_layers(model, reference, x)

@@ -1,0 +1,95 @@
+r"""Images as points: a layer's activations as a feature vector, and retrieval by distance.
+
+The paper's Figure 4 (right) looks up the training images whose fc7 vectors - the 4096
+activations after fc7's ReLU, our layer "relu7" - are closest in Euclidean distance to a test
+image's, and finds images of the same kind that are *not* close in pixel space (Section 6.1).
+`extract_features` computes such vectors for a whole dataset in batches, without keeping any
+autograd graph; `nearest_neighbors` does the retrieval, in any space (fc7 or raw pixels).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .model import activations
+
+__all__ = ["extract_features", "nearest_neighbors"]
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
+                     | tuple[torch.Tensor, torch.Tensor], layer: str = "relu7",
+                     transform: nn.Module | dict | None = None, batch_size: int = 64,
+                     device: str | torch.device | None = None,
+                     progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features N x D, labels N) of `layer` (flattened) for every image of `data`, on the CPU.
+
+    `data`: a Dataset/DataLoader of (uint8 image, label), an (images, labels) pair, or a tensor of
+    images (labels then -1). `transform` (a BatchTransform or a checkpoint dict, see
+    `train.eval_transform`) turns each uint8 batch into the model's normalized input; without
+    one, the images must already be normalized floats. The model runs in eval mode."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if isinstance(transform, dict):
+        from .train import eval_transform
+
+        transform = eval_transform(transform)
+    if transform is not None:
+        transform = transform.to(device)
+    if torch.is_tensor(data):
+        data = (data, torch.full((len(data),), -1, dtype=torch.long))
+    if isinstance(data, tuple):
+        data = torch.utils.data.TensorDataset(data[0], torch.as_tensor(data[1]))
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    feats, labels = [], []
+    try:
+        for images, targets in tqdm(loader, desc=f"{layer} features", leave=False,
+                                    disable=not progress):
+            x = images.to(device)
+            if transform is not None:
+                x = transform(x)
+            elif x.dtype == torch.uint8:
+                raise ValueError("got uint8 images but no transform: pass transform=checkpoint "
+                                 "(or a BatchTransform) so they are resized and normalized")
+            feats.append(activations(model, x, layer)[layer].flatten(1).cpu())
+            labels.append(torch.as_tensor(targets).long())
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("extract_features got an empty data set")
+    return torch.cat(feats), torch.cat(labels)
+
+
+def nearest_neighbors(queries: torch.Tensor, gallery: torch.Tensor, k: int = 5,
+                      metric: str = "euclidean",
+                      exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distances, indices), each (Q, k): the k gallery rows closest to each query row, nearest
+    first. metric "euclidean" (the paper's) or "cosine" (1 - cosine similarity). Inputs of any
+    shape are flattened per row (so raw images give pixel-space neighbours). `exclude_self`
+    skips index i for query i (queries = gallery)."""
+    q = queries.flatten(1).double()
+    g = gallery.flatten(1).double()
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"queries have {q.shape[1]} dimensions, the gallery {g.shape[1]}")
+    if metric == "euclidean":
+        d = torch.cdist(q, g)
+    elif metric == "cosine":
+        d = 1 - F.normalize(q, dim=1) @ F.normalize(g, dim=1).T
+    else:
+        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    if exclude_self:
+        if len(q) != len(g):
+            raise ValueError("exclude_self needs queries and gallery to be the same rows")
+        d.fill_diagonal_(float("inf"))
+    available = len(g) - (1 if exclude_self else 0)
+    if not 1 <= k <= available:
+        raise ValueError(f"k must be between 1 and {available} (the gallery size), got {k}")
+    dist, idx = d.topk(k, dim=1, largest=False, sorted=True)
+    return dist.float(), idx

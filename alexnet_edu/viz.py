@@ -1,0 +1,483 @@
+"""Plots and widgets the notebooks share: image, filter and feature-map grids, confusion
+matrices, training curves, and an interactive feature-map viewer.
+
+Every plotting function returns a `matplotlib.figure.Figure` built without pyplot's global
+state (so nothing is shown twice in a notebook and tests can inspect it); in a notebook the
+returned figure is displayed as the cell's result. Scaling for display is always
+
+    x01 = (x - min) / (max - min)        and 0 where max == min (a dead or constant map),
+
+so an all-zero ReLU map never becomes NaN.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+__all__ = ["to_unit_range", "denormalize", "figure_to_png", "image_grid", "filter_grid",
+           "feature_map_grid", "plot_confusion_matrix", "plot_history", "LiveHistoryPlot",
+           "plot_heatmaps", "FeatureMapViewer"]
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def to_unit_range(x: ArrayLike, dims: Sequence[int] | None = None) -> torch.Tensor:
+    """Min-max scale `x` to [0, 1] over `dims` (all dims when None), e.g. ``dims=(-2, -1)``
+    scales every map of an (N, C, H, W) tensor on its own. Constant slices (dead ReLU maps)
+    become 0, and NaN/inf become 0, so the result is always finite and in [0, 1]."""
+    t = torch.as_tensor(x).detach().to("cpu", torch.float32)
+    t = torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
+    if t.numel() == 0:
+        return t
+    dims = tuple(range(t.dim())) if dims is None else tuple(dims)
+    if not dims:
+        return torch.zeros_like(t)
+    lo = t.amin(dim=dims, keepdim=True)
+    span = t.amax(dim=dims, keepdim=True) - lo
+    # where span == 0 the numerator is 0 too; dividing by 1 there gives 0 instead of 0/0
+    return ((t - lo) / torch.where(span > 0, span, torch.ones_like(span))).clamp_(0.0, 1.0)
+
+
+def denormalize(images: torch.Tensor, mean: Sequence[float] | None = None,
+                std: Sequence[float] | None = None) -> torch.Tensor:
+    """Undo ``(x - mean) / std`` for display and clip to [0, 1]. uint8 images are divided by
+    255; float images without mean/std are min-max scaled per image."""
+    t = torch.as_tensor(images).detach().cpu()
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    t = t.float()
+    if mean is None or std is None:
+        return to_unit_range(t, dims=tuple(range(1, t.dim())) if t.dim() == 4 else None)
+    shape = (1, -1, 1, 1) if t.dim() == 4 else (-1, 1, 1)
+    m = torch.as_tensor(mean, dtype=torch.float32).view(shape)
+    s = torch.as_tensor(std, dtype=torch.float32).view(shape)
+    return torch.nan_to_num(t * s + m).clamp(0.0, 1.0)
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> what imshow wants: (H, W, 3) or (H, W) for one channel."""
+    if image.dim() == 2:
+        return image.numpy()
+    if image.shape[0] == 1:
+        return image[0].numpy()
+    return image[:3].permute(1, 2, 0).numpy()
+
+
+def _grid(n: int, ncols: int | None, cell: float = 1.4, title_space: float = 0.6,
+          max_cols: int = 8) -> tuple[Figure, np.ndarray]:
+    """A figure with at least `n` axes in a 2-D array (always 2-D, even for one image)."""
+    if n < 1:
+        raise ValueError("nothing to plot: got 0 images/maps")
+    ncols = max(1, min(n, ncols or max_cols))
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(cell * ncols + 0.4, cell * nrows + title_space), layout="constrained")
+    axes = np.atleast_2d(np.asarray(fig.subplots(nrows, ncols, squeeze=False)))
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def figure_to_png(fig: Figure, dpi: int = 80) -> bytes:
+    """Render a figure to PNG bytes (what an ipywidgets Image shows)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+               ncols: int | None = None, title: str = "Images",
+               title_colors: Sequence[str] | None = None) -> Figure:
+    """Show a batch (N, C, H, W) or one image (C, H, W): uint8, or normalized floats with the
+    `mean`/`std` that normalized them (see `denormalize`)."""
+    t = torch.as_tensor(images)
+    if t.dim() == 3:
+        t = t.unsqueeze(0)
+    if t.dim() != 4:
+        raise ValueError(f"image_grid expects (N, C, H, W) or (C, H, W), got {tuple(t.shape)}")
+    shown = denormalize(t, mean, std)
+    fig, axes = _grid(len(shown), ncols, cell=1.6)
+    for i, ax in enumerate(axes.flat[:len(shown)]):
+        ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None:
+            color = title_colors[i] if title_colors is not None else "black"
+            ax.set_title(str(titles[i]), fontsize=8, color=color)
+    h, w = t.shape[-2:]
+    fig.suptitle(f"{title} ({len(shown)} × {h}×{w} px)")
+    return fig
+
+
+def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filters",
+                per_filter: bool = True) -> Figure:
+    """Show conv kernels (out, in, kH, kW) as small images, like the paper's Figure 3.
+
+    3 input channels are shown in colour, 1 in grey; other counts show the first input channel.
+    Each filter is scaled to [0, 1] on its own (`per_filter`) so weak filters stay visible."""
+    w = torch.as_tensor(weight).detach().cpu().float()
+    if w.dim() != 4:
+        raise ValueError(f"filter_grid expects conv weights (out, in, kH, kW), got "
+                         f"{tuple(w.shape)}")
+    if w.shape[1] not in (1, 3):
+        w = w[:, :1]
+    shown = to_unit_range(w, dims=(1, 2, 3) if per_filter else None)
+    fig, axes = _grid(len(shown), ncols, cell=0.8, max_cols=ncols)
+    for i, ax in enumerate(axes.flat[:len(shown)]):
+        ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    kind = "colour" if w.shape[1] == 3 else "grey"
+    fig.suptitle(f"{title}: {len(w)} kernels of {w.shape[-2]}×{w.shape[-1]} px ({kind}, "
+                 f"each scaled to its own min–max)")
+    return fig
+
+
+def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
+                     ncols: int = 8, title: str = "Feature maps", cmap: str = "viridis") -> Figure:
+    """Show feature maps (C, H, W) — or one map (H, W) — each scaled to [0, 1] on its own;
+    `channels` picks which (default: up to the first 32). Dead maps show as flat and say so."""
+    m = torch.as_tensor(maps).detach().cpu().float()
+    if m.dim() == 4:
+        if m.shape[0] != 1:
+            raise ValueError(f"feature_map_grid shows one image's maps (C, H, W); got a batch "
+                             f"of {m.shape[0]}: pass maps[i]")
+        m = m[0]
+    if m.dim() == 2:
+        m = m.unsqueeze(0)
+    if m.dim() != 3:
+        raise ValueError(f"feature_map_grid expects (C, H, W) maps, got {tuple(m.shape)}")
+    chosen = list(channels) if channels is not None else list(range(min(32, m.shape[0])))
+    shown = to_unit_range(m[chosen], dims=(-2, -1))
+    fig, axes = _grid(len(chosen), ncols, cell=1.2, max_cols=ncols)
+    for ax, c, img in zip(axes.flat, chosen, shown):
+        ax.imshow(img.numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        peak = m[c].max().item()
+        ax.set_title(f"ch {c}" + (" (dead)" if m[c].abs().max() == 0 else f" max {peak:.2g}"),
+                     fontsize=7)
+    fig.suptitle(f"{title}: {len(chosen)} of {m.shape[0]} channels, {m.shape[1]}×{m.shape[2]} "
+                 "(each scaled to its own min–max)")
+    return fig
+
+
+def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str], normalize: bool = True,
+                          title: str = "Confusion matrix") -> Figure:
+    """Rows = true class, columns = predicted class; `normalize` shows each row as % of that
+    class's images (empty rows stay 0)."""
+    cm = torch.as_tensor(matrix).detach().cpu().double()
+    if cm.dim() != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
+        raise ValueError(f"expected a {len(classes)}×{len(classes)} matrix for {len(classes)} "
+                         f"classes, got shape {tuple(cm.shape)}")
+    shown = cm
+    if normalize:
+        shown = 100 * cm / cm.sum(1, keepdim=True).clamp_min(1)
+    k = len(classes)
+    side = max(4.0, 0.45 * k + 2)
+    fig = Figure(figsize=(side + 1, side), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(shown.numpy(), cmap="Blues", vmin=0, vmax=100 if normalize else None)
+    fig.colorbar(im, ax=ax, label="% of the true class" if normalize else "images")
+    ax.set_xticks(range(k), classes, rotation=45, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if k <= 20:
+        top = shown.max().item() or 1
+        for i in range(k):
+            for j in range(k):
+                v = shown[i, j].item()
+                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                        color="white" if v > 0.6 * top else "black")
+    total = int(cm.sum().item())
+    acc = 100 * cm.diagonal().sum().item() / max(total, 1)
+    ax.set_title(f"{title} ({total} images, accuracy {acc:.1f}%)")
+    return fig
+
+
+def _history_rows(history: Any) -> list[Mapping[str, Any]]:
+    rows = list(history)
+    if rows and not isinstance(rows[0], Mapping):
+        raise TypeError("history must be a list of per-epoch dicts (epoch, train_loss, ...)")
+    return rows
+
+
+def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training curves",
+                 fig: Figure | None = None) -> Figure:
+    """Loss, accuracy and learning rate per epoch from `fit`'s history (a list of dicts with
+    epoch, train_loss, train_acc, val_loss, val_acc, lr, images_per_s). Missing keys are
+    skipped; accuracies in [0, 1] are shown as %."""
+    rows = _history_rows(history)
+    if fig is None:
+        fig = Figure(figsize=(12, 3.4), layout="constrained")
+    else:
+        fig.clear()
+    axes = fig.subplots(1, 3, squeeze=False)[0]
+    epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+
+    def series(key: str) -> list[float] | None:
+        values = [r.get(key) for r in rows]
+        return None if all(v is None for v in values) else [
+            float("nan") if v is None else float(v) for v in values]
+
+    panels = [("loss", "cross-entropy loss", 1.0), ("acc", "top-1 accuracy (%)", None)]
+    for ax, (key, label, scale) in zip(axes, panels):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            ys = series(f"{split}_{key}")
+            if ys is None:
+                continue
+            if scale is None:  # accuracy: fraction -> %
+                finite = [y for y in ys if y == y]
+                factor = 100.0 if finite and max(finite) <= 1.0 else 1.0
+            else:
+                factor = scale
+            ax.plot(epochs, [y * factor for y in ys], style, ms=3, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    lr = series("lr")
+    if lr is not None:
+        axes[2].plot(epochs, lr, "-o", ms=3, color="tab:green")
+        if all(v > 0 for v in lr if v == v):
+            axes[2].set_yscale("log")
+    axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("learning rate")
+    axes[2].grid(alpha=0.3)
+    axes[0].set_title("loss")
+    axes[1].set_title("accuracy")
+    speed = series("images_per_s")
+    speed_note = ""
+    if speed and speed[-1] == speed[-1]:  # not NaN
+        speed_note = f", last epoch {speed[-1]:.0f} images/s"
+    axes[2].set_title("learning rate (÷10 on plateau, §5)")
+    fig.suptitle(f"{title}: {len(rows)} epoch(s){speed_note}")
+    return fig
+
+
+class LiveHistoryPlot:
+    """Redraw `plot_history` in place after every epoch:
+    ``fit(..., on_epoch_end=LiveHistoryPlot())``.
+
+    Called with the whole history (a list of dicts) or with one epoch's dict (then it keeps the
+    list itself). In a notebook it updates one display; elsewhere it only records."""
+
+    def __init__(self, title: str = "Training curves (live)"):
+        self.title = title
+        self.history: list[Mapping[str, Any]] = []
+        self.figure = Figure(figsize=(12, 3.4), layout="constrained")
+        self._handle = None
+
+    def __call__(self, record: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(record, Mapping):
+            self.history.append(dict(record))
+        else:
+            self.history = [dict(r) for r in _history_rows(record)]
+        plot_history(self.history, self.title, fig=self.figure)
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:  # plain Python: nothing to draw on
+            return
+        if get_ipython() is None:
+            return
+        if self._handle is None:
+            self._handle = display(self.figure, display_id=True)
+        else:
+            self._handle.update(self.figure)
+
+
+def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
+                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                  title: str = "Attribution", alpha: float = 0.5, cmap: str = "jet") -> Figure:
+    """Each image (top row) and its heat map (N, h, w) overlaid (bottom row); maps are resized
+    to the image and scaled to [0, 1] per image (constant maps show as 0)."""
+    imgs = torch.as_tensor(images)
+    imgs = denormalize(imgs if imgs.dim() == 4 else imgs.unsqueeze(0), mean, std)
+    m = torch.as_tensor(maps).detach().cpu().float()
+    if m.dim() == 2:
+        m = m.unsqueeze(0)
+    if len(m) != len(imgs):
+        raise ValueError(f"got {len(imgs)} images but {len(m)} maps")
+    m = torch.nn.functional.interpolate(m.unsqueeze(1), size=imgs.shape[-2:], mode="bilinear",
+                                        align_corners=False)[:, 0]
+    m = to_unit_range(m, dims=(-2, -1))
+    n = len(imgs)
+    fig = Figure(figsize=(2.0 * n + 0.8, 4.4), layout="constrained")
+    axes = np.asarray(fig.subplots(2, n, squeeze=False))
+    for i in range(n):
+        axes[0, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
+        axes[1, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
+        im = axes[1, i].imshow(m[i].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        if titles is not None:
+            axes[0, i].set_title(str(titles[i]), fontsize=8)
+        for ax in axes[:, i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("image")
+    axes[1, 0].set_ylabel(title)
+    fig.colorbar(im, ax=axes[1, :].tolist(), label="relative importance (0–1 per image)",
+                 shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+class FeatureMapViewer:
+    """Interactive feature maps: pick an image, a layer and a channel; see the map, the input and
+    the image's most active channels in that layer. Works in JupyterLab and Colab (ipywidgets +
+    an Image widget showing PNG bytes); frontends without widgets get the same view as a
+    static PNG.
+
+        viewer = FeatureMapViewer(model, images, mean=splits.mean, std=splits.std)
+        viewer            # the widget (last expression of a cell)
+        viewer.figure()   # the current view as a matplotlib Figure
+
+    Controls (attributes): `image_picker`, `layer`, `channel`, `top_channels`; output: `image`
+    (ipywidgets.Image); everything: `widget`. Their CSS classes (for browser tests) are
+    alexnet-edu-image-picker, -layer, -channel, -top-channels, -image and -viewer.
+    """
+
+    def __init__(self, model: torch.nn.Module, images: torch.Tensor,
+                 titles: Sequence[str] | None = None, layers: Sequence[str] | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 top_k: int = 8, layer: str | None = None):
+        import ipywidgets as widgets
+
+        from .model import activations
+
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dim() != 4 or len(images) == 0:
+            raise ValueError(f"FeatureMapViewer expects images (N, C, H, W), got "
+                             f"{tuple(images.shape)}")
+        self.model, self.images, self.mean, self.std = model, images, mean, std
+        self.titles = list(titles) if titles is not None else [f"image {i}" for i in
+                                                               range(len(images))]
+        # Only spatial layers have maps to show (conv1 ... pool5).
+        names = list(layers) if layers is not None else list(model.features._modules)
+        self.top_k = top_k
+        self._activations = activations
+        self._cache: dict[int, dict[str, torch.Tensor]] = {}
+
+        first = layer if layer is not None else names[0]
+        self.image_picker = widgets.Dropdown(options=[(t, i) for i, t in enumerate(self.titles)],
+                                             value=0, description="Image")
+        self.layer = widgets.Dropdown(options=names, value=first, description="Layer")
+        self.channel = widgets.IntSlider(value=0, min=0, max=1, description="Channel",
+                                         continuous_update=False)
+        self.top_channels = widgets.Dropdown(options=[], description="Top channels")
+        self.image = widgets.Image(format="png")
+        for w, css in ((self.image_picker, "image-picker"), (self.layer, "layer"),
+                       (self.channel, "channel"), (self.top_channels, "top-channels"),
+                       (self.image, "image")):
+            w.add_class(f"alexnet-edu-{css}")
+        self.image.add_class("alexnet-edu-feature-map")
+        self.widget = widgets.VBox([
+            widgets.HBox([self.image_picker, self.layer]),
+            widgets.HBox([self.channel, self.top_channels]), self.image])
+        self.widget.add_class("alexnet-edu-viewer")
+
+        self._busy = False
+        self.image_picker.observe(self._on_source_change, names="value")
+        self.layer.observe(self._on_source_change, names="value")
+        self.channel.observe(lambda _: self._render(), names="value")
+        self.top_channels.observe(self._on_top_pick, names="value")
+        self._on_source_change()
+
+    # --- data ---------------------------------------------------------------------------------
+    def maps(self, index: int | None = None, layer: str | None = None) -> torch.Tensor:
+        """The (C, H, W) maps of image `index` at `layer` (defaults: the current selection)."""
+        index = self.image_picker.value if index is None else index
+        layer = self.layer.value if layer is None else layer
+        if index not in self._cache:
+            self.model.eval()
+            x = self.images[index:index + 1].to(next(self.model.parameters()).device)
+            self._cache[index] = {k: v[0].cpu() for k, v in self._activations(
+                self.model, x, list(self.layer.options)).items()}
+        return self._cache[index][layer]
+
+    def top(self, k: int | None = None) -> list[int]:
+        """The current layer's k channels with the largest mean activation for this image."""
+        means = self.maps().flatten(1).mean(1)
+        return means.argsort(descending=True, stable=True)[:k or self.top_k].tolist()
+
+    # --- events -------------------------------------------------------------------------------
+    def _on_source_change(self, _change: Any = None) -> None:
+        m = self.maps()
+        self._busy = True  # one render for the whole update, not one per control change
+        try:
+            self.channel.max = m.shape[0] - 1
+            means = m.flatten(1).mean(1)
+            self.top_channels.options = [(f"{c} (mean {means[c]:.3g})", c) for c in self.top()]
+            self.top_channels.value = None
+        finally:
+            self._busy = False
+        self._render()
+
+    def _on_top_pick(self, change: Any) -> None:
+        if change["new"] is not None and not self._busy:
+            self.channel.value = change["new"]
+
+    def _render(self) -> None:
+        if self._busy:
+            return
+        self.image.value = figure_to_png(self.figure())
+
+    # --- drawing ------------------------------------------------------------------------------
+    def figure(self) -> Figure:
+        """The current view: input image, the chosen channel (with a colour bar) and the
+        image's top-k channels at this layer."""
+        index, layer, ch = self.image_picker.value, self.layer.value, self.channel.value
+        m = self.maps()
+        # A fixed layout: constrained layout would double the time of every redraw.
+        fig = Figure(figsize=(10, 5.6))
+        cols = max(self.top_k, 4)
+        grid = fig.add_gridspec(2, cols, left=0.06, right=0.97, top=0.88, bottom=0.02,
+                                hspace=0.35, wspace=0.25, height_ratios=[2.4, 1])
+        ax_img = fig.add_subplot(grid[0, :cols // 2])
+        ax_img.imshow(_hwc(denormalize(self.images[index], self.mean, self.std)),
+                      cmap="gray", vmin=0, vmax=1)
+        h, w = self.images.shape[-2:]
+        ax_img.set_title(f"input: {self.titles[index]}")
+        ax_img.set_xlabel(f"x (px, of {w})")
+        ax_img.set_ylabel(f"y (px, of {h})")
+        ax_map = fig.add_subplot(grid[0, cols // 2:])
+        im = ax_map.imshow(m[ch].numpy(), cmap="viridis", interpolation="nearest")
+        fig.colorbar(im, ax=ax_map, label="activation")
+        dead = " — dead (all zero)" if m[ch].abs().max() == 0 else ""
+        ax_map.set_title(f"{layer}, channel {ch} of {m.shape[0]}{dead}")
+        ax_map.set_xlabel(f"x (unit, of {m.shape[2]})")
+        ax_map.set_ylabel(f"y (unit, of {m.shape[1]})")
+        tops = self.top()
+        shown = to_unit_range(m[tops], dims=(-2, -1))
+        for j, (c, img) in enumerate(zip(tops, shown)):
+            ax = fig.add_subplot(grid[1, j])
+            ax.imshow(img.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"ch {c}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"{layer} feature maps ({m.shape[1]}×{m.shape[2]}); bottom: the {len(tops)} "
+                     "most active channels (mean activation), each scaled to its own min–max")
+        return fig
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # The widget where a widget manager runs (JupyterLab, Colab); the PNG everywhere else
+        # (CI, GitHub, nbconvert): frontends render the richest type they support.
+        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        import base64
+        return {**bundle, "image/png": base64.b64encode(self.image.value).decode("ascii")}
+
+    def __repr__(self) -> str:
+        return (f"FeatureMapViewer({len(self.images)} images, layer={self.layer.value!r}, "
+                f"channel={self.channel.value})")

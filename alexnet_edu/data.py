@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .settings import PROJECT_ROOT, data_root, smoke_mode
 
@@ -226,17 +226,26 @@ def _idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
-def _stripes(n: int, size: int, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Learnable stand-in patterns, n x size x size in [0, 1]: stripes whose orientation depends
-    on the class (18 degrees apart), random phase, under a blob at a random place."""
+def _standin_pattern(n: int, size: int, labels: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Learnable stand-in patterns, n x size x size in [0, 1]. Each class has its own blocky
+    silhouette (the same for every seed) shifted by a few pixels, overlaid with stripes whose
+    orientation depends on the class (18 degrees apart) at a random phase."""
+    shapes = np.random.default_rng(2012).random((10, 1, 6, 6), dtype=np.float32)
+    shapes = F.interpolate(torch.from_numpy(shapes), size=(size, size), mode="bilinear",
+                           align_corners=False)[:, 0].numpy()
+    shapes = (shapes > 0.5).astype(np.float32)                             # crisp silhouettes
+    steps = np.arange(size)
+    dy, dx = rng.integers(-size // 14, size // 14 + 1, (2, n))             # +-2 px at 28
+    rows = (steps[None] + dy[:, None]) % size
+    cols = (steps[None] + dx[:, None]) % size
+    silhouette = shapes[labels[:, None, None], rows[:, :, None], cols[:, None, :]]
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     theta = labels.astype(np.float32) * (np.pi / 10)
     phase = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
-    along = (np.cos(theta)[:, None, None] * xx + np.sin(theta)[:, None, None] * yy)
+    along = np.cos(theta)[:, None, None] * xx + np.sin(theta)[:, None, None] * yy
     stripes = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * along + phase[:, None, None])
-    cx, cy = (rng.uniform(0.35, 0.65, (2, n)).astype(np.float32))
-    blob = np.exp(-((xx - cx[:, None, None]) ** 2 + (yy - cy[:, None, None]) ** 2) / 0.08)
-    return stripes * blob
+    return silhouette * (0.6 + 0.4 * stripes)
 
 
 def _standin_labels(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -262,9 +271,9 @@ def generate_fashion_mnist(folder: str | Path, n_train: int = 1000, n_test: int 
     written = []
     for prefix, n in (("train", n_train), ("t10k", n_test)):
         labels = _standin_labels(n, rng)
-        level = 0.25 + 0.5 * labels.astype(np.float32)[:, None, None] / 9   # brightness cue
+        level = 0.5 + 0.4 * labels.astype(np.float32)[:, None, None] / 9   # brightness cue
         noise = rng.standard_normal((n, 28, 28), dtype=np.float32) * 0.08
-        img = level * _stripes(n, 28, labels, rng) + noise
+        img = level * _standin_pattern(n, 28, labels, rng) + noise
         images = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
         for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
             data = _idx_bytes(array)
@@ -290,7 +299,7 @@ def generate_stl10(folder: str | Path, n_train: int = 1000, n_test: int = 300,
     written = []
     for prefix, n in (("train", n_train), ("test", n_test)):
         labels = _standin_labels(n, rng)
-        pattern = _stripes(n, 96, labels, rng)[:, None]                  # n x 1 x 96 x 96
+        pattern = _standin_pattern(n, 96, labels, rng)[:, None]                  # n x 1 x 96 x 96
         colour = palette[labels][:, :, None, None].astype(np.float32)    # n x 3 x 1 x 1
         background = rng.uniform(0.1, 0.6, (n, 3, 1, 1)).astype(np.float32)
         noise = rng.standard_normal((n, 3, 96, 96), dtype=np.float32) * 0.08
@@ -401,8 +410,15 @@ def _writable_generated_root(root: Path) -> Path:
 
 
 def _missing_message(name: str, folder: Path, files: list[str], err: Exception | None) -> str:
-    why = f" and the download failed ({str(err).strip().splitlines()[0]})" if err else ""
     listed = "\n".join(f"  {folder / f}" for f in files)
+    if all((folder / f).is_file() or (folder / (f + ".gz")).is_file() for f in files):
+        return (f"the {name} files in {folder} do not match the official md5 sums (a partial "
+                f"download or other files?): delete them and download again, or put the "
+                f"official files there:\n{listed}")
+    why = ""
+    if err is not None:
+        why = " and the download failed (" + " ".join(
+            line.strip() for line in str(err).splitlines() if line.strip())[:300] + ")"
     return (f"{name} was not found in {folder}{why}.\nPut the official files there:\n{listed}\n"
             f"or set ALEXNET_EDU_DATA to a folder that holds them (see data/README.md). "
             f"To try the notebooks without data, set ALEXNET_EDU_SMOKE=1: they then generate "
@@ -723,8 +739,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
     (num_workers 0: workers would only add copying). Other datasets get min(2, CPUs) workers by
     default (Colab has two cores). Shuffling is seeded, so epochs are reproducible."""
     in_memory = isinstance(dataset, TensorImageDataset)
-    if num_workers is None:
-        num_workers = 0 if in_memory else min(2, os.cpu_count() or 1)
+    if num_workers is None:   # tensors in memory: nothing for workers to do but copy
+        num_workers = 0 if in_memory or isinstance(dataset, TensorDataset) else min(
+            2, os.cpu_count() or 1)
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
         collate_fn=_whole_batch if in_memory else None,

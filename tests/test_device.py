@@ -1,0 +1,78 @@
+"""pick_device: CUDA, then Apple MPS, then CPU, with one line saying which (mocked hardware)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alexnet_edu import device as device_module
+from alexnet_edu.device import describe_device, pick_device
+
+
+@pytest.fixture
+def hardware(monkeypatch):
+    """Pretend to have the given accelerators: hardware(cuda=1, mps=False)."""
+
+    def fake(cuda: int = 0, mps: bool = False) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: f"Fake GPU {i}")
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+    return fake
+
+
+def test_cuda_first(hardware, capsys):
+    hardware(cuda=1, mps=True)
+    assert pick_device() == torch.device("cuda")
+    out = capsys.readouterr().out
+    assert out == "Using cuda:0 (Fake GPU 0)\n"
+
+
+def test_mps_when_no_cuda(hardware, capsys):
+    hardware(cuda=0, mps=True)
+    assert pick_device() == torch.device("mps")
+    assert capsys.readouterr().out == "Using mps (Apple GPU)\n"
+
+
+def test_cpu_last_with_a_hint(hardware, capsys):
+    hardware(cuda=0, mps=False)
+    assert pick_device() == torch.device("cpu")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("Using cpu (")
+    assert "no GPU found" in out and "Colab" in out
+
+
+def test_torch_without_mps_backend(hardware, monkeypatch, capsys):
+    hardware(cuda=0)
+    monkeypatch.delattr(torch.backends, "mps")
+    assert pick_device(verbose=False) == torch.device("cpu")
+    assert capsys.readouterr().out == ""
+
+
+def test_prefer_forces_a_device(hardware, capsys):
+    hardware(cuda=2, mps=True)
+    assert pick_device("cpu") == torch.device("cpu")
+    assert "no GPU found" not in capsys.readouterr().out  # the user asked for the CPU
+    assert pick_device("cuda:1", verbose=False) == torch.device("cuda:1")
+    assert pick_device("auto", verbose=False) == torch.device("cuda")
+    with pytest.raises(ValueError, match="only 2 CUDA GPU"):
+        pick_device("cuda:2")
+
+
+def test_prefer_unavailable_accelerators_raise(hardware):
+    hardware(cuda=0, mps=False)
+    with pytest.raises(ValueError, match="no CUDA GPU.*Runtime > Change runtime type"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="MPS is not available"):
+        pick_device("mps")
+
+
+def test_describe_device(hardware):
+    hardware(cuda=1)
+    assert describe_device("cuda:0") == "cuda:0 (Fake GPU 0)"
+    assert describe_device("cuda") == "cuda:0 (Fake GPU 0)"
+    cpu = describe_device(torch.device("cpu"))
+    assert cpu.startswith("cpu (") and f"{torch.get_num_threads()} threads" in cpu
+    assert device_module.__all__ == ["pick_device", "describe_device"]

@@ -49,8 +49,9 @@ _MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "soluti
             BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}
 _BEGIN = {"solution": BEGIN_SOLUTION, "hidden": BEGIN_HIDDEN}
 _END = {"solution": END_SOLUTION, "hidden": END_HIDDEN}
-# nbgrader treats any line *containing* these words as a marker; so do we, and we insist on the
-# exact form, so that our release and nbgrader's never disagree about what is a solution.
+# A line that mentions these words but is not exactly a marker is refused: older nbgrader versions
+# take any such line for a marker, newer ones only the exact line, and a near miss ("## BEGIN
+# SOLUTION") would silently leave the answer in the student version.
 _MARKER_WORDS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's stubs
@@ -158,7 +159,8 @@ def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region
             if word:
                 raise NotebookError(f"{where}: line {number} mentions {word!r} but is not a "
                                     f"marker: write the marker alone on its line, exactly "
-                                    f"'### {word}' (nbgrader would treat this line as one)")
+                                    f"'### {word}' (a near miss would leave the answer in "
+                                    "the student version)")
             continue
         action, kind = marker
         if action == "begin":

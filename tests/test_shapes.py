@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 from alexnet_edu.model import AlexNet
-from alexnet_edu.shapes import LayerRow, Trace, conv_output_size, pool_output_size, trace
+from alexnet_edu.shapes import (
+    LayerRow,
+    Trace,
+    conv_output_size,
+    draw_windows,
+    pool_output_size,
+    trace,
+    unused_pixels,
+)
 
 
 def _random_axis(rng: random.Random) -> tuple[int, int, int, int, int]:
@@ -199,3 +207,45 @@ def test_trace_of_torchvision_variant_any_size():
     assert t.row("conv1").output_shape == (64, side, side)
     assert t.row("avgpool").output_shape == (256, 6, 6)
     assert t.total_parameters == 61_100_840
+
+
+def test_unused_pixels_is_what_no_window_reads():
+    rng = random.Random(4)
+    for _ in range(200):
+        size, kernel, stride, padding, dilation = _random_axis(rng)
+        try:
+            lost = unused_pixels(size, kernel, stride, padding, dilation)
+        except ValueError:
+            continue
+        # which real pixels does the convolution's output depend on? ask autograd
+        x = torch.zeros(1, 1, 1, size, requires_grad=True)
+        weight = torch.ones(1, 1, 1, kernel)
+        nn.functional.conv2d(x, weight, None, (1, stride), (0, padding), (1, dilation)).sum() \
+            .backward()
+        read = torch.nonzero(x.grad[0, 0, 0]).flatten()
+        last_read = int(read.max()) if read.numel() else -1
+        assert lost == size - 1 - last_read, (size, kernel, stride, padding, dilation)
+    assert unused_pixels(224, 11, 4) == 1 and unused_pixels(227, 11, 4) == 0
+
+
+def test_draw_windows_draws_one_window_per_output():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = draw_windows(24, 11, 4)
+    kinds = [p.get_gid() for p in ax.patches]
+    assert kinds.count("window") == conv_output_size(24, 11, 4) == 4
+    assert kinds.count("tap") == 4 * 11
+    assert kinds.count("pixel") == 24 and kinds.count("padding") == 0
+    red = [p for p in ax.patches if p.get_gid() == "pixel" and p.get_facecolor()[0] > 0.7
+           and p.get_facecolor()[1] < 0.3]
+    assert len(red) == unused_pixels(24, 11, 4) == 1
+    assert "4.25 -> 4 outputs" in ax.get_title()
+    plt.close(ax.figure)
+    ax = draw_windows(9, 3, 2, padding=1, dilation=2)
+    assert [p.get_gid() for p in ax.patches].count("padding") == 2
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="does not fit"):
+        draw_windows(4, 5)

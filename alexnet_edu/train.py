@@ -27,6 +27,7 @@ model (its configuration, class names, normalization, input size): see `load_mod
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import random
@@ -45,7 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .device import describe_device, pick_device
-from .metrics import ten_crop_predict, topk_accuracy
+from .metrics import average_crops, topk_accuracy
 from .model import AlexNet
 from .settings import PROJECT_ROOT, smoke_mode
 
@@ -77,7 +78,7 @@ class TrainConfig:
     channels_last: bool | None = None    # None: on CUDA only
     compile: bool = False                # torch.compile the model (slow start, faster steps)
     seed: int = 0
-    num_workers: int = 0                 # DataLoader workers (the data sets live in memory)
+    num_workers: int | None = None       # DataLoader workers (None: data.make_loader decides)
     eval_batch_size: int = 256
     tensorboard: bool = False            # also log to run_dir/tensorboard
     progress: bool = True                # tqdm progress bars
@@ -226,40 +227,29 @@ def _seed_everything(seed: int) -> None:
 # Evaluation
 # ---------------------------------------------------------------------------------------------
 
-def eval_transform(checkpoint: dict, tta: bool = False) -> nn.Module:
-    """The evaluation transform a checkpoint needs: its input size, normalization, channels.
-
-    With ``tta=True`` images are resized to round(size * 256 / 227) instead, for the ten crops.
-    """
+def eval_transform(checkpoint: dict) -> nn.Module:
+    """The evaluation transform a checkpoint needs: its input size, normalization and channels
+    (its ``ten_crop_batch`` gives the paper's ten test patches)."""
     from .data import BatchTransform
 
-    size = checkpoint["image_size"]
-    if tta:
-        size = round(size * 256 / 227)
-    return BatchTransform(size, tuple(checkpoint["mean"]), tuple(checkpoint["std"]), train=False,
+    return BatchTransform(checkpoint["image_size"], tuple(checkpoint["mean"]),
+                          tuple(checkpoint["std"]), train=False,
                           out_channels=checkpoint["model_config"]["in_channels"])
 
 
 def _as_loader(data, batch_size: int) -> DataLoader:
+    from .data import make_loader
+
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
         data = torch.utils.data.TensorDataset(data[0], torch.as_tensor(data[1]))
-    return DataLoader(data, batch_size=batch_size, shuffle=False)
+        return DataLoader(data, batch_size=batch_size, shuffle=False)
+    return make_loader(data, batch_size, shuffle=False)
 
 
 def _model_input_size(model: nn.Module) -> int:
     return int(getattr(model, "config", {}).get("image_size", getattr(model, "image_size", 227)))
-
-
-def _forward_probs(model, x, tta: bool, size: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probabilities, probabilities) of a normalized float batch, with or without 10 crops."""
-    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        if tta:
-            probs = ten_crop_predict(model, x, size).float()
-            return probs.clamp_min(1e-12).log(), probs
-        logp = model(x).float().log_softmax(-1)
-    return logp, logp.exp()
 
 
 @torch.no_grad()
@@ -275,9 +265,11 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
     probabilities (N x classes, on the CPU).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    size = _model_input_size(model)
     if isinstance(transform, dict):
-        transform = eval_transform(transform, tta=tta)
+        transform = eval_transform(transform)
+    if tta and not hasattr(transform, "ten_crop_batch"):
+        raise ValueError("10-crop testing needs a data.BatchTransform (its ten_crop_batch); "
+                         f"got {type(transform).__name__}")
     transform = transform.to(device)
     dtype = amp_dtype(amp, device)
     was_training = model.training
@@ -288,15 +280,15 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
         from tqdm.auto import tqdm
 
         for images, targets in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
-            x = transform(images.to(device))
-            if tta and min(x.shape[-2:]) <= size:
-                raise ValueError(f"10-crop testing needs images larger than the model's {size} px "
-                                 f"input, the transform gives {tuple(x.shape[-2:])}: use "
-                                 "eval_transform(checkpoint, tta=True)")
-            if not tta and x.shape[-1] != size and getattr(model, "variant", "paper") == "paper":
-                raise ValueError(f"the transform gives {x.shape[-1]} px images, the model takes "
-                                 f"{size} px (use eval_transform(checkpoint))")
-            logp, probs = _forward_probs(model, x, tta, size, dtype)
+            images = images.to(device)
+            with torch.autocast(device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
+                if tta:   # Section 4.1: average the softmax of the ten patches
+                    probs = average_crops(model, transform.ten_crop_batch(images)).float()
+                    logp = probs.clamp_min(1e-12).log()
+                else:
+                    logp = model(transform(images)).float().log_softmax(-1)
+                    probs = logp.exp()
             all_logp.append(logp.cpu())
             all_probs.append(probs.cpu())
             all_targets.append(torch.as_tensor(targets).long())
@@ -351,13 +343,6 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled order of epoch `epoch`: a function of (seed, epoch) only, so a resumed run
-    sees exactly the batches an uninterrupted one would."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=generator).tolist()
-
-
 def runs_dir() -> Path:
     """Where trained runs live: PROJECT_ROOT/runs, or runs/smoke in smoke mode (so smoke runs
     never shadow real ones)."""
@@ -379,7 +364,7 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
     """
     from tqdm.auto import tqdm
 
-    from .data import BatchTransform
+    from .data import BatchTransform, make_loader
 
     config = config or TrainConfig()
     device = pick_device(device, verbose=False) if device is None else torch.device(device)
@@ -445,7 +430,7 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
     net = torch.compile(model) if config.compile else model
     criterion = nn.CrossEntropyLoss()
 
-    def checkpoint_now(epoch: int, batch: int) -> dict:
+    def checkpoint_now(epoch: int, batch: int, rng: dict | None = None) -> dict:
         return {
             "format": FORMAT, "model_config": dict(model.config),
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -455,7 +440,7 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
             "synthetic": bool(getattr(splits, "synthetic", False)),
             "epoch": epoch, "batch": batch, "partial": dict(partial),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": _rng_state(), "history": list(history),
+            "scaler": scaler.state_dict(), "rng": rng or _rng_state(), "history": list(history),
             "best_val_acc": best_val_acc, "train_config": dataclasses.asdict(config),
         }
 
@@ -470,21 +455,24 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
 
     epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch,
                   total=config.epochs, disable=not config.progress)
-    epoch, batch = start_epoch, start_batch
+    epoch, batch, batch_done, batch_rng = start_epoch, start_batch, False, None
     try:
         with _StopRequest() as stop:
             for epoch in epochs:
                 model.train()
-                order = _epoch_order(len(splits.train), config.seed, epoch)
-                loader = DataLoader(splits.train, batch_size=config.batch_size,
-                                    sampler=order[start_batch * config.batch_size:],
-                                    num_workers=config.num_workers,
-                                    pin_memory=device.type == "cuda")
-                bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False,
-                           initial=start_batch, total=steps_per_epoch,
+                # The order of epoch e depends on (seed, e) only, so a resumed run sees exactly
+                # the batches an uninterrupted one would; a resumed epoch skips the done ones.
+                loader = make_loader(splits.train, config.batch_size, shuffle=True,
+                                     num_workers=config.num_workers,
+                                     seed=config.seed * 1_000_003 + epoch)
+                bar = tqdm(itertools.islice(loader, start_batch, None), desc=f"epoch {epoch + 1}",
+                           leave=False, initial=start_batch, total=steps_per_epoch,
                            disable=not config.progress)
                 t0, seen_now = time.perf_counter(), 0
                 for batch, (images, targets) in enumerate(bar, start=start_batch):
+                    # An interruption inside this batch must replay it with the same random
+                    # crops, flips and dropout masks: remember the RNG state it starts from.
+                    batch_rng = _rng_state()
                     step = epoch * steps_per_epoch + batch
                     if step < warmup_steps:   # linear warm-up: lr * (step + 1) / warmup_steps
                         for group in optimizer.param_groups:
@@ -520,7 +508,7 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                                     acc=f"{partial['correct'] / partial['seen']:.3f}",
                                     refresh=False)
                     if stop.requested:
-                        batch += 1   # this batch is done; resume after it
+                        batch, batch_done = batch + 1, True   # resume after this batch
                         raise KeyboardInterrupt
                 bar.close()
                 seconds = time.perf_counter() - t0
@@ -561,7 +549,8 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
     except KeyboardInterrupt:
         done_epoch = len(history)
         if batch:   # inside an epoch: save the batches done so far (resume skips them)
-            save_checkpoint(checkpoint_now(epoch, batch), last_path)
+            rng = None if batch_done or batch == steps_per_epoch else batch_rng
+            save_checkpoint(checkpoint_now(epoch, batch, rng), last_path)
             print(f"Interrupted in epoch {epoch + 1} after batch {batch}: saved {last_path}; "
                   "fit(..., resume=True) continues exactly from there")
         else:

@@ -1,0 +1,274 @@
+"""The trainer: it learns, resumes exactly, writes checkpoints atomically, loads them safely,
+refuses the wrong model, stops cleanly on KeyboardInterrupt, divides the lr on a plateau, and
+never looks at the test split.
+
+Trainer mechanics use a tiny stand-in network (a few thousand weights, with dropout, so that the
+dropout RNG matters); one test trains the real AlexNet at its smallest input size (67 px).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from alexnet_edu import data
+from alexnet_edu.train import (
+    FORMAT,
+    TrainConfig,
+    build_model,
+    check_compatible,
+    eval_transform,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_model,
+    predict,
+    save_checkpoint,
+)
+
+HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"}
+
+
+def _splits(n_train=48, n_val=16, classes=4, side=20, channels=1, seed=0, test=None):
+    """A learnable set: class c has a bright horizontal band in the c-th quarter of the image."""
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n):
+        labels = torch.arange(n) % classes
+        images = torch.randint(0, 60, (n, channels, side, side), generator=g, dtype=torch.uint8)
+        band = side // classes
+        for c in range(classes):
+            images[labels == c, :, c * band:(c + 1) * band] += 150
+        return data.TensorImageDataset(images, labels, [f"c{i}" for i in range(classes)])
+
+    names = [f"c{i}" for i in range(classes)]
+    return data.Splits(make(n_train), make(n_val), test if test is not None else make(n_val),
+                       names, channels, (0.3,) * channels, (0.3,) * channels, None, "tiny")
+
+
+class Tiny(nn.Module):
+    """A stand-in network with AlexNet's `config` convention, a conv, dropout and a classifier."""
+
+    def __init__(self, num_classes=4, in_channels=1, image_size=16, width=8, dropout=0.5):
+        super().__init__()
+        self.config = dict(num_classes=num_classes, in_channels=in_channels,
+                           image_size=image_size, width=width, dropout=dropout)
+        self.features = nn.Sequential(nn.Conv2d(in_channels, width, 3, 2), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(4), nn.Flatten())
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(width * 16, num_classes))
+        self.raise_at_call = None       # raise KeyboardInterrupt in the n-th training forward
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.raise_at_call:
+                raise KeyboardInterrupt
+        return self.classifier(self.features(x))
+
+
+def _tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    return Tiny(**kw)
+
+
+CFG = dict(batch_size=16, warmup_epochs=0.5, progress=False)
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _strip_timing(history):
+    return [{k: v for k, v in row.items() if k not in ("images_per_s", "seconds")}
+            for row in history]
+
+
+@pytest.fixture(scope="module")
+def alexnet_run(tmp_path_factory):
+    """The real AlexNet (67 px, recipe defaults) trained briefly on the learnable tiny set."""
+    run = tmp_path_factory.mktemp("alexnet")
+    splits = _splits(n_train=64, n_val=32, side=28)
+    torch.manual_seed(0)
+    model = build_model(splits, image_size=67)
+    history = fit(model, splits, TrainConfig(epochs=3, batch_size=16, progress=False), run, "cpu")
+    return splits, model, history, run
+
+
+def test_alexnet_learns_a_learnable_set(alexnet_run):
+    splits, model, history, _ = alexnet_run
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert HISTORY_KEYS <= set(history[0])
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_acc"] >= 0.5            # chance is 0.25
+
+
+def test_checkpoint_is_enough_to_evaluate_and_predict(alexnet_run):
+    splits, model, history, run = alexnet_run
+    # the raw file loads with weights_only=True, i.e. no pickled code
+    raw = torch.load(run / "best.pt", weights_only=True)
+    assert raw["format"] == FORMAT and raw["classes"] == splits.classes
+    assert {"model_config", "mean", "std", "image_size", "in_channels_data", "epoch"} <= set(raw)
+    loaded, checkpoint = load_model(run / "best.pt")
+    assert not loaded.training
+    best_epoch = max(history, key=lambda r: r["val_acc"])
+    result = evaluate(loaded, splits.val, checkpoint)
+    assert result["top1"] == pytest.approx(best_epoch["val_acc"])
+    assert result["top5"] is None and result["predictions"].shape == (len(splits.val),)
+    probs = predict(loaded, splits.val.images[:3], checkpoint)
+    assert probs.shape == (3, 4) and torch.allclose(probs.sum(1), torch.ones(3))
+    tta = evaluate(loaded, splits.val, eval_transform(checkpoint), tta=True)
+    assert tta["probabilities"].shape == (len(splits.val), 4)
+    assert not torch.allclose(tta["probabilities"], result["probabilities"])
+
+
+def test_resume_gives_exactly_the_same_weights(tmp_path):
+    splits = _splits()
+    whole = _tiny()
+    h_whole = fit(whole, splits, TrainConfig(epochs=2, **CFG), tmp_path / "whole", "cpu")
+
+    first = _tiny()
+    fit(first, splits, TrainConfig(epochs=1, **CFG), tmp_path / "parts", "cpu")
+    torch.manual_seed(123)   # whatever happened in between must not matter
+    second = _tiny(seed=99)  # a fresh process: other initial weights, all restored from last.pt
+    h_parts = fit(second, splits, TrainConfig(epochs=2, **CFG), tmp_path / "parts", "cpu",
+                  resume=True)
+    assert _same_weights(whole, second)
+    assert _strip_timing(h_whole) == _strip_timing(h_parts)
+
+
+def test_interrupt_inside_an_epoch_saves_and_resumes_exactly(tmp_path):
+    splits = _splits()
+    whole = _tiny()
+    fit(whole, splits, TrainConfig(epochs=2, **CFG), tmp_path / "whole", "cpu")
+
+    interrupted = _tiny()
+    interrupted.raise_at_call = 5          # epoch 2 (3 batches per epoch), its 2nd batch
+    history = fit(interrupted, splits, TrainConfig(epochs=2, **CFG), tmp_path / "cut", "cpu")
+    assert len(history) == 1
+    checkpoint = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert (checkpoint["epoch"], checkpoint["batch"]) == (1, 1)
+    resumed = _tiny(seed=7)
+    fit(resumed, splits, TrainConfig(epochs=2, **CFG), tmp_path / "cut", "cpu", resume=True)
+    assert _same_weights(whole, resumed)
+
+
+def test_keyboard_interrupt_from_the_callback_saves_and_returns_history(tmp_path):
+    def stop(history):
+        if len(history) == 2:
+            raise KeyboardInterrupt
+
+    history = fit(_tiny(), _splits(), TrainConfig(epochs=5, **CFG), tmp_path, "cpu",
+                  on_epoch_end=stop)
+    assert [row["epoch"] for row in history] == [1, 2]
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 2 and checkpoint["batch"] == 0
+    assert len(checkpoint["history"]) == 2
+
+
+def test_a_failing_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"format": FORMAT, "epoch": 1}, path)
+
+    def broken_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"format": FORMAT, "epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]   # no temporary file left
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this would run code",))
+
+
+def test_loading_is_weights_only_and_refuses_foreign_files(tmp_path):
+    with open(tmp_path / "evil.pt", "wb") as handle:
+        pickle.dump({"format": FORMAT, "x": _Evil()}, handle, protocol=2)
+    with pytest.raises(ValueError, match="weights_only"):
+        load_checkpoint(tmp_path / "evil.pt")
+    torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="not an alexnet-edu checkpoint"):
+        load_checkpoint(tmp_path / "bare.pt")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_refuses_another_model_or_class_count(tmp_path):
+    fit(_tiny(), _splits(), TrainConfig(epochs=1, **CFG), tmp_path, "cpu")
+    with pytest.raises(ValueError, match="different model: width=8 in the checkpoint but 16"):
+        fit(_tiny(width=16), _splits(), TrainConfig(epochs=2, **CFG), tmp_path, "cpu",
+            resume=True)
+    with pytest.raises(ValueError, match="num_classes=4 in the checkpoint but 3"):
+        fit(_tiny(num_classes=3), _splits(classes=3), TrainConfig(epochs=2, **CFG), tmp_path,
+            "cpu", resume=True)
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="another dataset"):
+        check_compatible(checkpoint, _tiny(), classes=["w", "x", "y", "z"])
+    with pytest.raises(ValueError, match="3 classes"):       # fresh run, model/data mismatch
+        fit(_tiny(), _splits(classes=3), TrainConfig(epochs=1, **CFG), tmp_path / "new", "cpu")
+
+
+class _Constant(nn.Module):
+    """Outputs fixed logits whatever the input: the validation loss can never improve."""
+
+    def __init__(self, num_classes=4):
+        super().__init__()
+        self.config = dict(num_classes=num_classes, in_channels=1, image_size=16)
+        self.unused = nn.Parameter(torch.ones(1))
+        self.register_buffer("logits", torch.arange(num_classes, dtype=torch.float))
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1) + 0 * self.unused
+
+
+def test_lr_is_divided_by_10_on_a_validation_plateau(tmp_path):
+    config = TrainConfig(epochs=4, batch_size=16, warmup_epochs=0, patience=1, progress=False)
+    history = fit(_Constant(), _splits(), config, tmp_path, "cpu")
+    # epoch 1 sets the best loss; epochs 2 and 3 do not improve: after 1 + patience bad epochs
+    # the lr drops (patience=1 -> from epoch 4 on), as the paper's "divide by 10".
+    assert [row["lr"] for row in history] == pytest.approx([0.01, 0.01, 0.01, 0.001])
+
+
+def test_warmup_raises_the_lr_linearly_over_the_first_epoch(tmp_path):
+    seen = []
+    model = _tiny()
+    config = TrainConfig(epochs=1, batch_size=16, warmup_epochs=1, progress=False)
+    optimizer_step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return optimizer_step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.SGD, "step", spy)
+        fit(model, _splits(), config, tmp_path, "cpu")
+    assert seen == pytest.approx([0.01 / 3, 0.02 / 3, 0.01])
+
+
+class _Forbidden(torch.utils.data.Dataset):
+    def __len__(self):
+        raise AssertionError("fit looked at the test split")
+
+    def __getitem__(self, index):
+        raise AssertionError("fit looked at the test split")
+
+
+def test_fit_never_touches_the_test_split(tmp_path):
+    splits = _splits(test=_Forbidden())
+    history = fit(_tiny(), splits, TrainConfig(epochs=1, **CFG), tmp_path, "cpu")
+    assert set(history[0]) >= HISTORY_KEYS
+    no_val = _splits()
+    no_val.val = no_val.val.subset(torch.tensor([], dtype=torch.long))
+    with pytest.raises(ValueError, match="validation split"):
+        fit(_tiny(), no_val, TrainConfig(epochs=1, **CFG), tmp_path / "b", "cpu")

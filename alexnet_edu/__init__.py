@@ -1,13 +1,26 @@
 """alexnet_edu: the code behind the AlexNet teaching notebooks.
 
 One module per idea: `shapes` (output-size arithmetic), `layers` (Local Response Normalization),
-`model` (AlexNet), `device`, `settings` (smoke mode, data root).
+`model` (AlexNet), `data` (datasets, batched transforms), `train` (the paper's recipe,
+checkpoints), `metrics`, `viz` (plots and widgets), `assignments` and `checks` (exercises),
+`cli` (`python -m alexnet_edu`), `device`, `settings` (smoke mode, data root).
+
+The names below are imported on first use, so `import alexnet_edu` (and command-line tools such
+as `python -m alexnet_edu.assignments`) start without loading PyTorch.
 """
 
-from .device import pick_device
-from .layers import LocalResponseNorm
-from .model import AlexNet, activations
-from .settings import data_root, smoke_mode
+from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["AlexNet", "LocalResponseNorm", "activations", "pick_device", "data_root", "smoke_mode"]
+
+_LAZY = {
+    "AlexNet": "model", "activations": "model", "LocalResponseNorm": "layers",
+    "pick_device": "device", "data_root": "settings", "smoke_mode": "settings",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'alexnet_edu' has no attribute {name!r}")

@@ -1,0 +1,163 @@
+"""How fast is alexnet_edu's Local Response Normalization, and what does LRN cost in training?
+
+    python benchmarks/lrn.py                  # ~1-2 min on 2 CPU cores
+    python benchmarks/lrn.py --reps 5 --batch 64 --step-batch 32 --threads 2
+
+1. conv1-sized activations (batch x 96 x 55 x 55, float32, NCHW): forward + backward of
+   `alexnet_edu.layers.local_response_norm` against `torch.nn.LocalResponseNorm(size, alpha*size,
+   beta, k)` (the same numbers, see alexnet_edu/layers.py), in one process, best of --reps.
+   Prints the largest differences of outputs and input gradients.
+2. The same in bfloat16, channels-last, plain and under `torch.autocast` (how a bf16 trainer runs
+   it). PyTorch's layer may refuse bfloat16 input outside autocast: that is reported, not hidden.
+3. LRN's share of a paper-AlexNet training step (forward + backward + SGD step): the model with
+   lrn=True against lrn=False, in float32 and in bf16 autocast + channels-last; also with
+   PyTorch's layer swapped in (`to_torch()`), for comparison.
+
+Every figure is a ratio or a share of timings taken in this process, so a busy machine slows
+both sides alike. The last line is `speedup: N.NN` (ours vs nn, float32 forward + backward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+
+import torch
+from torch import nn
+
+from alexnet_edu.checks import relative_error
+from alexnet_edu.layers import LocalResponseNorm
+from alexnet_edu.model import AlexNet
+
+SIZE, ALPHA, BETA, K = 5, 1e-4, 0.75, 2.0  # the paper's constants, Section 3.3
+
+
+def best_time(fn, reps: int) -> float:
+    """The fastest of `reps` runs after one warm-up (the least disturbed by other processes)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def forward_backward(layer, x: torch.Tensor, g: torch.Tensor, autocast: bool = False):
+    """Output and input gradient of `layer` at `x` for the upstream gradient `g`."""
+    a = x.detach().requires_grad_()
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with ctx:
+        y = layer(a)
+    y.backward(g.to(y.dtype))
+    return y.detach(), a.grad
+
+
+def lrn_layers(x: torch.Tensor, g: torch.Tensor, reps: int, label: str, autocast: bool = False):
+    ours = LocalResponseNorm(SIZE, ALPHA, BETA, K)
+    theirs = ours.to_torch()
+    y1, g1 = forward_backward(ours, x, g, autocast)
+    t_ours = best_time(lambda: forward_backward(ours, x, g, autocast), reps)
+    try:
+        y2, g2 = forward_backward(theirs, x, g, autocast)
+    except (RuntimeError, NotImplementedError) as err:
+        print(f"{label}: ours {t_ours * 1e3:7.1f} ms | nn.LocalResponseNorm fails: "
+              f"{type(err).__name__}: {str(err).splitlines()[0]}")
+        return None
+    t_nn = best_time(lambda: forward_backward(theirs, x, g, autocast), reps)
+    dy = (y1.float() - y2.float()).abs().max().item()
+    dg = (g1.float() - g2.float()).abs().max().item()
+    rel = max(relative_error(y1, y2), relative_error(g1, g2))
+    print(f"{label}: nn {t_nn * 1e3:7.1f} ms | ours {t_ours * 1e3:7.1f} ms | "
+          f"x{t_nn / t_ours:.2f} | max |diff| output {dy:.1e} (values up to "
+          f"{y2.float().abs().max().item():.0f}), grad {dg:.1e}; max relative error {rel:.1e}")
+    return t_nn / t_ours, dy, dg, rel
+
+
+def training_step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor, reps: int,
+                       bf16: bool) -> float:
+    """Seconds per SGD step (forward + cross-entropy + backward + momentum/weight-decay update)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return best_time(step, reps)
+
+
+def lrn_share(batch: int, image_size: int, reps: int, bf16: bool) -> None:
+    """Time a training step with LRN (ours, and PyTorch's) and without it, same weights/data."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if bf16 else torch.contiguous_format
+    x = torch.randn(batch, 3, image_size, image_size).contiguous(memory_format=fmt)
+    y = torch.randint(0, 1000, (batch,))
+    base = AlexNet(image_size=image_size, lrn=True)
+    models = {"with ours": base}
+    torch_lrn = AlexNet(image_size=image_size, lrn=True)
+    torch_lrn.load_state_dict(base.state_dict())
+    for name in ("norm1", "norm2"):
+        setattr(torch_lrn.features, name, getattr(torch_lrn.features, name).to_torch())
+    models["with nn"] = torch_lrn
+    no_lrn = AlexNet(image_size=image_size, lrn=False)
+    no_lrn.load_state_dict(base.state_dict())
+    models["without"] = no_lrn
+    label = "bf16 autocast + channels_last" if bf16 else "float32 NCHW"
+    times = {}
+    for name, model in models.items():
+        model.train().to(memory_format=fmt)
+        try:
+            times[name] = training_step_time(model, x, y, reps, bf16)
+        except (RuntimeError, NotImplementedError) as err:
+            print(f"step {label}, LRN {name}: fails: {str(err).splitlines()[0]}")
+    parts = [f"{name} LRN {t * 1e3:.0f} ms ({batch / t:.1f} img/s)" for name, t in times.items()]
+    print(f"step {label}, batch {batch} at {image_size}px: " + " | ".join(parts))
+    for name in ("with ours", "with nn"):
+        if name in times and "without" in times:
+            share = 1 - times["without"] / times[name]
+            print(f"  LRN share of the step, {name.split()[1]:>4}: {100 * share:5.1f} %")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=2, help="timed runs; the best counts")
+    parser.add_argument("--batch", type=int, default=64, help="batch of conv1 activations")
+    parser.add_argument("--step-batch", type=int, default=16, help="batch of the training step")
+    parser.add_argument("--image-size", type=int, default=227, help="training-step image side")
+    parser.add_argument("--threads", type=int, default=min(2, torch.get_num_threads()))
+    parser.add_argument("--skip-step", action="store_true", help="only time the LRN layers")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}")
+
+    torch.manual_seed(0)
+    shape = (args.batch, 96, 55, 55)  # conv1's ReLU output for a 227x227 batch
+    x = torch.randn(shape).relu_().mul_(10)  # non-negative, like ReLU output; d well above k
+    g = torch.randn(shape)
+    print(f"LRN forward+backward on {tuple(shape)}, best of {args.reps}:")
+    result = lrn_layers(x, g, args.reps, "  float32 NCHW          ")
+    xb = x.bfloat16().contiguous(memory_format=torch.channels_last)
+    lrn_layers(xb, g.bfloat16(), args.reps, "  bf16 channels_last    ")
+    lrn_layers(xb, g.bfloat16(), args.reps, "  bf16 cl + autocast    ", autocast=True)
+
+    if not args.skip_step:
+        lrn_share(args.step_batch, args.image_size, max(1, args.reps - 1), bf16=False)
+        lrn_share(args.step_batch, args.image_size, max(1, args.reps - 1), bf16=True)
+
+    speedup, dy, dg, rel = result
+    print(f"max difference (float32, vs nn): output {dy:.1e}, gradient {dg:.1e}, "
+          f"relative {rel:.1e}")
+    print(f"speedup: {speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,8 @@ Two implementations:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
@@ -94,7 +96,7 @@ def _channel_blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, slic
     a run of whole pixels, and the window sum adds neighbours that sit next to each other.
     """
     if t.is_contiguous():
-        v = t.reshape(t.shape[0], t.shape[1], -1)
+        v = t.reshape(t.shape[0], t.shape[1], math.prod(t.shape[2:]))
     else:
         perm = (0, *range(2, t.dim()), 1)
         v = t.permute(perm).reshape(1, -1, t.shape[1]).transpose(1, 2)

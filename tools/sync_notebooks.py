@@ -85,8 +85,10 @@ def synced(path: Path) -> nbformat.NotebookNode:
         head, _, rest = title.source.partition("\n")
         title.source = f"{head}\n\n{badge(path)}\n{rest}"
     setup = nb.cells[1] if len(nb.cells) > 1 else None
-    if setup is not None and setup.cell_type == "code" and setup.source.startswith(SETUP_MARKER):
-        setup.source = SETUP_CELL
+    if setup is not None and setup.cell_type == "code" and (
+            setup.source.startswith(SETUP_MARKER)
+            or setup.source.strip().endswith("(written by tools/sync_notebooks.py)")):
+        setup.source = SETUP_CELL  # the set-up cell, or a one-line placeholder for it
     else:
         nb.cells.insert(1, nbformat.v4.new_code_cell(SETUP_CELL))
     return nb

@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import sys
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ __all__ = ["main", "build_parser", "read_image", "BadInput"]
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 PROG = "alexnet-edu"
+PREDICT_CHUNK = 64  # images read and classified at a time by `predict`
+T = TypeVar("T")
 
 
 class BadInput(Exception):
@@ -162,6 +165,13 @@ def _image_files(inputs: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
             yield path, None
         else:
             yield path, f"{path}: no such file or directory"
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to `size` consecutive items."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,26 +316,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
     k = min(args.top_k, len(classes))
 
     failed, done, results = 0, 0, []
-    for path, problem in _image_files(args.images):
-        try:
-            if problem:
-                raise BadInput(problem)
-            image = read_image(path, channels)
-        except BadInput as err:
-            _error(err)
-            failed += 1
-            continue
-        probabilities = predict(model, image, transform, device)[0]
-        top = torch.topk(probabilities, k)
-        ranked = [(classes[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
-        done += 1
-        if args.json:
-            results.append({"path": str(path),
-                            "top": [{"class": c, "probability": p} for c, p in ranked]})
-        else:
-            print(path)
-            for rank, (c, p) in enumerate(ranked, start=1):
-                print(f"  {rank}. {c:<20} {p:7.2%}")
+    for chunk in _chunks(_image_files(args.images), PREDICT_CHUNK):
+        good: list[tuple[Path, torch.Tensor]] = []
+        for path, problem in chunk:
+            try:
+                if problem:
+                    raise BadInput(problem)
+                good.append((path, read_image(path, channels)))
+            except BadInput as err:
+                _error(err)
+                failed += 1
+        # Images of one size go through the network together (a photo folder has few sizes).
+        probabilities: dict[Path, torch.Tensor] = {}
+        for shape in dict.fromkeys(image.shape for _, image in good):
+            same = [(path, image) for path, image in good if image.shape == shape]
+            batch = torch.stack([image for _, image in same])
+            for (path, _), probs in zip(same, predict(model, batch, transform, device)):
+                probabilities[path] = probs
+        for path, _ in good:
+            top = torch.topk(probabilities[path], k)
+            ranked = [(classes[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+            done += 1
+            if args.json:
+                results.append({"path": str(path),
+                                "top": [{"class": c, "probability": p} for c, p in ranked]})
+            else:
+                print(path)
+                for rank, (c, p) in enumerate(ranked, start=1):
+                    print(f"  {rank}. {c:<20} {p:7.2%}")
     if args.json:
         print(json.dumps({"predictions": results, "failed": failed}))
     if failed:

@@ -1,0 +1,265 @@
+"""The command line, run in-process (`main([...])`) on tiny generated data.
+
+Two small models are trained once per module (67 px, a few dozen images, one epoch): enough for
+checkpoints with the real format, not for accuracy. What is tested is the plumbing and the
+promises of the CLI: checkpoints are written, numbers are consistent, files are preprocessed as
+in evaluation, and bad input ends in one clear line on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from alexnet_edu.cli import main, read_image
+from alexnet_edu.data import (
+    FASHION_MNIST_CLASSES,
+    STL10_CLASSES,
+    generate_fashion_mnist,
+    generate_stl10,
+    load_splits,
+)
+from alexnet_edu.train import eval_transform, load_checkpoint, load_model, predict
+
+TINY = ["--image-size", "67", "--limit", "32", "--batch-size", "32", "--epochs", "1",
+        "--device", "cpu"]
+
+
+def _train(root: Path, dataset: str, out: Path) -> Path:
+    code = main(["train", "--dataset", dataset, "--data-root", str(root), "--out", str(out),
+                 *TINY])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    generate_fashion_mnist(root, n_train=80, n_test=40, seed=1)
+    generate_stl10(root, n_train=60, n_test=20, seed=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def fm_run(data_root, tmp_path_factory) -> Path:
+    """A run folder trained by the CLI on generated Fashion-MNIST."""
+    return _train(data_root, "fashion-mnist", tmp_path_factory.mktemp("runs") / "fm")
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("alexnet-edu: error:")]
+
+
+def _no_traceback(err: str) -> None:
+    assert "Traceback" not in err, err
+
+
+# --- train ------------------------------------------------------------------------------------
+
+def test_train_writes_checkpoints_the_model_can_be_rebuilt_from(fm_run):
+    for name in ("last.pt", "best.pt"):
+        checkpoint = load_checkpoint(fm_run / name)
+        assert checkpoint["classes"] == FASHION_MNIST_CLASSES
+        assert checkpoint["image_size"] == 67 and checkpoint["epoch"] == 1
+        assert checkpoint["in_channels_data"] == 1
+    model, checkpoint = load_model(fm_run / "best.pt")
+    assert model.config["image_size"] == 67 and model.config["num_classes"] == 10
+    assert model.config["init"] == "kaiming"  # the trainer's default, not a CLI-only choice
+    assert len(checkpoint["history"]) == 1
+
+
+def test_train_refuses_to_overwrite_a_run_and_resume_needs_one(fm_run, data_root, tmp_path,
+                                                               capsys):
+    before = (fm_run / "last.pt").stat().st_mtime_ns
+    args = ["train", "--dataset", "fashion-mnist", "--data-root", str(data_root), *TINY]
+    assert main([*args, "--out", str(fm_run)]) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and len(_error_lines(err)) == 1
+    assert (fm_run / "last.pt").stat().st_mtime_ns == before  # nothing lost
+
+    assert main([*args, "--out", str(tmp_path / "new"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt does not exist" in err
+    _no_traceback(err)
+
+
+def test_train_bad_dataset_and_bad_size_are_clear_errors(tmp_path, capsys):
+    assert main(["train", "--dataset", str(tmp_path / "no-such-folder"), "--out",
+                 str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-folder" in err and len(_error_lines(err)) == 1
+    _no_traceback(err)
+
+
+# --- evaluate ---------------------------------------------------------------------------------
+
+def test_evaluate_json_is_one_consistent_object(fm_run, data_root, capsys):
+    code = main(["evaluate", "--checkpoint", str(fm_run / "best.pt"), "--data-root",
+                 str(data_root), "--limit", "24", "--json", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)  # stdout is exactly one JSON object (chatter went to stderr)
+    assert result["n"] == 24 and result["dataset"] == "fashion-mnist"
+    assert 0 <= result["top1"] <= result["top5"] <= 1
+    per_class = result["per_class"]
+    assert [row["class"] for row in per_class] == FASHION_MNIST_CLASSES
+    assert sum(row["support"] for row in per_class) == 24
+    # top-1 accuracy = correct / n = sum over classes of recall * support
+    correct = sum(row["recall"] * row["support"] for row in per_class)
+    assert result["top1"] == pytest.approx(correct / 24, abs=1e-6)
+
+
+def test_evaluate_table_with_ten_crops(fm_run, data_root, capsys):
+    code = main(["evaluate", "--checkpoint", str(fm_run), "--data-root", str(data_root),
+                 "--limit", "12", "--tta", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "ten-crop" in out and "top-1 accuracy" in out and "top-5 accuracy" in out
+    assert all(name in out for name in FASHION_MNIST_CLASSES)
+
+
+def test_evaluate_on_a_dataset_with_other_classes_is_refused(fm_run, data_root, capsys):
+    code = main(["evaluate", "--checkpoint", str(fm_run / "best.pt"), "--dataset", "stl10",
+                 "--data-root", str(data_root), "--limit", "8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "classes" in err and len(_error_lines(err)) == 1
+    _no_traceback(err)
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+def _ranked(out: str) -> dict[str, list[tuple[str, float]]]:
+    """Parse predict's text output: {path: [(class, probability), ...]}."""
+    result: dict[str, list[tuple[str, float]]] = {}
+    path = None
+    for line in out.splitlines():
+        if not line.startswith("  "):
+            path = line
+            result[path] = []
+        else:
+            rank, rest = line.strip().split(". ", 1)
+            name, percent = rest.rsplit(None, 1)
+            assert int(rank) == len(result[path]) + 1
+            result[path].append((name.strip(), float(percent.rstrip("%")) / 100))
+    return result
+
+
+def test_predict_directory_with_bad_files(fm_run, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    # a colour image of an odd size: converted to grey and resized like the training data
+    Image.fromarray(rng.integers(0, 256, (50, 37, 3), dtype=np.uint8)).save(folder / "good.png")
+    (folder / "notes.txt").write_text("not an image")
+    png = (folder / "good.png").read_bytes()
+    (folder / "truncated.png").write_bytes(png[: len(png) // 2])
+
+    code = main(["predict", "--checkpoint", str(fm_run / "best.pt"), str(folder)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    _no_traceback(err)
+    ranked = _ranked(out)
+    assert list(ranked) == [str(folder / "good.png")]  # the good one, and only it
+    top = ranked[str(folder / "good.png")]
+    assert len(top) == 5 and {name for name, _ in top} <= set(FASHION_MNIST_CLASSES)
+    probabilities = [p for _, p in top]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0 < sum(probabilities) <= 1.0001
+    errors = _error_lines(err)
+    assert len([e for e in errors if "notes.txt" in e]) == 1
+    assert len([e for e in errors if "truncated.png" in e]) == 1
+    assert any("not an image" in e for e in errors) and any("truncated" in e for e in errors)
+
+
+def test_predict_file_matches_evaluation_preprocessing(fm_run, data_root, tmp_path, capsys):
+    """A dataset image saved as PNG gets the probabilities the evaluation path gives it."""
+    images = load_splits("fashion-mnist", root=data_root, limit=4).test.images
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"test{i}.png")
+        Image.fromarray(image[0].numpy(), mode="L").save(paths[-1])
+    code = main(["predict", "--checkpoint", str(fm_run / "best.pt"), "--top-k", "10", "--json",
+                 *map(str, paths)])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    model, checkpoint = load_model(fm_run / "best.pt")
+    expected = predict(model, images, eval_transform(checkpoint), "cpu")
+    for row, probs in zip(result["predictions"], expected):
+        got = {item["class"]: item["probability"] for item in row["top"]}
+        assert got == pytest.approx(dict(zip(FASHION_MNIST_CLASSES, probs.tolist())), abs=1e-5)
+    assert torch.equal(read_image(paths[0], 1), images[0])  # lossless round trip
+
+
+def test_predict_missing_path(fm_run, tmp_path, capsys):
+    code = main(["predict", "--checkpoint", str(fm_run / "best.pt"), str(tmp_path / "nope.png")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert "nope.png" in err and "no such file" in err
+    _no_traceback(err)
+
+
+@pytest.mark.parametrize("kind", ["torchvision-state-dict", "random-bytes", "truncated",
+                                  "missing"])
+def test_checkpoint_that_is_not_ours_is_refused(kind, fm_run, tmp_path, capsys):
+    import torchvision
+
+    image = tmp_path / "x.png"
+    Image.new("L", (30, 30), 128).save(image)
+    path = tmp_path / f"{kind}.pt"
+    if kind == "torchvision-state-dict":
+        torch.save(torchvision.models.squeezenet1_1().state_dict(), path)
+    elif kind == "random-bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif kind == "truncated":
+        data = (fm_run / "best.pt").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    code = main(["predict", "--checkpoint", str(path), str(image)])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    _no_traceback(err)
+    assert len(err.strip().splitlines()) == 1 and path.name in err
+    assert "checkpoint" in err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["train"]) == 2                          # --dataset missing
+    assert main(["fly"]) == 2                            # no such command
+    assert main(["predict", "--checkpoint", "c.pt", "x.png", "--top-k", "many"]) == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_help_teaches_the_paper_defaults(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Section 5" in out and "227" in out and "0.01" in out and "momentum" in out
+    result = subprocess.run([sys.executable, "-m", "alexnet_edu", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert all(word in result.stdout for word in ("train", "evaluate", "predict"))
+
+
+# --- real images ------------------------------------------------------------------------------
+
+@pytest.mark.realdata
+def test_predict_real_stl10_images(real_stl10_sample, data_root, tmp_path, capsys):
+    run = _train(data_root, "stl10", tmp_path / "stl")
+    capsys.readouterr()
+    files = sorted(real_stl10_sample.rglob("*.png"))
+    code = main(["predict", "--checkpoint", str(run / "best.pt"), "--top-k", "3", "--json",
+                 str(real_stl10_sample)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert [Path(row["path"]) for row in result["predictions"]] == files
+    for row in result["predictions"]:
+        names = [item["class"] for item in row["top"]]
+        probabilities = [item["probability"] for item in row["top"]]
+        assert len(set(names)) == 3 and set(names) <= set(STL10_CLASSES)
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1

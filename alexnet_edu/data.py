@@ -447,14 +447,17 @@ def _official_or_standin(name: str, root: Path, download: bool):
     folder, files = ((root / "FashionMNIST" / "raw", FASHION_FILES) if name == "fashion-mnist"
                      else (root / "stl10_binary", STL10_FILES))
     # never try a download into a read-only data root (it would fail, or, as root, write there)
+    attempt = download and _writable(root)
     try:
-        loaded = _load_official(name, root, download and _writable(root))
+        loaded = _load_official(name, root, attempt)
         return (*loaded, _is_generated(folder), folder)   # stand-ins passed as root stay marked
     except (RuntimeError, OSError) as err:   # not found, download failed, read-only root
         failure: Exception = err
     if not smoke_mode():
-        raise FileNotFoundError(_missing_message(name, folder, files,
-                                                 failure if download else None)) from failure
+        message = _missing_message(name, folder, files, failure if attempt else None)
+        if download and not attempt:
+            message += f"\n({root} is read-only, so nothing was downloaded.)"
+        raise FileNotFoundError(message) from failure
     gen_root = _writable_generated_root(root)
     generate = generate_fashion_mnist if name == "fashion-mnist" else generate_stl10
     n_train, n_test = SMOKE_GENERATED_SIZES
@@ -482,6 +485,17 @@ def _read_image(path: Path) -> Tensor:
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, or a clear error for a file that is no image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ValueError(f"cannot read image {path}: {err}. Remove or replace this file.") from err
+
+
 def _square(image: Tensor, side: int) -> Tensor:
     """§2: rescale so the shorter side is `side`, then take the central side x side patch."""
     return resize_batch(image[None].float(), side).round().clamp(0, 255).to(torch.uint8)[0]
@@ -490,9 +504,10 @@ def _square(image: Tensor, side: int) -> Tensor:
 def load_image_folder(folder: str | Path) -> TensorImageDataset:
     """Every image in `folder`/<class>/ as one uint8 tensor (class = sub-folder name, sorted).
 
-    Images of one common size keep it; mixed sizes are brought to 256 x 256 the paper's way
-    (§2: shorter side to 256, central crop). Raises a clear error for a missing or empty folder,
-    no class folders, a class folder without images, or an unreadable image."""
+    Images of one common size (shorter side at most 256) keep it; otherwise every image is
+    brought to 256 x 256 the paper's way (§2: shorter side to 256, central crop), one at a
+    time. Raises a clear error for a missing or empty folder, no class folders, a class folder
+    without images, or an unreadable image."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
@@ -512,9 +527,9 @@ def load_image_folder(folder: str | Path) -> TensorImageDataset:
                                     f"extension among {IMAGE_EXTENSIONS}{hint}")
         paths += files
         labels += [label] * len(files)
-    images = [_read_image(p) for p in paths]
-    if len({tuple(im.shape) for im in images}) > 1:
-        images = [_square(im, PAPER_RESIZE) for im in images]
+    sizes = {_image_size(p) for p in paths}                 # headers only: cheap
+    keep = len(sizes) == 1 and min(next(iter(sizes))) <= PAPER_RESIZE
+    images = [_read_image(p) if keep else _square(_read_image(p), PAPER_RESIZE) for p in paths]
     return TensorImageDataset(torch.stack(images), torch.tensor(labels), classes)
 
 

@@ -325,6 +325,9 @@ def test_image_folder_loads_classes_and_splits(tmp_path):
     _png(tmp_path / "mixed" / "a" / "big.png", (1, 2, 3), size=(300, 400))
     _png(tmp_path / "mixed" / "b" / "small.png", (1, 2, 3), size=(20, 30))
     assert load_image_folder(tmp_path / "mixed").images.shape == (2, 3, 256, 256)   # §2
+    for i in range(2):
+        _png(tmp_path / "large" / "a" / f"{i}.png", (9, 9, 9), size=(400, 300))
+    assert load_image_folder(tmp_path / "large").images.shape == (2, 3, 256, 256)
 
 
 def test_image_folder_errors_say_what_is_wrong(tmp_path):
@@ -357,6 +360,14 @@ def test_missing_dataset_offline_names_the_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
     monkeypatch.setattr("torchvision.datasets.stl10.download_and_extract_archive", offline)
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        with pytest.raises(FileNotFoundError, match="read-only, so nothing was downloaded"):
+            load_splits("stl10", root=read_only, download=True)
+    finally:
+        read_only.chmod(0o755)
     for name, file in (("fashion-mnist", "train-labels-idx1-ubyte"), ("stl10", "fold_indices.txt")):
         with pytest.raises(FileNotFoundError, match="download failed") as err:
             load_splits(name, root=tmp_path / "offline", download=True)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .model import activations
 
-__all__ = ["extract_features", "nearest_neighbors"]
+__all__ = ["extract_features", "nearest_neighbors", "retrieval_precision"]
 
 
 @torch.no_grad()
@@ -42,7 +42,11 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
         data = (data, torch.full((len(data),), -1, dtype=torch.long))
     if isinstance(data, tuple):
         data = torch.utils.data.TensorDataset(data[0], torch.as_tensor(data[1]))
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+    if not isinstance(data, DataLoader):
+        from .data import make_loader  # batches TensorImageDataset in one indexing operation
+
+        data = make_loader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = data
 
     from tqdm.auto import tqdm
 
@@ -93,3 +97,12 @@ def nearest_neighbors(queries: torch.Tensor, gallery: torch.Tensor, k: int = 5,
         raise ValueError(f"k must be between 1 and {available} (the gallery size), got {k}")
     dist, idx = d.topk(k, dim=1, largest=False, sorted=True)
     return dist.float(), idx
+
+
+def retrieval_precision(features: torch.Tensor, labels: torch.Tensor, k: int = 5,
+                        metric: str = "euclidean") -> float:
+    r"""Leave-one-out precision@k: the fraction of each image's k nearest *other* images
+    that share its class, averaged, $\frac{1}{Nk}\sum_i \#\{j \in NN_k(i): y_j = y_i\}$."""
+    _, idx = nearest_neighbors(features, features, k=k, metric=metric, exclude_self=True)
+    labels = torch.as_tensor(labels)
+    return (labels[idx] == labels[:, None]).float().mean().item()

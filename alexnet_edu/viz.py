@@ -17,13 +17,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 __all__ = ["to_unit_range", "denormalize", "figure_to_png", "image_grid", "filter_grid",
            "feature_map_grid", "plot_confusion_matrix", "plot_history", "LiveHistoryPlot",
-           "plot_heatmaps", "FeatureMapViewer"]
+           "plot_heatmaps", "scatter_2d", "plot_retrieval", "FeatureMapViewer"]
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -328,6 +329,74 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
     fig.colorbar(im, ax=axes[1, :].tolist(), label="relative importance (0–1 per image)",
                  shrink=0.8)
     fig.suptitle(title)
+    return fig
+
+
+def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
+               images: torch.Tensor | None = None, title: str = "Embedding",
+               axis_names: tuple[str, str] = ("component 1", "component 2"),
+               thumbnails: int = 40, zoom: float = 0.3) -> Figure:
+    """2-D points (N, 2) coloured by class, with a legend; with uint8 `images`, every
+    (N // thumbnails)-th point also shows its image as a thumbnail."""
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    pts = np.asarray(torch.as_tensor(points).detach().cpu().float())
+    lab = np.asarray(torch.as_tensor(labels).cpu())
+    fig = Figure(figsize=(7.5, 6), layout="constrained")
+    ax = fig.subplots()
+    cmap = "tab10" if len(classes) <= 10 else "tab20"
+    for c, name in enumerate(classes):
+        sel = lab == c
+        if sel.any():
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=14, label=name,
+                       color=matplotlib.colormaps[cmap](c % 20))
+    if images is not None and thumbnails > 0:
+        shown = denormalize(images)
+        for i in range(0, len(pts), max(1, len(pts) // thumbnails)):
+            box = OffsetImage(_hwc(shown[i]), zoom=zoom, cmap="gray")
+            ax.add_artist(AnnotationBbox(box, pts[i], frameon=False, alpha=0.9))
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    ax.set_title(f"{title} ({len(pts)} images)")
+    return fig
+
+
+def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
+                   neighbours: Mapping[str, torch.Tensor], labels: ArrayLike | None = None,
+                   classes: Sequence[str] | None = None,
+                   title: str = "Nearest neighbours") -> Figure:
+    """One row per query: the query image, then its k neighbours in each space (e.g.
+    ``{"fc7": idx_fc7, "pixels": idx_px}``, each (Q, k) indices into `images`), like the
+    paper's Figure 4 (right). Neighbours of another class than the query get a red title."""
+    shown = denormalize(torch.as_tensor(images))
+    spaces = list(neighbours)
+    k = int(next(iter(neighbours.values())).shape[1])
+    cols = 1 + len(spaces) * k
+    fig = Figure(figsize=(1.25 * cols + 0.6, 1.45 * len(queries) + 0.7), layout="constrained")
+    axes = np.asarray(fig.subplots(len(queries), cols, squeeze=False))
+
+    def name(i: int) -> str:
+        if labels is None:
+            return f"#{i}"
+        c = int(labels[i])
+        return classes[c] if classes is not None else str(c)
+
+    for r, q in enumerate(queries):
+        entries = [("query", int(q))] + [(s, int(j)) for s in spaces
+                                         for j in neighbours[s][r].tolist()]
+        for col, (space, i) in enumerate(entries):
+            ax = axes[r, col]
+            ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            wrong = labels is not None and space != "query" and int(labels[i]) != int(labels[q])
+            ax.set_title(name(i), fontsize=7, color="red" if wrong else "black")
+            if r == 0 and (col == 0 or (col - 1) % k == 0):
+                ax.set_xlabel("query" if col == 0 else f"{space} neighbours →", fontsize=8)
+                ax.xaxis.set_label_position("top")
+    fig.suptitle(f"{title}: columns = query, then {k} nearest in "
+                 + " and in ".join(spaces) + " (Euclidean distance; red = other class)")
     return fig
 
 

@@ -107,10 +107,11 @@ def test_two_towers_halve_conv2_conv4_conv5():
     assert not torch.allclose(a[:, 128:], b[:, 128:])
 
 
-def test_torchvision_weights_load_unchanged_and_give_identical_outputs():
-    torch.manual_seed(0)
+def test_torchvision_weights_load_unchanged_and_give_identical_outputs(tv):
+    torch.manual_seed(1)
     theirs = torchvision.models.alexnet(weights=None).eval()  # random init: no download
-    ours = AlexNet(variant="torchvision").eval()
+    ours = tv  # built with our own init: every value below comes from torchvision's weights
+    assert not torch.equal(ours.conv1.weight, theirs.features[0].weight)
     assert _count(ours) == _count(theirs) == 61_100_840
     result = ours.load_state_dict(theirs.state_dict())  # strict: every key used, none missing
     assert not result.missing_keys and not result.unexpected_keys

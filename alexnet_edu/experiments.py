@@ -1,0 +1,231 @@
+r"""The paper's design choices, tested small: one change at a time, the same budget for each.
+
+Krizhevsky, Sutskever & Hinton (2012) justify four choices with a comparison:
+
+- **ReLU** instead of tanh (§3.1, Figure 1): a four-layer CNN on CIFAR-10 "reaches a 25 %
+  training error rate six times faster" with ReLUs.
+- **Local Response Normalization** (§3.3): "reduces our top-1 and top-5 error rates by 1.4 % and
+  1.2 %".
+- **Overlapping pooling**, z = 3 > s = 2 (§3.4): "reduces the top-1 and top-5 error rates by
+  0.4 % and 0.3 %" against z = s = 2, and "models with overlapping pooling find it slightly more
+  difficult to overfit".
+- **Dropout** 0.5 in fc6/fc7 (§4.2): "Without dropout, our network exhibits substantial
+  overfitting."
+
+`run_ablations` trains every variant with the same `TrainConfig` (epochs, batch, seed, data) via
+`alexnet_edu.train.fit`; `claims_table` says, from the histories alone, which claims held. The
+measures are small functions students can re-derive: `epochs_to_error`, `overfitting_gap`,
+`best_val_error`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+__all__ = ["Ablation", "PAPER_ABLATIONS", "variants", "run_ablations", "epochs_to_error",
+           "overfitting_gap", "best_val_error", "claims_table", "claims_markdown",
+           "plot_ablation"]
+
+History = Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One claim of the paper: the paper's setting against one alternative.
+
+    `measure` says how the claim is judged: "speed" (epochs to reach `target_error` training
+    error), "val_error" (best validation error) or "gap" (train minus validation accuracy)."""
+
+    name: str
+    claim: str
+    paper: tuple[str, dict] = ("paper", {})
+    alternative: tuple[str, dict] = ("alternative", {})
+    measure: str = "val_error"
+    target_error: float = 0.25
+    section: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.measure not in ("speed", "val_error", "gap"):
+            raise ValueError(f"measure must be 'speed', 'val_error' or 'gap', got {self.measure!r}")
+
+
+PAPER_ABLATIONS: tuple[Ablation, ...] = (
+    Ablation("activation", "ReLU reaches 25 % training error ~6x sooner than tanh",
+             ("ReLU", {"activation": "relu"}), ("tanh", {"activation": "tanh"}),
+             measure="speed", section="§3.1, Figure 1"),
+    Ablation("lrn", "LRN lowers the top-1 error (by 1.4 points on ImageNet)",
+             ("LRN", {"lrn": True}), ("no LRN", {"lrn": False}), section="§3.3"),
+    Ablation("pooling", "Overlapping pooling (3/2) lowers the top-1 error (by 0.4 points) vs 2/2",
+             ("overlapping 3/2", {"overlapping_pool": True}),
+             ("non-overlapping 2/2", {"overlapping_pool": False}), section="§3.4"),
+    Ablation("dropout", "Without dropout the network overfits more (larger train-val gap)",
+             ("dropout 0.5", {"dropout": 0.5}), ("no dropout", {"dropout": 0.0}),
+             measure="gap", section="§4.2"),
+)
+
+
+def variants(ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> dict[str, dict]:
+    """{label: model overrides} for every distinct run the ablations need. The paper's settings
+    all coincide (ReLU, LRN, overlapping pooling, dropout 0.5), so they share one run: "paper"."""
+    runs: dict[str, dict] = {"paper": {}}
+    for ab in ablations:
+        for label, overrides in (ab.paper, ab.alternative):
+            if not _is_paper_setting(overrides) and label not in runs:
+                runs[label] = dict(overrides)
+    return runs
+
+
+def _is_paper_setting(overrides: Mapping[str, Any]) -> bool:
+    paper = {"activation": "relu", "lrn": True, "overlapping_pool": True, "dropout": 0.5}
+    return all(paper.get(k) == v for k, v in overrides.items())
+
+
+def _run_label(overrides: Mapping[str, Any], label: str) -> str:
+    return "paper" if _is_paper_setting(overrides) else label
+
+
+def run_ablations(splits, config, image_size: int, run_root: str | Path,
+                  runs: Mapping[str, dict] | None = None, device: str | torch.device | None = None,
+                  base: Mapping[str, Any] | None = None, resume: bool = False
+                  ) -> dict[str, list[dict]]:
+    """Train one model per entry of `runs` ({label: AlexNet overrides}; default: `variants()`),
+    each with the same `config` (epochs, batch size, seed), data and initial random state, into
+    ``run_root/<label>``. `base` holds overrides shared by all (e.g. ``{"variant": "paper"}``).
+    ``resume=True`` continues or reuses finished runs (their ``last.pt``). Returns
+    {label: history}."""
+    from .train import build_model, fit
+
+    runs = variants() if runs is None else runs
+    histories: dict[str, list[dict]] = {}
+    for label, overrides in runs.items():
+        torch.manual_seed(config.seed)  # the same initial weights wherever the layers agree
+        model = build_model(splits, image_size=image_size, **{**dict(base or {}), **overrides})
+        print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
+        folder = Path(run_root) / label.replace(" ", "-").replace("/", "-")
+        histories[label] = fit(model, splits, config, run_dir=folder, device=device,
+                               resume=resume)
+    return histories
+
+
+def epochs_to_error(history: History, target: float = 0.25) -> int | None:
+    """The first epoch whose *training* error (1 - train_acc) is at most `target`, or None if
+    the run never got there (Figure 1's measure)."""
+    for i, row in enumerate(history):
+        if 1.0 - float(row["train_acc"]) <= target:
+            return int(row.get("epoch", i + 1))
+    return None
+
+
+def overfitting_gap(history: History) -> float:
+    """Training minus validation accuracy at the last epoch (positive = overfitting). The
+    training accuracy is the running one of that epoch, with dropout and augmentation on."""
+    if not history:
+        raise ValueError("the history is empty: train at least one epoch")
+    last = history[-1]
+    return float(last["train_acc"]) - float(last["val_acc"])
+
+
+def best_val_error(history: History) -> float:
+    """1 - the best validation accuracy over the run."""
+    if not history:
+        raise ValueError("the history is empty: train at least one epoch")
+    return 1.0 - max(float(r["val_acc"]) for r in history)
+
+
+def _noise(error: float, n_val: int) -> float:
+    """Two standard errors of the difference of two error rates measured on n_val images."""
+    p = min(max(error, 1.0 / max(n_val, 1)), 1 - 1.0 / max(n_val, 1))
+    return 2 * math.sqrt(2 * p * (1 - p) / max(n_val, 1))
+
+
+def _lower_wins(a: float, b: float, noise: float, a_label: str, what: str) -> tuple[str, str]:
+    """Verdict for "a is lower than b", honest about noise."""
+    diff = 100 * (b - a)
+    if abs(b - a) <= noise:
+        return "undecided", f"{what} {diff:+.1f} points is within noise (±{100 * noise:.1f})"
+    if a < b:
+        return "held", f"{diff:.1f} points lower with {a_label}"
+    return "did not hold", f"{-diff:.1f} points higher with {a_label}"
+
+
+def claims_table(histories: Mapping[str, History], n_val: int,
+                 ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> list[dict]:
+    """One row per ablation, computed from the histories: the two values, the verdict
+    ("held", "did not hold" or "undecided") and why. A validation-error difference within two
+    standard errors of the validation set (n_val images) is "undecided", not a win."""
+    rows = []
+    for ab in ablations:
+        a_label, b_label = ab.paper[0], ab.alternative[0]
+        a = histories[_run_label(ab.paper[1], a_label)]
+        b = histories[_run_label(ab.alternative[1], b_label)]
+        epochs = len(a)
+        if ab.measure == "speed":
+            ea, eb = epochs_to_error(a, ab.target_error), epochs_to_error(b, ab.target_error)
+            what = f"epochs to {ab.target_error:.0%} training error"
+            va = "not reached" if ea is None else str(ea)
+            vb = "not reached" if eb is None else str(eb)
+            if ea is None and eb is None:
+                verdict, why = "undecided", f"neither reached it in {epochs} epochs"
+            elif ea is not None and (eb is None or ea < eb):
+                verdict = "held"
+                why = (f"{b_label} did not reach it in {epochs} epochs" if eb is None
+                       else f"{eb / ea:.1f}x sooner")
+            elif ea == eb:
+                verdict, why = "undecided", "both in the same epoch (measure per epoch)"
+            else:
+                verdict, why = "did not hold", f"{b_label} got there first"
+        elif ab.measure == "val_error":
+            ea, eb = best_val_error(a), best_val_error(b)
+            what, va, vb = "best validation error", f"{ea:.1%}", f"{eb:.1%}"
+            verdict, why = _lower_wins(ea, eb, _noise((ea + eb) / 2, n_val), a_label,
+                                       "error difference")
+        else:  # gap
+            ga, gb = overfitting_gap(a), overfitting_gap(b)
+            what, va, vb = "train - val accuracy (last epoch)", f"{ga:+.1%}", f"{gb:+.1%}"
+            verdict, why = _lower_wins(ga, gb, _noise(1 - float(a[-1]["val_acc"]), n_val),
+                                       a_label, "gap difference")
+        rows.append({"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "measure": what,
+                     "paper": f"{a_label}: {va}", "alternative": f"{b_label}: {vb}",
+                     "verdict": verdict, "why": why, "epochs": epochs})
+    return rows
+
+
+def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The claims table as Markdown (display it with IPython.display.Markdown)."""
+    head = ("| claim | measure | paper's choice | alternative | verdict | why |\n"
+            "|---|---|---|---|---|---|")
+    lines = [f"| {r['claim']} | {r['measure']} | {r['paper']} | {r['alternative']} | "
+             f"**{r['verdict']}** | {r['why']} |" for r in rows]
+    return "\n".join([head, *lines])
+
+
+def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
+                  fig: Figure | None = None) -> Figure:
+    """Training and validation error per epoch of the paper's setting against the alternative
+    (two panels), with the 25 % line for the speed claim."""
+    fig = fig or Figure(figsize=(10, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2, squeeze=False)[0]
+    for (label, overrides), style in ((ablation.paper, "-o"), (ablation.alternative, "--s")):
+        rows = histories[_run_label(overrides, label)]
+        epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+        for ax, key in zip(axes, ("train_acc", "val_acc")):
+            ax.plot(epochs, [100 * (1 - float(r[key])) for r in rows], style, ms=4, label=label)
+    for ax, split in zip(axes, ("training", "validation")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{split} error (%)")
+        ax.set_title(f"{split} error")
+        ax.grid(alpha=0.3)
+        if ablation.measure == "speed" and split == "training":
+            ax.axhline(100 * ablation.target_error, color="grey", lw=1, ls=":",
+                       label=f"{ablation.target_error:.0%} target")
+        ax.legend()
+    fig.suptitle(f"{ablation.claim} ({ablation.section})")
+    return fig

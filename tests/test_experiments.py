@@ -1,0 +1,112 @@
+"""alexnet_edu.experiments: the measures and verdicts of notebook 10, on hand-made histories
+(fast), and one tiny real ablation run through train.fit (same budget, same initial weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alexnet_edu import experiments as ex
+
+
+def _history(train_acc, val_acc):
+    return [{"epoch": i + 1, "train_acc": t, "val_acc": v}
+            for i, (t, v) in enumerate(zip(train_acc, val_acc))]
+
+
+def test_epochs_to_error_first_epoch_at_or_below_target():
+    h = _history([0.5, 0.75, 0.9], [0.5, 0.7, 0.8])
+    assert ex.epochs_to_error(h, 0.25) == 2       # 1 - 0.75 == 0.25: at the target counts
+    assert ex.epochs_to_error(h, 0.5) == 1
+    assert ex.epochs_to_error(h, 0.05) is None
+    assert ex.epochs_to_error([], 0.25) is None
+
+
+def test_gap_and_best_val_error():
+    h = _history([0.6, 0.95], [0.7, 0.8])
+    assert ex.overfitting_gap(h) == pytest.approx(0.15)
+    assert ex.best_val_error(h) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="empty"):
+        ex.overfitting_gap([])
+
+
+def test_variants_share_the_paper_run_and_change_one_thing_each():
+    runs = ex.variants()
+    assert runs["paper"] == {}
+    alternatives = {k: v for k, v in runs.items() if k != "paper"}
+    assert alternatives == {"tanh": {"activation": "tanh"}, "no LRN": {"lrn": False},
+                            "non-overlapping 2/2": {"overlapping_pool": False},
+                            "no dropout": {"dropout": 0.0}}
+
+
+def _histories(relu, tanh, lrn_val, pool_val, gaps):
+    paper = _history(relu, [lrn_val[0]] * len(relu))
+    paper[-1]["val_acc"] = paper[-1]["train_acc"] - gaps[0]
+    nodrop = _history(relu, [lrn_val[0]] * len(relu))
+    nodrop[-1]["val_acc"] = nodrop[-1]["train_acc"] - gaps[1]
+    return {"paper": paper, "tanh": _history(tanh, [0.5] * len(tanh)),
+            "no LRN": _history(relu, [lrn_val[1]] * len(relu)),
+            "non-overlapping 2/2": _history(relu, [pool_val] * len(relu)),
+            "no dropout": nodrop}
+
+
+def test_claims_table_verdicts_follow_the_numbers():
+    hs = _histories(relu=[0.6, 0.8, 0.9], tanh=[0.4, 0.6, 0.8], lrn_val=(0.80, 0.70),
+                    pool_val=0.95, gaps=(0.02, 0.15))
+    rows = {r["ablation"]: r for r in ex.claims_table(hs, n_val=10_000)}
+    assert rows["activation"]["verdict"] == "held"          # ReLU epoch 2, tanh epoch 3
+    assert "1.5x" in rows["activation"]["why"]
+    assert rows["lrn"]["verdict"] == "held"                  # 12 % vs 30 % error
+    assert rows["pooling"]["verdict"] == "did not hold"      # 12 % vs 5 % error
+    assert rows["dropout"]["verdict"] == "held"              # gap 2 vs 15 points
+    md = ex.claims_markdown(list(rows.values()))
+    assert md.count("\n") == 1 + len(rows) and "**did not hold**" in md
+
+
+def test_small_differences_on_a_small_validation_set_are_undecided():
+    hs = _histories(relu=[0.6, 0.7], tanh=[0.6, 0.7], lrn_val=(0.80, 0.79),
+                    pool_val=0.81, gaps=(0.05, 0.06))
+    rows = {r["ablation"]: r for r in ex.claims_table(hs, n_val=100)}
+    assert rows["activation"]["verdict"] == "undecided"     # neither reached 25 %
+    assert rows["lrn"]["verdict"] == "undecided"            # 1 point on 100 images
+    assert rows["dropout"]["verdict"] == "undecided"
+    # the same one-point difference on a million images is real
+    assert {r["ablation"]: r for r in ex.claims_table(hs, n_val=1_000_000)}["lrn"][
+        "verdict"] == "held"
+
+
+def test_plot_has_titles_and_units():
+    hs = _histories(relu=[0.6, 0.8], tanh=[0.4, 0.6], lrn_val=(0.8, 0.7), pool_val=0.8,
+                    gaps=(0.0, 0.1))
+    fig = ex.plot_ablation(ex.PAPER_ABLATIONS[0], hs)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["training error (%)", "validation error (%)"]
+    assert "§3.1" in fig._suptitle.get_text()
+    lines = fig.axes[0].get_lines()
+    assert [round(y, 6) for y in lines[0].get_ydata()] == [40.0, 20.0]   # ReLU: 1 - acc, in %
+
+
+def test_run_ablations_same_budget_same_start(tmp_path, monkeypatch):
+    """Two runs differing only in dropout start from identical weights and get the same number
+    of epochs (dropout has no parameters, so every weight agrees at the start)."""
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
+    from alexnet_edu import data, train
+
+    data.generate_fashion_mnist(tmp_path, n_train=40, n_test=10, seed=0)
+    splits = data.load_splits("fashion-mnist", root=tmp_path, limit=24, download=False)
+    built = []
+    real_build = train.build_model
+
+    def spy(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        built.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(train, "build_model", spy)
+    config = train.TrainConfig(epochs=1, batch_size=12, progress=False, num_workers=0)
+    hs = ex.run_ablations(splits, config, 67, tmp_path / "runs",
+                          runs={"paper": {}, "no dropout": {"dropout": 0.0}}, device="cpu")
+    assert [len(h) for h in hs.values()] == [1, 1]
+    assert built[0].keys() == built[1].keys()
+    assert all(torch.equal(built[0][k], built[1][k]) for k in built[0])
+    assert (tmp_path / "runs" / "no-dropout" / "last.pt").exists()

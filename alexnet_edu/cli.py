@@ -210,7 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise BadInput(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                        "or choose another --out, so that nothing is overwritten")
 
-    resumed: dict[str, Any] = {}
+    model_config: dict[str, Any] = {}
+    base: dict[str, Any] | None = None
     if args.resume:  # the run's own architecture and recipe; flags given override the recipe
         try:
             resumed = load_checkpoint(last)
@@ -218,7 +219,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         except Exception as err:
             raise BadInput(f"--resume: {last} is not a usable checkpoint "
                            f"({_first_line(err)})") from None
-    config = _train_config(args, base if args.resume else None)
+    config = _train_config(args, base)
     device = _pick_device(args.device)
     splits = _load_splits(args.dataset, args.data_root, args.limit, seed=config.seed)
 
@@ -242,7 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{config.epochs} epochs")
     try:
         history = fit(model, splits, config, run_dir, device=device, resume=args.resume)
-    except ValueError as err:  # data and model that do not fit together (fit says how)
+    except (ValueError, FloatingPointError) as err:  # fit's messages say what to change
         raise BadInput(_first_line(err)) from None
     if history:
         best = max(history, key=lambda row: row["val_acc"])
@@ -257,6 +258,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Top-1/top-5 accuracy and a per-class precision/recall/F1 table on one split."""
+    from .data import DATASETS
     from .metrics import per_class_report
     from .train import eval_transform, evaluate
 
@@ -267,6 +269,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device = _pick_device(args.device)
         model, checkpoint = _load_model(args.checkpoint, device)
         dataset = args.dataset or checkpoint["dataset"]
+        if args.dataset is None and dataset not in DATASETS and not Path(dataset).is_dir():
+            raise BadInput(f"the checkpoint was trained on an image folder called {dataset!r}; "
+                           "pass its path with --dataset")
         splits = _load_splits(dataset, args.data_root, args.limit)
         classes = list(checkpoint["classes"])
         if list(splits.classes) != classes:

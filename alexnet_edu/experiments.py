@@ -21,6 +21,7 @@ measures are small functions students can re-derive: `epochs_to_error`, `overfit
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +29,11 @@ from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["Ablation", "PAPER_ABLATIONS", "variants", "run_ablations", "epochs_to_error",
-           "overfitting_gap", "best_val_error", "claims_table", "claims_markdown",
-           "plot_ablation"]
+           "overfitting_gap", "best_val_error", "run_folder_name", "claims_table",
+           "claims_markdown", "plot_ablation"]
 
 History = Sequence[Mapping[str, Any]]
 
@@ -92,6 +94,11 @@ def _run_label(overrides: Mapping[str, Any], label: str) -> str:
     return "paper" if _is_paper_setting(overrides) else label
 
 
+def run_folder_name(label: str) -> str:
+    """A label as a portable folder name: "N(0, 0.01)" -> "N-0-0.01"."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-.") or "run"
+
+
 def run_ablations(splits, config, image_size: int, run_root: str | Path,
                   runs: Mapping[str, dict] | None = None, device: str | torch.device | None = None,
                   base: Mapping[str, Any] | None = None, resume: bool = False
@@ -109,7 +116,7 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
         torch.manual_seed(config.seed)  # the same initial weights wherever the layers agree
         model = build_model(splits, image_size=image_size, **{**dict(base or {}), **overrides})
         print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
-        folder = Path(run_root) / label.replace(" ", "-").replace("/", "-")
+        folder = Path(run_root) / run_folder_name(label)
         histories[label] = fit(model, splits, config, run_dir=folder, device=device,
                                resume=resume)
     return histories
@@ -219,6 +226,8 @@ def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
         for ax, key in zip(axes, ("train_acc", "val_acc")):
             ax.plot(epochs, [100 * (1 - float(r[key])) for r in rows], style, ms=4, label=label)
     for ax, split in zip(axes, ("training", "validation")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.set_ylim(0, 100)  # the whole error scale: small differences look small
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"{split} error (%)")
         ax.set_title(f"{split} error")

@@ -110,3 +110,9 @@ def test_run_ablations_same_budget_same_start(tmp_path, monkeypatch):
     assert built[0].keys() == built[1].keys()
     assert all(torch.equal(built[0][k], built[1][k]) for k in built[0])
     assert (tmp_path / "runs" / "no-dropout" / "last.pt").exists()
+
+
+def test_run_folder_names_are_portable():
+    assert ex.run_folder_name("N(0, 0.01)") == "N-0-0.01"
+    assert ex.run_folder_name("non-overlapping 2/2") == "non-overlapping-2-2"
+    assert ex.run_folder_name("../..") == "run"

@@ -67,9 +67,9 @@ PAPER_RESIZE, PAPER_CROP = 256, 227               # §2 / §4.1 (the paper's 224
 class TensorImageDataset(Dataset):
     """Images held in memory as one uint8 tensor N x C x H x W, with integer labels.
 
-    `ds[i]` is `(uint8 C x H x W, int)`; `ds.__getitems__([i, j, ...])` returns a whole batch
-    `(uint8 N x C x H x W, int64 N)` in one indexing operation, which `make_loader` uses so
-    that no per-image Python work happens while training.
+    `ds[i]` is `(uint8 C x H x W, int)`, so it works with any DataLoader or Subset;
+    `make_loader` takes a whole batch `(uint8 N x C x H x W, int64 N)` with one indexing
+    operation instead, so that no per-image Python work happens while training.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, classes: list[str]):
@@ -88,7 +88,8 @@ class TensorImageDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.images[index], int(self.labels[index])
 
-    def __getitems__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+    def batch(self, indices: list[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """The images and labels at `indices`, stacked: (uint8 N x C x H x W, int64 N)."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self.images[idx], self.labels[idx]
 
@@ -520,8 +521,7 @@ def load_image_folder(folder: str | Path) -> TensorImageDataset:
         files = sorted(p for p in (folder / name).iterdir()
                        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            hint = (" (it has sub-folders: did you mean one of them, e.g. "
-                    f"{next(d for d in (folder / name).iterdir() if d.is_dir())}?)"
+            hint = (f" (it has sub-folders: if they are the classes, pass {folder / name})"
                     if any(d.is_dir() for d in (folder / name).iterdir()) else "")
             raise FileNotFoundError(f"class folder {folder / name} holds no images with an "
                                     f"extension among {IMAGE_EXTENSIONS}{hint}")
@@ -741,8 +741,20 @@ class BatchTransform(nn.Module):
 # Loaders of uint8 batches
 # --------------------------------------------------------------------------------------------
 
-def _whole_batch(batch):
-    """collate_fn for TensorImageDataset.__getitems__: the batch is already stacked."""
+class _WholeBatches(Dataset):
+    """Indexed by a list of indices (from a BatchSampler): one whole batch per item."""
+
+    def __init__(self, dataset: TensorImageDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        return self.dataset.batch(indices)
+
+
+def _as_is(batch):
     return batch
 
 
@@ -757,8 +769,15 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
     if num_workers is None:   # tensors in memory: nothing for workers to do but copy
         num_workers = 0 if in_memory or isinstance(dataset, TensorDataset) else min(
             2, os.cpu_count() or 1)
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-        collate_fn=_whole_batch if in_memory else None,
-        generator=torch.Generator().manual_seed(seed),
-        pin_memory=torch.cuda.is_available(), persistent_workers=num_workers > 0)
+    # The loader draws its workers' base seed from `generator` too (else from the global RNG,
+    # which would shift the augmentations' random numbers and break exact resumption).
+    generator = torch.Generator().manual_seed(seed)
+    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
+                  persistent_workers=num_workers > 0, generator=generator)
+    if not in_memory:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
+    order = (torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
+             else torch.utils.data.SequentialSampler(dataset))
+    batches = torch.utils.data.BatchSampler(order, batch_size, drop_last=False)
+    return DataLoader(_WholeBatches(dataset), sampler=batches, batch_size=None,
+                      collate_fn=_as_is, **common)

@@ -300,6 +300,13 @@ def test_make_loader_gives_uint8_batches_in_order_and_seeded_shuffle():
         return torch.cat([y for _, y in make_loader(ds, 3, shuffle=True, seed=seed)]).tolist()
 
     assert order(1) == order(1) != order(2) and sorted(order(1)) == list(range(10))
+    assert len(make_loader(ds, 3, shuffle=True)) == 4                  # batches: 3 3 3 1
+    state = torch.get_rng_state()                  # iterating leaves the global RNG alone
+    list(make_loader(ds, 3, shuffle=True, seed=4))
+    assert torch.equal(state, torch.get_rng_state())
+    subset = torch.utils.data.Subset(ds, [7, 2])                         # plain datasets work
+    assert next(iter(torch.utils.data.DataLoader(subset, 2)))[1].tolist() == [7, 2]
+    assert next(iter(make_loader(subset, 2, shuffle=False, num_workers=0)))[1].tolist() == [7, 2]
     plain = torch.utils.data.TensorDataset(ds.images, ds.labels)
     assert make_loader(plain, 4, shuffle=False).num_workers == 0
     assert torch.equal(next(iter(make_loader(plain, 4, shuffle=False)))[0], images)

@@ -92,6 +92,26 @@ def figure_to_png(fig: Figure, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
+def _register_notebook_display() -> None:
+    """Figures built without pyplot (ours) have no notebook display until pyplot's inline
+    backend is loaded; register a PNG formatter so a returned Figure shows as a picture."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)       # the inline backend already shows figures
+    except KeyError:
+        png.for_type(Figure, lambda fig: figure_to_png(fig, dpi=100))
+
+
+_register_notebook_display()
+
+
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                ncols: int | None = None, title: str = "Images",

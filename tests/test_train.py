@@ -78,6 +78,16 @@ def _tiny(seed=0, **kw):
 CFG = dict(batch_size=16, warmup_epochs=0.5, progress=False)
 
 
+@pytest.fixture
+def one_thread():
+    """Bit-exact comparisons need a fixed order of floating-point sums: with several threads,
+    some CPU kernels split reductions differently from run to run on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -126,7 +136,7 @@ def test_checkpoint_is_enough_to_evaluate_and_predict(alexnet_run):
     assert not torch.allclose(tta["probabilities"], result["probabilities"])
 
 
-def test_resume_gives_exactly_the_same_weights(tmp_path):
+def test_resume_gives_exactly_the_same_weights(tmp_path, one_thread):
     splits = _splits()
     whole = _tiny()
     h_whole = fit(whole, splits, TrainConfig(epochs=2, **CFG), tmp_path / "whole", "cpu")
@@ -141,7 +151,7 @@ def test_resume_gives_exactly_the_same_weights(tmp_path):
     assert _strip_timing(h_whole) == _strip_timing(h_parts)
 
 
-def test_interrupt_inside_an_epoch_saves_and_resumes_exactly(tmp_path):
+def test_interrupt_inside_an_epoch_saves_and_resumes_exactly(tmp_path, one_thread):
     splits = _splits()
     whole = _tiny()
     fit(whole, splits, TrainConfig(epochs=2, **CFG), tmp_path / "whole", "cpu")

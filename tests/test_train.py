@@ -282,3 +282,27 @@ def test_fit_never_touches_the_test_split(tmp_path):
     no_val.val = no_val.val.subset(torch.tensor([], dtype=torch.long))
     with pytest.raises(ValueError, match="validation split"):
         fit(_tiny(), no_val, TrainConfig(epochs=1, **CFG), tmp_path / "b", "cpu")
+
+
+def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
+    import alexnet_edu.train as train_module
+
+    monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
+    monkeypatch.setitem(train_module.QUICK, "limit", 48)
+    monkeypatch.setitem(train_module.QUICK, "epochs", 1)
+    splits = data.load_splits("fashion-mnist", limit=48)
+    model, checkpoint, how = train_module.load_or_train("fashion-mnist")
+    assert "trained a quick model" in how and (tmp_path / "quick" / "fashion-mnist").is_dir()
+    assert checkpoint["classes"] == splits.classes and not model.training
+    _, again, how = train_module.load_or_train("fashion-mnist")
+    assert how.startswith("loaded a quick model") and again["epoch"] == checkpoint["epoch"]
+    # a real run (notebook 04's best.pt) wins over the quick one
+    save_checkpoint(dict(checkpoint, epoch=30), tmp_path / "fashion-mnist" / "best.pt")
+    _, real, how = train_module.load_or_train("fashion-mnist")
+    assert "notebook 04" in how and real["epoch"] == 30
+
+
+def test_tensorboard_logging_writes_events(tmp_path):
+    pytest.importorskip("tensorboard")
+    fit(_tiny(), _splits(), TrainConfig(epochs=1, tensorboard=True, **CFG), tmp_path, "cpu")
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))

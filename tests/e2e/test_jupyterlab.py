@@ -136,7 +136,7 @@ def _screenshot(page, folder: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("which", ["tiny", "feature_maps"])
-def test_viewer_renders_and_follows_the_layer_control(which, lab, browser_context,
+def test_viewer_renders_and_follows_the_layer_control(which, browser_context, lab,
                                                       artifacts_dir, tmp_path) -> None:
     if which == "tiny":  # the harness itself: any ipywidgets viewer renders and updates
         name = copy_notebook(lab, _tiny_notebook(tmp_path))

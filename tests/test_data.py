@@ -383,6 +383,7 @@ def test_missing_dataset_offline_names_the_files(tmp_path, monkeypatch):
 
 def test_smoke_mode_generates_stand_ins_in_a_writable_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
+    monkeypatch.setattr(data, "SMOKE_GENERATED_SIZES", (60, 20))      # keep the test quick
     read_only = tmp_path / "shared"
     read_only.mkdir()
     read_only.chmod(0o555)                    # like ../shared/data (even root must not write)

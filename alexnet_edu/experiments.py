@@ -20,6 +20,7 @@ measures are small functions students can re-derive: `epochs_to_error`, `overfit
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -101,13 +102,15 @@ def run_folder_name(label: str) -> str:
 
 def run_ablations(splits, config, image_size: int, run_root: str | Path,
                   runs: Mapping[str, dict] | None = None, device: str | torch.device | None = None,
-                  base: Mapping[str, Any] | None = None, resume: bool = False
-                  ) -> dict[str, list[dict]]:
+                  base: Mapping[str, Any] | None = None, resume: bool = False,
+                  keep_checkpoints: bool = True) -> dict[str, list[dict]]:
     """Train one model per entry of `runs` ({label: AlexNet overrides}; default: `variants()`),
     each with the same `config` (epochs, batch size, seed), data and initial random state, into
     ``run_root/<label>``. `base` holds overrides shared by all (e.g. ``{"variant": "paper"}``).
-    ``resume=True`` continues or reuses finished runs (their ``last.pt``). Returns
-    {label: history}."""
+    ``resume=True`` continues or reuses finished runs (their ``last.pt``).
+    ``keep_checkpoints=False`` deletes a *finished* run's ``.pt`` files (an AlexNet checkpoint
+    with its optimizer state is hundreds of MB; an interrupted run keeps its ``last.pt``).
+    Each run folder keeps ``history.json``. Returns {label: history}."""
     from .train import build_model, fit
 
     runs = variants() if runs is None else runs
@@ -117,8 +120,12 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
         model = build_model(splits, image_size=image_size, **{**dict(base or {}), **overrides})
         print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
         folder = Path(run_root) / run_folder_name(label)
-        histories[label] = fit(model, splits, config, run_dir=folder, device=device,
-                               resume=resume)
+        history = fit(model, splits, config, run_dir=folder, device=device, resume=resume)
+        (folder / "history.json").write_text(json.dumps(history, indent=1))
+        if not keep_checkpoints and len(history) >= config.epochs:
+            for checkpoint in folder.glob("*.pt"):
+                checkpoint.unlink()
+        histories[label] = history
     return histories
 
 

@@ -110,6 +110,12 @@ def test_run_ablations_same_budget_same_start(tmp_path, monkeypatch):
     assert built[0].keys() == built[1].keys()
     assert all(torch.equal(built[0][k], built[1][k]) for k in built[0])
     assert (tmp_path / "runs" / "no-dropout" / "last.pt").exists()
+    assert (tmp_path / "runs" / "no-dropout" / "history.json").exists()
+    again = ex.run_ablations(splits, config, 67, tmp_path / "slim", runs={"paper": {}},
+                             device="cpu", keep_checkpoints=False)
+    assert again["paper"][0]["train_loss"] == pytest.approx(hs["paper"][0]["train_loss"], rel=1e-5)
+    assert not list((tmp_path / "slim").rglob("*.pt"))
+    assert (tmp_path / "slim" / "paper" / "history.json").exists()
 
 
 def test_run_folder_names_are_portable():

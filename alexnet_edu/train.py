@@ -422,7 +422,9 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
         print(f"Resuming {last_path} at epoch {start_epoch + 1}"
               + (f", batch {start_batch + 1}" if start_batch else ""))
     else:
-        if last_path.exists():
+        if resume:
+            print(f"Nothing to resume in {run_dir} (no last.pt): starting a new run")
+        elif last_path.exists():
             print(f"Starting a new run: {last_path} will be overwritten (resume=True continues it)")
         _seed_everything(config.seed)
 

@@ -111,11 +111,10 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
 
     "auto": bfloat16 on CUDA GPUs that support it (else float16 with loss scaling); on a CPU only
     when it has native bf16 matrix units (AMX or AVX-512 BF16). Without them PyTorch emulates bf16
-    and a step gets much *slower*: on a 2-core AVX2 AMD EPYC, a bf16-autocast training step of the
-    67 px AlexNet took 31x and 34x as long as in float32 in two runs
-    (`python benchmarks/time_to_accuracy.py --precision-only`, ratios within one process), so
-    such CPUs train in float32. Channels-last measured 1.87x and 0.88x the float32 NCHW step time
-    in the same two runs on that shared machine - inconclusive - so it is on for CUDA only.
+    and a step gets much *slower*: on an idle 2-core AVX2 AMD EPYC, a bf16-autocast training step
+    of the 67 px AlexNet took 42x as long as in float32, and channels-last 0.98x the float32 NCHW
+    time (`python benchmarks/time_to_accuracy.py --precision-only`, ratios within one process).
+    So such CPUs train in float32, and channels-last is on for CUDA only.
     """
     device = torch.device(device)
     if setting == "off":

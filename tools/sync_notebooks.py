@@ -3,7 +3,8 @@
 The repository URL lives in `alexnet_edu/settings.py` (REPO_SLUG). This script writes, in each
 `notebooks/NN_topic.ipynb`:
 - in the first (title) cell, a badge pointing at that notebook on Colab;
-- as the second cell, the set-up cell below (the same in every notebook).
+- as the second cell, the set-up cell below (the same in every notebook);
+and points the README's Colab links at the same repository.
 
     python tools/sync_notebooks.py          # rewrite the notebooks
     python tools/sync_notebooks.py --check  # exit 1 and list what is out of date (used by tests)
@@ -23,6 +24,9 @@ sys.path.insert(0, str(ROOT))
 from alexnet_edu.settings import REPO_SLUG, REPO_URL  # noqa: E402
 
 BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+# the README's table links every notebook on Colab too
+README_BADGE_RE = re.compile(
+    r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/main/notebooks/")
 SETUP_MARKER = "# Set-up: the same cell opens every notebook"
 
 SETUP_CELL = f'''{SETUP_MARKER}. Locally it only imports; on Google Colab it first
@@ -106,6 +110,14 @@ def main() -> int:
             stale.append(path.name)
             if not args.check:
                 nbformat.write(nb, path)
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    colab = f"colab.research.google.com/github/{REPO_SLUG}/blob/main/notebooks/"
+    fixed = README_BADGE_RE.sub(colab, text)
+    if fixed != text:
+        stale.append(readme.name)
+        if not args.check:
+            readme.write_text(fixed, encoding="utf-8")
     if args.check and stale:
         print("out of date (run python tools/sync_notebooks.py):", *stale)
         return 1

@@ -131,10 +131,18 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
             f"got {x[worst].item():.6g}, expected {y[worst].item():.6g}")
 
 
-def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5) -> None:
-    """Same shape and relative error (see `relative_error`) at most `tol`."""
+def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5,
+                atol: float = 0.0) -> None:
+    """Same shape and relative error (see `relative_error`) at most `tol`.
+
+    Elements that differ by at most `atol` count as equal: near zero, float32 rounding alone
+    gives a large *relative* error (1e-9 vs 2e-9 is 33 %), so values that are only rounding apart
+    need an absolute floor."""
     exp_t = torch.as_tensor(expected) if not isinstance(expected, torch.Tensor) else expected
     got_t = _tensor(name, got, f"a tensor of shape {tuple(exp_t.shape)}")
+    if atol > 0 and got_t.shape == exp_t.shape:
+        g, e = got_t.detach().cpu().double(), exp_t.detach().cpu().double()
+        got_t, exp_t = torch.where((g - e).abs() <= atol, e, g), e
     message = _difference(name, got_t, exp_t, tol)
     if message:
         raise CheckFailed(message)

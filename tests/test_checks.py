@@ -196,3 +196,14 @@ def test_not_implemented_reaches_the_student(small_models):
         model.add_module(name, torch.nn.Identity())
     with pytest.raises(NotImplementedError):  # ...then the student's own NotImplementedError
         check_layers(model, reference, x)
+
+
+def test_check_close_atol_forgives_rounding_near_zero_only():
+    expected = torch.tensor([1.0, 1e-9, -0.5])
+    rounded = torch.tensor([1.0, 2e-9, -0.5])      # relative error 1/3 at a value near zero
+    with pytest.raises(CheckFailed, match="relative error"):
+        check_close("map", rounded, expected, tol=1e-3)
+    check_close("map", rounded, expected, tol=1e-3, atol=1e-6)
+    wrong = torch.tensor([1.0, 1e-9, -0.4])        # a real error is still caught
+    with pytest.raises(CheckFailed, match="relative error"):
+        check_close("map", wrong, expected, tol=1e-3, atol=1e-6)

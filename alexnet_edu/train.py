@@ -503,11 +503,12 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                     scaler.step(optimizer)
                     scaler.update()
-                    if not math.isfinite(loss.item()):
+                    loss_value = loss.item()   # one host-device sync per step, not three
+                    if not math.isfinite(loss_value):
                         raise FloatingPointError(
-                            f"the loss became {loss.item()} at epoch {epoch + 1}, batch "
+                            f"the loss became {loss_value} at epoch {epoch + 1}, batch "
                             f"{batch + 1}: lower the learning rate (config.lr) or clip gradients")
-                    partial["loss"] += loss.item() * len(targets)
+                    partial["loss"] += loss_value * len(targets)
                     partial["correct"] += (logits.argmax(1) == targets).sum().item()
                     partial["seen"] += len(targets)
                     seen_now += len(targets)

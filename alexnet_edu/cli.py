@@ -186,7 +186,8 @@ def _train_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
              "momentum": args.momentum, "weight_decay": args.weight_decay, "amp": args.amp,
              "channels_last": args.channels_last, "num_workers": args.workers,
-             "seed": args.seed, "augment": False if args.no_augment else None}
+             "seed": args.seed, "augment": False if args.no_augment else None,
+             "schedule": args.schedule}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in (base or {}).items() if k in fields}
     values.update({k: v for k, v in given.items() if v is not None and k in fields})
@@ -436,6 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, metavar="LR",
                    help=f"initial learning rate (default: {_trainer_default('lr')}; the paper "
                         "uses 0.01)")
+    t.add_argument("--schedule", choices=("plateau", "cosine"), default=None,
+                   help="learning-rate schedule (default: plateau = the paper's lr / 10 when the "
+                        "validation loss stops improving; cosine: down to min_lr over --epochs, "
+                        "for runs of a fixed length)")
     t.add_argument("--momentum", type=float, metavar="M",
                    help=f"SGD momentum (default: {_trainer_default('momentum')}; the paper: 0.9)")
     t.add_argument("--weight-decay", type=float, metavar="WD",

@@ -90,6 +90,18 @@ def test_train_refuses_to_overwrite_a_run_and_resume_needs_one(fm_run, data_root
     _no_traceback(err)
 
 
+def test_train_schedule_flag_reaches_the_trainer(data_root, tmp_path):
+    out = tmp_path / "cosine"
+    assert main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root), "--out",
+                 str(out), "--image-size", "67", "--limit", "32", "--batch-size", "32",
+                 "--epochs", "2", "--device", "cpu", "--schedule", "cosine"]) == 0
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["train_config"]["schedule"] == "cosine"
+    # one step per epoch: the cosine's two steps are at t = 0 and t = T / 2
+    assert [row["lr"] for row in checkpoint["history"]] == pytest.approx(
+        [0.01, 1e-5 + (0.01 - 1e-5) / 2])
+
+
 def test_train_bad_dataset_and_bad_size_are_clear_errors(tmp_path, capsys):
     assert main(["train", "--dataset", str(tmp_path / "no-such-folder"), "--out",
                  str(tmp_path / "run")]) == 2

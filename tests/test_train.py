@@ -8,6 +8,8 @@ dropout RNG matters); one test trains the real AlexNet at its smallest input siz
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import pickle
 
 import pytest
@@ -27,6 +29,7 @@ from alexnet_edu.train import (
     load_model,
     predict,
     save_checkpoint,
+    step_lr,
 )
 
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"}
@@ -151,19 +154,21 @@ def test_resume_gives_exactly_the_same_weights(tmp_path, one_thread):
     assert _strip_timing(h_whole) == _strip_timing(h_parts)
 
 
-def test_interrupt_inside_an_epoch_saves_and_resumes_exactly(tmp_path, one_thread):
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_interrupt_inside_an_epoch_saves_and_resumes_exactly(tmp_path, one_thread, schedule):
     splits = _splits()
+    config = TrainConfig(epochs=2, schedule=schedule, **CFG)
     whole = _tiny()
-    fit(whole, splits, TrainConfig(epochs=2, **CFG), tmp_path / "whole", "cpu")
+    fit(whole, splits, config, tmp_path / "whole", "cpu")
 
     interrupted = _tiny()
     interrupted.raise_at_call = 5          # epoch 2 (3 batches per epoch), its 2nd batch
-    history = fit(interrupted, splits, TrainConfig(epochs=2, **CFG), tmp_path / "cut", "cpu")
+    history = fit(interrupted, splits, config, tmp_path / "cut", "cpu")
     assert len(history) == 1
     checkpoint = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert (checkpoint["epoch"], checkpoint["batch"]) == (1, 1)
     resumed = _tiny(seed=7)
-    fit(resumed, splits, TrainConfig(epochs=2, **CFG), tmp_path / "cut", "cpu", resume=True)
+    fit(resumed, splits, config, tmp_path / "cut", "cpu", resume=True)
     assert _same_weights(whole, resumed)
 
 
@@ -264,6 +269,30 @@ def test_warmup_raises_the_lr_linearly_over_the_first_epoch(tmp_path):
         mp.setattr(torch.optim.SGD, "step", spy)
         fit(model, _splits(), config, tmp_path, "cpu")
     assert seen == pytest.approx([0.01 / 3, 0.02 / 3, 0.01])
+
+
+def test_step_lr_warms_up_then_follows_the_half_cosine_to_min_lr():
+    config = TrainConfig(epochs=3, lr=0.1, min_lr=0.001, warmup_epochs=1, schedule="cosine")
+    lrs = [step_lr(config, step, steps_per_epoch=4) for step in range(12)]
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])        # warm-up: 1 epoch
+    # then T = 8 steps: eps_min + (eps - eps_min) (1 + cos(pi t / T)) / 2 for t = 0..7
+    assert lrs[4] == pytest.approx(0.1)
+    assert lrs[8] == pytest.approx(0.001 + 0.099 / 2)                   # halfway: the mean
+    assert lrs[11] == pytest.approx(0.001 + 0.099 * (1 + math.cos(math.pi * 7 / 8)) / 2)
+    assert all(a > b for a, b in zip(lrs[4:], lrs[5:]))                 # strictly decreasing
+    plateau = dataclasses.replace(config, schedule="plateau")
+    assert [step_lr(plateau, s, 4) for s in (3, 4, 5)] == pytest.approx([0.1, 0.1, None])
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")
+
+
+def test_cosine_schedule_ignores_validation_plateaus(tmp_path):
+    config = TrainConfig(epochs=4, batch_size=16, schedule="cosine", min_lr=0, progress=False)
+    history = fit(_Constant(), _splits(), config, tmp_path, "cpu")
+    # the constant model's validation loss never improves: "plateau" would divide the lr (see
+    # above); the cosine goes on: the last step of epoch e (3 steps each) has t = 3e - 1 of T = 12
+    expected = [0.01 * (1 + math.cos(math.pi * (3 * e - 1) / 12)) / 2 for e in (1, 2, 3, 4)]
+    assert [row["lr"] for row in history] == pytest.approx(expected)
 
 
 class _Forbidden(torch.utils.data.Dataset):

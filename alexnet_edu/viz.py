@@ -476,11 +476,12 @@ class FeatureMapViewer:
         self.widget.add_class("alexnet-edu-viewer")
 
         self._busy = False
-        self.image_picker.observe(self._on_source_change, names="value")
-        self.layer.observe(self._on_source_change, names="value")
-        self.channel.observe(lambda _: self._render(), names="value")
+        self.image_picker.observe(lambda _: self._on_source_change(), names="value")
+        # A new layer opens on its most active channel: channel 0 is often dead or dull.
+        self.layer.observe(lambda _: self._on_source_change(jump=True), names="value")
+        self.channel.observe(self._on_channel, names="value")
         self.top_channels.observe(self._on_top_pick, names="value")
-        self._on_source_change()
+        self._on_source_change(jump=True)
 
     # --- data ---------------------------------------------------------------------------------
     def maps(self, index: int | None = None, layer: str | None = None) -> torch.Tensor:
@@ -500,16 +501,33 @@ class FeatureMapViewer:
         return means.argsort(descending=True, stable=True)[:k or self.top_k].tolist()
 
     # --- events -------------------------------------------------------------------------------
-    def _on_source_change(self, _change: Any = None) -> None:
+    def _on_source_change(self, jump: bool = False) -> None:
         m = self.maps()
         self._busy = True  # one render for the whole update, not one per control change
         try:
             self.channel.max = m.shape[0] - 1
             means = m.flatten(1).mean(1)
-            self.top_channels.options = [(f"{c} (mean {means[c]:.3g})", c) for c in self.top()]
-            self.top_channels.value = None
+            top = self.top()
+            self.top_channels.options = [(f"{c} (mean {means[c]:.3g})", c) for c in top]
+            if jump:
+                self.channel.value = top[0]
+            self._show_channel_in_menu()
         finally:
             self._busy = False
+        self._render()
+
+    def _show_channel_in_menu(self) -> None:
+        # The menu shows the current channel when it is one of the top ones, else stays blank.
+        in_top = self.channel.value in [value for _, value in self.top_channels.options]
+        self.top_channels.value = self.channel.value if in_top else None
+
+    def _on_channel(self, _change: Any) -> None:
+        if not self._busy:
+            self._busy = True
+            try:
+                self._show_channel_in_menu()
+            finally:
+                self._busy = False
         self._render()
 
     def _on_top_pick(self, change: Any) -> None:

@@ -191,13 +191,19 @@ def test_feature_map_viewer_controls_and_updates(small_model) -> None:
     means = maps.flatten(1).mean(1)
     top = [value for _, value in viewer.top_channels.options]
     assert top == means.argsort(descending=True)[:viewer.top_k].tolist()
+    # a new layer opens on its most active channel, and the menu shows it
+    assert viewer.channel.value == top[0] and viewer.top_channels.value == top[0]
     before = viewer.image.value
     viewer.top_channels.value = top[1]
     assert viewer.channel.value == top[1] and viewer.image.value != before
+    viewer.channel.value = next(c for c in range(384) if c not in top)
+    assert viewer.top_channels.value is None           # not a top channel: the menu is blank
+    viewer.channel.value = top[2]
+    assert viewer.top_channels.value == top[2]
 
     before = viewer.image.value
     viewer.image_picker.value = 1
-    assert viewer.image.value != before
+    assert viewer.image.value != before and viewer.channel.value == top[2]   # channel kept
     assert torch.allclose(viewer.maps(), activations(small_model, images[1:], "conv3")["conv3"][0])
     bundle = viewer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "image/png" in bundle

@@ -55,22 +55,26 @@ def local_response_norm_reference(a: torch.Tensor, size: int = 5, alpha: float =
 # The fast path works on blocks of about this many elements. Why blocks: LRN is a dozen cheap
 # element-wise passes (square, window sum, scale, multiply; more in the backward pass). Over a
 # whole conv1 batch (64x96x55x55 floats = 74 MB) every pass goes out to main memory and every
-# temporary is a fresh 74 MB allocation; over a 64 KB block all temporaries stay in the CPU's L2
-# cache, so only the input, the output and the gradients touch memory. The block is also just
-# under PyTorch's parallel grain (ops on 32768 elements or more are split across threads), so no
-# op pays a thread hand-off per block. Measured on a 2-core AVX2 CPU (fp32 forward+backward,
-# 64x96x55x55): blocks of 8K, 16K, 24K, 32K and 48K elements took 614, 433, 378, 366 and 883 ms.
-_BLOCK = 32000
+# temporary is a fresh 74 MB allocation; over a block of a few MB the temporaries stay in the
+# CPU's cache, so only the input, the output and the gradients touch memory. Blocks that are too
+# small cost a dozen op launches each: at 67 px one image is 96x15x15 floats, and one block per
+# image made LRN an eighth of a training step. Measured on an idle 2-core AVX2 CPU (fp32 forward
+# + backward, median ms), blocks of 150K, 300K, 600K, 1.2M and 4.8M elements:
+#   64x96x55x55: 267, 196, 206, 221, 237      64x256x27x27: 154, 132, 113, 107, 159
+#   128x96x15x15: 25, 23, 18, 18, 20          128x256x7x7: 10.9, 10.4, 9.8, 10.3, 11.2
+# (32K-element blocks, the previous choice: 429, 283, 52, 40.)
+_BLOCK = 600_000
 
 
 def _channel_window_sum(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """s[i] = t[i-before] + ... + t[i+after] along dim 0 (clipped at the edges): shifted adds."""
-    c = t.shape[0]
+    """s[i] = t[i-before] + ... + t[i+after] along the channel dim -2 of a (..., C, L) block
+    (clipped at the edges): shifted adds."""
+    c = t.shape[-2]
     s = t.clone()
     for shift in range(1, min(before, c - 1) + 1):  # channel i - shift contributes to i
-        s[shift:].add_(t[: c - shift])
+        s[..., shift:, :].add_(t[..., : c - shift, :])
     for shift in range(1, min(after, c - 1) + 1):   # channel i + shift contributes to i
-        s[: c - shift].add_(t[shift:])
+        s[..., : c - shift, :].add_(t[..., shift:, :])
     return s
 
 
@@ -90,10 +94,12 @@ def _inverse_power(d: torch.Tensor, beta: float) -> torch.Tensor:
     return d.pow(-beta)
 
 
-def _channel_blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, slice]]]:
-    """A (B, C, L) view of `t` (channels on dim 1, no copy) and the (b, l-range) blocks to visit.
+def _channel_blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[slice, slice]]]:
+    """A (B, C, L) view of `t` (channels on dim 1, no copy) and the blocks to visit, as
+    (b-range, l-range) pairs: `v[b_range, :, l_range]` is a (b, C, l) block.
 
-    `t` must be contiguous or channels-last. Contiguous (N, C, H, W) -> (N, C, H*W).
+    `t` must be contiguous or channels-last. Contiguous (N, C, H, W) -> (N, C, H*W); where one
+    image is smaller than a block (small maps: 67 px inputs), a block takes several whole images.
     Channels-last memory is (N, H, W, C) -> (1, C, N*H*W) with channel stride 1: a block is then
     a run of whole pixels, and the window sum adds neighbours that sit next to each other.
     """
@@ -102,9 +108,13 @@ def _channel_blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, slic
     else:
         perm = (0, *range(2, t.dim()), 1)
         v = t.permute(perm).reshape(1, -1, t.shape[1]).transpose(1, 2)
-    step = max(1, _BLOCK // max(1, v.shape[1]))
-    batch, _, length = v.shape
-    blocks = [(b, slice(j, j + step)) for b in range(batch) for j in range(0, length, step)]
+    batch, channels, length = v.shape
+    step = max(1, _BLOCK // max(1, channels))
+    if step >= length:   # whole images per block
+        per = max(1, _BLOCK // max(1, channels * length))
+        return v, [(slice(b, b + per), slice(None)) for b in range(0, batch, per)]
+    blocks = [(slice(b, b + 1), slice(j, j + step)) for b in range(batch)
+              for j in range(0, length, step)]
     return v, blocks
 
 

@@ -69,15 +69,22 @@ def test_gradcheck_float64(size):
             lambda t, beta=beta: local_response_norm(t, size, alpha=0.1, beta=beta, k=1.0), (x,))
 
 
-def test_many_ragged_blocks_agree(monkeypatch):
-    """Blocks that cut through a sample (and, channels-last, across samples) change nothing."""
+@pytest.mark.parametrize("block", [23, 2 * 10 * 63])
+def test_many_ragged_blocks_agree(monkeypatch, block):
+    """Blocks that cut through a sample (and, channels-last, across samples), or hold several
+    whole samples, change nothing."""
     torch.manual_seed(0)
     x = torch.randn(3, 10, 7, 9) * 4
     g = torch.randn_like(x)
     expected = torch_lrn(x, 5, **STRONG)
     a = x.clone().requires_grad_()
     torch_lrn(a, 5, **STRONG).backward(g)
-    monkeypatch.setattr(layers, "_BLOCK", 23)  # 2 pixels x 10 channels per block, ragged tail
+    # 23: 2 pixels x 10 channels per block, ragged tail; 1260: two whole 10x7x9 samples per
+    # block, then the third alone
+    monkeypatch.setattr(layers, "_BLOCK", block)
+    samples = [b.indices(3) for b, _ in layers._channel_blocks(x)[1]]
+    assert samples == ([(0, 2, 1), (2, 3, 1)] if block > 23 else [(n, n + 1, 1) for n in range(3)
+                                                                  for _ in range(32)])
     for name, view in layouts(x).items():
         b = view.detach().clone().requires_grad_()
         got = local_response_norm(b, 5, **STRONG)

@@ -52,9 +52,9 @@ from .metrics import average_crops, topk_accuracy
 from .model import AlexNet
 from .settings import PROJECT_ROOT, smoke_mode
 
-__all__ = ["TrainConfig", "fit", "step_lr", "History", "build_model", "evaluate", "predict",
-           "eval_transform", "save_checkpoint", "load_checkpoint", "load_model",
-           "check_compatible", "runs_dir", "load_or_train", "amp_dtype", "FORMAT"]
+__all__ = ["TrainConfig", "fit", "step_lr", "make_optimizer", "History", "build_model",
+           "evaluate", "predict", "eval_transform", "save_checkpoint", "load_checkpoint",
+           "load_model", "check_compatible", "runs_dir", "load_or_train", "amp_dtype", "FORMAT"]
 
 FORMAT = "alexnet-edu/1"
 History = list  # list of per-epoch dicts: epoch, train_loss, train_acc, val_loss, val_acc, lr, ...
@@ -117,6 +117,19 @@ def step_lr(config: TrainConfig, step: int, steps_per_epoch: int) -> float | Non
         cosine = 0.5 * (1 + math.cos(math.pi * (step - warmup) / total))
         return config.min_lr + (config.lr - config.min_lr) * cosine
     return config.lr if step == warmup and warmup > 0 else None
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig,
+                   device: str | torch.device) -> torch.optim.SGD:
+    """Section 5's SGD: momentum 0.9, weight decay 5e-4 (the config's), lr from the config.
+
+    fused (CPU and CUDA): one kernel per step for momentum, weight decay and the update of every
+    parameter, instead of a dozen passes over all 60 million of them. The same numbers
+    (bit-identical in our check); at 67 px on a 2-core CPU the SGD step took 10 ms instead of 50
+    (of a 0.75 s training step)."""
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay,
+                           fused=torch.device(device).type in ("cpu", "cuda"))
 
 
 def build_model(splits, image_size: int = 227, **overrides) -> AlexNet:
@@ -285,20 +298,24 @@ def _model_input_size(model: nn.Module) -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data, transform: nn.Module | dict,
-             device: str | torch.device | None = None, tta: bool = False,
+             device: str | torch.device | None = None, tta: bool | str = False,
              batch_size: int = 256, amp: str = "auto", progress: bool = False) -> dict:
     """Loss, top-1, top-5 of `model` on `data` (a Dataset of (uint8 image, label), a DataLoader,
     or a pair of tensors), in eval mode.
 
     `transform` is the evaluation BatchTransform, or a checkpoint (its normalization and input
-    size are used). ``tta=True`` averages the softmax over the paper's ten crops (Section 4.1).
+    size are used). ``tta=True`` averages the softmax over the paper's ten crops (Section 4.1);
+    ``tta="flip"`` over two of them, the centre crop and its mirror image (for images whose object
+    fills the frame, where the corner crops cut parts of it off).
     Returns a dict: loss, top1, top5 (None with fewer than 5 classes), n, predictions, targets,
     probabilities (N x classes, on the CPU).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if isinstance(transform, dict):
         transform = eval_transform(transform)
-    if tta and not hasattr(transform, "ten_crop_batch"):
+    if tta not in (False, True, "flip"):
+        raise ValueError(f"tta must be False, True (ten crops) or 'flip', got {tta!r}")
+    if tta is True and not hasattr(transform, "ten_crop_batch"):
         raise ValueError("10-crop testing needs a data.BatchTransform (its ten_crop_batch); "
                          f"got {type(transform).__name__}")
     transform = transform.to(device)
@@ -314,8 +331,13 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
             images = images.to(device)
             with torch.autocast(device.type, dtype=dtype or torch.float32,
                                 enabled=dtype is not None):
-                if tta:   # Section 4.1: average the softmax of the ten patches
-                    probs = average_crops(model, transform.ten_crop_batch(images)).float()
+                if tta:   # Section 4.1: average the softmax of the ten patches (or two)
+                    if tta is True:
+                        crops = transform.ten_crop_batch(images)
+                    else:   # the centre crop and its mirror image
+                        centre = transform(images)
+                        crops = torch.stack([centre, centre.flip(-1)], dim=1)
+                    probs = average_crops(model, crops).float()
                     logp = probs.clamp_min(1e-12).log()
                 else:
                     logp = model(transform(images)).float().log_softmax(-1)
@@ -422,8 +444,7 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
     if channels_last:
         model.to(memory_format=torch.channels_last)
     dtype = amp_dtype(config.amp, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config, device)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=config.lr_factor, patience=config.patience,
         min_lr=config.min_lr)

@@ -14,9 +14,10 @@ process, one after the other; only *how* differs:
   alpha*5, so that it *is* the paper's layer, see layers.py); float32; default memory layout.
 - alexnet_edu: uint8 tensors in memory, whole batches indexed at once (`data.make_loader`),
   resize/crop/flip/normalize on the whole batch (`data.BatchTransform`, on the device), our
-  LRN with its hand-written backward (`layers.local_response_norm`), and the precision and
-  memory layout `train.fit` picks by default for this device (`train.amp_dtype`,
-  channels_last on CUDA) -- the same step as `train.fit`'s inner loop.
+  LRN with its hand-written backward (`layers.local_response_norm`), the fused SGD step
+  (`train.make_optimizer`), and the precision and memory layout `train.fit` picks by default
+  for this device (`train.amp_dtype`, channels_last on CUDA) -- the same step as `train.fit`'s
+  inner loop.
 
 Reported: images/s of each (after `--warmup` steps), where the time goes (data = waiting for
 the loader + the batch transform; compute = forward + backward + SGD step), and last the line
@@ -42,7 +43,7 @@ from alexnet_edu.data import BatchTransform, generate_fashion_mnist, load_splits
 from alexnet_edu.device import describe_device, pick_device
 from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.settings import data_root
-from alexnet_edu.train import TrainConfig, amp_dtype, build_model
+from alexnet_edu.train import TrainConfig, amp_dtype, build_model, make_optimizer
 
 
 def _sync(device: torch.device) -> None:
@@ -108,14 +109,17 @@ def with_torch_lrn(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------------------------
 
 def run(name: str, model: nn.Module, batches, transform: Callable | None, device: torch.device,
-        dtype: torch.dtype | None, channels_last: bool, steps: int, warmup: int) -> dict:
-    """Train `warmup + steps` batches; time the last `steps`, split into data and compute."""
+        dtype: torch.dtype | None, channels_last: bool, steps: int, warmup: int,
+        ours: bool) -> dict:
+    """Train `warmup + steps` batches; time the last `steps`, split into data and compute.
+    `ours`: the trainer's SGD (`train.make_optimizer`, fused), else PyTorch's default SGD."""
     model.to(device).train()
     if channels_last:
         model.to(memory_format=torch.channels_last)
     config = TrainConfig()
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config, device) if ours else torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay)
     criterion = nn.CrossEntropyLoss()
     iterator = iter(batches)
     data_s = compute_s = 0.0
@@ -194,13 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         transform = BatchTransform(args.image_size, splits.mean, splits.std, train=True,
                                    pca=splits.pca, out_channels=model.config["in_channels"])
         return run(name, model, loader, transform.to(device), device, dtype, channels_last,
-                   args.steps, args.warmup)
+                   args.steps, args.warmup, ours=True)
 
     torch.manual_seed(0)
     naive_model = with_torch_lrn(build_model(splits, image_size=args.image_size, **lrn))
     naive_loader = naive_pipeline(splits, args.image_size, args.batch_size, workers)
     results = [run("naive", naive_model, naive_loader, None, device, None, False, args.steps,
-                   args.warmup)]
+                   args.warmup, ours=False)]
     del naive_model, naive_loader
     results.append(ours("alexnet_edu", dtype, channels_last))
     if args.precision_sweep:

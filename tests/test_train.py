@@ -27,6 +27,7 @@ from alexnet_edu.train import (
     fit,
     load_checkpoint,
     load_model,
+    make_optimizer,
     predict,
     save_checkpoint,
     step_lr,
@@ -137,6 +138,22 @@ def test_checkpoint_is_enough_to_evaluate_and_predict(alexnet_run):
     tta = evaluate(loaded, splits.val, eval_transform(checkpoint), tta=True)
     assert tta["probabilities"].shape == (len(splits.val), 4)
     assert not torch.allclose(tta["probabilities"], result["probabilities"])
+
+
+def test_flip_averaging_is_the_ten_crops_centre_pair(alexnet_run):
+    splits, _, _, run = alexnet_run
+    loaded, checkpoint = load_model(run / "best.pt")
+    transform = eval_transform(checkpoint)
+    flip = evaluate(loaded, splits.val, transform, tta="flip")["probabilities"]
+    # patches 4 and 9 of the paper's ten are the centre crop and its mirror image
+    with torch.no_grad():
+        pair = transform.ten_crop_batch(splits.val.images)[:, [4, 9]]
+        expected = loaded(pair.flatten(0, 1)).softmax(-1).view(len(pair), 2, -1).mean(1)
+    torch.testing.assert_close(flip, expected, rtol=1e-5, atol=1e-6)
+    centre = evaluate(loaded, splits.val, transform)["probabilities"]
+    assert not torch.allclose(flip, centre)
+    with pytest.raises(ValueError, match="tta"):
+        evaluate(loaded, splits.val, transform, tta="five")
 
 
 def test_resume_gives_exactly_the_same_weights(tmp_path, one_thread):
@@ -284,6 +301,28 @@ def test_step_lr_warms_up_then_follows_the_half_cosine_to_min_lr():
     assert [step_lr(plateau, s, 4) for s in (3, 4, 5)] == pytest.approx([0.1, 0.1, None])
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="step")
+
+
+def test_make_optimizer_is_the_papers_sgd_fused():
+    """The trainer's fused SGD takes the same steps as PyTorch's plain SGD with Section 5's
+    momentum and weight decay (a fused kernel must not change the maths)."""
+    config = TrainConfig(lr=0.05)
+    fused_model, plain_model = _tiny(), _tiny()
+    fused = make_optimizer(fused_model, config, "cpu")
+    plain = torch.optim.SGD(plain_model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4,
+                            foreach=False)
+    assert fused.defaults["fused"] and fused.defaults["momentum"] == 0.9
+    assert fused.defaults["weight_decay"] == 5e-4
+    x, y = torch.randn(8, 1, 20, 20), torch.arange(8) % 4
+    for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+        torch.manual_seed(3)   # the same dropout masks
+        for _ in range(3):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(fused_model.classifier[1].weight, _tiny().classifier[1].weight)
 
 
 def test_cosine_schedule_ignores_validation_plateaus(tmp_path):

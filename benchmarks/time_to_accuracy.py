@@ -4,34 +4,59 @@ Fashion-MNIST subset, and what test accuracy does it reach?
     ALEXNET_EDU_DATA=../shared/data python benchmarks/time_to_accuracy.py     # <= 10 min, 2 cores
     python benchmarks/time_to_accuracy.py --limit 512 --budget 60              # a quick try
     python benchmarks/time_to_accuracy.py --limit 1536 --epochs 3 --batch-size 64 --patience 2 \
-        --budget 3600 --precision-steps 0 --init pytorch   # notebook 04's table: stays at chance
+        --lr 0.01 --budget 3600 --init pytorch                      # notebook 04's table
     python benchmarks/time_to_accuracy.py --precision-only                     # bf16 vs fp32
 
 Trains on the training subset minus a 10 % validation part (model selection), at a reduced
-input size (67 px, the smallest the paper's layers take), with the recipe's defaults
-(`TrainConfig`, `build_model`: kaiming init, the paper's SGD; the lr is divided by 10 at the
-first epoch whose validation loss does not improve, --patience 0), until --epochs or the
---budget of seconds would be exceeded (the next epoch is not started when it would not fit). Then
-evaluates the best checkpoint once on the test subset. Wall time counts everything: loading,
+input size (67 px, the smallest the paper's layers take), with the recipe (`TrainConfig`,
+`build_model`: kaiming init, the paper's SGD with momentum 0.9, weight decay 5e-4, batch 128,
+dropout, crops and flips) until --epochs or the --budget of seconds would be exceeded (the next
+epoch is not started when it would not fit). Then evaluates the best checkpoint once on the test
+subset. Wall time counts everything from the start of the process: importing torch, loading,
 training, checkpoints, testing.
 
-It first times a few training steps in float32, in bf16 autocast and in channels-last, in this
-process, and prints the ratios: that is how `train.amp_dtype("auto", cpu)` was decided (bf16
+Two settings differ from the paper, because ten minutes on two cores are only 12-15 epochs:
+the learning rate starts at 0.02, twice the paper's, and is divided by 10 once the validation
+loss has not improved for 2 epochs in a row (--patience 1; the trainer's default waits 3).
+Runs on an idle 2-core AMD EPYC (AVX2), test accuracy on the 3,000 test images (one image is
+0.03 points; seeds differ by more than half a point: read single runs as a spread, not a
+ranking):
+
+    the default command, seed 0 / --seed 1        85.7 % (556 s, 14 epochs) / 85.5 % (553 s, 14)
+  with --patience 0 (lr / 10 at the first epoch without a better validation loss):
+    --seed 1                                      85.2 % (553 s, 15 epochs); --tta flip: 85.0 %
+    --seed 1 --no-augment                         85.4 % (555 s, 13 epochs)
+    seed 0                                        one noisy epoch (3) cut the lr to 0.002 for
+                                                  good: 82 % validation at epoch 14 (stopped)
+  with --patience 0 and the code before LRN's larger blocks and the fused SGD step
+  (11 epochs in 540 s):
+    --lr 0.01 (the paper's)                       84.7 %
+    --lr 0.02, seed 0 / --seed 1                  85.4 % / 84.6 %
+    --lr 0.01 --schedule cosine --epochs 10       83.6 %; with --tta ten: 82.4 %
+
+Fashion-MNIST's objects fill the frame, and the paper's corner crops cut parts of them off:
+10-crop averaging lowers the accuracy here.
+
+--precision-only times a few training steps in float32, in bf16 autocast and in channels-last,
+in one process, and prints the ratios: that is how `train.amp_dtype("auto", cpu)` was decided (bf16
 only on CPUs with bf16 hardware). The last line is `test_acc: 0.NNNN seconds: N`.
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
-import tempfile
 import time
 
-import torch
+STARTED = time.perf_counter()   # before torch is imported: the wall time counts everything
 
-from alexnet_edu import data, train
-from alexnet_edu.device import describe_device
-from alexnet_edu.model import AlexNet
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import tempfile  # noqa: E402
+
+import torch  # noqa: E402
+
+from alexnet_edu import data, train  # noqa: E402
+from alexnet_edu.device import describe_device  # noqa: E402
+from alexnet_edu.model import AlexNet  # noqa: E402
 
 
 def step_seconds(image_size: int, batch: int, steps: int, autocast: bool,
@@ -61,43 +86,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image-size", type=int, default=67)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--budget", type=float, default=540, help="seconds for training")
+    parser.add_argument("--budget", type=float, default=560,
+                        help="seconds for training (no epoch is started that would not fit)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=0.02,
+                        help="initial learning rate (the paper: 0.01; a 10-minute run is short of "
+                             "epochs, and twice that step learns faster: see the docstring)")
+    parser.add_argument("--seed", type=int, default=0, help="initialization, shuffling, dropout")
     parser.add_argument("--warmup-epochs", type=float, default=0.0)
-    parser.add_argument("--patience", type=int, default=0,
-                        help="epochs without a better validation loss before lr / 10 (0: at the "
-                             "first one; a 10-minute budget has no room to wait)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                        help="the paper's random crops and flips while training")
+    parser.add_argument("--schedule", default="plateau", choices=["plateau", "cosine"])
+    parser.add_argument("--tta", choices=["none", "flip", "ten"], default="none",
+                        help="test-time averaging: none (the centre crop), flip (the centre crop "
+                             "and its mirror image), ten (the paper's 10 crops, Section 4.1)")
+    parser.add_argument("--patience", type=int, default=1,
+                        help="epochs without a better validation loss before lr / 10 (the "
+                             "trainer's default is 2; a 10-minute run has less room to wait, and "
+                             "0 let one noisy epoch end the high learning rate: see above)")
     parser.add_argument("--init", default="kaiming", choices=["kaiming", "paper", "pytorch"])
     parser.add_argument("--limit", type=int, default=None, help="images per split (quick tries)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision-only", action="store_true",
+                        help="only time training steps in float32, bf16 autocast, channels-last")
     parser.add_argument("--precision-steps", type=int, default=3)
-    parser.add_argument("--precision-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     print(f"device: {describe_device(device)}; {platform.processor() or platform.machine()}; "
           f"torch {torch.__version__}")
 
-    if args.precision_steps:
+    if args.precision_only:
         fp32 = step_seconds(args.image_size, 64, args.precision_steps, False, False)
         bf16 = step_seconds(args.image_size, 64, args.precision_steps, True, False)
         cl = step_seconds(args.image_size, 64, args.precision_steps, False, True)
         print(f"training step, batch 64 at {args.image_size} px: float32 {fp32:.3f} s; "
               f"bf16 autocast {bf16 / fp32:.2f}x that time; channels-last {cl / fp32:.2f}x; "
               f"amp_dtype('auto') here: {train.amp_dtype('auto', device)}")
-        if args.precision_only:
-            return
+        return
 
-    start = time.perf_counter()
     splits = data.load_splits("fashion-mnist", limit=args.limit)
     if splits.synthetic:
         print("WARNING: generated stand-in data, not Fashion-MNIST (set ALEXNET_EDU_DATA)")
     print(splits)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = train.build_model(splits, image_size=args.image_size, init=args.init)
     config = train.TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                warmup_epochs=args.warmup_epochs, patience=args.patience,
+                               schedule=args.schedule, seed=args.seed, augment=args.augment,
                                progress=False)
     train_start = time.perf_counter()
 
@@ -113,10 +149,16 @@ def main() -> None:
                             on_epoch_end=stop_when_out_of_time)
         best, checkpoint = train.load_model(f"{run}/best.pt")
         test = train.evaluate(best, splits.test, checkpoint, device)
-    seconds = time.perf_counter() - start
+        if args.tta != "none":
+            single = test["top1"]
+            test = train.evaluate(best, splits.test, checkpoint, device,
+                                  tta=True if args.tta == "ten" else "flip")
+    seconds = time.perf_counter() - STARTED   # from the start of this process
     best_epoch = max(history, key=lambda row: row["val_acc"])
     print(f"{len(history)} epochs; best val_acc {best_epoch['val_acc']:.4f} at epoch "
-          f"{best_epoch['epoch']}; test top-1 {test['top1']:.4f} on {test['n']} images")
+          f"{best_epoch['epoch']}; test top-1 {test['top1']:.4f} on {test['n']} images"
+          + (f" averaging over crops: {args.tta} (centre crop only: {single:.4f})"
+             if args.tta != "none" else ""))
     print(f"test_acc: {test['top1']:.4f} seconds: {seconds:.0f}")
 
 

@@ -23,7 +23,10 @@ import gzip
 import hashlib
 import json
 import os
+import struct
 import tempfile
+import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +44,7 @@ __all__ = [
     "load_splits", "load_image_folder", "channel_mean_std", "rgb_pca", "BatchTransform",
     "resize_batch", "crop_and_flip", "center_crop", "pca_lighting", "ten_crop", "make_loader",
     "generate_fashion_mnist", "generate_stl10", "STL10WithGenerated", "GENERATED_MARKER",
+    "DataFileError", "read_image", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS",
 ]
 
 DATASETS = ("fashion-mnist", "stl10")
@@ -58,6 +62,14 @@ FOLDER_TEST_FRACTION = 0.2                        # one image folder: 20 % becom
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
 PAPER_RESIZE, PAPER_CROP = 256, 227               # §2 / §4.1 (the paper's 224 is 227, see shapes)
+MAX_IMAGE_SIDE = 1024         # read_image shrinks larger images at once: memory stays bounded
+MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused (PIL only warns at 89.5 million)
+FASHION_CLASSES_N = 10        # Fashion-MNIST labels are 0..9
+
+
+class DataFileError(ValueError):
+    """A data file that exists but cannot be used (empty, truncated, wrong format, bad values).
+    The message names the file, says what is wrong with it and what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,18 +350,73 @@ class _FashionMNIST(torchvision.datasets.FashionMNIST):
         return all(os.path.isfile(self._path(name)) for name in FASHION_FILES)
 
     def _load_data(self) -> tuple[Tensor, Tensor]:
+        # Our own checked reader instead of torchvision's: on a damaged file torchvision fails
+        # with numpy's "offset must be non-negative" or a bare AssertionError.
         prefix = "train" if self.train else "t10k"
-        out = []
-        for kind in ("images-idx3", "labels-idx1"):
-            path = self._path(f"{prefix}-{kind}-ubyte")
-            if path.endswith(".gz"):
-                with gzip.open(path, "rb") as f, tempfile.NamedTemporaryFile() as tmp:
-                    tmp.write(f.read())
-                    tmp.flush()
-                    out.append(torchvision.datasets.mnist.read_sn3_pascalvincent_tensor(tmp.name))
-            else:
-                out.append(torchvision.datasets.mnist.read_sn3_pascalvincent_tensor(path))
-        return out[0], out[1].long()
+        images_path = Path(self._path(f"{prefix}-images-idx3-ubyte"))
+        labels_path = Path(self._path(f"{prefix}-labels-idx1-ubyte"))
+        images, labels = _read_idx(images_path, ndim=3), _read_idx(labels_path, ndim=1)
+        if len(images) != len(labels):
+            raise DataFileError(
+                f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+                f"labels: the two files are from different downloads. {_IDX_FIX}")
+        _check_labels(labels, labels_path)
+        return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+
+
+_IDX_FIX = ("Delete the file(s) and download again (load_splits(..., download=True)), or copy the "
+            "official Fashion-MNIST files there.")
+
+
+def _idx_bytes_of(path: Path) -> bytes:
+    """The file's bytes, gunzipped for `.gz`; a damaged gzip stream is a DataFileError."""
+    if path.stat().st_size == 0:     # a failed download often leaves an empty file
+        raise DataFileError(f"{path} is empty (0 bytes). {_IDX_FIX}")
+    if path.suffix != ".gz":
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as f:
+            blob = f.read()
+    except (OSError, EOFError, zlib.error) as err:   # BadGzipFile is an OSError
+        raise DataFileError(f"{path} is not a complete gzip file ({err}). {_IDX_FIX}") from None
+    if not blob:
+        raise DataFileError(f"{path} is empty (0 bytes after decompression). {_IDX_FIX}")
+    return blob
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes with `ndim` dimensions (3: images, 1: labels) as a uint8
+    array, after checking the header (magic 0x000008<ndim>, big-endian sizes) against the
+    file's length, so that every kind of damage gets a message naming the file."""
+    blob = _idx_bytes_of(path)
+    what = "idx3-ubyte image" if ndim == 3 else "idx1-ubyte label"
+    header_len = 4 + 4 * ndim
+    if len(blob) < header_len:
+        raise DataFileError(f"{path} is truncated: {len(blob)} bytes, shorter than the "
+                            f"{header_len}-byte header of an {what} file. {_IDX_FIX}")
+    magic = struct.unpack(">I", blob[:4])[0]
+    if magic != 0x0800 + ndim:
+        raise DataFileError(f"{path} has magic number 0x{magic:08X}, expected "
+                            f"0x{0x0800 + ndim:08X} (an {what} file): it is another kind of "
+                            f"file. {_IDX_FIX}")
+    dims = struct.unpack(f">{ndim}I", blob[4:header_len])
+    expected = header_len + int(np.prod(dims, dtype=np.int64))
+    if 0 in dims or len(blob) != expected:
+        state = ("is truncated" if len(blob) < expected else
+                 "has extra bytes" if len(blob) > expected else "declares no items")
+        raise DataFileError(f"{path} {state}: its header declares sizes {'x'.join(map(str, dims))} "
+                            f"({expected} bytes in all) but the file holds {len(blob)} bytes. "
+                            f"{_IDX_FIX}")
+    return np.frombuffer(blob, np.uint8, offset=header_len).reshape(dims).copy()
+
+
+def _check_labels(labels: np.ndarray, path: Path) -> None:
+    """Fashion-MNIST labels are 0..9; a larger one means a wrong or damaged file."""
+    bad = np.flatnonzero(labels >= FASHION_CLASSES_N)
+    if len(bad):
+        raise DataFileError(f"{path} holds label {int(labels[bad[0]])} at index {int(bad[0])} "
+                            f"({len(bad)} labels >= {FASHION_CLASSES_N}); Fashion-MNIST labels "
+                            f"are 0-{FASHION_CLASSES_N - 1}. {_IDX_FIX}")
 
 
 class STL10WithGenerated(torchvision.datasets.STL10):
@@ -397,8 +464,10 @@ def _writable(folder: Path) -> bool:
 def _writable_generated_root(root: Path) -> Path:
     """A folder for stand-in data: <data root>/generated, else the repo's data/generated, else
     the system's temporary folder (the data root may be read-only, e.g. a shared mount)."""
-    candidates = [root / "generated", PROJECT_ROOT / "data" / "generated",
-                  Path(tempfile.gettempdir()) / "alexnet-edu-data" / "generated"]
+    # a data root that does not exist is not created here (see _check_data_root)
+    candidates = [root / "generated"] if root.is_dir() else []
+    candidates += [PROJECT_ROOT / "data" / "generated",
+                   Path(tempfile.gettempdir()) / "alexnet-edu-data" / "generated"]
     for folder in candidates:
         if not _writable(folder):
             continue
@@ -412,7 +481,9 @@ def _writable_generated_root(root: Path) -> Path:
 
 def _missing_message(name: str, folder: Path, files: list[str], err: Exception | None) -> str:
     listed = "\n".join(f"  {folder / f}" for f in files)
-    if all((folder / f).is_file() or (folder / (f + ".gz")).is_file() for f in files):
+    missing = [f for f in files
+               if not (folder / f).is_file() and not (folder / (f + ".gz")).is_file()]
+    if not missing:
         return (f"the {name} files in {folder} do not match the official md5 sums (a partial "
                 f"download or other files?): delete them and download again, or put the "
                 f"official files there:\n{listed}")
@@ -420,7 +491,10 @@ def _missing_message(name: str, folder: Path, files: list[str], err: Exception |
     if err is not None:
         why = " and the download failed (" + " ".join(
             line.strip() for line in str(err).splitlines() if line.strip())[:300] + ")"
-    return (f"{name} was not found in {folder}{why}.\nPut the official files there:\n{listed}\n"
+    # name the missing files: with some files present, "not found" alone does not say which
+    what = (f"{name} was not found in {folder}" if len(missing) == len(files) else
+            f"{name} is incomplete in {folder}: missing {', '.join(missing)}")
+    return (f"{what}{why}.\nPut the official files there:\n{listed}\n"
             f"or set ALEXNET_EDU_DATA to a folder that holds them (see data/README.md). "
             f"To try the notebooks without data, set ALEXNET_EDU_SMOKE=1: they then generate "
             f"small synthetic stand-in data.")
@@ -443,11 +517,25 @@ def _load_official(name: str, root: Path, download: bool) -> tuple[Tensor, Tenso
             torch.from_numpy(test.labels.astype(np.int64)), classes)
 
 
+def _check_data_root(root: Path, named_by: str | None) -> None:
+    """A data root the user named (`named_by`: the `root` argument or $ALEXNET_EDU_DATA) must
+    exist: a typo there would otherwise create a new folder and download into it. Only the
+    default root (`named_by` None: the repository's data/) may be created by a download."""
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"the data root {root} is a file, not a folder: set "
+                                 f"ALEXNET_EDU_DATA (or pass root=) to the folder of datasets")
+    if named_by is not None and not root.exists():
+        raise FileNotFoundError(f"the data root {root} (from {named_by}) does not exist: create it "
+                                f"(mkdir -p {root}) or set ALEXNET_EDU_DATA to the folder that "
+                                f"holds the datasets. Nothing was created or downloaded.")
+
+
 def _official_or_standin(name: str, root: Path, download: bool):
     """Load the real files; offline and missing: stand-ins in smoke mode, else a clear error."""
     folder, files = ((root / "FashionMNIST" / "raw", FASHION_FILES) if name == "fashion-mnist"
                      else (root / "stl10_binary", STL10_FILES))
-    # never try a download into a read-only data root (it would fail, or, as root, write there)
+    # never try a download into a read-only data root (it would fail, or, as root, write there);
+    # a root that does not exist yet is only created when it is the default one (_check_data_root)
     attempt = download and _writable(root)
     try:
         loaded = _load_official(name, root, attempt)
@@ -474,27 +562,124 @@ def _official_or_standin(name: str, root: Path, download: bool):
     return (*_load_official(name, gen_root, download=False), True, gen_folder)
 
 
-def _read_image(path: Path) -> Tensor:
-    """Decode one image file to uint8 3 x H x W (RGB), or say which file is broken."""
+def _open_image(path: Path, max_pixels: int):
+    """PIL's lazily opened image (header read only), or a clear error naming the file: missing,
+    not an image, or more than `max_pixels` pixels (refused before anything is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image {path} does not exist")
     try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")          # forces a full decode: truncated files fail here
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}. Remove or replace this file.") from err
+        with warnings.catch_warnings():   # our own, lower limit below gives the clear message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        raise DataFileError(f"cannot read image {path}: {err}. Remove or replace this file.") \
+            from err
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise DataFileError(f"image {path} is {w}x{h} = {w * h:,} pixels, more than the "
+                            f"{max_pixels:,} this reader accepts (a decompression bomb, or a "
+                            f"huge scan): shrink it first, or remove it.")
+    return img
+
+
+def _shrink(img, max_side: int | None):
+    """`img` with its longer side at most `max_side` (aspect kept), shrunk right after decoding
+    so that a folder of large photos never holds more than one full-size image at a time."""
+    from PIL import Image
+
+    w, h = img.size
+    if max_side is None or max(w, h) <= max_side:
+        return img
+    scale = max_side / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if img.mode in ("1", "P", "PA"):   # PIL resizes these with NEAREST only: aliasing
+        img = img.convert("RGB")
+    # reducing_gap: a fast integer reduce() first; PIL has no reduce() for the I;16 modes
+    gap = None if img.mode.startswith("I;16") else 2.0
+    return img.resize(size, Image.BILINEAR, reducing_gap=gap)
+
+
+def _to_rgb(img):
+    """8-bit RGB from any PIL mode. convert("RGB") alone saturates 16-bit images to white and
+    zeroes float ones, so high-bit-depth modes are rescaled first:
+
+    - "I;16", "I;16B", "I;16L" (16-bit grey, e.g. PNG): value / 257, so 0..65535 -> 0..255.
+    - "I" (32-bit integer): when every value lies in 0..65535 it is 16-bit data (PIL holds 16-bit
+      PGM/PPM and some TIFFs this way) and is divided by 257 too; otherwise the image's own
+      min..max is stretched to 0..255.
+    - "F" (32-bit float): values within 0..1 (the usual float convention) are multiplied by 255;
+      otherwise the min..max of the finite values is stretched to 0..255 (NaN, inf -> 0).
+    A constant image outside those ranges has no contrast to stretch and becomes black.
+    """
+    from PIL import Image
+
+    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
+        return img.convert("RGB")
+    a = np.asarray(img, dtype=np.float64)
+    finite = np.isfinite(a)
+    lo, hi = (a[finite].min(), a[finite].max()) if finite.any() else (0.0, 0.0)
+    if img.mode == "F" and 0 <= lo and hi <= 1:
+        a = a * 255
+    elif img.mode != "F" and 0 <= lo and hi <= 65535:
+        a = a / 257
+    else:
+        a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    grey = np.clip(np.where(finite, a, 0), 0, 255).round().astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def read_image(path: str | Path, max_side: int | None = MAX_IMAGE_SIDE,
+               max_pixels: int = MAX_IMAGE_PIXELS):
+    """One image file as an 8-bit RGB `PIL.Image.Image`, its longer side at most `max_side`
+    pixels (None: full size); the one reader that image folders (and `predict`) use.
+
+    - Memory is bounded: a JPEG is decoded at a reduced scale (`Image.draft`), any other image
+      is shrunk right after decoding; images over `max_pixels` are refused before decoding.
+    - 16-bit, 32-bit integer and float images are rescaled to 8 bits (see `_to_rgb`) instead of
+      being saturated or zeroed; palette, grey, CMYK and alpha images become plain RGB.
+    - Errors name the file: FileNotFoundError when it is missing, DataFileError (a ValueError)
+      when it is not an image, is truncated or damaged, or is too large.
+    """
+    path = Path(path)
+    img = _open_image(path, max_pixels)
+    try:
+        with img:
+            if max_side is not None:   # JPEG only: decode at 1/2, 1/4 or 1/8 scale, >= max_side
+                img.draft("RGB", (max_side, max_side))
+            img.load()                 # a full decode: truncated files fail here
+            return _to_rgb(_shrink(img, max_side))
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise DataFileError(f"cannot read image {path}: {err}. Remove or replace this file.") \
+            from err
+
+
+def _read_image(path: Path, max_side: int | None = MAX_IMAGE_SIDE) -> Tensor:
+    """Decode one image file to uint8 3 x H x W (RGB) with `read_image`."""
+    rgb = read_image(path, max_side)
     return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
 
 
 def _image_size(path: Path) -> tuple[int, int]:
     """(width, height) from the file's header, or a clear error for a file that is no image."""
-    from PIL import Image, UnidentifiedImageError
+    with _open_image(path, MAX_IMAGE_PIXELS) as img:
+        return img.size
 
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}. Remove or replace this file.") from err
+
+def _hidden(path: Path, top: Path) -> bool:
+    """Whether any part of `path` below `top` starts with "." (macOS's ._x.png, .git, ...)."""
+    return any(part.startswith(".") for part in path.relative_to(top).parts)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files anywhere below `folder` (nested sub-folders too), hidden files and
+    folders skipped, sorted by their path below `folder` so that the order is deterministic."""
+    return sorted((p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not _hidden(p, folder) and p.is_file()),
+                  key=lambda p: p.relative_to(folder).parts)
 
 
 def _square(image: Tensor, side: int) -> Tensor:
@@ -503,7 +688,8 @@ def _square(image: Tensor, side: int) -> Tensor:
 
 
 def load_image_folder(folder: str | Path) -> TensorImageDataset:
-    """Every image in `folder`/<class>/ as one uint8 tensor (class = sub-folder name, sorted).
+    """Every image in `folder`/<class>/ (nested sub-folders included, hidden files and folders
+    skipped) as one uint8 tensor (class = sub-folder name, sorted), read with `read_image`.
 
     Images of one common size (shorter side at most 256) keep it; otherwise every image is
     brought to 256 x 256 the paper's way (§2: shorter side to 256, central crop), one at a
@@ -518,13 +704,15 @@ def load_image_folder(folder: str | Path) -> TensorImageDataset:
                                 f"{folder}/<class name>/<image>.png (one folder per class)")
     paths, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir()
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = _image_files(folder / name)
         if not files:
-            hint = (f" (it has sub-folders: if they are the classes, pass {folder / name})"
-                    if any(d.is_dir() for d in (folder / name).iterdir()) else "")
             raise FileNotFoundError(f"class folder {folder / name} holds no images with an "
-                                    f"extension among {IMAGE_EXTENSIONS}{hint}")
+                                    f"extension among {IMAGE_EXTENSIONS} (hidden files skipped)")
+        if len(classes) == 1 and all(f.parent != folder / name for f in files):
+            # one class whose images all sit in sub-folders: most likely a folder too high up
+            raise FileNotFoundError(f"{folder} has one class folder, {name}, with all its images "
+                                    f"in sub-folders: if those are the classes, pass "
+                                    f"{folder / name}")
         paths += files
         labels += [label] * len(files)
     sizes = {_image_size(p) for p in paths}                 # headers only: cheap
@@ -560,8 +748,11 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     key = str(dataset).lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "stl-10": "stl10"}.get(key, key)
+    named_by = ("the root argument" if root is not None else
+                "$ALEXNET_EDU_DATA" if os.environ.get("ALEXNET_EDU_DATA", "").strip() else None)
     root = Path(root).expanduser() if root is not None else data_root()
     if key in DATASETS:
+        _check_data_root(root, named_by)
         (train_x, train_y, test_x, test_y, classes, synthetic,
          source) = _official_or_standin(key, root, download)
         name = key

@@ -357,6 +357,8 @@ def test_image_folder_errors_say_what_is_wrong(tmp_path):
 # ---------------------------------------------------------------- missing data ----------------
 
 def test_missing_dataset_offline_names_the_files(tmp_path, monkeypatch):
+    (tmp_path / "none").mkdir()            # an existing data root without the files
+    (tmp_path / "offline").mkdir()
     with pytest.raises(FileNotFoundError) as err:
         load_splits("fashion-mnist", root=tmp_path / "none", download=False)
     assert all(f in str(err.value) for f in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
@@ -395,6 +397,7 @@ def test_smoke_mode_generates_stand_ins_in_a_writable_folder(tmp_path, monkeypat
     assert list(read_only.iterdir()) == []
     generated = tmp_path / "project" / "data" / "generated" / "stl10_binary"
     assert (generated / "train_X.bin").is_file() and str(generated) in capsys.readouterr().out
+    (tmp_path / "data-root").mkdir()          # $ALEXNET_EDU_DATA must exist (never created)
     s2 = load_splits("fashion-mnist", download=False, limit=30)       # $ALEXNET_EDU_DATA: tmp
     assert s2.synthetic and s2.in_channels == 1 and s2.image_size == 28
     assert (tmp_path / "data-root" / "generated" / "FashionMNIST" / "raw").is_dir()

@@ -12,6 +12,9 @@ which also fixes how **ties** are broken, deterministically: among equal scores 
 the lower index ranks first (as a stable sort would). A model that outputs the same score for
 every class is therefore only "right" about class 0 in top-1, never about all of them.
 
+**Non-finite scores are wrong.** An example whose scores contain NaN or ±inf is counted as
+*not* top-k correct: a diverged network must score 0 %, never 100 %.
+
 **Empty classes.** Precision of a class nobody predicted ($0/0$) and recall of a class with no
 examples ($0/0$) are *defined as 0* (scikit-learn's ``zero_division=0``), and so is F1 when
 precision + recall = 0. A class missing from a small test set then lowers the macro average
@@ -51,7 +54,10 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.T
     index = torch.arange(classes, device=logits.device)
     above = (logits > target_score).sum(1)                                   # s_c > s_t
     tied_before = ((logits == target_score) & (index < targets[:, None])).sum(1)
-    return above + tied_before < k
+    # A NaN or infinite score is a wrong answer: no class beats NaN under `>`, so without this
+    # line a diverged model (all-NaN logits) would score 100 %.
+    finite = torch.isfinite(logits).all(1)
+    return (above + tied_before < k) & finite
 
 
 def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor,

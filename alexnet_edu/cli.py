@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import math
 import sys
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,6 +31,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+from .profiles import PROFILES, current_profile, run_size
+from .train import MAX_IMAGE_SIZE
 
 __all__ = ["main", "build_parser", "read_image", "BadInput"]
 
@@ -67,11 +71,13 @@ def _pick_device(name: str | None, verbose: bool = True) -> torch.device:
         raise BadInput(f"--device {name}: {_first_line(err)}") from None
 
 
-def _load_splits(dataset: str, data_root: str | None, limit: int | None, seed: int = 0):
+def _load_splits(dataset: str, data_root: str | None, limit: int | None, seed: int = 0,
+                 val_fraction: float = 0.1):
     from .data import load_splits
 
     try:
-        return load_splits(dataset, root=data_root, limit=limit, seed=seed)
+        return load_splits(dataset, root=data_root, limit=limit, seed=seed,
+                           val_fraction=val_fraction)
     except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
             RuntimeError) as err:
         raise BadInput(f"dataset {dataset!r}: {err}") from None
@@ -220,9 +226,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         except Exception as err:
             raise BadInput(f"--resume: {last} is not a usable checkpoint "
                            f"({_first_line(err)})") from None
+    if args.image_size is not None and args.image_size > MAX_IMAGE_SIZE:
+        raise BadInput(f"--image-size {args.image_size} is beyond the largest input this trainer "
+                       f"takes ({MAX_IMAGE_SIZE} px; the paper's is 227)")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise BadInput(f"--lr must be a positive finite number, got {args.lr}")
+    limit, image_size = args.limit, args.image_size
+    if args.resume:   # the run's own image count; its seed comes with its train_config
+        limit = limit if limit is not None else (resumed.get("split") or {}).get("limit")
+    else:   # the profile's recipe (smoke / cpu / full), below any flag the user gave
+        try:
+            size = run_size(name if name in ("fashion-mnist", "stl10") else "stl10", args.profile,
+                            limit=args.limit, image_size=args.image_size)
+        except ValueError as err:
+            raise BadInput(_first_line(err)) from None
+        limit, image_size = size.limit, size.image_size
+        base = {"epochs": size.epochs, "batch_size": size.batch_size, "lr": size.lr,
+                "patience": size.patience}
+        print(f"Profile {args.profile or current_profile().name}: {size.describe()} "
+              "(flags override it; --profile smoke|cpu|full picks another)")
     config = _train_config(args, base)
     device = _pick_device(args.device)
-    splits = _load_splits(args.dataset, args.data_root, args.limit, seed=config.seed)
+    splits = _load_splits(args.dataset, args.data_root, limit, seed=config.seed)
 
     try:
         if args.resume:
@@ -231,7 +256,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             model_args = {"variant": args.variant, "groups": args.groups, "dropout": args.dropout,
                           "init": args.init, "lrn": False if args.no_lrn else None,
                           "in_channels": 3 if args.rgb else None}
-            model = build_model(splits, image_size=args.image_size,
+            model = build_model(splits, image_size=image_size, seed=config.seed,
                                 **{k: v for k, v in model_args.items() if v is not None})
     except (ValueError, TypeError) as err:
         raise BadInput(_first_line(err)) from None
@@ -246,6 +271,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = fit(model, splits, config, run_dir, device=device, resume=args.resume)
     except (ValueError, FloatingPointError) as err:  # fit's messages say what to change
         raise BadInput(_first_line(err)) from None
+    if len(history) < config.epochs:   # fit saved the state and returned: Ctrl-C
+        print(f"Interrupted after {len(history)} of {config.epochs} epoch(s); {last} holds the "
+              f"run. Continue it exactly with: {PROG} train --dataset {args.dataset} --out "
+              f"{run_dir} --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if history:
         best = max(history, key=lambda row: row["val_acc"])
         print(f"Done: {len(history)} epoch(s); best validation accuracy {best['val_acc']:.4f} "
@@ -259,7 +289,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Top-1/top-5 accuracy and a per-class precision/recall/F1 table on one split."""
-    from .data import DATASETS
+    from .data import DATASETS, TensorImageDataset, split_fingerprint
     from .metrics import per_class_report
     from .train import eval_transform, evaluate
 
@@ -273,7 +303,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.dataset is None and dataset not in DATASETS and not Path(dataset).is_dir():
             raise BadInput(f"the checkpoint was trained on an image folder called {dataset!r}; "
                            "pass its path with --dataset")
-        splits = _load_splits(dataset, args.data_root, args.limit)
+        # Rebuild the run's own splits (its seed, fraction and limit), never seed 0's: another
+        # seed would put images the model trained on into the "test" split.
+        recipe = checkpoint.get("split") or {}
+        splits = _load_splits(dataset, args.data_root, recipe.get("limit"),
+                              seed=recipe.get("seed", 0),
+                              val_fraction=recipe.get("val_fraction", 0.1))
         classes = list(checkpoint["classes"])
         if list(splits.classes) != classes:
             raise BadInput(f"the checkpoint was trained on the classes {classes}, but {dataset!r} "
@@ -281,6 +316,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         split = getattr(splits, args.split)
         if len(split) == 0:
             raise BadInput(f"the {args.split} split of {dataset!r} is empty")
+        if args.split != "train" and recipe.get(args.split) is None:
+            print(f"warning: {args.checkpoint} does not record which images its run held out "
+                  f"(an older or foreign checkpoint): the {args.split} split cannot be checked "
+                  "for images the model trained on", file=sys.stderr)
+        elif args.split != "train" and split_fingerprint(split) != recipe[args.split]:
+            raise BadInput(f"the {args.split} split of {dataset!r} rebuilt with the run's seed "
+                           f"{recipe.get('seed')} is not the one the run held out (its files "
+                           "changed, or --data-root points at other data): evaluating it could "
+                           "count images the model trained on; use the data it was trained on")
+        if args.limit is not None:   # a subset of the held-out split, never a redrawn one
+            split = TensorImageDataset(split.images[:args.limit], split.labels[:args.limit],
+                                       split.classes)
         result = evaluate(model, split, eval_transform(checkpoint), device, tta=args.tta)
         report = per_class_report(result["predictions"], result["targets"], classes)
 
@@ -424,19 +471,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in RUN_DIR from last.pt (weights, optimizer, "
                         "schedule and random state; the architecture comes from the checkpoint)")
     t.add_argument("--epochs", type=_positive_int, metavar="N",
-                   help=f"passes over the training set (default: {_trainer_default('epochs')})")
+                   help="passes over the training set (default: the profile's)")
     t.add_argument("--batch-size", type=_positive_int, metavar="B",
                    help=f"images per SGD step (default: {_trainer_default('batch_size')}; "
                         "the paper: 128)")
-    t.add_argument("--image-size", type=_positive_int, metavar="S", default=227,
-                   help="side of the square network input (default: %(default)s, the paper's "
-                        "input -- it writes 224, see notebook 01; 67 is the smallest the paper's "
-                        "layers take: quick experiments)")
+    t.add_argument("--profile", choices=PROFILES, default=None,
+                   help="run size: smoke (a quick check), cpu (67 px, a subset, ~10 min on 2 "
+                        "cores), full (227 px, all images: a GPU) (default: full on a CUDA GPU, "
+                        "else cpu; ALEXNET_EDU_PROFILE sets it too)")
+    t.add_argument("--image-size", type=_positive_int, metavar="S", default=None,
+                   help="side of the square network input (default: the profile's: 227 in full, "
+                        "the paper's input -- it writes 224, see notebook 01; 67 in cpu and "
+                        "smoke, the smallest the paper's layers take)")
     t.add_argument("--limit", type=_positive_int, metavar="N",
-                   help="use at most N images per split (quick experiments)")
+                   help="use at most N images per split (default: the profile's)")
     t.add_argument("--lr", type=float, metavar="LR",
-                   help=f"initial learning rate (default: {_trainer_default('lr')}; the paper "
-                        "uses 0.01)")
+                   help="initial learning rate (default: the profile's: 0.01 in full, the "
+                        "paper's; 0.02 in cpu, for a 10-minute run)")
     t.add_argument("--schedule", choices=("plateau", "cosine"), default=None,
                    help="learning-rate schedule (default: plateau = the paper's lr / 10 when the "
                         "validation loss stops improving; cosine: down to min_lr over --epochs, "

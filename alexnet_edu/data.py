@@ -130,6 +130,9 @@ class Splits:
     name: str
     synthetic: bool = False           # True: generated stand-in images, numbers mean nothing
     source: str = ""                  # the folder the files came from
+    # How the splits were drawn (seed, val_fraction, limit): a checkpoint records it, so that
+    # `evaluate` rebuilds exactly the splits its run held out (see train.split_identity).
+    recipe: dict = field(default_factory=dict)
     image_size: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -142,6 +145,16 @@ class Splits:
                 f"{self.image_size}; {len(self.classes)} classes; mean "
                 f"{tuple(round(m, 4) for m in self.mean)}, std "
                 f"{tuple(round(s, 4) for s in self.std)})")
+
+
+def split_fingerprint(dataset: TensorImageDataset) -> str:
+    """SHA-256 of a split's images and labels: two splits with the same fingerprint hold the same
+    images in the same order. A checkpoint records its validation and test fingerprints (in
+    ``Splits.recipe``) so that `evaluate` can refuse a split its run did not hold out."""
+    digest = hashlib.sha256()
+    digest.update(dataset.images.contiguous().numpy().tobytes())
+    digest.update(dataset.labels.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -791,7 +804,10 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
     pca = _eig(cov) if train.images.shape[1] == 3 else None
     return Splits(train=train, val=val, test=test, classes=classes,
                   in_channels=int(train.images.shape[1]), mean=mean, std=std, pca=pca, name=name,
-                  synthetic=synthetic, source=str(source))
+                  synthetic=synthetic, source=str(source),
+                  recipe={"seed": seed, "val_fraction": val_fraction, "limit": limit,
+                          "test_images": len(test), "val": split_fingerprint(val),
+                          "test": split_fingerprint(test)})
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,8 +33,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 __all__ = ["Ablation", "PAPER_ABLATIONS", "variants", "run_ablations", "epochs_to_error",
-           "overfitting_gap", "best_val_error", "run_folder_name", "claims_table",
-           "claims_markdown", "plot_ablation"]
+           "overfitting_gap", "best_val_error", "check_pooling_fair", "run_folder_name",
+           "claims_table", "claims_markdown", "plot_ablation"]
 
 History = Sequence[Mapping[str, Any]]
 
@@ -111,16 +111,28 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
     ``keep_checkpoints=False`` deletes a *finished* run's ``.pt`` files (an AlexNet checkpoint
     with its optimizer state is hundreds of MB; an interrupted run keeps its ``last.pt``).
     Each run folder keeps ``history.json``. Returns {label: history}."""
-    from .train import build_model, fit
+    from .data import BatchTransform
+    from .train import build_model, evaluate, fit
 
     runs = variants() if runs is None else runs
+    if any("overlapping_pool" in overrides for overrides in runs.values()):
+        check_pooling_fair(image_size, (base or {}).get("variant", "paper"))
+    # Training accuracy for the train - validation gap: measured the way validation accuracy is
+    # (eval mode: no dropout, no augmentation) on a fixed training subset as large as the
+    # validation split - the running accuracy, with dropout on, would lower it by construction.
+    train_probe = splits.train.subset(torch.arange(min(len(splits.train), len(splits.val))))
     histories: dict[str, list[dict]] = {}
     for label, overrides in runs.items():
-        torch.manual_seed(config.seed)  # the same initial weights wherever the layers agree
-        model = build_model(splits, image_size=image_size, **{**dict(base or {}), **overrides})
+        # the same initial weights wherever the layers agree
+        model = build_model(splits, image_size=image_size, seed=config.seed,
+                            **{**dict(base or {}), **overrides})
         print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
         folder = Path(run_root) / run_folder_name(label)
         history = fit(model, splits, config, run_dir=folder, device=device, resume=resume)
+        if history and "train_acc_eval" not in history[-1]:
+            plain = BatchTransform(image_size, tuple(splits.mean), tuple(splits.std),
+                                   train=False, out_channels=model.config["in_channels"])
+            history[-1]["train_acc_eval"] = evaluate(model, train_probe, plain, device)["top1"]
         (folder / "history.json").write_text(json.dumps(history, indent=1))
         if not keep_checkpoints and len(history) >= config.epochs:
             for checkpoint in folder.glob("*.pt"):
@@ -139,12 +151,42 @@ def epochs_to_error(history: History, target: float = 0.25) -> int | None:
 
 
 def overfitting_gap(history: History) -> float:
-    """Training minus validation accuracy at the last epoch (positive = overfitting). The
-    training accuracy is the running one of that epoch, with dropout and augmentation on."""
+    """Training minus validation accuracy at the last epoch (positive = overfitting), both in
+    eval mode: ``train_acc_eval`` is the final model's accuracy on training images without
+    dropout or augmentation (`run_ablations` records it). The running ``train_acc`` of an epoch,
+    measured with dropout on, would make dropout look like less overfitting by construction."""
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     last = history[-1]
-    return float(last["train_acc"]) - float(last["val_acc"])
+    if "train_acc_eval" not in last:
+        raise ValueError("the history has no eval-mode training accuracy (train_acc_eval): "
+                         "run it through run_ablations")
+    return float(last["train_acc_eval"]) - float(last["val_acc"])
+
+
+def check_pooling_fair(image_size: int, variant: str = "paper") -> None:
+    """Raise a ValueError when overlapping (3/2) and plain (2/2) pooling give pool5 maps of
+    different sides at `image_size`: fc6 would then change size too, and the ablation would
+    compare two changes, not one."""
+    from .model import feature_map_size
+
+    overlapping = feature_map_size(image_size, variant, 3)
+    plain = feature_map_size(image_size, variant, 2)
+    if overlapping != plain:
+        fair = [s for s in range(63, 260) if _pool5_sides_agree(s, variant)]
+        raise ValueError(f"at {image_size} px pool5 is {overlapping}x{overlapping} with "
+                         f"overlapping pooling but {plain}x{plain} with 2/2 pooling, so fc6 "
+                         f"would change too; use a size where they agree, e.g. "
+                         f"{', '.join(map(str, fair[:12]))}, ...")
+
+
+def _pool5_sides_agree(size: int, variant: str) -> bool:
+    from .model import feature_map_size
+
+    try:
+        return feature_map_size(size, variant, 3) == feature_map_size(size, variant, 2)
+    except ValueError:
+        return False
 
 
 def best_val_error(history: History) -> float:

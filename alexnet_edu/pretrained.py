@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .model import AlexNet
+from .settings import shown_path
 
 __all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "IMAGENET_MEAN",
            "IMAGENET_STD"]
@@ -50,14 +51,14 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
     path = runs_dir() / dataset / "best.pt"
     if path.is_file():
         model, checkpoint = load_model(path, device)
-        how = f"the {dataset} model trained by notebook 04/05 ({path})"
+        how = f"the {dataset} model trained by notebook 04/05 ({shown_path(path)})"
     else:
         model = None
         if pretrained:
             try:
                 model, checkpoint = imagenet_alexnet(device)
                 how = ("torchvision's ImageNet-trained AlexNet (1000 classes, 224 px) - "
-                       f"no {path} yet")
+                       f"no {shown_path(path)} yet")
             except RuntimeError as err:
                 print(f"Not using ImageNet weights: {err}")
         if model is None:
@@ -76,12 +77,12 @@ def images_to_inspect(limit: int | None = None):
     folder = data_root() / "stl10-sample" / "test"
     if folder.is_dir():
         data = load_image_folder(folder)
-        how = f"{len(data)} real STL-10 test images from {folder}"
+        how = f"{len(data)} real STL-10 test images from {shown_path(folder)}"
     else:
         splits = load_splits("stl10", limit=limit)
         data = splits.test
         kind = "synthetic stand-ins for STL-10" if splits.synthetic else "STL-10 test images"
-        how = f"{len(data)} {kind} ({splits.source})"
+        how = f"{len(data)} {kind} ({shown_path(splits.source)})"
     if limit is not None and len(data) > limit:
         # every k-th image keeps all classes (the folder is sorted by class)
         data = data.subset(torch.linspace(0, len(data) - 1, limit).round().long())

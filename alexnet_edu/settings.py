@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["REPO_URL", "REPO_SLUG", "smoke_mode", "data_root", "PROJECT_ROOT"]
+__all__ = ["REPO_URL", "REPO_SLUG", "smoke_mode", "data_root", "PROJECT_ROOT", "shown_path"]
 
 # The one place that names the repository (Colab badges and set-up cells are generated from it
 # by tools/sync_notebooks.py, and tests/test_notebooks_layout.py checks they agree).
@@ -34,3 +34,15 @@ def data_root() -> Path:
     if (PROJECT_ROOT / "pyproject.toml").exists():
         return PROJECT_ROOT / "data"
     return Path.cwd() / "data"
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` as people should read it in a message or a stored notebook output: relative to the
+    repository when inside it ("runs/cpu/fashion-mnist"), else with the home folder as "~"."""
+    path = Path(path).expanduser().resolve()
+    for base, prefix in ((PROJECT_ROOT, ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)

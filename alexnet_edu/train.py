@@ -28,6 +28,7 @@ model (its configuration, class names, normalization, input size): see `load_mod
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -50,14 +51,15 @@ from torch.utils.data import DataLoader
 from .device import describe_device, pick_device
 from .metrics import average_crops, topk_accuracy
 from .model import AlexNet
-from .settings import PROJECT_ROOT, smoke_mode
+from .profiles import current_profile
+from .settings import PROJECT_ROOT, shown_path
 
-__all__ = ["TrainConfig", "fit", "step_lr", "make_optimizer", "History", "build_model",
+__all__ = ["TrainConfig", "fit", "step_lr", "make_optimizer", "build_model",
            "evaluate", "predict", "eval_transform", "save_checkpoint", "load_checkpoint",
            "load_model", "check_compatible", "runs_dir", "load_or_train", "amp_dtype", "FORMAT"]
 
 FORMAT = "alexnet-edu/1"
-History = list  # list of per-epoch dicts: epoch, train_loss, train_acc, val_loss, val_acc, lr, ...
+MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
 
 
 @dataclass
@@ -126,18 +128,29 @@ def make_optimizer(model: nn.Module, config: TrainConfig,
     fused (CPU and CUDA): one kernel per step for momentum, weight decay and the update of every
     parameter, instead of a dozen passes over all 60 million of them. The same numbers
     (bit-identical in our check); at 67 px on a 2-core CPU the SGD step took 10 ms instead of 50
-    (of a 0.75 s training step)."""
-    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay,
+    (of a 0.75 s training step).
+
+    Weight decay applies to the *weights* only (Section 5's update rule is written for w);
+    biases are not decayed: decaying conv2's bias of 1 towards 0 would slowly undo Section 5's
+    initialization for no regularizing benefit."""
+    weights = [p for p in model.parameters() if p.dim() > 1]
+    biases = [p for p in model.parameters() if p.dim() <= 1]
+    groups = [{"params": weights, "weight_decay": config.weight_decay},
+              {"params": biases, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                            fused=torch.device(device).type in ("cpu", "cuda"))
 
 
-def build_model(splits, image_size: int = 227, **overrides) -> AlexNet:
+def build_model(splits, image_size: int = 227, seed: int = 0, **overrides) -> AlexNet:
     """An AlexNet that fits `splits` (its class count and channels) with the recipe's defaults:
-    paper layers (LRN, dropout 0.5) and **kaiming** initialization (see the module docstring)."""
+    paper layers (LRN, dropout 0.5) and **kaiming** initialization (see the module docstring).
+
+    The initial weights are drawn from `seed` (pass the run's ``TrainConfig.seed``), so the same
+    seed builds bit-identical weights: a run is reproducible from its seed alone."""
     kwargs: dict[str, Any] = dict(num_classes=len(splits.classes), in_channels=splits.in_channels,
                                   image_size=image_size, init="kaiming")
     kwargs.update(overrides)
+    torch.manual_seed(seed)
     return AlexNet(**kwargs)
 
 
@@ -148,12 +161,15 @@ def build_model(splits, image_size: int = 227, **overrides) -> AlexNet:
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     """Which autocast dtype to use (None: full float32).
 
-    "auto": bfloat16 on CUDA GPUs that support it (else float16 with loss scaling); on a CPU only
-    when it has native bf16 matrix units (AMX or AVX-512 BF16). Without them PyTorch emulates bf16
-    and a step gets much *slower*: on an idle 2-core AVX2 AMD EPYC, a bf16-autocast training step
-    of the 67 px AlexNet took 42x as long as in float32, and channels-last 0.98x the float32 NCHW
-    time (`python benchmarks/time_to_accuracy.py --precision-only`, ratios within one process).
-    So such CPUs train in float32, and channels-last is on for CUDA only.
+    "auto": bfloat16 on CUDA GPUs with bf16 hardware (compute capability 8.0, Ampere, or newer),
+    float16 with loss scaling below it (`torch.cuda.is_bf16_supported()` is no guide: it is true
+    by emulation on a T4, P100 or V100, where bf16 runs slowly); on a CPU only when it has bf16
+    matrix units (the ``amx_bf16`` CPU flag; PyTorch's `get_cpu_capability()` never reports it).
+    Without them a step gets much *slower*: on an idle 2-core AMD EPYC (it lists avx512_bf16, no
+    AMX), a bf16-autocast training step of the 67 px AlexNet took 42x as long as in float32, and
+    channels-last 0.98x the float32 NCHW time (`python benchmarks/time_to_accuracy.py
+    --precision-only`, ratios within one process). So such CPUs train in float32, and
+    channels-last is on for CUDA only.
     """
     device = torch.device(device)
     if setting == "off":
@@ -163,11 +179,28 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     if setting == "fp16":
         return torch.float16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        major, _ = torch.cuda.get_device_capability(device)
+        return torch.bfloat16 if major >= 8 else torch.float16
     if device.type == "cpu":
-        capability = torch.backends.cpu.get_cpu_capability()
-        return torch.bfloat16 if "AMX" in capability or "BF16" in capability else None
+        return torch.bfloat16 if cpu_has_bf16() else None
     return None
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Does this CPU have bfloat16 matrix units (Intel AMX), where bf16 autocast pays off? Read
+    from the CPU flags Linux lists in /proc/cpuinfo; False where that file does not exist (macOS,
+    Windows)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    # AVX-512 BF16 alone is not enough: the 2-core AMD EPYC this project is measured on lists
+    # avx512_bf16, and a bf16-autocast training step there took 42x the float32 time.
+    return "amx_bf16" in flags
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,9 +247,48 @@ def load_model(path: str | Path, device: str | torch.device | None = None
     """Rebuild the checkpoint's model (in eval mode, on `device`, default CPU) and return it with
     the checkpoint (classes, mean, std, image_size, history...)."""
     checkpoint = load_checkpoint(path)
+    _check_fields(checkpoint, path)
     model = AlexNet(**checkpoint["model_config"])
     model.load_state_dict(checkpoint["model"])
     return model.to(device or "cpu").eval(), checkpoint
+
+
+def _check_fields(checkpoint: dict, path: str | Path) -> None:
+    """Every field `load_model` and `eval_transform` use, checked, with the field named: a
+    hand-edited or corrupted checkpoint gets a clear ValueError, never a KeyError or NaN output."""
+    def bad(field: str, why: str) -> ValueError:
+        return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged - "
+                          "use the best.pt/last.pt that training wrote")
+
+    config = checkpoint.get("model_config")
+    if not isinstance(config, dict) or not isinstance(config.get("num_classes"), int):
+        raise bad("model_config", "is missing or has no integer num_classes")
+    classes = checkpoint.get("classes")
+    if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
+            or len(classes) != config["num_classes"]):
+        raise bad("classes", f"must be a list of {config['num_classes']} class names "
+                             f"(one per output), got {type(classes).__name__} "
+                             f"{len(classes) if isinstance(classes, list) else ''}".rstrip())
+    size = checkpoint.get("image_size")
+    if not isinstance(size, int) or not 63 <= size <= MAX_IMAGE_SIZE:
+        raise bad("image_size", f"must be an integer from 63 to {MAX_IMAGE_SIZE}, got {size!r}")
+    channels = checkpoint.get("in_channels_data", config.get("in_channels", 3))
+    for field in ("mean", "std"):
+        value = checkpoint.get(field)
+        if (not isinstance(value, list) or len(value) != channels
+                or not all(isinstance(v, float) and math.isfinite(v) for v in value)
+                or (field == "std" and min(value) <= 0)):
+            raise bad(field, f"must be {channels} finite numbers (one per channel"
+                             f"{', positive' if field == 'std' else ''}), got {value!r}")
+    weights = checkpoint.get("model")
+    if not isinstance(weights, dict):
+        raise bad("model", "is missing (no weights)")
+    broken = [name for name, t in weights.items()
+              if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise bad("model", f"holds NaN or infinite weights in {', '.join(broken[:3])}"
+                           f"{' ...' if len(broken) > 3 else ''} (a diverged run or corrupted "
+                           "bytes), so every prediction would be meaningless")
 
 
 def check_compatible(checkpoint: dict, model: nn.Module,
@@ -379,6 +451,7 @@ class _StopRequest:
 
     def __init__(self):
         self.requested = False
+        self.atomic = False   # inside an optimizer update or an epoch's bookkeeping
         self._previous = None
 
     def __enter__(self):
@@ -387,7 +460,10 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
+        # Inside an atomic section (the optimizer step and the counters that say it happened;
+        # an epoch's history, schedule and checkpoints) a second Ctrl-C waits for its end, where
+        # `requested` stops the run: a saved state is always one a run really passed through.
+        if self.requested and not self.atomic:
             raise KeyboardInterrupt
         self.requested = True
 
@@ -397,9 +473,71 @@ class _StopRequest:
 
 
 def runs_dir() -> Path:
-    """Where trained runs live: PROJECT_ROOT/runs, or runs/smoke in smoke mode (so smoke runs
-    never shadow real ones)."""
-    return PROJECT_ROOT / "runs" / ("smoke" if smoke_mode() else "")
+    """Where trained runs live: PROJECT_ROOT/runs in the full profile, runs/cpu and runs/smoke in
+    the others (so that a small run never shadows a bigger one)."""
+    name = current_profile().name
+    return PROJECT_ROOT / "runs" / ("" if name == "full" else name)
+
+
+def _out_of_memory(config: TrainConfig, size: int, device: torch.device) -> RuntimeError:
+    """The one clear message for a CUDA out-of-memory error: what ran out, and what fits."""
+    smaller = max(config.batch_size // 2, 1)
+    return RuntimeError(
+        f"{describe_device(device)} ran out of memory training batches of {config.batch_size} "
+        f"images at {size} px: use batch size {smaller} (TrainConfig(batch_size={smaller}), or "
+        f"--batch-size {smaller}), a smaller --image-size, or close other programs on the GPU")
+
+
+def plan(model: nn.Module, splits, config: TrainConfig, device: torch.device,
+         transform: nn.Module, dtype: torch.dtype | None = None, steps: int = 2) -> str:
+    """The run in one paragraph: images, epochs, input size, device and the wall time predicted
+    from `steps` timed training steps on a copy of the model (the run itself is untouched: its
+    weights and random-number generators are as before)."""
+    per_epoch = estimate_epoch_seconds(model, splits, config, device, transform, dtype, steps)
+    total = per_epoch * config.epochs
+    text = (f"Plan: {len(splits.train):,} training images x {config.epochs} epochs at "
+            f"{_model_input_size(model)} px, batch {config.batch_size}, on "
+            f"{describe_device(device)}: about {_duration(per_epoch)} per epoch, "
+            f"{_duration(total)} in all (measured from {steps} steps here).")
+    if total > 3 * 3600:
+        text += ("\nThat is long: on this device, choose a smaller run - ALEXNET_EDU_PROFILE=cpu "
+                 "(67 px, fewer images), fewer epochs, or a CUDA GPU.")
+    return text
+
+
+def estimate_epoch_seconds(model: nn.Module, splits, config: TrainConfig, device: torch.device,
+                           transform: nn.Module, dtype: torch.dtype | None = None,
+                           steps: int = 2) -> float:
+    """Seconds one epoch (training and validation) should take, from timed steps on a copy."""
+    net = copy.deepcopy(model).to(device).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.0)   # lr 0: the copy does not change
+    batch = min(config.batch_size, len(splits.train))
+    images = splits.train.images[:batch].to(device)
+    targets = splits.train.labels[:batch].to(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        times = []
+        for _ in range(steps + 1):   # the first step warms up (allocations, kernel choice)
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
+                loss = F.cross_entropy(net(transform(images)).float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - start)
+    step = sorted(times[1:])[len(times[1:]) // 2] / batch          # seconds per image
+    # a forward pass without gradients costs about a third of a training step
+    return step * (len(splits.train) + len(splits.val) / 3)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def fit(model: AlexNet, splits, config: TrainConfig | None = None,
@@ -465,13 +603,14 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
         start_epoch, start_batch = checkpoint["epoch"], checkpoint["batch"]
         partial, best_val_acc = dict(checkpoint["partial"]), checkpoint["best_val_acc"]
         _set_rng_state(checkpoint["rng"])
-        print(f"Resuming {last_path} at epoch {start_epoch + 1}"
+        print(f"Resuming {shown_path(last_path)} at epoch {start_epoch + 1}"
               + (f", batch {start_batch + 1}" if start_batch else ""))
     else:
         if resume:
-            print(f"Nothing to resume in {run_dir} (no last.pt): starting a new run")
+            print(f"Nothing to resume in {shown_path(run_dir)} (no last.pt): starting a new run")
         elif last_path.exists():
-            print(f"Starting a new run: {last_path} will be overwritten (resume=True continues it)")
+            print(f"Starting a new run: {shown_path(last_path)} will be overwritten "
+                  "(resume=True continues it)")
         _seed_everything(config.seed)
 
     augment = BatchTransform(size, tuple(splits.mean), tuple(splits.std), train=True,
@@ -491,6 +630,7 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
             "std": [float(s) for s in splits.std], "image_size": size,
             "in_channels_data": int(splits.in_channels), "dataset": splits.name,
             "synthetic": bool(getattr(splits, "synthetic", False)),
+            "split": dict(getattr(splits, "recipe", {}) or {}),   # seed, fraction, fingerprints
             "epoch": epoch, "batch": batch, "partial": dict(partial),
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "rng": rng or _rng_state(), "history": list(history),
@@ -501,28 +641,34 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
     if config.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
         writer = SummaryWriter(str(run_dir / "tensorboard"))
-    print(f"Training {len(splits.train)} images ({len(splits.val)} for validation) of "
+    held_out = (getattr(splits, "recipe", None) or {}).get("test_images")   # fit never reads it
+    print(f"Training {len(splits.train)} images ({len(splits.val)} for validation"
+          + (f", {held_out} held out for the test split" if held_out is not None else "")
+          + ") of "
           f"{splits.name} at {size} px on {describe_device(device)}, "
           f"{'autocast ' + str(dtype).replace('torch.', '') if dtype else 'float32'}"
-          f"{', channels_last' if channels_last else ''}; checkpoints in {run_dir}")
+          f"{', channels_last' if channels_last else ''}; checkpoints in {shown_path(run_dir)}")
 
-    epochs = tqdm(range(start_epoch, config.epochs), desc="epochs", initial=start_epoch,
-                  total=config.epochs, disable=not config.progress)
+    if config.progress and start_epoch < config.epochs:
+        print(plan(model, splits, config, device, train_transform, dtype))
+    # One bar over every batch of the run: its remaining time is the whole run's, from the first
+    # batches on (a bar per epoch would say "?" for the first epoch).
+    bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch
+               + start_batch, desc="training", unit="batch", disable=not config.progress)
     epoch, batch, batch_done, batch_rng = start_epoch, start_batch, False, None
     try:
         with _StopRequest() as stop:
-            for epoch in epochs:
+            for epoch in range(start_epoch, config.epochs):
                 model.train()
                 # The order of epoch e depends on (seed, e) only, so a resumed run sees exactly
                 # the batches an uninterrupted one would; a resumed epoch skips the done ones.
                 loader = make_loader(splits.train, config.batch_size, shuffle=True,
                                      num_workers=config.num_workers,
                                      seed=config.seed * 1_000_003 + epoch)
-                bar = tqdm(itertools.islice(loader, start_batch, None), desc=f"epoch {epoch + 1}",
-                           leave=False, initial=start_batch, total=steps_per_epoch,
-                           disable=not config.progress)
+                bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
                 t0, seen_now = time.perf_counter(), 0
-                for batch, (images, targets) in enumerate(bar, start=start_batch):
+                for batch, (images, targets) in enumerate(
+                        itertools.islice(loader, start_batch, None), start=start_batch):
                     # An interruption inside this batch must replay it with the same random
                     # crops, flips and dropout masks: remember the RNG state it starts from.
                     batch_rng = _rng_state()
@@ -535,15 +681,19 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                     x = train_transform(images)
                     if channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(device.type, dtype=dtype or torch.float32,
-                                        enabled=dtype is not None):
-                        logits = net(x)
-                        loss = criterion(logits.float(), targets)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
+                    try:
+                        with torch.autocast(device.type, dtype=dtype or torch.float32,
+                                            enabled=dtype is not None):
+                            logits = net(x)
+                            loss = criterion(logits.float(), targets)
+                        optimizer.zero_grad(set_to_none=True)
+                        scaler.scale(loss).backward()
+                    except torch.OutOfMemoryError:
+                        raise _out_of_memory(config, size, device) from None
                     if config.grad_clip:
                         scaler.unscale_(optimizer)
                         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    stop.atomic = True   # from here the batch counts as done (see _StopRequest)
                     scaler.step(optimizer)
                     scaler.update()
                     loss_value = loss.item()   # one host-device sync per step, not three
@@ -555,26 +705,36 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                     partial["correct"] += (logits.argmax(1) == targets).sum().item()
                     partial["seen"] += len(targets)
                     seen_now += len(targets)
+                    stop.atomic = False
+                    bar.update()
                     bar.set_postfix(loss=f"{partial['loss'] / partial['seen']:.3f}",
                                     acc=f"{partial['correct'] / partial['seen']:.3f}",
                                     refresh=False)
                     if stop.requested:
                         batch, batch_done = batch + 1, True   # resume after this batch
                         raise KeyboardInterrupt
-                bar.close()
                 seconds = time.perf_counter() - t0
                 batch = steps_per_epoch
 
                 val = evaluate(model, splits.val, plain, device, batch_size=config.eval_batch_size,
                                amp=config.amp)
+                if not math.isfinite(val["loss"]):
+                    raise FloatingPointError(
+                        f"the model diverged: its validation loss is {val['loss']} after epoch "
+                        f"{epoch + 1} (the training loss was still finite); lower the learning "
+                        f"rate (now {optimizer.param_groups[0]['lr']:g}) and start again. "
+                        f"{best_path.name} keeps the best finite epoch, if there was one")
+                stop.atomic = True
                 lr = optimizer.param_groups[0]["lr"]
                 row = {"epoch": epoch + 1, "train_loss": partial["loss"] / partial["seen"],
                        "train_acc": partial["correct"] / partial["seen"],
                        "val_loss": val["loss"], "val_acc": val["top1"], "lr": lr,
                        "images_per_s": seen_now / max(seconds, 1e-9), "seconds": seconds}
                 history.append(row)
-                if config.schedule == "plateau":   # divide by 10 on a validation-loss plateau
-                    scheduler.step(val["loss"])
+                if config.schedule == "plateau":
+                    # Section 5: "divide the learning rate by 10 when the validation error rate
+                    # stopped improving" - the error rate, not the loss.
+                    scheduler.step(1.0 - val["top1"])
                 start_batch, batch = 0, 0
                 partial = {"loss": 0.0, "correct": 0, "seen": 0}
                 if val["top1"] > best_val_acc:
@@ -584,13 +744,13 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                     del best["optimizer"]
                     save_checkpoint(best, best_path)
                 save_checkpoint(checkpoint_now(epoch + 1, 0), last_path)
+                stop.atomic = False
                 if writer is not None:
                     for key, value in row.items():
                         if key != "epoch":
                             writer.add_scalar(key, value, epoch + 1)
                     writer.flush()
-                epochs.set_postfix(val_acc=f"{row['val_acc']:.3f}", lr=f"{lr:g}")
-                epochs.write(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} "
+                bar.write(f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.3f} "
                              f"acc {row['train_acc']:.3f}  val loss {row['val_loss']:.3f} "
                              f"acc {row['val_acc']:.3f}  lr {lr:.0e}  "
                              f"{row['images_per_s']:.0f} img/s")
@@ -603,13 +763,13 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
         if batch:   # inside an epoch: save the batches done so far (resume skips them)
             rng = None if batch_done or batch == steps_per_epoch else batch_rng
             save_checkpoint(checkpoint_now(epoch, batch, rng), last_path)
-            print(f"Interrupted in epoch {epoch + 1} after batch {batch}: saved {last_path}; "
-                  "fit(..., resume=True) continues exactly from there")
+            print(f"Interrupted in epoch {epoch + 1} after batch {batch}: saved "
+                  f"{shown_path(last_path)}; fit(..., resume=True) continues exactly from there")
         else:
-            print(f"Interrupted after epoch {done_epoch}: {last_path} holds it; "
+            print(f"Interrupted after epoch {done_epoch}: {shown_path(last_path)} holds it; "
                   "fit(..., resume=True) continues")
     finally:
-        epochs.close()
+        bar.close()
         if writer is not None:
             writer.close()
     return history
@@ -634,7 +794,7 @@ def load_or_train(dataset: str, device: str | torch.device | None = None
                       (runs_dir() / "quick" / name / "best.pt", "a quick model trained earlier")):
         if path.is_file():
             model, checkpoint = load_model(path, device)
-            return model, checkpoint, f"loaded {how} ({path})"
+            return model, checkpoint, f"loaded {how} ({shown_path(path)})"
     splits = load_splits(dataset, limit=QUICK["limit"])
     model = build_model(splits, image_size=QUICK["image_size"])
     config = TrainConfig(epochs=QUICK["epochs"], batch_size=64, progress=False)
@@ -642,7 +802,8 @@ def load_or_train(dataset: str, device: str | torch.device | None = None
     fit(model, splits, config, run, device=device)
     model, checkpoint = load_model(run / "best.pt", device)
     how = (f"trained a quick model ({QUICK['limit']} images, {QUICK['image_size']} px, "
-           f"{QUICK['epochs']} epochs) into {run} because {runs_dir() / name / 'best.pt'} does not "
+           f"{QUICK['epochs']} epochs) into {shown_path(run)} because "
+           f"{shown_path(runs_dir() / name / 'best.pt')} does not "
            "exist yet - run notebook 04/05 for a real one")
     print(how)
     return model, checkpoint, how

@@ -10,7 +10,8 @@ from alexnet_edu import experiments as ex
 
 
 def _history(train_acc, val_acc):
-    return [{"epoch": i + 1, "train_acc": t, "val_acc": v}
+    # train_acc_eval: the eval-mode training accuracy the gap uses (run_ablations records it)
+    return [{"epoch": i + 1, "train_acc": t, "train_acc_eval": t, "val_acc": v}
             for i, (t, v) in enumerate(zip(train_acc, val_acc))]
 
 

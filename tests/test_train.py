@@ -309,10 +309,13 @@ def test_make_optimizer_is_the_papers_sgd_fused():
     config = TrainConfig(lr=0.05)
     fused_model, plain_model = _tiny(), _tiny()
     fused = make_optimizer(fused_model, config, "cpu")
-    plain = torch.optim.SGD(plain_model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4,
-                            foreach=False)
+    # Section 5's weight decay on the weights, none on the biases
+    plain = torch.optim.SGD(
+        [{"params": [p for p in plain_model.parameters() if p.dim() > 1], "weight_decay": 5e-4},
+         {"params": [p for p in plain_model.parameters() if p.dim() <= 1], "weight_decay": 0.0}],
+        lr=0.05, momentum=0.9, foreach=False)
     assert fused.defaults["fused"] and fused.defaults["momentum"] == 0.9
-    assert fused.defaults["weight_decay"] == 5e-4
+    assert [g["weight_decay"] for g in fused.param_groups] == [5e-4, 0.0]
     x, y = torch.randn(8, 1, 20, 20), torch.arange(8) % 4
     for model, optimizer in ((fused_model, fused), (plain_model, plain)):
         torch.manual_seed(3)   # the same dropout masks

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .profiles import PROFILES, current_profile, run_size
-from .train import MAX_IMAGE_SIZE
+from .train import MAX_IMAGE_SIZE, OutOfMemory
 
 __all__ = ["main", "build_parser", "read_image", "BadInput"]
 
@@ -269,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{config.epochs} epochs")
     try:
         history = fit(model, splits, config, run_dir, device=device, resume=args.resume)
-    except (ValueError, FloatingPointError) as err:  # fit's messages say what to change
+    except (ValueError, FloatingPointError, OutOfMemory) as err:  # fit's messages say what to do
         raise BadInput(_first_line(err)) from None
     if len(history) < config.epochs:   # fit saved the state and returned: Ctrl-C
         print(f"Interrupted after {len(history)} of {config.epochs} epoch(s); {last} holds the "

@@ -883,12 +883,15 @@ class BatchTransform(nn.Module):
     def __init__(self, image_size: int = PAPER_CROP, mean: tuple[float, ...] = (0.5,),
                  std: tuple[float, ...] = (0.5,), train: bool = False,
                  pca: tuple[Tensor, Tensor] | None = None, pca_std: float = 0.1,
-                 flip: bool = True, out_channels: int | None = None):
+                 flip: bool = True, out_channels: int | None = None,
+                 resize_size: int | None = None):
         super().__init__()
         if len(mean) != len(std):
             raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
         self.image_size = int(image_size)
-        self.resize_size = round(image_size * PAPER_RESIZE / PAPER_CROP)
+        # The paper's ratio 256 : 227 by default; weights trained with another recipe need their
+        # own (torchvision's ImageNet AlexNet: resize 256, crop 224, where the ratio gives 253).
+        self.resize_size = int(resize_size or round(image_size * PAPER_RESIZE / PAPER_CROP))
         self.train_mode, self.flip, self.pca_std = train, flip, float(pca_std)
         self.in_channels = len(mean)
         self.out_channels = out_channels or self.in_channels

@@ -38,53 +38,77 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
     checkpoint = {"format": "alexnet-edu/1", "model_config": dict(model.config),
                   "classes": list(weights.meta["categories"]), "mean": IMAGENET_MEAN,
                   "std": IMAGENET_STD, "image_size": 224, "in_channels_data": 3,
+                  # torchvision evaluates these weights at resize 256, crop 224 (the paper's
+                  # 256 : 227 ratio would resize to 253)
+                  "resize_size": 256,
                   "dataset": "imagenet"}
     return model.to(device or "cpu").eval(), checkpoint
+
+
+MAX_INSPECT = 500   # images: enough for every figure; activations of all of them stay small
 
 
 def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None = None,
                      pretrained: bool = True) -> tuple[AlexNet, dict, str]:
     """(model, checkpoint, how): notebook 04/05's trained model for `dataset` when it exists,
-    else torchvision's ImageNet weights (`pretrained`, when available), else a quick model."""
+    else torchvision's ImageNet weights (`pretrained`, when available), else notebook 04's
+    Fashion-MNIST model when it exists (the `cpu` profile on a machine without STL-10's training
+    images or the ImageNet weights), else a quick model."""
     from .train import load_model, load_or_train, runs_dir
 
     path = runs_dir() / dataset / "best.pt"
+    fashion = runs_dir() / "fashion-mnist" / "best.pt"
+    model = None
     if path.is_file():
         model, checkpoint = load_model(path, device)
         how = f"the {dataset} model trained by notebook 04/05 ({shown_path(path)})"
-    else:
-        model = None
-        if pretrained:
-            try:
-                model, checkpoint = imagenet_alexnet(device)
-                how = ("torchvision's ImageNet-trained AlexNet (1000 classes, 224 px) - "
-                       f"no {shown_path(path)} yet")
-            except RuntimeError as err:
-                print(f"Not using ImageNet weights: {err}")
-        if model is None:
-            model, checkpoint, how = load_or_train(dataset, device)
+    elif pretrained:
+        try:
+            model, checkpoint = imagenet_alexnet(device)
+            how = ("torchvision's ImageNet-trained AlexNet (1000 classes, 224 px) - "
+                   f"no {shown_path(path)} yet")
+        except RuntimeError as err:
+            print(f"Not using ImageNet weights: {err}")
+    if model is None and fashion.is_file():
+        model, checkpoint = load_model(fashion, device)
+        how = (f"notebook 04's Fashion-MNIST model ({shown_path(fashion)}): there is no "
+               f"{dataset} model and no ImageNet weights here, so we look inside a grey-image "
+               "model, with Fashion-MNIST test images")
+    if model is None:
+        model, checkpoint, how = load_or_train(dataset, device)
     print(f"Model: {how}")
     return model.eval(), checkpoint, how
 
 
-def images_to_inspect(limit: int | None = None):
-    """(dataset of uint8 images with labels, how): the real STL-10 test sample under
+def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
+    """(dataset of uint8 images with labels, how) for the model of `checkpoint`: Fashion-MNIST
+    test images for a Fashion-MNIST model; else the real STL-10 test sample under
     ``data_root()/stl10-sample/test`` when present, else STL-10's test split via
-    `data.load_splits` (in smoke mode, generated stand-ins when offline)."""
+    `data.load_splits` (downloaded only in the full profile; in smoke mode, generated stand-ins
+    when offline). At most `limit` images (default and upper bound: MAX_INSPECT), evenly spread
+    over the classes."""
     from .data import load_image_folder, load_splits
+    from .profiles import current_profile
     from .settings import data_root
 
     folder = data_root() / "stl10-sample" / "test"
-    if folder.is_dir():
+    if checkpoint is not None and checkpoint.get("dataset") == "fashion-mnist":
+        splits = load_splits("fashion-mnist", limit=checkpoint.get("split", {}).get("limit"),
+                             seed=checkpoint.get("split", {}).get("seed", 0))
+        data = splits.test
+        data = data.subset(data.labels.argsort(stable=True))   # sorted by class, as a folder
+        how = f"{len(data)} Fashion-MNIST test images"
+    elif folder.is_dir():
         data = load_image_folder(folder)
         how = f"{len(data)} real STL-10 test images from {shown_path(folder)}"
     else:
-        splits = load_splits("stl10", limit=limit)
+        splits = load_splits("stl10", limit=limit, download=current_profile().name == "full")
         data = splits.test
         kind = "synthetic stand-ins for STL-10" if splits.synthetic else "STL-10 test images"
         how = f"{len(data)} {kind} ({shown_path(splits.source)})"
-    if limit is not None and len(data) > limit:
-        # every k-th image keeps all classes (the folder is sorted by class)
+    limit, total = min(limit or MAX_INSPECT, MAX_INSPECT), len(data)
+    if total > limit:
+        # every k-th image keeps all classes (sorted by class)
         data = data.subset(torch.linspace(0, len(data) - 1, limit).round().long())
-    print(f"Images: {how}" + (f", using {len(data)}" if limit is not None else ""))
+    print(f"Images: {how}" + (f", using {len(data)}" if len(data) < total else ""))
     return data, how

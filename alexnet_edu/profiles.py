@@ -69,6 +69,13 @@ class RunSize:
     lr: float = 0.01         # Section 5
     patience: int = 2        # epochs without a lower validation error before lr / 10
 
+    def train_config(self, **overrides):
+        """A `train.TrainConfig` with these sizes (and the paper's recipe for everything else)."""
+        from .train import TrainConfig  # train imports this module: import on use
+
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           patience=self.patience, **overrides)
+
     def describe(self) -> str:
         images = "all images" if self.limit is None else f"at most {self.limit:,} images per split"
         return (f"{images}, {self.image_size} px, {self.epochs} epochs, batch {self.batch_size}, "

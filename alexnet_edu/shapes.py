@@ -6,9 +6,10 @@ by p on each side, fits
     out = floor((W + 2p - d(k - 1) - 1) / s) + 1
 
 times (d is the dilation; d(k - 1) + 1 is the window's effective size). The floor is where
-AlexNet's famous 224-vs-227 puzzle comes from: the paper (Section 5, Figure 2) says the input is
-224x224, but conv1 (k=11, s=4, p=0) then gives (224 - 11) / 4 + 1 = 54.25 windows, which does
-not divide evenly, and the 55x55 maps drawn in Figure 2 need (55 - 1) * 4 + 11 = 227 pixels.
+AlexNet's famous 224-vs-227 puzzle comes from: the paper (Section 3.5 and Figure 2; Section 4.1's
+224 x 224 patches) says the input is 224x224, but conv1 (k=11, s=4, p=0) then gives
+(224 - 11) / 4 + 1 = 54.25 windows, which does not divide evenly, and the 55x55 maps drawn in
+Figure 2 need (55 - 1) * 4 + 11 = 227 pixels.
 
 `trace` measures the same numbers on a real forward pass, so they can be compared with the
 formula rather than trusted.

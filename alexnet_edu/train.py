@@ -350,7 +350,8 @@ def eval_transform(checkpoint: dict) -> nn.Module:
 
     return BatchTransform(checkpoint["image_size"], tuple(checkpoint["mean"]),
                           tuple(checkpoint["std"]), train=False,
-                          out_channels=checkpoint["model_config"]["in_channels"])
+                          out_channels=checkpoint["model_config"]["in_channels"],
+                          resize_size=checkpoint.get("resize_size"))
 
 
 def _as_loader(data, batch_size: int) -> DataLoader:
@@ -479,10 +480,14 @@ def runs_dir() -> Path:
     return PROJECT_ROOT / "runs" / ("" if name == "full" else name)
 
 
-def _out_of_memory(config: TrainConfig, size: int, device: torch.device) -> RuntimeError:
+class OutOfMemory(RuntimeError):
+    """The device ran out of memory; the message says which batch size to try."""
+
+
+def _out_of_memory(config: TrainConfig, size: int, device: torch.device) -> OutOfMemory:
     """The one clear message for a CUDA out-of-memory error: what ran out, and what fits."""
     smaller = max(config.batch_size // 2, 1)
-    return RuntimeError(
+    return OutOfMemory(
         f"{describe_device(device)} ran out of memory training batches of {config.batch_size} "
         f"images at {size} px: use batch size {smaller} (TrainConfig(batch_size={smaller}), or "
         f"--batch-size {smaller}), a smaller --image-size, or close other programs on the GPU")
@@ -650,7 +655,10 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
           f"{', channels_last' if channels_last else ''}; checkpoints in {shown_path(run_dir)}")
 
     if config.progress and start_epoch < config.epochs:
-        print(plan(model, splits, config, device, train_transform, dtype))
+        try:
+            print(plan(model, splits, config, device, train_transform, dtype))
+        except torch.OutOfMemoryError:
+            raise _out_of_memory(config, size, device) from None
     # One bar over every batch of the run: its remaining time is the whole run's, from the first
     # batches on (a bar per epoch would say "?" for the first epoch).
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch

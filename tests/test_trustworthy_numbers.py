@@ -300,3 +300,13 @@ def test_cpu_bf16_is_detected_from_the_cpu_flags(tmp_path, monkeypatch):
     assert amp_dtype("auto", torch.device("cpu")) == torch.bfloat16
     monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
     assert amp_dtype("auto", torch.device("cpu")) is None
+
+
+def test_torchvision_weights_are_evaluated_at_their_own_resize():
+    from alexnet_edu.train import eval_transform
+
+    paper = eval_transform({"image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3,
+                            "model_config": {"in_channels": 3}})
+    torchvision_recipe = eval_transform({"image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3,
+                                         "model_config": {"in_channels": 3}, "resize_size": 256})
+    assert (paper.resize_size, torchvision_recipe.resize_size) == (253, 256)

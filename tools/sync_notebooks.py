@@ -56,14 +56,16 @@ elif importlib.util.find_spec("alexnet_edu") is None:
 
 import alexnet_edu
 from alexnet_edu.device import pick_device
-from alexnet_edu.settings import smoke_mode
+from alexnet_edu.profiles import current_profile
 
 device = pick_device()  # CUDA, then Apple MPS, then CPU (and says so)
 if IN_COLAB and device.type != "cuda":
     print("This Colab runtime has no GPU. Training cells will be slow: choose "
           "Runtime > Change runtime type > T4 GPU, then Runtime > Run all.")
-SMOKE = smoke_mode()  # ALEXNET_EDU_SMOKE=1: the same code on less data (how CI runs us)
-print(f"alexnet_edu {{alexnet_edu.__version__}}, smoke mode: {{SMOKE}}")'''
+# The run's size: smoke (CI), cpu (no CUDA GPU: 67 px, minutes) or full (a CUDA GPU: the paper's)
+PROFILE = current_profile()
+SMOKE = PROFILE.name == "smoke"
+print(f"alexnet_edu {{alexnet_edu.__version__}}; {{PROFILE}}")'''
 
 
 def badge(notebook: Path) -> str:

@@ -1,0 +1,54 @@
+"""The notebooks are stored with the outputs of a real run (tools/run_notebooks.py, `cpu`
+profile), and no stored output is older than its cell's source: every code cell with outputs
+carries the hash of the source that produced them."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import run_notebooks  # noqa: E402
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_outputs_are_from_a_real_run_and_not_stale(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    stale = run_notebooks.stale_cells(nb)
+    assert not stale, (f"{path.name}: cells {stale} changed after their output was stored; "
+                       f"run python tools/run_notebooks.py {path.name[:2]}")
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+        f"{path.name} is stored without outputs; run python tools/run_notebooks.py")
+    assert nb.metadata.get("alexnet_edu", {}).get("profile") in ("cpu", "full")
+    assert run_notebooks.problems(nb) == []
+
+
+def test_editing_a_cells_source_makes_its_output_stale() -> None:
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    index = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.outputs)
+    edited = copy.deepcopy(nb)
+    assert index not in run_notebooks.stale_cells(edited)
+    edited.cells[index].source += "\nprint('changed')"
+    assert run_notebooks.stale_cells(edited) == [index]
+    edited.cells[index].metadata.pop("alexnet_edu")   # an output never stamped is stale too
+    assert run_notebooks.stale_cells(edited) == [index]
+
+
+def test_smoke_errors_and_local_paths_are_refused() -> None:
+    cell = nbformat.v4.new_code_cell("print(1)")
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    cell.outputs = [nbformat.v4.new_output("stream", text="Smoke mode: 300 images\n")]
+    assert run_notebooks.problems(nb)
+    cell.outputs = [nbformat.v4.new_output("stream", text="saved /home/ann/runs/best.pt\n")]
+    assert run_notebooks.problems(nb)
+    cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
+    assert run_notebooks.problems(nb)
+    cell.outputs = [nbformat.v4.new_output("stream", text="test accuracy 86.1 %\n")]
+    assert run_notebooks.problems(nb) == []

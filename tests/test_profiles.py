@@ -1,0 +1,122 @@
+"""Run profiles (smoke / cpu / full), the plan printed before training, and CUDA out-of-memory
+handling: chosen by the machine, overridable, and honest about time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from test_train import _splits, _tiny
+
+from alexnet_edu import profiles, train
+from alexnet_edu.cli import main
+from alexnet_edu.data import BatchTransform, generate_fashion_mnist
+from alexnet_edu.train import TrainConfig, estimate_epoch_seconds, fit
+
+
+@pytest.fixture
+def no_env(monkeypatch):
+    monkeypatch.delenv("ALEXNET_EDU_PROFILE", raising=False)
+    monkeypatch.delenv("ALEXNET_EDU_SMOKE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    return monkeypatch
+
+
+def test_cpu_without_cuda(no_env):
+    p = profiles.current_profile()
+    assert p.name == "cpu" and "no CUDA GPU" in p.reason
+    assert "ALEXNET_EDU_PROFILE" in str(p)
+
+
+def test_full_on_cuda(no_env):
+    no_env.setattr(torch.cuda, "is_available", lambda: True)
+    no_env.setattr(torch.cuda, "get_device_name", lambda i=0: "Tesla T4")
+    p = profiles.current_profile()
+    assert p.name == "full" and "Tesla T4" in p.reason
+
+
+def test_apple_mps_gets_the_cpu_profile(no_env):
+    no_env.setattr(torch.backends.mps, "is_available", lambda: True)
+    p = profiles.current_profile()
+    assert p.name == "cpu" and "MPS" in p.reason
+
+
+def test_environment_overrides_and_smoke_still_works(no_env):
+    no_env.setenv("ALEXNET_EDU_SMOKE", "1")
+    assert profiles.current_profile().name == "smoke"
+    no_env.setenv("ALEXNET_EDU_PROFILE", "full")
+    assert profiles.current_profile().name == "full"     # the explicit profile wins
+    no_env.setenv("ALEXNET_EDU_PROFILE", "laptop")
+    with pytest.raises(ValueError, match="smoke, cpu, full"):
+        profiles.current_profile()
+
+
+def test_run_sizes_differ_by_profile_and_flags_win(no_env):
+    cpu = profiles.run_size("fashion-mnist", "cpu")
+    full = profiles.run_size("fashion-mnist", "full")
+    assert (cpu.image_size, full.image_size) == (67, 227)
+    assert full.limit is None and cpu.limit is not None and full.lr == 0.01
+    assert profiles.run_size("fashion-mnist", "cpu", image_size=99, limit=None).image_size == 99
+    assert profiles.run_size("my-folder", "full") == profiles.SIZES["stl10"]["full"]
+    assert train.runs_dir().name == "cpu"
+
+
+def test_cli_without_flags_uses_the_profiles_recipe(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "data"
+    generate_fashion_mnist(root, n_train=40, n_test=10, seed=0)
+    monkeypatch.setattr(profiles, "SIZES", {**profiles.SIZES, "fashion-mnist": {
+        **profiles.SIZES["fashion-mnist"],
+        "cpu": profiles.RunSize(limit=24, image_size=67, epochs=1, batch_size=8, lr=0.03)}})
+    monkeypatch.setenv("ALEXNET_EDU_PROFILE", "cpu")
+    assert main(["train", "--dataset", "fashion-mnist", "--data-root", str(root), "--out",
+                 str(tmp_path / "run"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Profile cpu" in out and "Plan:" in out
+    checkpoint = train.load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["image_size"] == 67 and checkpoint["train_config"]["lr"] == 0.03
+    assert checkpoint["train_config"]["batch_size"] == 8 and checkpoint["split"]["limit"] == 24
+
+
+def test_the_plan_predicts_the_measured_epoch_time(tmp_path):
+    """The prediction from two timed steps is within a factor of 3 of a measured epoch (small
+    batches on a shared 2-core machine are noisy; the point is minutes vs hours)."""
+    splits = _splits(n_train=256, n_val=64, side=28)
+    model = train.build_model(splits, image_size=67)
+    config = TrainConfig(epochs=1, batch_size=32, progress=False)
+    transform = BatchTransform(67, splits.mean, splits.std, train=True)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    predicted = estimate_epoch_seconds(model, splits, config, torch.device("cpu"), transform)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    start = time.perf_counter()
+    fit(model, splits, config, tmp_path, "cpu")
+    measured = time.perf_counter() - start
+    assert measured / 3 < predicted < measured * 3, (predicted, measured)
+
+
+def test_cuda_out_of_memory_is_one_clear_message(tmp_path, monkeypatch):
+    model = _tiny()
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(model, "forward", out_of_memory)
+    with pytest.raises(RuntimeError, match=r"ran out of memory .* batches of 16 .* batch size 8"):
+        fit(model, _splits(), TrainConfig(epochs=1, batch_size=16, progress=False), tmp_path,
+            "cpu")
+
+
+def test_cli_reports_out_of_memory_in_one_line(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "data"
+    generate_fashion_mnist(root, n_train=40, n_test=10, seed=0)
+
+    def out_of_memory(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(train.AlexNet, "forward", out_of_memory)
+    code = main(["train", "--dataset", "fashion-mnist", "--data-root", str(root), "--out",
+                 str(tmp_path / "run"), "--limit", "24", "--epochs", "1", "--image-size", "67",
+                 "--batch-size", "16", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "use batch size 8" in err and "Traceback" not in err

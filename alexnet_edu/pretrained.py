@@ -28,7 +28,10 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
 
     weights = torchvision.models.AlexNet_Weights.DEFAULT
     try:
-        state = weights.get_state_dict(progress=False)
+        # check_hash: the file must match the hash in its name (a damaged or substituted
+        # download is refused); weights_only: unpickling runs no code, whatever the file holds.
+        state = torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True,
+                                                   weights_only=True)
     except Exception as err:  # offline, proxy, disk: all mean "not available here"
         raise RuntimeError(f"torchvision's ImageNet AlexNet weights are not available "
                            f"({type(err).__name__}: {err}); they download from "

@@ -208,19 +208,50 @@ def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 # ---------------------------------------------------------------------------------------------
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
-    """Write `checkpoint` atomically: to a temporary file, then rename over `path`.
+    """Write `checkpoint` atomically: to a temporary file in the same folder
+    (``.<name>.tmp<pid>``), flushed to disk, then renamed over `path`.
 
-    A crash or a full disk during the write leaves the previous file at `path` untouched.
+    A crash or a full disk during the write leaves the previous file at `path` untouched. A
+    failed write removes its temporary file and raises an OSError whose message says which file
+    failed, why, and that the previous one is intact -- also where torch.save reports a full
+    disk as a RuntimeError from its zip writer ("unexpected pos ..."). (A process killed
+    mid-write leaves the temporary file behind; `alexnet-edu train` removes such leftovers when
+    it next starts in the folder.)
     """
+    import errno
+    import shutil
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint, tmp)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.fsync(fd)   # the bytes are on disk before the rename makes them count
+        finally:
+            os.close(fd)
         os.replace(tmp, path)   # atomic on POSIX and Windows (same folder)
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not any(
+                sign in str(err) for sign in ("unexpected pos", "StreamWriter", "write")):
+            raise   # not a failed write (e.g. an object torch.save cannot pickle)
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip()
+        try:
+            why += f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there"
+        except OSError:
+            pass
+        kept = (f"the previous {path.name} is intact" if path.exists()
+                else f"no {path.name} was written")
+        raise OSError(getattr(err, "errno", None) or errno.EIO,
+                      f"could not write the checkpoint {path} ({why.splitlines()[0]}); {kept}. "
+                      "Free disk space (or fix the folder's permissions), then resume the "
+                      "run") from err
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return path
 
 

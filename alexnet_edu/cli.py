@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import sys
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,6 +34,11 @@ import numpy as np
 import torch
 
 from .profiles import PROFILES, current_profile, run_size
+
+try:
+    import fcntl  # POSIX; elsewhere run folders are not locked
+except ImportError:   # pragma: no cover (Windows)
+    fcntl = None
 from .train import MAX_IMAGE_SIZE, OutOfMemory
 
 __all__ = ["main", "build_parser", "read_image", "BadInput"]
@@ -48,8 +54,32 @@ class BadInput(Exception):
 
 
 def _error(message: Any) -> None:
-    """One line on stderr (newlines inside library messages are folded)."""
-    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    """One line on stderr (newlines inside library messages are folded, other control
+    characters escaped)."""
+    print(f"{PROG}: error: {_printable(' '.join(str(message).split()))}", file=sys.stderr)
+
+
+def _printable(text: Any) -> str:
+    """`text` with every non-printable character (newline, carriage return, escape sequences
+    ...) written as its backslash escape, so that a class or file name printed in text output
+    can neither start a fake line nor move the cursor."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in str(text))
+
+
+def _json(value: Any) -> str:
+    """Strict JSON: non-finite floats (NaN, inf), which json.dumps would write as the invalid
+    tokens NaN / Infinity, become null."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False)
 
 
 def _first_line(err: BaseException, limit: int = 300) -> str:
@@ -126,27 +156,42 @@ def _load_model(path: str | Path, device: torch.device):
 # Images for `predict`
 # --------------------------------------------------------------------------------------------
 
-def read_image(path: str | Path, channels: int) -> torch.Tensor:
-    """A file as a uint8 tensor (channels, H, W) at its own size; BadInput if it is not a
-    readable image. Colour is converted to what the training data had: "L" (grey) for 1
-    channel, "RGB" for 3 (a grey photo is repeated into three channels, an alpha channel is
-    dropped)."""
+def read_image(path: str | Path, channels: int, shorter_side: int | None = None
+               ) -> torch.Tensor:
+    """A file as a uint8 tensor (channels, H, W); BadInput if it is not a readable image.
+
+    Read with `data.read_image`, the reader image folders use: 16-bit and float images are
+    rescaled to 0..255 (not saturated to white), images over its pixel limit (decompression
+    bombs) are refused before decoding, and the longer side is shrunk to data.MAX_IMAGE_SIDE
+    pixels as the file is read, so memory stays bounded. With `shorter_side`, an image whose
+    shorter side is longer than that is shrunk further (antialiased, aspect kept) until it is
+    `shorter_side` (predict passes twice the evaluation resize). Colour is converted to what the
+    training data had: grey ("L") for 1 channel, RGB for 3 (a grey photo is repeated into three
+    channels, an alpha channel is dropped)."""
     from PIL import Image, UnidentifiedImageError
 
+    from .data import DataFileError
+    from .data import read_image as read_rgb
+
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{path}: is a directory")
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, with a clear message
-            image = image.convert("L" if channels == 1 else "RGB")
+        image = read_rgb(path)
     except FileNotFoundError:
         raise BadInput(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"{path}: is a directory") from None
-    except UnidentifiedImageError:
-        raise BadInput(f"{path}: not an image (PIL cannot identify it; use PNG, JPEG, ...)") \
-            from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise BadInput(f"{path}: damaged or truncated image ({_first_line(err)})") from None
+    except DataFileError as err:
+        if isinstance(err.__cause__, UnidentifiedImageError):
+            raise BadInput(f"{path}: not an image (PIL cannot identify it; use PNG, JPEG, ...)") \
+                from None
+        raise BadInput(_first_line(err)) from None   # names the file, says what is wrong
+    w, h = image.size
+    if shorter_side is not None and min(w, h) > shorter_side:
+        scale = shorter_side / min(w, h)
+        image = image.resize((max(shorter_side, round(w * scale)),
+                              max(shorter_side, round(h * scale))), Image.BILINEAR)
+    if channels == 1:
+        image = image.convert("L")
     array = np.array(image, dtype=np.uint8, copy=True)
     tensor = torch.from_numpy(array)
     return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
@@ -203,16 +248,110 @@ def _train_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
         raise BadInput(_first_line(err)) from None
 
 
+@contextlib.contextmanager
+def _run_folder(run_dir: Path) -> Iterator[None]:
+    """Hold `run_dir` for one training run: create it, check that files can be written there,
+    lock it against a second `train` (RUN_DIR/.lock, an exclusive non-blocking flock held until
+    the run ends) and remove the temporary files a killed save left (`save_checkpoint` writes
+    `.last.pt.tmp<pid>` / `.best.pt.tmp<pid>`, then renames them). A folder this call created
+    is removed again if the run writes nothing into it."""
+    created = not run_dir.exists()
+    probe = run_dir / f".write-test{os.getpid()}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+        lock = open(run_dir / ".lock", "a+")   # held until the run ends
+    except OSError as err:
+        if created:
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise BadInput(f"--out {run_dir}: cannot write there ({err.strerror or err}); choose a "
+                       "folder you may write to") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.seek(0)
+                holder = lock.read().strip()
+                raise BadInput(f"{run_dir} is in use by another `{PROG} train`"
+                               + (f" (process {holder})" if holder.isdigit() else "")
+                               + "; wait for it to finish, or choose another --out") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+        for stale in [*run_dir.glob(".last.pt.tmp*"), *run_dir.glob(".best.pt.tmp*")]:
+            pid = stale.name.rpartition(".tmp")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and _process_exists(int(pid)):
+                continue   # a live process (a notebook's fit?) is writing it right now
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        yield
+    finally:
+        lock.close()   # releases the lock
+        with contextlib.suppress(OSError):
+            if created and [p.name for p in run_dir.iterdir()] == [".lock"]:
+                (run_dir / ".lock").unlink()
+                run_dir.rmdir()
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # e.g. PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def _identity_conflicts(args: argparse.Namespace, checkpoint: dict) -> list[str]:
+    """The flags given to `train --resume` that would change the run's identity -- its
+    architecture, its images (--limit) or its seed -- each with the run's own value. A flag left
+    out, or given with the run's value, is fine; a value the checkpoint does not record (an
+    older checkpoint) is not checked."""
+    config = checkpoint.get("model_config") or {}
+    split = checkpoint.get("split") or {}
+    train_config = checkpoint.get("train_config") or {}
+    conflicts: list[str] = []
+
+    def check(flag: str, asked: Any, recorded: dict, key: str, shown=lambda run: run) -> None:
+        if asked is not None and key in recorded and asked != recorded[key]:
+            conflicts.append(f"{flag} differs from the run's {shown(recorded[key])}")
+
+    for name in ("image_size", "variant", "groups", "dropout", "init"):
+        value = getattr(args, name)
+        check(f"--{name.replace('_', '-')} {value}", value, config, name)
+    check("--no-lrn", False if args.no_lrn else None, config, "lrn", lambda run: "LRN on")
+    check("--rgb", 3 if args.rgb else None, config, "in_channels",
+          lambda run: f"{run} input channel(s)")
+    check(f"--limit {args.limit}", args.limit, split, "limit",
+          lambda run: "all images" if run is None else run)
+    check(f"--seed {args.seed}", args.seed, train_config, "seed")
+    return conflicts
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on a dataset; checkpoints go to RUN_DIR/last.pt and RUN_DIR/best.pt."""
-    from .model import AlexNet
-    from .train import build_model, fit, load_checkpoint, runs_dir
+    from .train import runs_dir
 
     name = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
     run_dir = Path(args.out) if args.out else runs_dir() / name
+    if args.resume and not (run_dir / "last.pt").is_file():
+        raise BadInput(f"--resume: {run_dir / 'last.pt'} does not exist; start the run without "
+                       "--resume")
+    with _run_folder(run_dir):
+        return _train(args, name, run_dir)
+
+
+def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
+    """cmd_train in a run folder it holds (see _run_folder)."""
+    from .model import AlexNet
+    from .train import build_model, fit, load_checkpoint
+
     last = run_dir / "last.pt"
-    if args.resume and not last.is_file():
-        raise BadInput(f"--resume: {last} does not exist; start the run without --resume")
     if not args.resume and last.exists():
         raise BadInput(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                        "or choose another --out, so that nothing is overwritten")
@@ -226,6 +365,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         except Exception as err:
             raise BadInput(f"--resume: {last} is not a usable checkpoint "
                            f"({_first_line(err)})") from None
+        conflicts = _identity_conflicts(args, resumed)
+        if conflicts:   # the run's architecture, data and seed are its own
+            raise BadInput(f"--resume: {'; '.join(conflicts)}: a resumed run keeps its "
+                           "architecture, images and seed (drop the flag, or start a new run "
+                           "with another --out); --epochs and the recipe flags may change")
     if args.image_size is not None and args.image_size > MAX_IMAGE_SIZE:
         raise BadInput(f"--image-size {args.image_size} is beyond the largest input this trainer "
                        f"takes ({MAX_IMAGE_SIZE} px; the paper's is 227)")
@@ -271,6 +415,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         history = fit(model, splits, config, run_dir, device=device, resume=args.resume)
     except (ValueError, FloatingPointError, OutOfMemory) as err:  # fit's messages say what to do
         raise BadInput(_first_line(err)) from None
+    except OSError as err:   # a checkpoint that cannot be written (full disk): the last one stays
+        raise BadInput(err.strerror or _first_line(err)) from None
     if len(history) < config.epochs:   # fit saved the state and returned: Ctrl-C
         print(f"Interrupted after {len(history)} of {config.epochs} epoch(s); {last} holds the "
               f"run. Continue it exactly with: {PROG} train --dataset {args.dataset} --out "
@@ -329,7 +475,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             split = TensorImageDataset(split.images[:args.limit], split.labels[:args.limit],
                                        split.classes)
         result = evaluate(model, split, eval_transform(checkpoint), device, tta=args.tta)
-        report = per_class_report(result["predictions"], result["targets"], classes)
+        # Text output escapes the class names (a name cannot print a line of its own);
+        # JSON keeps them as they are (json.dumps escapes them itself).
+        report = per_class_report(result["predictions"], result["targets"],
+                                  classes if args.json else [_printable(c) for c in classes])
 
     per_class = [{"class": r["cls"], "precision": r["precision"], "recall": r["recall"],
                   "f1": r["f1"], "support": r["support"]} for r in report.rows()]
@@ -340,11 +489,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "top1": float(result["top1"]), "top5": None if top5 is None else float(top5),
                "macro_f1": report.macro_f1, "per_class": per_class}
     if args.json:
-        print(json.dumps(summary), file=stdout)
+        print(_json(summary), file=stdout)
         return EXIT_OK
     how = "ten-crop averaged (Section 4.1)" if args.tta else "one centre view"
     stand_in = " (generated stand-in data)" if splits.synthetic else ""
-    print(f"{dataset}{stand_in}, {args.split} split: {summary['n']} images, {how}")
+    print(f"{_printable(dataset)}{stand_in}, {args.split} split: {summary['n']} images, {how}")
     line = f"top-1 accuracy {summary['top1']:.4f} (error {1 - summary['top1']:.4f})"
     if top5 is not None:
         line += f"   top-5 accuracy {summary['top5']:.4f} (error {1 - summary['top5']:.4f})"
@@ -366,6 +515,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # Convert each file to what the network learned from; the transform does the rest
     # (resize to the checkpoint's input size, normalize, grey -> 3 channels if the model wants).
     channels = int(checkpoint.get("in_channels_data", model.config["in_channels"]))
+    # Large files are shrunk as they are read, to twice the side the evaluation transform
+    # resizes to (PIL, antialiased), so a chunk of photos stacked for the network stays small.
+    shorter_side = 2 * max(transform.resize_size, transform.image_size)
     k = min(args.top_k, len(classes))
 
     failed, done, results = 0, 0, []
@@ -375,7 +527,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             try:
                 if problem:
                     raise BadInput(problem)
-                good.append((path, read_image(path, channels)))
+                good.append((path, read_image(path, channels, shorter_side)))
             except BadInput as err:
                 _error(err)
                 failed += 1
@@ -393,12 +545,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if args.json:
                 results.append({"path": str(path),
                                 "top": [{"class": c, "probability": p} for c, p in ranked]})
-            else:
-                print(path)
+            else:   # names escaped: a class or file name cannot print a line of its own
+                print(_printable(path))
                 for rank, (c, p) in enumerate(ranked, start=1):
-                    print(f"  {rank}. {c:<20} {p:7.2%}")
+                    print(f"  {rank}. {_printable(c):<20} {p:7.2%}")
     if args.json:
-        print(json.dumps({"predictions": results, "failed": failed}))
+        print(_json({"predictions": results, "failed": failed}))
     if failed:
         _error(f"{failed} of {failed + done} inputs could not be classified (see above)")
     return EXIT_BAD_INPUT if failed else EXIT_OK
@@ -469,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder for checkpoints (default: runs/<dataset>)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in RUN_DIR from last.pt (weights, optimizer, "
-                        "schedule and random state; the architecture comes from the checkpoint)")
+                        "schedule and random state; the architecture, --limit and --seed come "
+                        "from the checkpoint, and flags that would change them are refused)")
     t.add_argument("--epochs", type=_positive_int, metavar="N",
                    help="passes over the training set (default: the profile's)")
     t.add_argument("--batch-size", type=_positive_int, metavar="B",
@@ -505,14 +658,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-lrn", action="store_true",
                    help="leave out Local Response Normalization (Section 3.3 credits it with "
                         "1.4%%/1.2%% lower top-1/top-5 error; VGG, 2014, saw no gain from it)")
-    t.add_argument("--variant", choices=("paper", "torchvision"), default="paper",
+    # Default None here, the paper's values where the model is built: --resume tells a flag
+    # the user gave (and refuses it if it differs from the run's) from one left out.
+    t.add_argument("--variant", choices=("paper", "torchvision"), default=None,
                    help="paper: 96-256-384-384-256 kernels with LRN (Figure 2); torchvision: "
-                        "64-192-384-256-256, no LRN (default: %(default)s)")
-    t.add_argument("--groups", type=int, choices=(1, 2), default=1,
+                        "64-192-384-256-256, no LRN (default: paper)")
+    t.add_argument("--groups", type=int, choices=(1, 2), default=None,
                    help="2 splits conv2, conv4 and conv5 into the paper's two GPU towers "
-                        "(default: %(default)s)")
-    t.add_argument("--dropout", type=float, default=0.5, metavar="P",
-                   help="dropout probability in fc6 and fc7 (default: %(default)s, Section 4.2)")
+                        "(default: 1)")
+    t.add_argument("--dropout", type=float, default=None, metavar="P",
+                   help="dropout probability in fc6 and fc7 (default: 0.5, Section 4.2)")
     t.add_argument("--rgb", action="store_true",
                    help="give a greyscale dataset to a 3-channel network (grey repeated)")
     t.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default=None,

@@ -37,6 +37,7 @@ import torchvision
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from .profiles import current_profile
 from .settings import PROJECT_ROOT, data_root, smoke_mode
 
 __all__ = [
@@ -44,7 +45,8 @@ __all__ = [
     "load_splits", "load_image_folder", "channel_mean_std", "rgb_pca", "BatchTransform",
     "resize_batch", "crop_and_flip", "center_crop", "pca_lighting", "ten_crop", "make_loader",
     "generate_fashion_mnist", "generate_stl10", "STL10WithGenerated", "GENERATED_MARKER",
-    "DataFileError", "read_image", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS",
+    "DataFileError", "read_image", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS", "stl10_source",
+    "split_fingerprint",
 ]
 
 DATASETS = ("fashion-mnist", "stl10")
@@ -145,6 +147,18 @@ class Splits:
                 f"{self.image_size}; {len(self.classes)} classes; mean "
                 f"{tuple(round(m, 4) for m in self.mean)}, std "
                 f"{tuple(round(s, 4) for s in self.std)})")
+
+
+def stl10_source() -> str | Path:
+    """What the notebooks load as STL-10: "stl10" (the official dataset) when its files are under
+    `data_root()` or in the `full` profile (which downloads them); else the real 95-image sample
+    folder ``stl10-sample/test`` when it is there (see data/README.md); else "stl10" again (smoke
+    mode then generates stand-ins, other profiles raise an error naming the files)."""
+    official = data_root() / "stl10_binary" / "train_X.bin"
+    sample = data_root() / "stl10-sample" / "test"
+    if official.is_file() or current_profile().name == "full" or not sample.is_dir():
+        return "stl10"
+    return sample
 
 
 def split_fingerprint(dataset: TensorImageDataset) -> str:
@@ -559,6 +573,9 @@ def _official_or_standin(name: str, root: Path, download: bool):
         message = _missing_message(name, folder, files, failure if attempt else None)
         if download and not attempt:
             message += f"\n({root} is read-only, so nothing was downloaded.)"
+        if not download and name == "stl10":
+            message += ("\n(The cpu profile does not start STL-10's 2.6 GB download: pass "
+                        "download=True, or set ALEXNET_EDU_PROFILE=full.)")
         raise FileNotFoundError(message) from failure
     gen_root = _writable_generated_root(root)
     generate = generate_fashion_mnist if name == "fashion-mnist" else generate_stl10
@@ -749,9 +766,13 @@ def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[
 
 
 def load_splits(dataset: str | Path, root: str | Path | None = None, val_fraction: float = 0.1,
-                seed: int = 0, limit: int | None = None, download: bool = True) -> Splits:
+                seed: int = 0, limit: int | None = None, download: bool | None = None) -> Splits:
     """Train/val/test splits of "fashion-mnist", "stl10" or an image folder (class sub-folders;
     with train/ and test/ inside, those are used, else a seeded 20 % becomes the test split).
+
+    Missing files are downloaded when `download` is True; None (the default) downloads
+    Fashion-MNIST (30 MB) always but STL-10 (2.6 GB) only in the `full` profile, so that no
+    laptop run starts a 2.6 GB download unasked (`download=True` forces it).
 
     The validation split is carved from the training set with a fixed `seed`; the test split is
     meant for the final figures only. `limit` caps the images per split (smoke runs): train gets
@@ -764,6 +785,8 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
     named_by = ("the root argument" if root is not None else
                 "$ALEXNET_EDU_DATA" if os.environ.get("ALEXNET_EDU_DATA", "").strip() else None)
     root = Path(root).expanduser() if root is not None else data_root()
+    if download is None:
+        download = key != "stl10" or current_profile().name == "full"
     if key in DATASETS:
         _check_data_root(root, named_by)
         (train_x, train_y, test_x, test_y, classes, synthetic,

@@ -120,3 +120,36 @@ def test_cli_reports_out_of_memory_in_one_line(tmp_path, monkeypatch, capsys):
                  "--batch-size", "16", "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and "use batch size 8" in err and "Traceback" not in err
+
+
+def test_cpu_profile_never_starts_the_stl10_download(tmp_path, no_env):
+    from alexnet_edu import data
+
+    no_env.setenv("ALEXNET_EDU_PROFILE", "cpu")
+    calls = []
+    real = data._load_official
+
+    def spy(name, root, download):
+        calls.append((name, download))
+        return real(name, root, False)
+
+    no_env.setattr(data, "_load_official", spy)
+    with pytest.raises(FileNotFoundError, match="2.6 GB"):
+        data.load_splits("stl10", root=tmp_path)
+    assert calls == [("stl10", False)]
+    no_env.setenv("ALEXNET_EDU_PROFILE", "full")
+    with pytest.raises(FileNotFoundError):
+        data.load_splits("stl10", root=tmp_path)
+    assert calls[-1] == ("stl10", True)   # full: it would download
+
+
+def test_stl10_source_uses_the_real_sample_when_the_dataset_is_absent(tmp_path, no_env):
+    from alexnet_edu import data
+
+    no_env.setenv("ALEXNET_EDU_DATA", str(tmp_path))
+    no_env.setenv("ALEXNET_EDU_PROFILE", "cpu")
+    assert data.stl10_source() == "stl10"             # nothing here: the clear error path
+    (tmp_path / "stl10-sample" / "test").mkdir(parents=True)
+    assert data.stl10_source() == tmp_path / "stl10-sample" / "test"
+    no_env.setenv("ALEXNET_EDU_PROFILE", "full")
+    assert data.stl10_source() == "stl10"             # full: the real dataset, downloaded

@@ -238,7 +238,7 @@ def _train_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
              "momentum": args.momentum, "weight_decay": args.weight_decay, "amp": args.amp,
              "channels_last": args.channels_last, "num_workers": args.workers,
              "seed": args.seed, "augment": False if args.no_augment else None,
-             "schedule": args.schedule}
+             "schedule": args.schedule, "tensorboard": True if args.tensorboard else None}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in (base or {}).items() if k in fields}
     values.update({k: v for k, v in given.items() if v is not None and k in fields})
@@ -428,7 +428,9 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
               f"(epoch {best['epoch']})")
     checkpoint = run_dir / "best.pt" if (run_dir / "best.pt").exists() else last
     print(f"Checkpoint: {checkpoint}")
+    folder = Path(args.dataset).is_dir()   # a folder: evaluate needs its path again
     print(f"Next: {PROG} evaluate --checkpoint {checkpoint}"
+          + (f" --dataset {args.dataset}" if folder else "")
           + (f" --data-root {args.data_root}" if args.data_root else ""))
     return EXIT_OK
 
@@ -474,7 +476,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.limit is not None:   # a subset of the held-out split, never a redrawn one
             split = TensorImageDataset(split.images[:args.limit], split.labels[:args.limit],
                                        split.classes)
-        result = evaluate(model, split, eval_transform(checkpoint), device, tta=args.tta)
+        tta = {None: False, "ten": True, "flip": "flip"}[args.tta]
+        result = evaluate(model, split, eval_transform(checkpoint), device, tta=tta)
         # Text output escapes the class names (a name cannot print a line of its own);
         # JSON keeps them as they are (json.dumps escapes them itself).
         report = per_class_report(result["predictions"], result["targets"],
@@ -491,7 +494,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(_json(summary), file=stdout)
         return EXIT_OK
-    how = "ten-crop averaged (Section 4.1)" if args.tta else "one centre view"
+    how = {None: "one centre view", "ten": "ten-crop averaged (Section 4.1)",
+           "flip": "the centre view and its mirror image, averaged"}[args.tta]
     stand_in = " (generated stand-in data)" if splits.synthetic else ""
     print(f"{_printable(dataset)}{stand_in}, {args.split} split: {summary['n']} images, {how}")
     line = f"top-1 accuracy {summary['top1']:.4f} (error {1 - summary['top1']:.4f})"
@@ -679,6 +683,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no random crops/flips/PCA noise (to see what augmentation buys)")
     t.add_argument("--workers", type=int, metavar="W",
                    help="DataLoader worker processes (default: the trainer's choice)")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also log every epoch's numbers to RUN_DIR/tensorboard (view with "
+                        "`tensorboard --logdir RUN_DIR`); RUN_DIR/history.json is always written")
     t.add_argument("--seed", type=int, metavar="S",
                    help=f"random seed (default: {_trainer_default('seed', 0)})")
     common(t)
@@ -699,9 +706,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which split (default: %(default)s)")
     e.add_argument("--limit", type=_positive_int, metavar="N",
                    help="use at most N images per split")
-    e.add_argument("--tta", action="store_true",
-                   help="ten-crop testing: average the softmax of 4 corner + centre crops and "
-                        "their mirrors (Section 4.1)")
+    e.add_argument("--tta", nargs="?", const="ten", choices=("ten", "flip"), default=None,
+                   help="test-time averaging: ten (also plain --tta) = the paper's 4 corner + "
+                        "centre crops and their mirrors (Section 4.1); flip = the centre crop and "
+                        "its mirror (better where the object fills the frame, e.g. Fashion-MNIST)")
     e.add_argument("--json", action="store_true",
                    help="print one JSON object (top1, top5, per_class, ...) instead of tables")
     common(e)

@@ -47,7 +47,7 @@ def pick_device(prefer: str | torch.device | None = None, verbose: bool = True) 
         device = torch.device("cpu")
     if verbose:
         hint = "" if device.type != "cpu" or prefer else (
-            " - no GPU found; training will be slow"
+            " - no GPU found, so training notebooks use the cpu profile"
             " (on Colab: Runtime > Change runtime type > GPU)")
         print(f"Using {describe_device(device)}{hint}")
     return device

@@ -133,7 +133,7 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
             plain = BatchTransform(image_size, tuple(splits.mean), tuple(splits.std),
                                    train=False, out_channels=model.config["in_channels"])
             history[-1]["train_acc_eval"] = evaluate(model, train_probe, plain, device)["top1"]
-        (folder / "history.json").write_text(json.dumps(history, indent=1))
+        (folder / "history.json").write_text(json.dumps(history, indent=1))   # + train_acc_eval
         if not keep_checkpoints and len(history) >= config.epochs:
             for checkpoint in folder.glob("*.pt"):
                 checkpoint.unlink()

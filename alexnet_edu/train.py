@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
 import math
 import os
 import random
@@ -783,6 +784,8 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                     del best["optimizer"]
                     save_checkpoint(best, best_path)
                 save_checkpoint(checkpoint_now(epoch + 1, 0), last_path)
+                # the curves in a file any tool reads (the checkpoints hold them too)
+                (run_dir / "history.json").write_text(json.dumps(history, indent=1))
                 stop.atomic = False
                 if writer is not None:
                     for key, value in row.items():

@@ -383,3 +383,30 @@ def test_interrupted_training_exits_130_and_names_resume(data_root, tmp_path, mo
     assert code == 130
     assert "--resume" in err and str(out) in err and "Traceback" not in err
     assert load_checkpoint(out / "last.pt")["epoch"] == 0   # the batches done are saved
+
+
+def test_the_next_hint_for_an_image_folder_works_as_printed(tmp_path, capsys):
+    """`train` on a folder ends with a `Next: alexnet-edu evaluate ...` line; running exactly
+    that line (its arguments) must work, and --tta flip is one of its options."""
+    import shlex
+
+    import numpy as np
+    from PIL import Image
+
+    from alexnet_edu.cli import main
+
+    g = np.random.default_rng(0)
+    for c in range(2):
+        (tmp_path / "imgs" / f"k{c}").mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(g.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / f"k{c}" / f"{i}.png")
+    assert main(["train", "--dataset", str(tmp_path / "imgs"), "--out", str(tmp_path / "run"),
+                 "--image-size", "67", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
+                ) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "run" / "history.json").is_file()
+    hint = next(line for line in out.splitlines() if line.startswith("Next: "))
+    args = shlex.split(hint)[2:]   # drop "Next:" and the program name
+    assert main([*args, "--tta", "flip", "--device", "cpu"]) == 0
+    assert "mirror image" in capsys.readouterr().out

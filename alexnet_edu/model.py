@@ -97,6 +97,10 @@ class AlexNet(nn.Module):
         variant: "paper" (96-256-384-384-256 kernels, LRN, Figure 2) or "torchvision"
             (64-192-384-256-256, no LRN, adaptive pooling to 6x6; loads torchvision's weights).
         groups: 2 splits conv2, conv4 and conv5 into the paper's two GPU towers; 1 does not.
+            LRN is not split with them: its 5-channel window still spans channels 47 and 48,
+            where in the paper each GPU normalized only its own 48 maps. We keep one LRN over all
+            96 (the towers were a memory workaround, not a modelling choice; splitting LRN would
+            change two boundary channels of 96 and make `groups` change two things at once).
         lrn: Local Response Normalization after relu1 and relu2 (paper variant only).
         dropout: probability of zeroing fc6's and fc7's outputs in training (Section 4.2).
         init: "paper" (weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0

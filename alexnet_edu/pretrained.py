@@ -8,6 +8,9 @@ says which one it used, because what a network learned depends entirely on that.
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import torch
 
 from .model import AlexNet
@@ -30,8 +33,11 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
     try:
         # check_hash: the file must match the hash in its name (a damaged or substituted
         # download is refused); weights_only: unpickling runs no code, whatever the file holds.
-        state = torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True,
-                                                   weights_only=True)
+        # torch.hub announces a download with the full cache path on stdout: keep it quiet
+        # (a notebook's stored output must not show this machine's folders)
+        with contextlib.redirect_stdout(io.StringIO()):
+            state = torch.hub.load_state_dict_from_url(weights.url, progress=False,
+                                                       check_hash=True, weights_only=True)
     except Exception as err:  # offline, proxy, disk: all mean "not available here"
         raise RuntimeError(f"torchvision's ImageNet AlexNet weights are not available "
                            f"({type(err).__name__}: {err}); they download from "

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -94,8 +95,6 @@ def execute(path: Path, profile: str, timeout: int | None) -> nbformat.NotebookN
                 client.execute_cell(cell, index)
             cell.metadata["alexnet_edu"] = {"source": source_hash(cell.source)}
     seconds = time.perf_counter() - started
-    import torch
-
     nb.metadata["alexnet_edu"] = {
         "profile": profile, "seconds": round(seconds),
         "date": datetime.date.today().isoformat(),
@@ -123,8 +122,12 @@ def main() -> int:
             if cells:
                 print(f"{name}: stale output in cells {cells}")
         return 1 if any(stale.values()) else 0
-    os.environ["ALEXNET_EDU_PROFILE"] = args.profile
     os.environ.pop("ALEXNET_EDU_SMOKE", None)
+    os.environ.pop("ALEXNET_EDU_PROFILE", None)
+    from alexnet_edu.profiles import current_profile
+
+    if current_profile().name != args.profile:   # only force what the machine would not choose
+        os.environ["ALEXNET_EDU_PROFILE"] = args.profile
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     failed = 0
     for path in paths:

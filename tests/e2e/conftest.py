@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 
 CHROMIUM = os.environ.get("ALEXNET_EDU_CHROMIUM", "/usr/bin/chromium")
@@ -188,7 +188,14 @@ def artifacts_dir() -> Path:
 
 
 def copy_notebook(lab: Lab, source: Path) -> str:
-    shutil.copy(source, lab.root / source.name)
+    """Copy a notebook into the server's folder *without its stored outputs*, as a student runs
+    it from scratch: stored execution counts would make "every cell ran" true before Run All."""
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, lab.root / source.name)
     return source.name
 
 

@@ -91,27 +91,25 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
 
 def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
     """(dataset of uint8 images with labels, how) for the model of `checkpoint`: Fashion-MNIST
-    test images for a Fashion-MNIST model; else the real STL-10 test sample under
-    ``data_root()/stl10-sample/test`` when present, else STL-10's test split via
-    `data.load_splits` (downloaded only in the full profile; in smoke mode, generated stand-ins
-    when offline). At most `limit` images (default and upper bound: MAX_INSPECT), evenly spread
-    over the classes."""
-    from .data import load_image_folder, load_splits
-    from .profiles import current_profile
-    from .settings import data_root
+    test images for a Fashion-MNIST model; else STL-10's test images from what
+    `data.stl10_source` picks (the official dataset when its files are here or in the full
+    profile, else the real sample ``stl10-sample/test``; in smoke mode, generated stand-ins when
+    offline). At most `limit` images (default and upper bound: MAX_INSPECT), evenly spread over
+    the classes."""
+    from .data import load_image_folder, load_splits, stl10_source
 
-    folder = data_root() / "stl10-sample" / "test"
+    source = stl10_source()   # the official STL-10 when its files are here, else the sample
     if checkpoint is not None and checkpoint.get("dataset") == "fashion-mnist":
         splits = load_splits("fashion-mnist", limit=checkpoint.get("split", {}).get("limit"),
                              seed=checkpoint.get("split", {}).get("seed", 0))
         data = splits.test
         data = data.subset(data.labels.argsort(stable=True))   # sorted by class, as a folder
         how = f"{len(data)} Fashion-MNIST test images"
-    elif folder.is_dir():
-        data = load_image_folder(folder)
-        how = f"{len(data)} real STL-10 test images from {shown_path(folder)}"
+    elif source != "stl10":
+        data = load_image_folder(source)
+        how = f"{len(data)} real STL-10 test images from {shown_path(source)}"
     else:
-        splits = load_splits("stl10", limit=limit, download=current_profile().name == "full")
+        splits = load_splits("stl10", limit=limit)
         data = splits.test
         kind = "synthetic stand-ins for STL-10" if splits.synthetic else "STL-10 test images"
         how = f"{len(data)} {kind} ({shown_path(splits.source)})"

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import itertools
 import json
 import math
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -219,9 +221,6 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
     mid-write leaves the temporary file behind; `alexnet-edu train` removes such leftovers when
     it next starts in the folder.)
     """
-    import errno
-    import shutil
-
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:

@@ -153,3 +153,23 @@ def test_stl10_source_uses_the_real_sample_when_the_dataset_is_absent(tmp_path, 
     assert data.stl10_source() == tmp_path / "stl10-sample" / "test"
     no_env.setenv("ALEXNET_EDU_PROFILE", "full")
     assert data.stl10_source() == "stl10"             # full: the real dataset, downloaded
+
+
+def test_images_to_inspect_reads_the_sample_and_bounds_the_count(tmp_path, no_env, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from alexnet_edu import pretrained
+
+    for c in range(3):
+        folder = tmp_path / "stl10-sample" / "test" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8, 3), 40 * c + i, np.uint8)).save(folder / f"{i}.png")
+    no_env.setenv("ALEXNET_EDU_DATA", str(tmp_path))
+    no_env.setenv("ALEXNET_EDU_PROFILE", "cpu")
+    data, how = pretrained.images_to_inspect()
+    assert len(data) == 12 and "real STL-10 test images" in how
+    monkeypatch.setattr(pretrained, "MAX_INSPECT", 6)
+    data, _ = pretrained.images_to_inspect(limit=100)          # the bound wins over limit
+    assert len(data) == 6 and sorted(set(data.labels.tolist())) == [0, 1, 2]   # all classes

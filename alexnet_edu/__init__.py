@@ -1,9 +1,11 @@
 """alexnet_edu: the code behind the AlexNet teaching notebooks.
 
 One module per idea: `shapes` (output-size arithmetic), `layers` (Local Response Normalization),
-`model` (AlexNet), `data` (datasets, batched transforms), `train` (the paper's recipe,
-checkpoints), `metrics`, `viz` (plots and widgets), `assignments` and `checks` (exercises),
-`cli` (`python -m alexnet_edu`), `device`, `settings` (smoke mode, data root).
+`model` (AlexNet), `data` (datasets, batched transforms), `standin` (generated smoke data),
+`train` (the paper's recipe), `checkpoint` and `files` (saving, loading, resuming), `pretrained`,
+`metrics`, `viz` (plots), `widgets`, `embeddings`, `interpret`, `experiments`, `assignments` and
+`checks` (exercises), `cli` (`python -m alexnet_edu`), `device`, `profiles`, `notebook` (the
+notebooks' set-up cell), `settings` (smoke mode, data root).
 
 The names below are imported on first use, so `import alexnet_edu` (and command-line tools such
 as `python -m alexnet_edu.assignments`) start without loading PyTorch.

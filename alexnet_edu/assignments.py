@@ -1,28 +1,12 @@
-"""Student versions of the solution notebooks: strip the solutions, keep everything else.
-
-The notebooks in `notebooks/` are the solution notebooks. Answers sit between nbgrader's
-markers, so nbgrader can take the notebooks as they are:
-
-    ### BEGIN SOLUTION            (code or markdown cells)
-    ...the answer...
-    ### END SOLUTION
-    ### BEGIN HIDDEN TESTS        (code cells: tests students should not see)
-    ...
-    ### END HIDDEN TESTS
+"""Student versions of the solution notebooks, whose answers sit between nbgrader's markers.
 
     python -m alexnet_edu.assignments release notebooks/ --out release/
     python -m alexnet_edu.assignments check notebooks/
 
-`release` writes one student notebook per solution notebook: each solution region becomes
-`# YOUR CODE HERE` + `raise NotImplementedError()` at the region's indentation (so a solution
-inside a function body stays valid Python; nbgrader's convention), or `YOUR ANSWER HERE` in
-markdown; hidden tests are removed; outputs and execution counts are cleared. Every other byte
-is kept: the JSON is edited, not re-modelled, and written the way nbformat writes it, so a
-notebook without solutions or outputs comes back byte-identical. All inputs are validated
-before anything is written, and each file is written atomically.
-
-`check` validates the markers and lists the exercises of each notebook; it also checks this
-project's convention (at least three exercises, each followed by a check cell that calls
+`release` replaces each solution region by nbgrader's stub at the region's indentation (so a
+solution inside a function body stays valid Python), removes hidden tests and clears outputs.
+Every other byte is kept: the JSON is edited, not re-modelled. `check` validates the markers and
+this project's convention (at least three exercises, each followed by a cell that calls
 `alexnet_edu.checks`). Exit status: 0 fine, 1 convention problems, 2 bad input.
 """
 
@@ -30,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .files import write_atomic
 
 __all__ = ["NotebookError", "Region", "Exercise", "NotebookScan", "scan_notebook",
            "release_notebook", "release", "notebook_paths", "convention_problems", "main"]
@@ -49,23 +32,19 @@ _MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "soluti
             BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}
 _BEGIN = {"solution": BEGIN_SOLUTION, "hidden": BEGIN_HIDDEN}
 _END = {"solution": END_SOLUTION, "hidden": END_HIDDEN}
-# A line that mentions these words but is not exactly a marker is refused: older nbgrader versions
-# take any such line for a marker, newer ones only the exact line, and a near miss ("## BEGIN
-# SOLUTION") would silently leave the answer in the student version.
+# a near miss of a marker ("## BEGIN SOLUTION") would leave the answer in the student version
 _MARKER_WORDS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's stubs
 TEXT_STUB = ("YOUR ANSWER HERE",)
 
-# A check cell calls one of the check_* functions (alexnet_edu/checks.py), e.g. check_close(...)
-# or checks.check_close(...), and the notebook imports alexnet_edu.checks somewhere.
+# A check cell calls a check_* function of alexnet_edu.checks, which the notebook imports.
 _CHECK_CALL = re.compile(r"\bcheck_[a-z_]+\s*\(")
 _CHECKS_IMPORT = re.compile(r"alexnet_edu\.checks\b|from\s+alexnet_edu\s+import\s+[^\n]*\bchecks\b")
 
 
 class NotebookError(ValueError):
-    """A file that cannot be released: not a notebook, or markers that do not pair up.
-    The message names the file and, where it applies, the cell (index counted from 0)."""
+    """Not a notebook, or markers that do not pair up; the message names the file and cell."""
 
 
 @dataclass(frozen=True)
@@ -95,15 +74,12 @@ class NotebookScan:
     """What `check` knows about one notebook."""
 
     path: Path
-    regions: list[Region]
     exercises: list[Exercise]          # code cells with solution regions, in order
     written_answers: list[Region]      # solution regions in markdown cells (graded by hand)
     imports_checks: bool
 
 
-# --------------------------------------------------------------------------- reading
-
-
+# Reading ------------------------------------------------------------------------------------------
 def _cell_label(cell: dict, index: int) -> str:
     first = next((ln.strip() for ln in _text(cell.get("source", "")).split("\n") if ln.strip()), "")
     first = first if len(first) <= 40 else first[:39] + "\u2026"
@@ -115,8 +91,7 @@ def _text(source: Any) -> str:
 
 
 def load_notebook(path: Path) -> tuple[dict, str]:
-    """The notebook's JSON (as written, key order kept) and its text; NotebookError if it is not
-    an nbformat-4 notebook."""
+    """The notebook's JSON (key order kept) and text; NotebookError if it is not nbformat 4."""
     path = Path(path)
     if path.suffix != ".ipynb":
         raise NotebookError(f"{path}: not a notebook (expected a .ipynb file)")
@@ -158,9 +133,8 @@ def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region
             word = next((w for w in _MARKER_WORDS if w in line), None)
             if word:
                 raise NotebookError(f"{where}: line {number} mentions {word!r} but is not a "
-                                    f"marker: write the marker alone on its line, exactly "
-                                    f"'### {word}' (a near miss would leave the answer in "
-                                    "the student version)")
+                                    f"marker: write exactly '### {word}' alone on its line (a "
+                                    "near miss would leave the answer in the student version)")
             continue
         action, kind = marker
         if action == "begin":
@@ -192,9 +166,7 @@ def _cell_regions(nb: dict, path: Path) -> list[list[Region]]:
             for i, c in enumerate(nb["cells"])]
 
 
-# --------------------------------------------------------------------------- releasing
-
-
+# Releasing ----------------------------------------------------------------------------------------
 def _released_source(source: str, cell_type: str, regions: list[Region]) -> str:
     """Replace solution regions by the stub (at the BEGIN line's indentation), drop hidden tests."""
     lines = source.split("\n")
@@ -234,8 +206,7 @@ def release_notebook(nb: dict, path: Path | str = "<notebook>") -> dict:
 
 
 def dumps(nb: dict, trailing_newline: bool = True) -> str:
-    """JSON text as nbformat writes it (indent 1, non-ASCII kept, newline at the end); the key
-    order is the file's own, which for nbformat-written files is sorted."""
+    """JSON text as nbformat writes it (indent 1, non-ASCII kept, key order the file's own)."""
     text = json.dumps(nb, indent=1, separators=(",", ": "), ensure_ascii=False)
     return text + "\n" if trailing_newline else text
 
@@ -256,20 +227,9 @@ def notebook_paths(inputs: Iterable[Path | str]) -> list[Path]:
     return paths
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def release(inputs: Sequence[Path | str] | Path | str, out: Path | str) -> list[Path]:
     """Write the student version of every notebook in `inputs` (files or folders) into `out`.
-    Everything is read and validated first; on any error nothing is written."""
+    Everything is read and validated first, then each file is written atomically."""
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     out = Path(out)
@@ -286,29 +246,12 @@ def release(inputs: Sequence[Path | str] | Path | str, out: Path | str) -> list[
         planned[path.name] = dumps(release_notebook(nb, path), text.endswith("\n"))
     if out.exists() and not out.is_dir():
         raise NotebookError(f"{out}: exists and is not a folder")
-    if not out.exists():
-        # all or nothing: build the folder beside its final place, then rename it into place
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-        try:
-            for name, text in planned.items():
-                (staging / name).write_text(text, encoding="utf-8", newline="")
-            staging.rename(out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    else:
-        for name, text in planned.items():
-            _write_atomically(out / name, text)
-    return [out / name for name in planned]
+    return [write_atomic(out / name, text) for name, text in planned.items()]
 
 
-# --------------------------------------------------------------------------- checking
-
-
+# Checking -----------------------------------------------------------------------------------------
 def _title(cells: list[dict], before: int) -> str:
-    """The task's heading: the last heading (else the first line) of the nearest markdown cell
-    above `before`."""
+    """The last heading (else the first line) of the nearest markdown cell above `before`."""
     for cell in reversed(cells[:before]):
         if cell["cell_type"] == "markdown":
             lines = [ln.strip() for ln in _text(cell["source"]).split("\n") if ln.strip()]
@@ -333,8 +276,7 @@ def scan_notebook(path: Path | str) -> NotebookScan:
             exercises.append(Exercise(i, _title(cells, i), len(solutions)))
         else:
             written.extend(solutions)
-    # a check cell: a code cell without solutions, after the exercise and before the next one,
-    # whose student-visible part calls a check_* function
+    # a check cell: a later code cell (before the next exercise) whose visible part calls check_*
     for k, ex in enumerate(exercises):
         stop = exercises[k + 1].cell if k + 1 < len(exercises) else len(cells)
         for j in range(ex.cell + 1, stop):
@@ -345,8 +287,7 @@ def scan_notebook(path: Path | str) -> NotebookScan:
                 ex.check_cells.append(j)
     imports = any(_CHECKS_IMPORT.search(_text(c["source"])) for c in cells
                   if c["cell_type"] == "code")
-    regions = [r for rs in per_cell for r in rs]
-    return NotebookScan(path, regions, exercises, written, imports)
+    return NotebookScan(path, exercises, written, imports)
 
 
 def convention_problems(scan: NotebookScan, min_exercises: int = 3) -> list[str]:
@@ -379,9 +320,7 @@ def _report(scan: NotebookScan, problems: list[str]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- command line
-
-
+# The command line ---------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m alexnet_edu.assignments",

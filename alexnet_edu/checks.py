@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .model import eval_mode, find_layer
+
 __all__ = ["CheckFailed", "relative_error", "check_equal", "check_shape", "check_close",
            "check_true", "check_layers"]
 
@@ -124,10 +126,11 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
     if err <= tol:
         return None
     x, y = _cpu64(got).flatten(), _cpu64(expected).flatten()
-    worst = int((x - y).abs().argmax())
+    # the element the error comes from, so the numbers shown give the error reported
+    worst = int(((x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)).argmax())
     where = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), expected.shape))
     return (f"{name}: relative error {err:.2e} is above the tolerance {tol:g} "
-            f"(relative error = {_REL_ERR}); largest difference at index {where}: "
+            f"(relative error = {_REL_ERR}); it is at index {where}: "
             f"got {x[worst].item():.6g}, expected {y[worst].item():.6g}")
 
 
@@ -156,31 +159,19 @@ def check_true(name: str, condition: bool, explanation: str) -> None:
     _ok(name)
 
 
-def _find_layer(model: torch.nn.Module, name: str) -> torch.nn.Module | None:
-    """`model.layer(name)` for an AlexNet; for any other module the sub-module called `name`
-    (exactly, or as the last part of its dotted name, e.g. features.conv1)."""
-    if hasattr(model, "layer"):
-        try:
-            return model.layer(name)
-        except KeyError:
-            return None
-    for full, module in model.named_modules():
-        if full == name or full.endswith("." + name):
-            return module
-    return None
-
-
 def _layer_outputs(model: torch.nn.Module, x: torch.Tensor, names: list[str],
                    whose: str) -> dict[str, torch.Tensor]:
     """Outputs of the named layers (copied as emitted, so in-place ReLUs do not change them); a
     model that raises is reported with the layer it was in."""
     layers = {}
     for name in names:
-        layer = _find_layer(model, name)
-        if layer is None:
+        try:
+            layers[name] = find_layer(model, name)
+        except KeyError:
             raise CheckFailed(f"{whose} has no layer called {name!r}; name the layers like the "
-                              f"reference: {', '.join(names)}")
-        layers[name] = layer
+                              f"reference: {', '.join(names)}") from None
+    # Hooks of our own, not `model.activations`: the pre-hooks say which layer a failing
+    # forward() was in.
     found: dict[str, torch.Tensor] = {}
     current = [""]
     handles = []
@@ -190,10 +181,8 @@ def _layer_outputs(model: torch.nn.Module, x: torch.Tensor, names: list[str],
         handles.append(layer.register_forward_hook(
             lambda m, i, out, name=name: found.__setitem__(name, out.detach().cpu().clone())))
     param = next(model.parameters(), None)
-    was_training = model.training
-    model.eval()  # dropout off: the comparison must be deterministic
-    try:
-        with torch.no_grad():
+    try:   # eval mode: dropout off, the comparison must be deterministic
+        with eval_mode(model), torch.no_grad():
             model(x.to(param.device) if param is not None else x)
     except NotImplementedError:  # a RuntimeError, but the released notebooks' placeholder
         raise
@@ -203,7 +192,6 @@ def _layer_outputs(model: torch.nn.Module, x: torch.Tensor, names: list[str],
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     missing = [n for n in names if n not in found]
     if missing:
         raise CheckFailed(f"{whose}'s forward() never ran layer(s) {', '.join(missing)}")

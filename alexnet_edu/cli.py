@@ -1,14 +1,5 @@
-"""The command line: train an AlexNet, evaluate a checkpoint, classify your own images.
-
-    python -m alexnet_edu train --dataset fashion-mnist --epochs 10 --image-size 227 --out runs/fm
-    python -m alexnet_edu evaluate --checkpoint runs/fm/best.pt --tta
-    python -m alexnet_edu predict --checkpoint runs/fm/best.pt shirt.png my_photos/
-
-(`alexnet-edu ...` is the same program, installed as a console script.)
-
-The CLI is a thin layer over the functions the notebooks use -- `data.load_splits`,
-`data.BatchTransform`, `train.fit`, `train.load_model`, `train.evaluate`,
-`metrics.per_class_report` -- so a number it prints is the number a notebook would compute.
+"""The command line (`alexnet-edu` or `python -m alexnet_edu`): train an AlexNet, evaluate a
+checkpoint, classify your own images, with the functions the notebooks use.
 
 Bad input never ends in a traceback: one line on stderr says what is wrong and what to do, and
 the exit code is 2 (argparse's code for usage errors). `predict` reports a bad file and carries on
@@ -26,27 +17,30 @@ import math
 import os
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import numpy as np
 import torch
 
+from .checkpoint import MAX_IMAGE_SIZE, check_fields, eval_transform, load_checkpoint, load_model
+from .data import DATASETS, image_files, load_splits, read_image_tensor, split_fingerprint
+from .device import pick_device
+from .metrics import per_class_report
+from .model import AlexNet
 from .profiles import PROFILES, current_profile, run_size
+from .train import OutOfMemory, TrainConfig, build_model, evaluate, fit, predict, runs_dir
 
 try:
     import fcntl  # POSIX; elsewhere run folders are not locked
 except ImportError:   # pragma: no cover (Windows)
     fcntl = None
-from .train import MAX_IMAGE_SIZE, OutOfMemory
 
-__all__ = ["main", "build_parser", "read_image", "BadInput"]
+__all__ = ["main", "build_parser", "BadInput"]
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 PROG = "alexnet-edu"
 PREDICT_CHUNK = 64  # images read and classified at a time by `predict`
-T = TypeVar("T")
 
 
 class BadInput(Exception):
@@ -54,47 +48,28 @@ class BadInput(Exception):
 
 
 def _error(message: Any) -> None:
-    """One line on stderr (newlines inside library messages are folded, other control
-    characters escaped)."""
+    """One line on stderr (newlines inside library messages folded, control characters escaped)."""
     print(f"{PROG}: error: {_printable(' '.join(str(message).split()))}", file=sys.stderr)
 
 
 def _printable(text: Any) -> str:
-    """`text` with every non-printable character (newline, carriage return, escape sequences
-    ...) written as its backslash escape, so that a class or file name printed in text output
-    can neither start a fake line nor move the cursor."""
+    """`text` with non-printable characters escaped: no fake lines, no cursor moves."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in str(text))
 
 
 def _json(value: Any) -> str:
-    """Strict JSON: non-finite floats (NaN, inf), which json.dumps would write as the invalid
-    tokens NaN / Infinity, become null."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), allow_nan=False)
+    """Strict JSON: non-finite floats (json.dumps's invalid NaN, Infinity) become null."""
+    return json.dumps(json.loads(json.dumps(value), parse_constant=lambda _: None))
 
 
 def _first_line(err: BaseException, limit: int = 300) -> str:
-    """A library error squeezed into one readable line."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# --------------------------------------------------------------------------------------------
-# Loading things the user names: each raises BadInput with a message that says what to do.
-# --------------------------------------------------------------------------------------------
-
+# What the user names, loaded (each raises BadInput saying what to do) -----------------------------
 def _pick_device(name: str | None, verbose: bool = True) -> torch.device:
-    from .device import pick_device
-
     try:
         return pick_device(name, verbose=verbose)
     except (ValueError, RuntimeError) as err:
@@ -103,13 +78,10 @@ def _pick_device(name: str | None, verbose: bool = True) -> torch.device:
 
 def _load_splits(dataset: str, data_root: str | None, limit: int | None, seed: int = 0,
                  val_fraction: float = 0.1):
-    from .data import load_splits
-
     try:
         return load_splits(dataset, root=data_root, limit=limit, seed=seed,
                            val_fraction=val_fraction)
-    except (FileNotFoundError, NotADirectoryError, PermissionError, ValueError,
-            RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:   # missing, damaged or read-only data
         raise BadInput(f"dataset {dataset!r}: {err}") from None
 
 
@@ -117,123 +89,53 @@ def _resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint file; a run directory stands for its best.pt (else last.pt)."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise BadInput(f"{path} is a directory without best.pt or last.pt; pass a checkpoint "
-                       "written by `alexnet-edu train --out RUN_DIR` (RUN_DIR/best.pt)")
+        path = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()),
+                    path / "best.pt")
     if not path.exists():
         raise BadInput(f"checkpoint {path} does not exist; train one with "
                        "`alexnet-edu train --dataset ... --out RUN_DIR`, then pass RUN_DIR/best.pt")
     return path
 
 
-def _load_model(path: str | Path, device: torch.device):
+def _load_model(path: str | Path, device: torch.device) -> tuple[AlexNet, dict]:
     """(model in eval mode, checkpoint dict), or BadInput for anything that is not ours."""
-    from .train import load_model
-
     path = _resolve_checkpoint(path)
     hint = "pass a best.pt/last.pt written by `alexnet-edu train`"
-    try:
-        model, checkpoint = load_model(path, device=device)
-    except (ValueError, FileNotFoundError) as err:  # load_checkpoint's own clear messages
+    try:   # load_checkpoint and check_fields say which field or format is wrong
+        return load_model(path, device=device)
+    except Exception as err:  # whatever is wrong, it is the file's fault here
         if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
             raise BadInput(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save "
-                           f"writes: another kind of file, or a truncated or corrupted "
-                           f"checkpoint); {hint}") from None
-        if "Weights only load failed" in str(err):
-            raise BadInput(f"{path} holds Python objects that torch.load(weights_only=True) "
-                           "refuses to unpickle (e.g. a whole pickled model), so it is not an "
-                           f"alexnet-edu checkpoint; {hint}") from None
-        raise BadInput(f"{_first_line(err)}; {hint}") from None
-    except Exception as err:  # whatever else is wrong, it is the file's fault here
-        raise BadInput(f"{path} is not a usable alexnet-edu checkpoint "
-                       f"({type(err).__name__}: {_first_line(err)}); {hint}") from None
-    return model, checkpoint
+                           f"writes: another kind of file, or truncated); {hint}") from None
+        why = (_first_line(err) if isinstance(err, ValueError)   # names the file and the field
+               else f"{path} is not a usable checkpoint ({type(err).__name__}: {_first_line(err)})")
+        raise BadInput(f"{why}; {hint}") from None
 
 
-# --------------------------------------------------------------------------------------------
-# Images for `predict`
-# --------------------------------------------------------------------------------------------
-
-def read_image(path: str | Path, channels: int, shorter_side: int | None = None
-               ) -> torch.Tensor:
-    """A file as a uint8 tensor (channels, H, W); BadInput if it is not a readable image.
-
-    Read with `data.read_image`, the reader image folders use: 16-bit and float images are
-    rescaled to 0..255 (not saturated to white), images over its pixel limit (decompression
-    bombs) are refused before decoding, and the longer side is shrunk to data.MAX_IMAGE_SIDE
-    pixels as the file is read, so memory stays bounded. With `shorter_side`, an image whose
-    shorter side is longer than that is shrunk further (antialiased, aspect kept) until it is
-    `shorter_side` (predict passes twice the evaluation resize). Colour is converted to what the
-    training data had: grey ("L") for 1 channel, RGB for 3 (a grey photo is repeated into three
-    channels, an alpha channel is dropped)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from .data import DataFileError
-    from .data import read_image as read_rgb
-
-    path = Path(path)
-    if path.is_dir():
-        raise BadInput(f"{path}: is a directory")
+def _read_input(path: Path, channels: int, shorter_side: int) -> torch.Tensor:
+    """`data.read_image_tensor`; BadInput for a file that is not a readable image."""
     try:
-        image = read_rgb(path)
-    except FileNotFoundError:
-        raise BadInput(f"{path}: no such file") from None
-    except DataFileError as err:
-        if isinstance(err.__cause__, UnidentifiedImageError):
-            raise BadInput(f"{path}: not an image (PIL cannot identify it; use PNG, JPEG, ...)") \
-                from None
-        raise BadInput(_first_line(err)) from None   # names the file, says what is wrong
-    w, h = image.size
-    if shorter_side is not None and min(w, h) > shorter_side:
-        scale = shorter_side / min(w, h)
-        image = image.resize((max(shorter_side, round(w * scale)),
-                              max(shorter_side, round(h * scale))), Image.BILINEAR)
-    if channels == 1:
-        image = image.convert("L")
-    array = np.array(image, dtype=np.uint8, copy=True)
-    tensor = torch.from_numpy(array)
-    return tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+        return read_image_tensor(path, channels, shorter_side=shorter_side)
+    except (FileNotFoundError, ValueError) as err:   # DataFileError (a ValueError) names the file
+        raise BadInput(_first_line(err)) from None
 
 
-def _image_files(inputs: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
-    """(path, None) for each file to classify, or (path, error) for a path that is not usable.
-
-    A directory contributes all its files, recursively and sorted, hidden files excepted -- a
-    non-image among them is reported rather than silently skipped, so nothing goes unnoticed.
-    """
-    for name in inputs:
-        path = Path(name)
+def _inputs(names: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
+    """(path, None) per file to classify, (path, error) per unusable path. A directory gives all
+    its files: a non-image among them is reported, not silently skipped."""
+    for path in map(Path, names):
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files = image_files(path, extensions=None)
             if not files:
                 yield path, f"{path}: directory holds no files"
-            for file in files:
-                yield file, None
-        elif path.exists():
-            yield path, None
+            yield from ((file, None) for file in files)
         else:
-            yield path, f"{path}: no such file or directory"
+            yield path, None if path.exists() else f"{path}: no such file or directory"
 
 
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Lists of up to `size` consecutive items."""
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
-# --------------------------------------------------------------------------------------------
-# Commands
-# --------------------------------------------------------------------------------------------
-
-def _train_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
-    """TrainConfig from the trainer's defaults (or a resumed run's `base`), with the fields the
-    user set on the command line; flags left out stay as they are."""
-    from .train import TrainConfig
-
+# train -------------------------------------------------------------------------------------------
+def _train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
+    """The trainer's defaults (or `base`, a profile's or a resumed run's), with the flags given."""
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
              "momentum": args.momentum, "weight_decay": args.weight_decay, "amp": args.amp,
              "channels_last": args.channels_last, "num_workers": args.workers,
@@ -248,13 +150,32 @@ def _train_config(args: argparse.Namespace, base: dict[str, Any] | None = None):
         raise BadInput(_first_line(err)) from None
 
 
+def _hold(run_dir: Path, lock) -> None:
+    """Lock the run folder (or BadInput naming the holder); remove dead saves' temporary files."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip()
+            raise BadInput(f"{run_dir} is in use by another `{PROG} train`"
+                           + (f" (process {holder})" if holder.isdigit() else "")
+                           + "; wait for it to finish, or choose another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+    for stale in [*run_dir.glob(".last.pt.tmp*"), *run_dir.glob(".best.pt.tmp*")]:
+        pid = stale.name.rpartition(".tmp")[2]   # a live process's (a notebook's fit?) stays
+        if not (pid.isdigit() and int(pid) != os.getpid() and _process_exists(int(pid))):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
 @contextlib.contextmanager
 def _run_folder(run_dir: Path) -> Iterator[None]:
-    """Hold `run_dir` for one training run: create it, check that files can be written there,
-    lock it against a second `train` (RUN_DIR/.lock, an exclusive non-blocking flock held until
-    the run ends) and remove the temporary files a killed save left (`save_checkpoint` writes
-    `.last.pt.tmp<pid>` / `.best.pt.tmp<pid>`, then renames them). A folder this call created
-    is removed again if the run writes nothing into it."""
+    """Hold `run_dir` for one run: create it, check that files can be written there, lock it
+    against a second `train` (RUN_DIR/.lock); a folder created here and left empty is removed."""
     created = not run_dir.exists()
     probe = run_dir / f".write-test{os.getpid()}"
     try:
@@ -269,25 +190,7 @@ def _run_folder(run_dir: Path) -> Iterator[None]:
         raise BadInput(f"--out {run_dir}: cannot write there ({err.strerror or err}); choose a "
                        "folder you may write to") from None
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                lock.seek(0)
-                holder = lock.read().strip()
-                raise BadInput(f"{run_dir} is in use by another `{PROG} train`"
-                               + (f" (process {holder})" if holder.isdigit() else "")
-                               + "; wait for it to finish, or choose another --out") from None
-            lock.seek(0)
-            lock.truncate()
-            lock.write(str(os.getpid()))
-            lock.flush()
-        for stale in [*run_dir.glob(".last.pt.tmp*"), *run_dir.glob(".best.pt.tmp*")]:
-            pid = stale.name.rpartition(".tmp")[2]
-            if pid.isdigit() and int(pid) != os.getpid() and _process_exists(int(pid)):
-                continue   # a live process (a notebook's fit?) is writing it right now
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        _hold(run_dir, lock)
         yield
     finally:
         lock.close()   # releases the lock
@@ -308,109 +211,100 @@ def _process_exists(pid: int) -> bool:
 
 
 def _identity_conflicts(args: argparse.Namespace, checkpoint: dict) -> list[str]:
-    """The flags given to `train --resume` that would change the run's identity -- its
-    architecture, its images (--limit) or its seed -- each with the run's own value. A flag left
-    out, or given with the run's value, is fine; a value the checkpoint does not record (an
-    older checkpoint) is not checked."""
-    config = checkpoint.get("model_config") or {}
-    split = checkpoint.get("split") or {}
-    train_config = checkpoint.get("train_config") or {}
-    conflicts: list[str] = []
+    """The flags given to `train --resume` that differ from the run's architecture, data or seed."""
+    config, split = checkpoint.get("model_config") or {}, checkpoint.get("split") or {}
+    asked = [  # (flag, value given, where the run records it, key, how to show the run's value)
+        *((f"--{k.replace('_', '-')} {getattr(args, k)}", getattr(args, k), config, k, str)
+          for k in ("image_size", "variant", "groups", "dropout", "init")),
+        ("--no-lrn", False if args.no_lrn else None, config, "lrn", lambda run: "LRN on"),
+        ("--rgb", 3 if args.rgb else None, config, "in_channels", "{} input channel(s)".format),
+        (f"--limit {args.limit}", args.limit, split, "limit",
+         lambda run: "all images" if run is None else run),
+        (f"--seed {args.seed}", args.seed, checkpoint.get("train_config") or {}, "seed", str)]
+    return [f"{flag} differs from the run's {shown(recorded[key])}"
+            for flag, value, recorded, key, shown in asked
+            if value is not None and key in recorded and value != recorded[key]]
 
-    def check(flag: str, asked: Any, recorded: dict, key: str, shown=lambda run: run) -> None:
-        if asked is not None and key in recorded and asked != recorded[key]:
-            conflicts.append(f"{flag} differs from the run's {shown(recorded[key])}")
 
-    for name in ("image_size", "variant", "groups", "dropout", "init"):
-        value = getattr(args, name)
-        check(f"--{name.replace('_', '-')} {value}", value, config, name)
-    check("--no-lrn", False if args.no_lrn else None, config, "lrn", lambda run: "LRN on")
-    check("--rgb", 3 if args.rgb else None, config, "in_channels",
-          lambda run: f"{run} input channel(s)")
-    check(f"--limit {args.limit}", args.limit, split, "limit",
-          lambda run: "all images" if run is None else run)
-    check(f"--seed {args.seed}", args.seed, train_config, "seed")
-    return conflicts
+def _resumed(args: argparse.Namespace, last: Path) -> dict:
+    """The run's last.pt, once no flag given would change the run's identity."""
+    try:
+        checkpoint = load_checkpoint(last)
+        check_fields(checkpoint, last)
+    except Exception as err:
+        raise BadInput(f"--resume: {last} is not a usable checkpoint ({_first_line(err)})") \
+            from None
+    conflicts = _identity_conflicts(args, checkpoint)
+    if conflicts:
+        raise BadInput(f"--resume: {'; '.join(conflicts)}: a resumed run keeps its architecture, "
+                       "images and seed (drop the flag, or start a new run in another --out)")
+    return checkpoint
+
+
+def _run_sizes(args: argparse.Namespace, name: str,
+               resumed: dict | None) -> tuple[int | None, int | None, dict]:
+    """(limit, image size, recipe): a resumed run's own, else the profile's, below the flags."""
+    if resumed is not None:
+        limit = args.limit if args.limit is not None else (resumed.get("split") or {}).get("limit")
+        return limit, args.image_size, resumed.get("train_config") or {}
+    try:
+        size = run_size(name if name in DATASETS else "stl10", args.profile, limit=args.limit,
+                        image_size=args.image_size)
+    except ValueError as err:
+        raise BadInput(_first_line(err)) from None
+    print(f"Profile {args.profile or current_profile().name}: {size.describe()} "
+          "(flags override it; --profile smoke|cpu|full picks another)")
+    return size.limit, size.image_size, {"epochs": size.epochs, "batch_size": size.batch_size,
+                                         "lr": size.lr, "patience": size.patience}
+
+
+def _model(args: argparse.Namespace, splits, resumed: dict | None, image_size: int | None,
+           seed: int) -> AlexNet:
+    chosen = {"variant": args.variant, "groups": args.groups, "dropout": args.dropout,
+              "init": args.init, "lrn": False if args.no_lrn else None,
+              "in_channels": 3 if args.rgb else None}
+    try:
+        if resumed is not None:
+            return AlexNet(**resumed["model_config"])
+        return build_model(splits, image_size=image_size, seed=seed,
+                           **{k: v for k, v in chosen.items() if v is not None})
+    except (ValueError, TypeError) as err:
+        raise BadInput(_first_line(err)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on a dataset; checkpoints go to RUN_DIR/last.pt and RUN_DIR/best.pt."""
-    from .train import runs_dir
-
     name = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
     run_dir = Path(args.out) if args.out else runs_dir() / name
     if args.resume and not (run_dir / "last.pt").is_file():
         raise BadInput(f"--resume: {run_dir / 'last.pt'} does not exist; start the run without "
                        "--resume")
+    if args.image_size is not None and args.image_size > MAX_IMAGE_SIZE:
+        raise BadInput(f"--image-size {args.image_size} is beyond the largest input this trainer "
+                       f"takes ({MAX_IMAGE_SIZE} px; the paper's is 227)")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise BadInput(f"--lr must be a positive finite number, got {args.lr}")
     with _run_folder(run_dir):
         return _train(args, name, run_dir)
 
 
 def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
     """cmd_train in a run folder it holds (see _run_folder)."""
-    from .model import AlexNet
-    from .train import build_model, fit, load_checkpoint
-
     last = run_dir / "last.pt"
     if not args.resume and last.exists():
         raise BadInput(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                        "or choose another --out, so that nothing is overwritten")
-
-    model_config: dict[str, Any] = {}
-    base: dict[str, Any] | None = None
-    if args.resume:  # the run's own architecture and recipe; flags given override the recipe
-        try:
-            resumed = load_checkpoint(last)
-            model_config, base = resumed["model_config"], resumed.get("train_config", {})
-        except Exception as err:
-            raise BadInput(f"--resume: {last} is not a usable checkpoint "
-                           f"({_first_line(err)})") from None
-        conflicts = _identity_conflicts(args, resumed)
-        if conflicts:   # the run's architecture, data and seed are its own
-            raise BadInput(f"--resume: {'; '.join(conflicts)}: a resumed run keeps its "
-                           "architecture, images and seed (drop the flag, or start a new run "
-                           "with another --out); --epochs and the recipe flags may change")
-    if args.image_size is not None and args.image_size > MAX_IMAGE_SIZE:
-        raise BadInput(f"--image-size {args.image_size} is beyond the largest input this trainer "
-                       f"takes ({MAX_IMAGE_SIZE} px; the paper's is 227)")
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        raise BadInput(f"--lr must be a positive finite number, got {args.lr}")
-    limit, image_size = args.limit, args.image_size
-    if args.resume:   # the run's own image count; its seed comes with its train_config
-        limit = limit if limit is not None else (resumed.get("split") or {}).get("limit")
-    else:   # the profile's recipe (smoke / cpu / full), below any flag the user gave
-        try:
-            size = run_size(name if name in ("fashion-mnist", "stl10") else "stl10", args.profile,
-                            limit=args.limit, image_size=args.image_size)
-        except ValueError as err:
-            raise BadInput(_first_line(err)) from None
-        limit, image_size = size.limit, size.image_size
-        base = {"epochs": size.epochs, "batch_size": size.batch_size, "lr": size.lr,
-                "patience": size.patience}
-        print(f"Profile {args.profile or current_profile().name}: {size.describe()} "
-              "(flags override it; --profile smoke|cpu|full picks another)")
+    resumed = _resumed(args, last) if args.resume else None
+    limit, image_size, base = _run_sizes(args, name, resumed)
     config = _train_config(args, base)
     device = _pick_device(args.device)
     splits = _load_splits(args.dataset, args.data_root, limit, seed=config.seed)
-
-    try:
-        if args.resume:
-            model = AlexNet(**model_config)
-        else:
-            model_args = {"variant": args.variant, "groups": args.groups, "dropout": args.dropout,
-                          "init": args.init, "lrn": False if args.no_lrn else None,
-                          "in_channels": 3 if args.rgb else None}
-            model = build_model(splits, image_size=image_size, seed=config.seed,
-                                **{k: v for k, v in model_args.items() if v is not None})
-    except (ValueError, TypeError) as err:
-        raise BadInput(_first_line(err)) from None
-
+    model = _model(args, splits, resumed, image_size, config.seed)
     c = model.config
-    data_kind = "generated stand-in data" if splits.synthetic else "real data"
     print(f"AlexNet ({c['variant']}, {c['image_size']} px, {c['in_channels']} channel(s), "
           f"{c['num_classes']} classes, init {c['init']}, LRN {'on' if c['lrn'] else 'off'}) on "
-          f"{splits.name} ({data_kind}); batch {config.batch_size}, lr {config.lr}, "
-          f"{config.epochs} epochs")
+          f"{splits.name} ({'generated stand-in' if splits.synthetic else 'real'} data); batch "
+          f"{config.batch_size}, lr {config.lr}, {config.epochs} epochs")
     try:
         history = fit(model, splits, config, run_dir, device=device, resume=args.resume)
     except (ValueError, FloatingPointError, OutOfMemory) as err:  # fit's messages say what to do
@@ -427,65 +321,59 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
         print(f"Done: {len(history)} epoch(s); best validation accuracy {best['val_acc']:.4f} "
               f"(epoch {best['epoch']})")
     checkpoint = run_dir / "best.pt" if (run_dir / "best.pt").exists() else last
-    print(f"Checkpoint: {checkpoint}")
-    folder = Path(args.dataset).is_dir()   # a folder: evaluate needs its path again
-    print(f"Next: {PROG} evaluate --checkpoint {checkpoint}"
-          + (f" --dataset {args.dataset}" if folder else "")
+    print(f"Checkpoint: {checkpoint}\nNext: {PROG} evaluate --checkpoint {checkpoint}"
+          + (f" --dataset {args.dataset}" if Path(args.dataset).is_dir() else "")
           + (f" --data-root {args.data_root}" if args.data_root else ""))
     return EXIT_OK
 
 
+# evaluate ----------------------------------------------------------------------------------------
+def _held_out(args: argparse.Namespace, checkpoint: dict):
+    """(dataset name, splits, the split to evaluate), rebuilt with the run's own seed, fraction
+    and limit: another seed would put images the model trained on into "test"."""
+    dataset = args.dataset or checkpoint["dataset"]
+    if args.dataset is None and dataset not in DATASETS and not Path(dataset).is_dir():
+        raise BadInput(f"the checkpoint was trained on an image folder called {dataset!r}; "
+                       "pass its path with --dataset")
+    recipe = checkpoint.get("split") or {}
+    splits = _load_splits(dataset, args.data_root, recipe.get("limit"),
+                          seed=recipe.get("seed", 0), val_fraction=recipe.get("val_fraction", 0.1))
+    classes = list(checkpoint["classes"])
+    if list(splits.classes) != classes:
+        raise BadInput(f"the checkpoint was trained on the classes {classes}, but {dataset!r} "
+                       f"has {list(splits.classes)}: evaluate it on the dataset it learned")
+    split = getattr(splits, args.split)
+    if len(split) == 0:
+        raise BadInput(f"the {args.split} split of {dataset!r} is empty")
+    if args.split != "train" and recipe.get(args.split) is None:
+        print(f"warning: {args.checkpoint} does not record which images its run held out "
+              f"(an older or foreign checkpoint): the {args.split} split cannot be checked "
+              "for images the model trained on", file=sys.stderr)
+    elif args.split != "train" and split_fingerprint(split) != recipe[args.split]:
+        raise BadInput(f"the {args.split} split of {dataset!r} rebuilt with the run's seed "
+                       f"{recipe.get('seed')} is not the one the run held out (its files "
+                       "changed, or --data-root points at other data): evaluating it could "
+                       "count images the model trained on; use the data it was trained on")
+    if args.limit is not None:   # a subset of the held-out split, never a redrawn one
+        split = split.subset(torch.arange(min(args.limit, len(split))))
+    return dataset, splits, split
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Top-1/top-5 accuracy and a per-class precision/recall/F1 table on one split."""
-    from .data import DATASETS, TensorImageDataset, split_fingerprint
-    from .metrics import per_class_report
-    from .train import eval_transform, evaluate
-
-    stdout = sys.stdout
-    # With --json, stdout carries exactly one JSON object: all chatter goes to stderr.
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    with quiet:
+    stdout = sys.stdout   # with --json it carries one JSON object: all chatter goes to stderr
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         device = _pick_device(args.device)
         model, checkpoint = _load_model(args.checkpoint, device)
-        dataset = args.dataset or checkpoint["dataset"]
-        if args.dataset is None and dataset not in DATASETS and not Path(dataset).is_dir():
-            raise BadInput(f"the checkpoint was trained on an image folder called {dataset!r}; "
-                           "pass its path with --dataset")
-        # Rebuild the run's own splits (its seed, fraction and limit), never seed 0's: another
-        # seed would put images the model trained on into the "test" split.
-        recipe = checkpoint.get("split") or {}
-        splits = _load_splits(dataset, args.data_root, recipe.get("limit"),
-                              seed=recipe.get("seed", 0),
-                              val_fraction=recipe.get("val_fraction", 0.1))
-        classes = list(checkpoint["classes"])
-        if list(splits.classes) != classes:
-            raise BadInput(f"the checkpoint was trained on the classes {classes}, but {dataset!r} "
-                           f"has {list(splits.classes)}: evaluate it on the dataset it learned")
-        split = getattr(splits, args.split)
-        if len(split) == 0:
-            raise BadInput(f"the {args.split} split of {dataset!r} is empty")
-        if args.split != "train" and recipe.get(args.split) is None:
-            print(f"warning: {args.checkpoint} does not record which images its run held out "
-                  f"(an older or foreign checkpoint): the {args.split} split cannot be checked "
-                  "for images the model trained on", file=sys.stderr)
-        elif args.split != "train" and split_fingerprint(split) != recipe[args.split]:
-            raise BadInput(f"the {args.split} split of {dataset!r} rebuilt with the run's seed "
-                           f"{recipe.get('seed')} is not the one the run held out (its files "
-                           "changed, or --data-root points at other data): evaluating it could "
-                           "count images the model trained on; use the data it was trained on")
-        if args.limit is not None:   # a subset of the held-out split, never a redrawn one
-            split = TensorImageDataset(split.images[:args.limit], split.labels[:args.limit],
-                                       split.classes)
+        dataset, splits, split = _held_out(args, checkpoint)
         tta = {None: False, "ten": True, "flip": "flip"}[args.tta]
         result = evaluate(model, split, eval_transform(checkpoint), device, tta=tta)
-        # Text output escapes the class names (a name cannot print a line of its own);
-        # JSON keeps them as they are (json.dumps escapes them itself).
+        classes = list(checkpoint["classes"])   # escaped in text; json.dumps escapes its own
         report = per_class_report(result["predictions"], result["targets"],
                                   classes if args.json else [_printable(c) for c in classes])
-
-    per_class = [{"class": r["cls"], "precision": r["precision"], "recall": r["recall"],
-                  "f1": r["f1"], "support": r["support"]} for r in report.rows()]
     top5 = result["top5"]  # None with fewer than 5 classes
+    per_class = [{"class": r["cls"], **{k: r[k] for k in ("precision", "recall", "f1", "support")}}
+                 for r in report.rows()]
     summary = {"checkpoint": str(_resolve_checkpoint(args.checkpoint)), "dataset": dataset,
                "split": args.split, "n": int(result["n"]), "tta": args.tta,
                "synthetic": bool(splits.synthetic), "loss": float(result["loss"]),
@@ -506,72 +394,61 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# predict -----------------------------------------------------------------------------------------
+def _probabilities(model: AlexNet, images: list[tuple[Path, torch.Tensor]], transform,
+                   device: torch.device) -> dict[Path, torch.Tensor]:
+    """Class probabilities per file; images of one size go through the network together."""
+    out: dict[Path, torch.Tensor] = {}
+    for shape in dict.fromkeys(image.shape for _, image in images):
+        same = [(path, image) for path, image in images if image.shape == shape]
+        batch = torch.stack([image for _, image in same])
+        out.update(zip([path for path, _ in same], predict(model, batch, transform, device)))
+    return out
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """The top-k classes and their probabilities for each image."""
-    from .train import eval_transform, predict
-
-    if args.top_k < 1:
-        raise BadInput(f"--top-k must be at least 1, got {args.top_k}")
     device = _pick_device(args.device, verbose=False)
     model, checkpoint = _load_model(args.checkpoint, device)
     transform = eval_transform(checkpoint).to(device)
     classes = list(checkpoint["classes"])
-    # Convert each file to what the network learned from; the transform does the rest
-    # (resize to the checkpoint's input size, normalize, grey -> 3 channels if the model wants).
     channels = int(checkpoint.get("in_channels_data", model.config["in_channels"]))
-    # Large files are shrunk as they are read, to twice the side the evaluation transform
-    # resizes to (PIL, antialiased), so a chunk of photos stacked for the network stays small.
+    # large files are shrunk as they are read, so that a chunk of photos stays small
     shorter_side = 2 * max(transform.resize_size, transform.image_size)
     k = min(args.top_k, len(classes))
-
-    failed, done, results = 0, 0, []
-    for chunk in _chunks(_image_files(args.images), PREDICT_CHUNK):
+    failed, results, inputs = 0, [], _inputs(args.images)
+    while chunk := list(itertools.islice(inputs, PREDICT_CHUNK)):
         good: list[tuple[Path, torch.Tensor]] = []
         for path, problem in chunk:
             try:
                 if problem:
                     raise BadInput(problem)
-                good.append((path, read_image(path, channels, shorter_side)))
+                good.append((path, _read_input(path, channels, shorter_side)))
             except BadInput as err:
                 _error(err)
                 failed += 1
-        # Images of one size go through the network together (a photo folder has few sizes).
-        probabilities: dict[Path, torch.Tensor] = {}
-        for shape in dict.fromkeys(image.shape for _, image in good):
-            same = [(path, image) for path, image in good if image.shape == shape]
-            batch = torch.stack([image for _, image in same])
-            for (path, _), probs in zip(same, predict(model, batch, transform, device)):
-                probabilities[path] = probs
+        probabilities = _probabilities(model, good, transform, device)
         for path, _ in good:
             top = torch.topk(probabilities[path], k)
             ranked = [(classes[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
-            done += 1
-            if args.json:
-                results.append({"path": str(path),
-                                "top": [{"class": c, "probability": p} for c, p in ranked]})
-            else:   # names escaped: a class or file name cannot print a line of its own
+            results.append({"path": str(path),
+                            "top": [{"class": c, "probability": p} for c, p in ranked]})
+            if not args.json:   # names escaped: a class or file name cannot print a line
                 print(_printable(path))
                 for rank, (c, p) in enumerate(ranked, start=1):
                     print(f"  {rank}. {_printable(c):<20} {p:7.2%}")
     if args.json:
         print(_json({"predictions": results, "failed": failed}))
     if failed:
-        _error(f"{failed} of {failed + done} inputs could not be classified (see above)")
+        _error(f"{failed} of {failed + len(results)} inputs could not be classified (see above)")
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
-# --------------------------------------------------------------------------------------------
-# The parser
-# --------------------------------------------------------------------------------------------
-
-def _trainer_default(name: str, fallback: Any = "the trainer's") -> Any:
-    """A TrainConfig default for a --help text (the trainer is the one source of defaults)."""
-    try:
-        from .train import TrainConfig
-
-        return getattr(TrainConfig(), name)
-    except Exception:  # --help must work even if the trainer cannot import
-        return fallback
+# The parser --------------------------------------------------------------------------------------
+FORMAT = argparse.RawDescriptionHelpFormatter
+DATASET_HELP = ("fashion-mnist (28x28 grey, 10 classes), stl10 (96x96 colour, 10 classes), or "
+                "a folder with one sub-folder of images per class")
+CHECKPOINT_HELP = "a best.pt/last.pt from `train` (or its run folder)"
 
 
 def _positive_int(text: str) -> int:
@@ -581,166 +458,127 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser for `alexnet-edu {train,evaluate,predict}`."""
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog=PROG, formatter_class=fmt,
-        description="AlexNet (Krizhevsky, Sutskever & Hinton, 2012) for learning: train it, "
-                    "evaluate it, classify your own images.",
-        epilog="examples:\n"
-               f"  {PROG} train --dataset fashion-mnist --epochs 10 --out runs/fm\n"
-               f"  {PROG} evaluate --checkpoint runs/fm/best.pt --tta\n"
-               f"  {PROG} predict --checkpoint runs/fm/best.pt shirt.png photos/\n\n"
-               "Set ALEXNET_EDU_DATA to where datasets live; ALEXNET_EDU_SMOKE=1 makes tiny\n"
-               "stand-in data when the real files are missing (for trying things out).\n"
-               "Exit codes: 0 ok, 2 bad input (one line on stderr says why), 130 interrupted.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", metavar="D", default=None,
+                   help="cpu, cuda, cuda:1, mps (default: a GPU if there is one, else cpu)")
+    p.add_argument("--data-root", metavar="DIR", default=None,
+                   help="where datasets live (default: $ALEXNET_EDU_DATA, else ./data)")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", metavar="D", default=None,
-                       help="cpu, cuda, cuda:1, mps (default: a GPU if there is one, else cpu)")
-        p.add_argument("--data-root", metavar="DIR", default=None,
-                       help="where datasets live (default: $ALEXNET_EDU_DATA, else ./data)")
 
-    dataset_help = ("fashion-mnist (28x28 grey, 10 classes), stl10 (96x96 colour, 10 classes), "
-                    "or a folder with one sub-folder of images per class")
-
-    # -- train ---------------------------------------------------------------------------------
+def _add_train(commands) -> None:
     t = commands.add_parser(
-        "train", formatter_class=fmt, help="train an AlexNet from scratch",
+        "train", formatter_class=FORMAT, help="train an AlexNet from scratch",
         description="Train AlexNet from scratch with the paper's recipe (Section 5): SGD with "
                     "momentum 0.9, weight decay 5e-4, batch 128, learning rate 0.01 divided by "
                     "10 when the validation loss stops improving; random crops, flips and PCA "
                     "colour noise (Section 4.1); dropout 0.5 (Section 4.2). Each epoch writes "
                     "RUN_DIR/last.pt (and best.pt on a new best validation accuracy); Ctrl-C "
                     "saves and stops; --resume continues exactly where it stopped.",
-        epilog=f"examples:\n  {PROG} train --dataset stl10 --epochs 30 --out runs/stl10\n"
-               f"  {PROG} train --dataset fashion-mnist --image-size 67 --limit 600 --epochs 2 "
-               "--out runs/try\n"
-               f"  {PROG} train --dataset fashion-mnist --limit 600 --out runs/try --resume "
-               "--epochs 4   (continue it)")
-    t.add_argument("--dataset", required=True, metavar="NAME_OR_DIR", help=dataset_help)
-    t.add_argument("--out", metavar="RUN_DIR", default=None,
-                   help="run folder for checkpoints (default: runs/<dataset>)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue the run in RUN_DIR from last.pt (weights, optimizer, "
-                        "schedule and random state; the architecture, --limit and --seed come "
-                        "from the checkpoint, and flags that would change them are refused)")
-    t.add_argument("--epochs", type=_positive_int, metavar="N",
-                   help="passes over the training set (default: the profile's)")
-    t.add_argument("--batch-size", type=_positive_int, metavar="B",
-                   help=f"images per SGD step (default: {_trainer_default('batch_size')}; "
-                        "the paper: 128)")
-    t.add_argument("--profile", choices=PROFILES, default=None,
-                   help="run size: smoke (a quick check), cpu (67 px, a subset, ~10 min on 2 "
-                        "cores), full (227 px, all images: a GPU) (default: full on a CUDA GPU, "
-                        "else cpu; ALEXNET_EDU_PROFILE sets it too)")
-    t.add_argument("--image-size", type=_positive_int, metavar="S", default=None,
-                   help="side of the square network input (default: the profile's: 227 in full, "
-                        "the paper's input -- it writes 224, see notebook 01; 67 in cpu and "
-                        "smoke, the smallest the paper's layers take)")
-    t.add_argument("--limit", type=_positive_int, metavar="N",
-                   help="use at most N images per split (default: the profile's)")
-    t.add_argument("--lr", type=float, metavar="LR",
-                   help="initial learning rate (default: the profile's: 0.01 in full, the "
-                        "paper's; 0.02 in cpu, for a 10-minute run)")
-    t.add_argument("--schedule", choices=("plateau", "cosine"), default=None,
-                   help="learning-rate schedule (default: plateau = the paper's lr / 10 when the "
-                        "validation loss stops improving; cosine: down to min_lr over --epochs, "
-                        "for runs of a fixed length)")
-    t.add_argument("--momentum", type=float, metavar="M",
-                   help=f"SGD momentum (default: {_trainer_default('momentum')}; the paper: 0.9)")
-    t.add_argument("--weight-decay", type=float, metavar="WD",
-                   help=f"L2 weight decay (default: {_trainer_default('weight_decay')}; "
-                        "the paper: 5e-4)")
-    t.add_argument("--init", choices=("paper", "kaiming", "pytorch"), default=None,
-                   help="weight initialization (default: kaiming = He et al. 2015, which learns "
-                        "from standardized inputs; paper = N(0, 0.01) with bias 1 in conv2/4/5 "
-                        "and fc6/7, Section 5, which was tuned for raw 0-255 pixels and often "
-                        "does not start learning here)")
-    t.add_argument("--no-lrn", action="store_true",
-                   help="leave out Local Response Normalization (Section 3.3 credits it with "
-                        "1.4%%/1.2%% lower top-1/top-5 error; VGG, 2014, saw no gain from it)")
-    # Default None here, the paper's values where the model is built: --resume tells a flag
-    # the user gave (and refuses it if it differs from the run's) from one left out.
-    t.add_argument("--variant", choices=("paper", "torchvision"), default=None,
-                   help="paper: 96-256-384-384-256 kernels with LRN (Figure 2); torchvision: "
-                        "64-192-384-256-256, no LRN (default: paper)")
-    t.add_argument("--groups", type=int, choices=(1, 2), default=None,
-                   help="2 splits conv2, conv4 and conv5 into the paper's two GPU towers "
-                        "(default: 1)")
-    t.add_argument("--dropout", type=float, default=None, metavar="P",
-                   help="dropout probability in fc6 and fc7 (default: 0.5, Section 4.2)")
-    t.add_argument("--rgb", action="store_true",
-                   help="give a greyscale dataset to a 3-channel network (grey repeated)")
-    t.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default=None,
-                   help="mixed precision (default: auto = bf16 on GPUs and on CPUs with bf16 "
-                        "matrix units (AMX), float32 elsewhere -- emulated bf16 is slower)")
-    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory layout (default: on CUDA only)")
-    t.add_argument("--no-augment", action="store_true",
-                   help="no random crops/flips/PCA noise (to see what augmentation buys)")
-    t.add_argument("--workers", type=int, metavar="W",
-                   help="DataLoader worker processes (default: the trainer's choice)")
-    t.add_argument("--tensorboard", action="store_true",
-                   help="also log every epoch's numbers to RUN_DIR/tensorboard (view with "
-                        "`tensorboard --logdir RUN_DIR`); RUN_DIR/history.json is always written")
-    t.add_argument("--seed", type=int, metavar="S",
-                   help=f"random seed (default: {_trainer_default('seed', 0)})")
-    common(t)
+        epilog=f"example:\n  {PROG} train --dataset fashion-mnist --image-size 67 --limit 600 "
+               "--epochs 2 --out runs/try")
+    defaults = TrainConfig()
+    add = t.add_argument
+    add("--dataset", required=True, metavar="NAME_OR_DIR", help=DATASET_HELP)
+    add("--out", metavar="RUN_DIR", help="run folder for checkpoints (default: runs/<dataset>)")
+    add("--resume", action="store_true", help="continue the run in RUN_DIR exactly from last.pt "
+        "(flags that would change its architecture, --limit or --seed are refused)")
+    add("--profile", choices=PROFILES, help="run size: smoke (a quick check), cpu (67 px, ~10 min "
+        "on 2 cores), full (227 px, all images) (default: full on a CUDA GPU, else cpu)")
+    add("--epochs", type=_positive_int, metavar="N", help="passes over the training set "
+        "(default: the profile's)")
+    add("--limit", type=_positive_int, metavar="N",
+        help="use at most N images per split (default: the profile's)")
+    add("--batch-size", type=_positive_int, metavar="B",
+        help=f"images per SGD step (default: {defaults.batch_size}; the paper: 128)")
+    add("--lr", type=float, metavar="LR", help="initial learning rate (default: the profile's: "
+        "0.01 in full, the paper's; 0.02 in cpu)")
+    add("--schedule", choices=("plateau", "cosine"), help="plateau (default): the paper's lr / "
+        "10 when the validation loss stops improving; cosine: down to min_lr over --epochs")
+    add("--momentum", type=float, metavar="M",
+        help=f"SGD momentum (default: {defaults.momentum}; the paper: 0.9)")
+    add("--weight-decay", type=float, metavar="WD",
+        help=f"L2 weight decay (default: {defaults.weight_decay}; the paper: 5e-4)")
+    add("--amp", choices=("auto", "bf16", "fp16", "off"), help="mixed precision (default: auto "
+        "= bf16 on GPUs and on CPUs with bf16 matrix units, else float32)")
+    add("--channels-last", action=argparse.BooleanOptionalAction,
+        help="NHWC memory layout (default: on CUDA only)")
+    add("--no-augment", action="store_true", help="no random crops, flips, PCA noise")
+    add("--workers", type=int, metavar="W", help="DataLoader worker processes")
+    add("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
+    add("--seed", type=int, metavar="S", help=f"random seed (default: {defaults.seed})")
+    # architecture flags default to None, so --resume tells a flag given from one left out
+    add("--image-size", type=_positive_int, metavar="S", help="side of the square input "
+        "(default: the profile's: 227 in full, the paper's; 67, the smallest it takes, else)")
+    add("--init", choices=("paper", "kaiming", "pytorch"), help="weight initialization (default: "
+        "kaiming; paper = Section 5's N(0, 0.01), tuned for raw 0-255 pixels)")
+    add("--no-lrn", action="store_true", help="leave out Local Response Normalization")
+    add("--variant", choices=("paper", "torchvision"), help="paper: 96-256-384-384-256 kernels "
+        "with LRN (Figure 2); torchvision: 64-192-384-256-256, no LRN (default: paper)")
+    add("--groups", type=int, choices=(1, 2), help="2 splits conv2, conv4 and conv5 into the "
+        "paper's two GPU towers (default: 1)")
+    add("--dropout", type=float, metavar="P",
+        help="dropout probability in fc6 and fc7 (default: 0.5, Section 4.2)")
+    add("--rgb", action="store_true", help="give grey data to a 3-channel network")
+    _common(t)
     t.set_defaults(run=cmd_train)
 
-    # -- evaluate ------------------------------------------------------------------------------
+
+def _add_evaluate(commands) -> None:
     e = commands.add_parser(
-        "evaluate", formatter_class=fmt, help="accuracy and per-class report of a checkpoint",
-        description="Top-1 and top-5 accuracy (the paper reports error rates = 1 - accuracy, "
-                    "Table 1) and per-class precision, recall and F1 of a checkpoint on a "
-                    "dataset split, preprocessed exactly as in training (the checkpoint's size "
-                    "and normalization).")
-    e.add_argument("--checkpoint", required=True, metavar="C",
-                   help="a best.pt/last.pt from `train` (or its run folder)")
-    e.add_argument("--dataset", metavar="NAME_OR_DIR", default=None,
-                   help=dataset_help + " (default: the one the checkpoint was trained on)")
+        "evaluate", formatter_class=FORMAT, help="accuracy and per-class report of a checkpoint",
+        description="Top-1/top-5 accuracy (Table 1 reports error rates) and per-class precision, "
+                    "recall and F1 of a checkpoint on a split, preprocessed as in training.")
+    e.add_argument("--checkpoint", required=True, metavar="C", help=CHECKPOINT_HELP)
+    e.add_argument("--dataset", metavar="NAME_OR_DIR",
+                   help=DATASET_HELP + " (default: the one the checkpoint was trained on)")
     e.add_argument("--split", choices=("train", "val", "test"), default="test",
                    help="which split (default: %(default)s)")
-    e.add_argument("--limit", type=_positive_int, metavar="N",
-                   help="use at most N images per split")
-    e.add_argument("--tta", nargs="?", const="ten", choices=("ten", "flip"), default=None,
-                   help="test-time averaging: ten (also plain --tta) = the paper's 4 corner + "
-                        "centre crops and their mirrors (Section 4.1); flip = the centre crop and "
-                        "its mirror (better where the object fills the frame, e.g. Fashion-MNIST)")
-    e.add_argument("--json", action="store_true",
-                   help="print one JSON object (top1, top5, per_class, ...) instead of tables")
-    common(e)
+    e.add_argument("--limit", type=_positive_int, metavar="N", help="use at most N images")
+    e.add_argument("--tta", nargs="?", const="ten", choices=("ten", "flip"),
+                   help="test-time averaging: ten (also plain --tta) = the 4 corner and centre "
+                        "crops and their mirrors (Section 4.1); flip = the centre and its mirror")
+    e.add_argument("--json", action="store_true", help="print one JSON object, not tables")
+    _common(e)
     e.set_defaults(run=cmd_evaluate)
 
-    # -- predict -------------------------------------------------------------------------------
+
+def _add_predict(commands) -> None:
     p = commands.add_parser(
-        "predict", formatter_class=fmt, help="classify image files",
-        description="The most probable classes for each image (softmax of fc8). Any image size "
-                    "is resized to the checkpoint's input size and normalized with its training "
-                    "mean/std; colour is converted to what the network learned from. Files that "
-                    "are not readable images are reported on stderr; the others are still "
-                    "classified.")
+        "predict", formatter_class=FORMAT, help="classify image files",
+        description="The most probable classes of each image (softmax of fc8). Files that are "
+                    "not readable images are reported on stderr; the others are still classified.")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
                    help="image files, or folders (all files inside, recursively)")
-    p.add_argument("--checkpoint", required=True, metavar="C",
-                   help="a best.pt/last.pt from `train` (or its run folder)")
-    p.add_argument("--top-k", type=int, default=5, metavar="K",
-                   help="how many classes to show per image (default: %(default)s, as the "
-                        "paper's top-5)")
+    p.add_argument("--checkpoint", required=True, metavar="C", help=CHECKPOINT_HELP)
+    p.add_argument("--top-k", type=_positive_int, default=5, metavar="K",
+                   help="classes shown per image (default: %(default)s, the paper's top-5)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    common(p)
+    _common(p)
     p.set_defaults(run=cmd_predict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for `alexnet-edu {train,evaluate,predict}`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=FORMAT,
+        description="AlexNet (Krizhevsky, Sutskever & Hinton, 2012) for learning: train it, "
+                    "evaluate it, classify your own images.",
+        epilog=f"example:\n  {PROG} train --dataset fashion-mnist --epochs 10 --out runs/fm\n"
+               f"  {PROG} evaluate --checkpoint runs/fm/best.pt --tta\n"
+               f"  {PROG} predict --checkpoint runs/fm/best.pt shirt.png photos/\n\n"
+               "ALEXNET_EDU_DATA: where datasets live; ALEXNET_EDU_SMOKE=1: stand-in data.\n"
+               "Exit codes: 0 ok, 2 bad input (one line on stderr says why), 130 interrupted.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_predict(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help (0) or a usage error (2; argparse printed why)
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     try:

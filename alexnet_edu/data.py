@@ -8,23 +8,17 @@ augmentations run on whole batches (on the GPU when there is one).
     for images, labels in loader:                      # images: uint8 N x C x H x W (native size)
         x = transform(images)                          # float N x 3 x 227 x 227, normalized
 
-Why batches and not per-image PIL transforms in DataLoader workers: upsampling 28x28 or 96x96
-to 227x227 image by image with PIL is the bottleneck on Colab's two CPU cores; one
-`F.interpolate` on a whole batch (on the GPU) is cheap (notebook 03 measures both).
-
-Paper sections: §2 (rescale the shorter side to 256, take the central 256x256 patch),
-§4.1 (random 224 crops of 256 + horizontal reflections; PCA colour augmentation with
-alpha ~ N(0, 0.1); test-time averaging over ten patches). We use 227 for 224 (see `shapes`).
+Whole batches, not per-image PIL transforms: upsampling image by image is the bottleneck on two
+CPU cores. Paper: §2 (shorter side to 256, central patch), §4.1 (random crops, reflections, PCA
+colour augmentation, ten test patches); 227 stands for its 224 (see `shapes`).
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -34,57 +28,47 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .profiles import current_profile
-from .settings import PROJECT_ROOT, data_root, smoke_mode
+from .settings import data_root, smoke_mode
+from .standin import FOLDERS, STL10_CLASSES, is_standin, provide_standins, writable
 
 __all__ = [
     "DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
     "load_splits", "load_image_folder", "channel_mean_std", "rgb_pca", "BatchTransform",
     "resize_batch", "crop_and_flip", "center_crop", "pca_lighting", "ten_crop", "make_loader",
-    "generate_fashion_mnist", "generate_stl10", "STL10WithGenerated", "GENERATED_MARKER",
-    "DataFileError", "read_image", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS", "stl10_source",
-    "split_fingerprint",
+    "as_loader",
+    "DataFileError", "read_image", "read_image_tensor", "image_files", "MAX_IMAGE_SIDE",
+    "MAX_IMAGE_PIXELS", "stl10_source", "split_fingerprint",
 ]
 
 DATASETS = ("fashion-mnist", "stl10")
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                          "Shirt", "Sneaker", "Bag", "Ankle boot"]
-STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship",
-                 "truck"]
-FASHION_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"]
-STL10_FILES = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt",
-               "fold_indices.txt"]
-GENERATED_MARKER = "ALEXNET_EDU_GENERATED.json"   # written next to generated stand-in files
-SMOKE_GENERATED_SIZES = (600, 200)                # (train, test) images of stand-in data
+# The official files; the first four hold the images and labels and are the ones read.
+FILES = {"fashion-mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"],
+         "stl10": ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt",
+                   "fold_indices.txt"]}
 FOLDER_TEST_FRACTION = 0.2                        # one image folder: 20 % becomes the test split
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
 PAPER_RESIZE, PAPER_CROP = 256, 227               # §2 / §4.1 (the paper's 224 is 227, see shapes)
 MAX_IMAGE_SIDE = 1024         # read_image shrinks larger images at once: memory stays bounded
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused (PIL only warns at 89.5 million)
-FASHION_CLASSES_N = 10        # Fashion-MNIST labels are 0..9
 
 
 class DataFileError(ValueError):
-    """A data file that exists but cannot be used (empty, truncated, wrong format, bad values).
-    The message names the file, says what is wrong with it and what to do."""
+    """A data file that cannot be used; the message names it, says what is wrong and what to do."""
 
 
-# --------------------------------------------------------------------------------------------
-# Datasets as uint8 tensors
-# --------------------------------------------------------------------------------------------
-
+# Datasets as uint8 tensors -----------------------------------------------------------------------
 class TensorImageDataset(Dataset):
-    """Images held in memory as one uint8 tensor N x C x H x W, with integer labels.
-
-    `ds[i]` is `(uint8 C x H x W, int)`, so it works with any DataLoader or Subset;
-    `make_loader` takes a whole batch `(uint8 N x C x H x W, int64 N)` with one indexing
-    operation instead, so that no per-image Python work happens while training.
-    """
+    """Images held in memory as one uint8 tensor N x C x H x W, with integer labels. `ds[i]` is
+    `(uint8 C x H x W, int)`; `make_loader` takes whole batches with one indexing operation."""
 
     def __init__(self, images: Tensor, labels: Tensor, classes: list[str]):
         if images.dtype != torch.uint8 or images.dim() != 4:
@@ -92,20 +76,13 @@ class TensorImageDataset(Dataset):
                              f"{tuple(images.shape)}")
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.images = images
-        self.labels = labels.long()
-        self.classes = list(classes)
+        self.images, self.labels, self.classes = images, labels.long(), list(classes)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.images[index], int(self.labels[index])
-
-    def batch(self, indices: list[int] | Tensor) -> tuple[Tensor, Tensor]:
-        """The images and labels at `indices`, stacked: (uint8 N x C x H x W, int64 N)."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.images[idx], self.labels[idx]
 
     def subset(self, indices: Tensor) -> TensorImageDataset:
         """A new dataset with the images at `indices` (copied, so the parent can be freed)."""
@@ -132,9 +109,7 @@ class Splits:
     name: str
     synthetic: bool = False           # True: generated stand-in images, numbers mean nothing
     source: str = ""                  # the folder the files came from
-    # How the splits were drawn (seed, val_fraction, limit): a checkpoint records it, so that
-    # `evaluate` rebuilds exactly the splits its run held out (see train.split_identity).
-    recipe: dict = field(default_factory=dict)
+    recipe: dict = field(default_factory=dict)   # how they were drawn: a checkpoint keeps it
     image_size: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -142,59 +117,45 @@ class Splits:
 
     def __repr__(self) -> str:
         tag = " (synthetic stand-in data)" if self.synthetic else ""
-        return (f"Splits({self.name}{tag}: train {len(self.train)}, val {len(self.val)}, "
-                f"test {len(self.test)} images of {self.in_channels}x{self.image_size}x"
-                f"{self.image_size}; {len(self.classes)} classes; mean "
-                f"{tuple(round(m, 4) for m in self.mean)}, std "
-                f"{tuple(round(s, 4) for s in self.std)})")
+        mean, std = (tuple(round(v, 4) for v in values) for values in (self.mean, self.std))
+        return (f"Splits({self.name}{tag}: train {len(self.train)}, val {len(self.val)}, test "
+                f"{len(self.test)} images of {self.in_channels}x{self.image_size}x"
+                f"{self.image_size}; {len(self.classes)} classes; mean {mean}, std {std})")
 
 
 def stl10_source() -> str | Path:
-    """What the notebooks load as STL-10: "stl10" (the official dataset) when its files are under
-    `data_root()` or in the `full` profile (which downloads them); else the real 95-image sample
-    folder ``stl10-sample/test`` when it is there (see data/README.md); else "stl10" again (smoke
-    mode then generates stand-ins, other profiles raise an error naming the files)."""
-    official = data_root() / "stl10_binary" / "train_X.bin"
+    """What the notebooks load as STL-10: "stl10" when its files are under `data_root()` or in the
+    `full` profile (which downloads them), else the real sample ``stl10-sample/test`` if there."""
     sample = data_root() / "stl10-sample" / "test"
-    if official.is_file() or current_profile().name == "full" or not sample.is_dir():
-        return "stl10"
-    return sample
+    official = (data_root() / FOLDERS["stl10"] / "train_X.bin").is_file()
+    use_sample = sample.is_dir() and not official and current_profile().name != "full"
+    return sample if use_sample else "stl10"
 
 
 def split_fingerprint(dataset: TensorImageDataset) -> str:
-    """SHA-256 of a split's images and labels: two splits with the same fingerprint hold the same
-    images in the same order. A checkpoint records its validation and test fingerprints (in
-    ``Splits.recipe``) so that `evaluate` can refuse a split its run did not hold out."""
+    """SHA-256 of a split's images and labels: a checkpoint records them (``Splits.recipe``) so
+    that `evaluate` can refuse a split its run did not hold out."""
     digest = hashlib.sha256()
     digest.update(dataset.images.contiguous().numpy().tobytes())
     digest.update(dataset.labels.to(torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-# --------------------------------------------------------------------------------------------
-# Statistics from the training split (normalization and PCA lighting)
-# --------------------------------------------------------------------------------------------
-
-def _moments(images: Tensor, chunk: int = 256) -> tuple[Tensor, Tensor, int]:
-    """Sum of pixels (C,) and of pixel outer products (C, C) on the 0-1 scale, in float64."""
+# Statistics from the training split (normalization and PCA lighting) -----------------------------
+def _stats(images: Tensor, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...],
+                                                      Tensor]:
+    """Mean, std (population) and covariance of the channels, 0-1 scale, in one float64 pass."""
     c = images.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    outer = torch.zeros(c, c, dtype=torch.float64)
+    total, outer = torch.zeros(c, dtype=torch.float64), torch.zeros(c, c, dtype=torch.float64)
     for start in range(0, len(images), chunk):
         x = images[start:start + chunk].to(torch.float64).div_(255)
         x = x.permute(1, 0, 2, 3).reshape(c, -1)           # C x pixels
         total += x.sum(dim=1)
         outer += x @ x.T
-    return total, outer, images.shape[0] * images.shape[2] * images.shape[3]
-
-
-def _stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...], Tensor]:
-    """Mean, std (population) and covariance matrix of the channels, 0-1 scale, in one pass."""
-    total, outer, n = _moments(images)
+    n = images.shape[0] * images.shape[2] * images.shape[3]
     mean = total / n
     cov = outer / n - torch.outer(mean, mean)                # E[x x^T] - E[x] E[x]^T
-    std = cov.diagonal().clamp_min(0).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist()), cov
+    return tuple(mean.tolist()), tuple(cov.diagonal().clamp_min(0).sqrt().tolist()), cov
 
 
 def channel_mean_std(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -221,211 +182,47 @@ def _eig(cov: Tensor) -> tuple[Tensor, Tensor]:
     return eigval.float(), (eigvec * signs).float()
 
 
-# --------------------------------------------------------------------------------------------
-# File formats: writing the official formats (stand-in data, tests) and reading them
-# --------------------------------------------------------------------------------------------
-
-_MD5_CACHE: dict[tuple[str, int, int], str] = {}
+# The official files, read and checked here; torchvision only downloads them ----------------------
+_FIX = ("Delete the file(s) and download again (load_splits(..., download=True)), or copy the "
+        "official files there.")
 
 
-def _md5(path: Path) -> str:
-    """md5 of a file, remembered per (path, size, mtime): the real STL-10 files are 360 MB."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _MD5_CACHE:
-        _MD5_CACHE[key] = _md5_uncached(path)
-    return _MD5_CACHE[key]
+def _present(path: Path) -> Path | None:
+    """`path`, else its gzipped `path.gz`, else None."""
+    gz = path.with_name(path.name + ".gz")
+    return path if path.is_file() else gz if gz.is_file() else None
 
 
-def _md5_uncached(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and os.replace, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _idx_bytes(array: np.ndarray) -> bytes:
-    """IDX format (LeCun): magic 0x0000 08 <ndim> (08 = unsigned byte), big-endian dims, data."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
-    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
-
-
-def _standin_pattern(n: int, size: int, labels: np.ndarray,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Learnable stand-in patterns, n x size x size in [0, 1]. Each class has its own blocky
-    silhouette (the same for every seed) shifted by a few pixels, overlaid with stripes whose
-    orientation depends on the class (18 degrees apart) at a random phase."""
-    shapes = np.random.default_rng(2012).random((10, 1, 6, 6), dtype=np.float32)
-    shapes = F.interpolate(torch.from_numpy(shapes), size=(size, size), mode="bilinear",
-                           align_corners=False)[:, 0].numpy()
-    shapes = (shapes > 0.5).astype(np.float32)                             # crisp silhouettes
-    steps = np.arange(size)
-    dy, dx = rng.integers(-size // 14, size // 14 + 1, (2, n))             # +-2 px at 28
-    rows = (steps[None] + dy[:, None]) % size
-    cols = (steps[None] + dx[:, None]) % size
-    silhouette = shapes[labels[:, None, None], rows[:, :, None], cols[:, None, :]]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    theta = labels.astype(np.float32) * (np.pi / 10)
-    phase = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
-    along = np.cos(theta)[:, None, None] * xx + np.sin(theta)[:, None, None] * yy
-    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * along + phase[:, None, None])
-    return silhouette * (0.6 + 0.4 * stripes)
-
-
-def _standin_labels(n: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.permutation(np.arange(n) % 10).astype(np.uint8)   # balanced classes
-
-
-def _write_marker(folder: Path, kind: str, n_train: int, n_test: int, seed: int,
-                  files: list[Path]) -> None:
-    marker = {"generator": f"alexnet_edu.data.generate_{kind}", "seed": seed,
-              "n_train": n_train, "n_test": n_test,
-              "note": "synthetic stand-in images, not the real dataset",
-              "md5": {f.name: _md5(f) for f in files}}
-    _write_atomic(folder / GENERATED_MARKER, json.dumps(marker, indent=1).encode())
-
-
-def generate_fashion_mnist(folder: str | Path, n_train: int = 1000, n_test: int = 300,
-                           seed: int = 0, compress: bool = False) -> Path:
-    """Write stand-in Fashion-MNIST in the official IDX format to `folder`/FashionMNIST/raw/
-    (gzipped `.gz` files when `compress`). 28x28 grey images whose stripe orientation and
-    brightness depend on the class, plus noise: a network can learn them. Returns the raw folder."""
-    rng = np.random.default_rng(seed)
-    raw = Path(folder) / "FashionMNIST" / "raw"
-    written = []
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = _standin_labels(n, rng)
-        level = 0.5 + 0.4 * labels.astype(np.float32)[:, None, None] / 9   # brightness cue
-        noise = rng.standard_normal((n, 28, 28), dtype=np.float32) * 0.08
-        img = level * _standin_pattern(n, 28, labels, rng) + noise
-        images = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
-        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-            data = _idx_bytes(array)
-            name = f"{prefix}-{kind}-ubyte"
-            if compress:
-                data, name = gzip.compress(data, mtime=0), name + ".gz"
-            _write_atomic(raw / name, data)
-            written.append(raw / name)
-    _write_marker(raw, "fashion_mnist", n_train, n_test, seed, written)
-    return raw
-
-
-def generate_stl10(folder: str | Path, n_train: int = 1000, n_test: int = 300,
-                   seed: int = 0) -> Path:
-    """Write stand-in STL-10 in the official `stl10_binary` format to `folder`/stl10_binary/:
-    96x96 colour images (class-dependent colour and stripe orientation, plus noise), stored
-    column-major as in the real files, labels 1-10, class_names.txt, fold_indices.txt, and a
-    marker file with their md5 sums (see `STL10WithGenerated`). Returns the folder."""
-    rng = np.random.default_rng(seed)
-    out = Path(folder) / "stl10_binary"
-    hues = np.linspace(0, 1, 10, endpoint=False)
-    palette = np.stack([0.5 + 0.4 * np.cos(2 * np.pi * (hues + s)) for s in (0, 1 / 3, 2 / 3)], 1)
-    written = []
-    for prefix, n in (("train", n_train), ("test", n_test)):
-        labels = _standin_labels(n, rng)
-        pattern = _standin_pattern(n, 96, labels, rng)[:, None]                  # n x 1 x 96 x 96
-        colour = palette[labels][:, :, None, None].astype(np.float32)    # n x 3 x 1 x 1
-        background = rng.uniform(0.1, 0.6, (n, 3, 1, 1)).astype(np.float32)
-        noise = rng.standard_normal((n, 3, 96, 96), dtype=np.float32) * 0.08
-        img = background * (1 - pattern) + colour * pattern
-        img += noise
-        images = (np.clip(img, 0, 1, out=img) * 255).round().astype(np.uint8)
-        # the official files are column-major: N x 3 x W x H (torchvision transposes back)
-        _write_atomic(out / f"{prefix}_X.bin", np.transpose(images, (0, 1, 3, 2)).tobytes())
-        _write_atomic(out / f"{prefix}_y.bin", (labels + 1).tobytes())    # labels are 1..10
-        written += [out / f"{prefix}_X.bin", out / f"{prefix}_y.bin"]
-    _write_atomic(out / "class_names.txt", ("\n".join(STL10_CLASSES) + "\n").encode())
-    folds = np.array_split(rng.permutation(n_train), 10)
-    _write_atomic(out / "fold_indices.txt",
-                  "".join(" ".join(map(str, f)) + " \n" for f in folds).encode())
-    _write_marker(out, "stl10", n_train, n_test, seed, written)
-    return out
-
-
-class _FashionMNIST(torchvision.datasets.FashionMNIST):
-    """torchvision's FashionMNIST that also reads gzipped IDX files where only `.gz` exist."""
-
-    @property
-    def raw_folder(self) -> str:   # torchvision names the folder after the class
-        return os.path.join(self.root, "FashionMNIST", "raw")
-
-    @property
-    def processed_folder(self) -> str:
-        return os.path.join(self.root, "FashionMNIST", "processed")
-
-    def _path(self, name: str) -> str:
-        plain = os.path.join(self.raw_folder, name)
-        return plain if os.path.isfile(plain) else plain + ".gz"
-
-    def _check_exists(self) -> bool:
-        return all(os.path.isfile(self._path(name)) for name in FASHION_FILES)
-
-    def _load_data(self) -> tuple[Tensor, Tensor]:
-        # Our own checked reader instead of torchvision's: on a damaged file torchvision fails
-        # with numpy's "offset must be non-negative" or a bare AssertionError.
-        prefix = "train" if self.train else "t10k"
-        images_path = Path(self._path(f"{prefix}-images-idx3-ubyte"))
-        labels_path = Path(self._path(f"{prefix}-labels-idx1-ubyte"))
-        images, labels = _read_idx(images_path, ndim=3), _read_idx(labels_path, ndim=1)
-        if len(images) != len(labels):
-            raise DataFileError(
-                f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
-                f"labels: the two files are from different downloads. {_IDX_FIX}")
-        _check_labels(labels, labels_path)
-        return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
-
-
-_IDX_FIX = ("Delete the file(s) and download again (load_splits(..., download=True)), or copy the "
-            "official Fashion-MNIST files there.")
-
-
-def _idx_bytes_of(path: Path) -> bytes:
-    """The file's bytes, gunzipped for `.gz`; a damaged gzip stream is a DataFileError."""
+def _file_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped for `.gz`."""
     if path.stat().st_size == 0:     # a failed download often leaves an empty file
-        raise DataFileError(f"{path} is empty (0 bytes). {_IDX_FIX}")
+        raise DataFileError(f"{path} is empty (0 bytes). {_FIX}")
     if path.suffix != ".gz":
         return path.read_bytes()
     try:
         with gzip.open(path, "rb") as f:
             blob = f.read()
     except (OSError, EOFError, zlib.error) as err:   # BadGzipFile is an OSError
-        raise DataFileError(f"{path} is not a complete gzip file ({err}). {_IDX_FIX}") from None
+        raise DataFileError(f"{path} is not a complete gzip file ({err}). {_FIX}") from None
     if not blob:
-        raise DataFileError(f"{path} is empty (0 bytes after decompression). {_IDX_FIX}")
+        raise DataFileError(f"{path} is empty (0 bytes after decompression). {_FIX}")
     return blob
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes with `ndim` dimensions (3: images, 1: labels) as a uint8
-    array, after checking the header (magic 0x000008<ndim>, big-endian sizes) against the
-    file's length, so that every kind of damage gets a message naming the file."""
-    blob = _idx_bytes_of(path)
+    """An IDX file of unsigned bytes with `ndim` dimensions (3: images, 1: labels), its header
+    (magic 0x000008<ndim>, big-endian sizes) checked against the file's length."""
+    blob = _file_bytes(path)
     what = "idx3-ubyte image" if ndim == 3 else "idx1-ubyte label"
     header_len = 4 + 4 * ndim
     if len(blob) < header_len:
         raise DataFileError(f"{path} is truncated: {len(blob)} bytes, shorter than the "
-                            f"{header_len}-byte header of an {what} file. {_IDX_FIX}")
+                            f"{header_len}-byte header of an {what} file. {_FIX}")
     magic = struct.unpack(">I", blob[:4])[0]
     if magic != 0x0800 + ndim:
         raise DataFileError(f"{path} has magic number 0x{magic:08X}, expected "
                             f"0x{0x0800 + ndim:08X} (an {what} file): it is another kind of "
-                            f"file. {_IDX_FIX}")
+                            f"file. {_FIX}")
     dims = struct.unpack(f">{ndim}I", blob[4:header_len])
     expected = header_len + int(np.prod(dims, dtype=np.int64))
     if 0 in dims or len(blob) != expected:
@@ -433,121 +230,69 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
                  "has extra bytes" if len(blob) > expected else "declares no items")
         raise DataFileError(f"{path} {state}: its header declares sizes {'x'.join(map(str, dims))} "
                             f"({expected} bytes in all) but the file holds {len(blob)} bytes. "
-                            f"{_IDX_FIX}")
-    return np.frombuffer(blob, np.uint8, offset=header_len).reshape(dims).copy()
+                            f"{_FIX}")
+    return np.frombuffer(blob, np.uint8, offset=header_len).reshape(dims)
 
 
-def _check_labels(labels: np.ndarray, path: Path) -> None:
-    """Fashion-MNIST labels are 0..9; a larger one means a wrong or damaged file."""
-    bad = np.flatnonzero(labels >= FASHION_CLASSES_N)
+def _checked(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_path: Path,
+             low: int) -> tuple[Tensor, Tensor]:
+    """(images, labels - low) as tensors, once the counts agree and every label is in low..low+9."""
+    if len(images) != len(labels):
+        raise DataFileError(f"{images_path} holds {len(images)} images but {labels_path} holds "
+                            f"{len(labels)} labels: the two files are from different downloads. "
+                            f"{_FIX}")
+    bad = np.flatnonzero((labels < low) | (labels > low + 9))
     if len(bad):
-        raise DataFileError(f"{path} holds label {int(labels[bad[0]])} at index {int(bad[0])} "
-                            f"({len(bad)} labels >= {FASHION_CLASSES_N}); Fashion-MNIST labels "
-                            f"are 0-{FASHION_CLASSES_N - 1}. {_IDX_FIX}")
+        raise DataFileError(f"{labels_path} holds label {int(labels[bad[0]])} at index "
+                            f"{int(bad[0])} ({len(bad)} labels out of range); this dataset's "
+                            f"labels are {low}-{low + 9}. {_FIX}")
+    return (torch.from_numpy(images.copy(order="C")),   # a writable copy of the file's bytes
+            torch.from_numpy(labels.astype(np.int64) - low))
 
 
-class STL10WithGenerated(torchvision.datasets.STL10):
-    """torchvision's STL10 with THE ONE PLACE where the md5 check is relaxed.
-
-    torchvision verifies each file's md5 against the official archive. Stand-in files made by
-    `generate_stl10` cannot match, so a file also passes when its md5 equals the one recorded
-    in the marker file written next to it (`ALEXNET_EDU_GENERATED.json`). We check only the
-    files the train/test splits need (`unlabeled_X.bin`, 2.5 GB, is not needed).
-    """
-
-    def _check_integrity(self) -> bool:
-        folder = Path(self.root) / self.base_folder
-        marker = folder / GENERATED_MARKER
-        generated = json.loads(marker.read_text())["md5"] if marker.is_file() else {}
-        for name, md5 in self.train_list[:2] + self.test_list:
-            path = folder / name
-            if not path.is_file():
-                return False
-            actual = _md5(path)
-            if actual != md5 and actual != generated.get(name):
-                return False
-        return True
-
-
-def _is_generated(folder: Path) -> bool:
-    return (folder / GENERATED_MARKER).is_file()
-
-
-# --------------------------------------------------------------------------------------------
-# Loading: the official datasets, stand-ins when offline in smoke mode, image folders
-# --------------------------------------------------------------------------------------------
-
-def _writable(folder: Path) -> bool:
-    """Whether we may write in `folder` (or create it): the nearest existing folder must be
-    writable AND carry a write permission bit, so that running as root does not write into a
-    folder deliberately made read-only (e.g. a shared data mount)."""
-    folder = folder.absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return (folder.is_dir() and os.access(folder, os.W_OK)
-            and bool(folder.stat().st_mode & 0o222))
-
-
-def _writable_generated_root(root: Path) -> Path:
-    """A folder for stand-in data: <data root>/generated, else the repo's data/generated, else
-    the system's temporary folder (the data root may be read-only, e.g. a shared mount)."""
-    # a data root that does not exist is not created here (see _check_data_root)
-    candidates = [root / "generated"] if root.is_dir() else []
-    candidates += [PROJECT_ROOT / "data" / "generated",
-                   Path(tempfile.gettempdir()) / "alexnet-edu-data" / "generated"]
-    for folder in candidates:
-        if not _writable(folder):
-            continue
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            continue
-        return folder
-    raise PermissionError(f"no writable folder for generated stand-in data among {candidates}")
-
-
-def _missing_message(name: str, folder: Path, files: list[str], err: Exception | None) -> str:
-    listed = "\n".join(f"  {folder / f}" for f in files)
-    missing = [f for f in files
-               if not (folder / f).is_file() and not (folder / (f + ".gz")).is_file()]
-    if not missing:
-        return (f"the {name} files in {folder} do not match the official md5 sums (a partial "
-                f"download or other files?): delete them and download again, or put the "
-                f"official files there:\n{listed}")
-    why = ""
-    if err is not None:
-        why = " and the download failed (" + " ".join(
-            line.strip() for line in str(err).splitlines() if line.strip())[:300] + ")"
-    # name the missing files: with some files present, "not found" alone does not say which
-    what = (f"{name} was not found in {folder}" if len(missing) == len(files) else
-            f"{name} is incomplete in {folder}: missing {', '.join(missing)}")
-    return (f"{what}{why}.\nPut the official files there:\n{listed}\n"
-            f"or set ALEXNET_EDU_DATA to a folder that holds them (see data/README.md). "
-            f"To try the notebooks without data, set ALEXNET_EDU_SMOKE=1: they then generate "
-            f"small synthetic stand-in data.")
-
-
-def _load_official(name: str, root: Path, download: bool) -> tuple[Tensor, Tensor, Tensor,
-                                                                   Tensor, list[str]]:
-    """(train images, train labels, test images, test labels, classes) via torchvision."""
+def _read_split(name: str, folder: Path, split: str) -> tuple[Tensor, Tensor]:
+    """One split's uint8 images N x C x H x W and int64 labels from the official files."""
     if name == "fashion-mnist":
-        train = _FashionMNIST(str(root), train=True, download=download)
-        test = _FashionMNIST(str(root), train=False, download=False)
-        return (train.data[:, None].contiguous(), train.targets, test.data[:, None].contiguous(),
-                test.targets, list(FASHION_MNIST_CLASSES))
-    train = STL10WithGenerated(str(root), split="train", download=download)
-    test = STL10WithGenerated(str(root), split="test", download=False)
-    classes = list(getattr(train, "classes", STL10_CLASSES))
-    return (torch.from_numpy(np.ascontiguousarray(train.data)),
-            torch.from_numpy(train.labels.astype(np.int64)),
-            torch.from_numpy(np.ascontiguousarray(test.data)),
-            torch.from_numpy(test.labels.astype(np.int64)), classes)
+        prefix = "train" if split == "train" else "t10k"
+        images_path = _present(folder / f"{prefix}-images-idx3-ubyte")
+        labels_path = _present(folder / f"{prefix}-labels-idx1-ubyte")
+        images, labels = _read_idx(images_path, ndim=3)[:, None], _read_idx(labels_path, ndim=1)
+        return _checked(images, labels, images_path, labels_path, low=0)
+    images_path = _present(folder / f"{split}_X.bin")
+    labels_path = _present(folder / f"{split}_y.bin")
+    pixels = np.frombuffer(_file_bytes(images_path), np.uint8)
+    if len(pixels) % (3 * 96 * 96):
+        raise DataFileError(f"{images_path} holds {len(pixels)} bytes, not a whole number of "
+                            f"3x96x96 images ({3 * 96 * 96} bytes each): it is truncated or "
+                            f"another kind of file. {_FIX}")
+    images = pixels.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)   # stored column-major
+    labels = np.frombuffer(_file_bytes(labels_path), np.uint8)
+    return _checked(images, labels, images_path, labels_path, low=1)   # labels 1..10 on disk
+
+
+def _missing(name: str, folder: Path) -> list[str]:
+    return [f for f in FILES[name][:4] if _present(folder / f) is None]
+
+
+def _load_official(name: str, root: Path, download: bool) -> tuple:
+    """(pool, test, synthetic, folder) from the official files, downloaded first if `download`."""
+    folder = root / FOLDERS[name]
+    if download and _missing(name, folder):   # torchvision's public dataset classes download
+        {"fashion-mnist": torchvision.datasets.FashionMNIST,
+         "stl10": torchvision.datasets.STL10}[name](str(root), download=True)
+    missing = _missing(name, folder)
+    if missing:
+        raise FileNotFoundError(f"{name}: {', '.join(missing)} missing in {folder}")
+    synthetic = is_standin(folder)   # first: stand-ins changed since generated are refused
+    classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else STL10_CLASSES
+    pool, test = (TensorImageDataset(*_read_split(name, folder, split), classes)
+                  for split in ("train", "test"))
+    return pool, test, synthetic, folder
 
 
 def _check_data_root(root: Path, named_by: str | None) -> None:
-    """A data root the user named (`named_by`: the `root` argument or $ALEXNET_EDU_DATA) must
-    exist: a typo there would otherwise create a new folder and download into it. Only the
-    default root (`named_by` None: the repository's data/) may be created by a download."""
+    """A data root the user named (`named_by`) must exist: a typo would otherwise create a folder
+    and download into it. Only the default root may be created by a download."""
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"the data root {root} is a file, not a folder: set "
                                  f"ALEXNET_EDU_DATA (or pass root=) to the folder of datasets")
@@ -557,55 +302,52 @@ def _check_data_root(root: Path, named_by: str | None) -> None:
                                 f"holds the datasets. Nothing was created or downloaded.")
 
 
-def _official_or_standin(name: str, root: Path, download: bool):
-    """Load the real files; offline and missing: stand-ins in smoke mode, else a clear error."""
-    folder, files = ((root / "FashionMNIST" / "raw", FASHION_FILES) if name == "fashion-mnist"
-                     else (root / "stl10_binary", STL10_FILES))
-    # never try a download into a read-only data root (it would fail, or, as root, write there);
-    # a root that does not exist yet is only created when it is the default one (_check_data_root)
-    attempt = download and _writable(root)
+def _not_found(name: str, root: Path, err: Exception, download: bool, attempted: bool) -> str:
+    """What is missing, why nothing was downloaded (or that the download failed), what to do."""
+    folder = root / FOLDERS[name]
+    missing = _missing(name, folder)
+    if not missing:
+        return str(err)
+    listed = "\n".join(f"  {folder / f}" for f in FILES[name])
+    why = f" and the download failed ({' '.join(str(err).split())[:300]})" if attempted else ""
+    what = (f"{name} was not found in {folder}" if len(missing) == 4 else
+            f"{name} is incomplete in {folder}: missing {', '.join(missing)}")
+    message = (f"{what}{why}.\nPut the official files there:\n{listed}\n"
+               f"or set ALEXNET_EDU_DATA to a folder that holds them (see data/README.md). "
+               f"To try the notebooks without data, set ALEXNET_EDU_SMOKE=1: they then generate "
+               f"small synthetic stand-in data.")
+    if download and not attempted:
+        message += f"\n({root} is read-only, so nothing was downloaded.)"
+    if not download and name == "stl10":
+        message += ("\n(The cpu profile does not start STL-10's 2.6 GB download: pass "
+                    "download=True, or set ALEXNET_EDU_PROFILE=full.)")
+    return message
+
+
+def _official_or_standin(name: str, root: Path, download: bool) -> tuple:
+    """`_load_official`; without the files, stand-ins in smoke mode, else a clear error."""
+    attempt = download and writable(root)   # never download into a read-only data root
     try:
-        loaded = _load_official(name, root, attempt)
-        return (*loaded, _is_generated(folder), folder)   # stand-ins passed as root stay marked
-    except (RuntimeError, OSError) as err:   # not found, download failed, read-only root
-        failure: Exception = err
-    if not smoke_mode():
-        message = _missing_message(name, folder, files, failure if attempt else None)
-        if download and not attempt:
-            message += f"\n({root} is read-only, so nothing was downloaded.)"
-        if not download and name == "stl10":
-            message += ("\n(The cpu profile does not start STL-10's 2.6 GB download: pass "
-                        "download=True, or set ALEXNET_EDU_PROFILE=full.)")
-        raise FileNotFoundError(message) from failure
-    gen_root = _writable_generated_root(root)
-    generate = generate_fashion_mnist if name == "fashion-mnist" else generate_stl10
-    n_train, n_test = SMOKE_GENERATED_SIZES
-    gen_folder = (gen_root / "FashionMNIST" / "raw" if name == "fashion-mnist"
-                  else gen_root / "stl10_binary")
-    marker = gen_folder / GENERATED_MARKER
-    reuse = marker.is_file() and json.loads(marker.read_text()).get("n_train") == n_train
-    if not reuse:
-        generate(gen_root, n_train, n_test, seed=0)
-    print(f"Smoke mode: {name} not found in {folder} (offline); "
-          f"{'using' if reuse else 'generated'} synthetic stand-in data in the official format "
-          f"in {gen_folder}. Numbers on it say nothing about the real dataset.")
-    return (*_load_official(name, gen_root, download=False), True, gen_folder)
+        return _load_official(name, root, attempt)
+    except (RuntimeError, OSError) as err:   # not found, download failed, changed stand-ins
+        if not smoke_mode():
+            raise FileNotFoundError(_not_found(name, root, err, download, attempt)) from err
+    return _load_official(name, provide_standins(name, root), download=False)
 
 
-def _open_image(path: Path, max_pixels: int):
-    """PIL's lazily opened image (header read only), or a clear error naming the file: missing,
-    not an image, or more than `max_pixels` pixels (refused before anything is decoded)."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
+# Image files and folders -------------------------------------------------------------------------
+def _open_image(path: Path, max_pixels: int) -> Image.Image:
+    """PIL's lazily opened image (header read only), or a clear error naming the file."""
     if not path.exists():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
         with warnings.catch_warnings():   # our own, lower limit below gives the clear message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        raise DataFileError(f"cannot read image {path}: {err}. Remove or replace this file.") \
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        why = ("not an image (PIL cannot identify it; use PNG, JPEG, ...)"
+               if isinstance(err, UnidentifiedImageError) else err)
+        raise DataFileError(f"cannot read image {path}: {why}. Remove or replace this file.") \
             from err
     w, h = img.size
     if w * h > max_pixels:
@@ -616,37 +358,27 @@ def _open_image(path: Path, max_pixels: int):
     return img
 
 
-def _shrink(img, max_side: int | None):
-    """`img` with its longer side at most `max_side` (aspect kept), shrunk right after decoding
-    so that a folder of large photos never holds more than one full-size image at a time."""
-    from PIL import Image
-
+def _shrink(img: Image.Image, max_side: int | None, shorter_side: int | None) -> Image.Image:
+    """`img` decoded and shrunk (aspect kept) to the bounds (None: none); never enlarged."""
     w, h = img.size
-    if max_side is None or max(w, h) <= max_side:
-        return img
-    scale = max_side / max(w, h)
+    scale = min(1.0, max_side / max(w, h) if max_side else 1.0,
+                shorter_side / min(w, h) if shorter_side else 1.0)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    img.draft("RGB", size)     # JPEG only: decode at 1/2, 1/4 or 1/8 scale, >= size
+    img.load()                 # a full decode: truncated files fail here
+    if img.size == size:
+        return img
     if img.mode in ("1", "P", "PA"):   # PIL resizes these with NEAREST only: aliasing
         img = img.convert("RGB")
     # reducing_gap: a fast integer reduce() first; PIL has no reduce() for the I;16 modes
-    gap = None if img.mode.startswith("I;16") else 2.0
-    return img.resize(size, Image.BILINEAR, reducing_gap=gap)
+    return img.resize(size, Image.BILINEAR, reducing_gap=None if "I;16" in img.mode else 2.0)
 
 
-def _to_rgb(img):
-    """8-bit RGB from any PIL mode. convert("RGB") alone saturates 16-bit images to white and
-    zeroes float ones, so high-bit-depth modes are rescaled first:
-
-    - "I;16", "I;16B", "I;16L" (16-bit grey, e.g. PNG): value / 257, so 0..65535 -> 0..255.
-    - "I" (32-bit integer): when every value lies in 0..65535 it is 16-bit data (PIL holds 16-bit
-      PGM/PPM and some TIFFs this way) and is divided by 257 too; otherwise the image's own
-      min..max is stretched to 0..255.
-    - "F" (32-bit float): values within 0..1 (the usual float convention) are multiplied by 255;
-      otherwise the min..max of the finite values is stretched to 0..255 (NaN, inf -> 0).
-    A constant image outside those ranges has no contrast to stretch and becomes black.
-    """
-    from PIL import Image
-
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB from any PIL mode; convert("RGB") alone would saturate 16-bit images to white
+    and zero float ones. 16-bit modes, and "I" (32-bit integer) with values in 0..65535 (16-bit
+    PGM, some TIFFs), are divided by 257; "F" (float) in 0..1 is multiplied by 255; otherwise the
+    finite values' min..max is stretched to 0..255 (NaN, inf and constant images: black)."""
     if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
         return img.convert("RGB")
     a = np.asarray(img, dtype=np.float64)
@@ -663,53 +395,40 @@ def _to_rgb(img):
 
 
 def read_image(path: str | Path, max_side: int | None = MAX_IMAGE_SIDE,
-               max_pixels: int = MAX_IMAGE_PIXELS):
-    """One image file as an 8-bit RGB `PIL.Image.Image`, its longer side at most `max_side`
-    pixels (None: full size); the one reader that image folders (and `predict`) use.
+               max_pixels: int = MAX_IMAGE_PIXELS,
+               shorter_side: int | None = None) -> Image.Image:
+    """One image file as an 8-bit RGB `PIL.Image.Image` (the package's one image reader), its
+    longer side at most `max_side` and its shorter side at most `shorter_side` (None: no bound).
 
-    - Memory is bounded: a JPEG is decoded at a reduced scale (`Image.draft`), any other image
-      is shrunk right after decoding; images over `max_pixels` are refused before decoding.
-    - 16-bit, 32-bit integer and float images are rescaled to 8 bits (see `_to_rgb`) instead of
-      being saturated or zeroed; palette, grey, CMYK and alpha images become plain RGB.
-    - Errors name the file: FileNotFoundError when it is missing, DataFileError (a ValueError)
-      when it is not an image, is truncated or damaged, or is too large.
-    """
+    Memory stays bounded: images over `max_pixels` are refused before decoding, a JPEG is decoded
+    at a reduced scale, others are shrunk right after decoding. High bit depths are rescaled (see
+    `_to_rgb`). Errors name the file: FileNotFoundError when it is missing, DataFileError (a
+    ValueError) when it is not an image, is damaged or too large."""
     path = Path(path)
     img = _open_image(path, max_pixels)
     try:
         with img:
-            if max_side is not None:   # JPEG only: decode at 1/2, 1/4 or 1/8 scale, >= max_side
-                img.draft("RGB", (max_side, max_side))
-            img.load()                 # a full decode: truncated files fail here
-            return _to_rgb(_shrink(img, max_side))
+            return _to_rgb(_shrink(img, max_side, shorter_side))
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise DataFileError(f"cannot read image {path}: {err}. Remove or replace this file.") \
             from err
 
 
-def _read_image(path: Path, max_side: int | None = MAX_IMAGE_SIDE) -> Tensor:
-    """Decode one image file to uint8 3 x H x W (RGB) with `read_image`."""
-    rgb = read_image(path, max_side)
-    return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
+def read_image_tensor(path: str | Path, channels: int = 3, shorter_side: int | None = None,
+                      max_side: int | None = MAX_IMAGE_SIDE) -> Tensor:
+    """One image file as uint8 `channels` x H x W (3: RGB, 1: grey), read with `read_image`."""
+    image = read_image(path, max_side, shorter_side=shorter_side)
+    pixels = torch.from_numpy(np.array(image.convert("L") if channels == 1 else image))
+    return pixels[None] if channels == 1 else pixels.permute(2, 0, 1).contiguous()
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header, or a clear error for a file that is no image."""
-    with _open_image(path, MAX_IMAGE_PIXELS) as img:
-        return img.size
-
-
-def _hidden(path: Path, top: Path) -> bool:
-    """Whether any part of `path` below `top` starts with "." (macOS's ._x.png, .git, ...)."""
-    return any(part.startswith(".") for part in path.relative_to(top).parts)
-
-
-def _image_files(folder: Path) -> list[Path]:
-    """The image files anywhere below `folder` (nested sub-folders too), hidden files and
-    folders skipped, sorted by their path below `folder` so that the order is deterministic."""
-    return sorted((p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                   and not _hidden(p, folder) and p.is_file()),
-                  key=lambda p: p.relative_to(folder).parts)
+def image_files(folder: Path, extensions: tuple[str, ...] | None = IMAGE_EXTENSIONS) -> list[Path]:
+    """The files anywhere below `folder` with one of `extensions` (None: any), hidden files and
+    folders (macOS's ._x.png, .git) skipped, sorted by their path below `folder`."""
+    return sorted((p for p in folder.rglob("*") if (extensions is None
+                                                    or p.suffix.lower() in extensions)
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                   and p.is_file()), key=lambda p: p.relative_to(folder).parts)
 
 
 def _square(image: Tensor, side: int) -> Tensor:
@@ -717,15 +436,8 @@ def _square(image: Tensor, side: int) -> Tensor:
     return resize_batch(image[None].float(), side).round().clamp(0, 255).to(torch.uint8)[0]
 
 
-def load_image_folder(folder: str | Path) -> TensorImageDataset:
-    """Every image in `folder`/<class>/ (nested sub-folders included, hidden files and folders
-    skipped) as one uint8 tensor (class = sub-folder name, sorted), read with `read_image`.
-
-    Images of one common size (shorter side at most 256) keep it; otherwise every image is
-    brought to 256 x 256 the paper's way (§2: shorter side to 256, central crop), one at a
-    time. Raises a clear error for a missing or empty folder, no class folders, a class folder
-    without images, or an unreadable image."""
-    folder = Path(folder).expanduser()
+def _class_files(folder: Path) -> tuple[list[str], list[Path], list[int]]:
+    """(classes, image paths, labels) of `folder`/<class>/..., or a clear error."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -734,7 +446,7 @@ def load_image_folder(folder: str | Path) -> TensorImageDataset:
                                 f"{folder}/<class name>/<image>.png (one folder per class)")
     paths, labels = [], []
     for label, name in enumerate(classes):
-        files = _image_files(folder / name)
+        files = image_files(folder / name)
         if not files:
             raise FileNotFoundError(f"class folder {folder / name} holds no images with an "
                                     f"extension among {IMAGE_EXTENSIONS} (hidden files skipped)")
@@ -745,12 +457,27 @@ def load_image_folder(folder: str | Path) -> TensorImageDataset:
                                     f"{folder / name}")
         paths += files
         labels += [label] * len(files)
-    sizes = {_image_size(p) for p in paths}                 # headers only: cheap
-    keep = len(sizes) == 1 and min(next(iter(sizes))) <= PAPER_RESIZE
-    images = [_read_image(p) if keep else _square(_read_image(p), PAPER_RESIZE) for p in paths]
+    return classes, paths, labels
+
+
+def load_image_folder(folder: str | Path) -> TensorImageDataset:
+    """Every image below `folder`/<class>/ as one uint8 tensor (class = sub-folder name, sorted).
+    Images of one common size (shorter side at most 256) keep it; otherwise every image is
+    brought to 256 x 256 the paper's way (§2: shorter side to 256, central crop)."""
+    classes, paths, labels = _class_files(Path(folder).expanduser())
+    images: list[Tensor] = []
+    squared = False
+    for path in paths:
+        image = read_image_tensor(path)
+        if not squared and (image.shape != images[0].shape if images
+                            else min(image.shape[1:]) > PAPER_RESIZE):
+            # a second size, or a large first one: square all, one at a time (memory bounded)
+            images, squared = [_square(x, PAPER_RESIZE) for x in images], True
+        images.append(_square(image, PAPER_RESIZE) if squared else image)
     return TensorImageDataset(torch.stack(images), torch.tensor(labels), classes)
 
 
+# Splits ------------------------------------------------------------------------------------------
 def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[int, int]:
     n_val = round(n_pool * val_fraction)
     if val_fraction > 0:
@@ -765,67 +492,60 @@ def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[
     return n_train, n_val
 
 
+def _folder_splits(folder: Path, seed: int) -> tuple[TensorImageDataset, TensorImageDataset]:
+    """(training pool, test split): the folder's train/ and test/, else a seeded random split."""
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        train, test = load_image_folder(folder / "train"), load_image_folder(folder / "test")
+        if test.classes != train.classes:
+            raise ValueError(f"{folder}/train and {folder}/test have different class folders")
+        return train, test
+    full = load_image_folder(folder)
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed + 1))
+    n_test = max(1, round(len(full) * FOLDER_TEST_FRACTION))
+    return full.subset(order[n_test:]), full.subset(order[:n_test])
+
+
 def load_splits(dataset: str | Path, root: str | Path | None = None, val_fraction: float = 0.1,
                 seed: int = 0, limit: int | None = None, download: bool | None = None) -> Splits:
     """Train/val/test splits of "fashion-mnist", "stl10" or an image folder (class sub-folders;
     with train/ and test/ inside, those are used, else a seeded 20 % becomes the test split).
 
-    Missing files are downloaded when `download` is True; None (the default) downloads
-    Fashion-MNIST (30 MB) always but STL-10 (2.6 GB) only in the `full` profile, so that no
-    laptop run starts a 2.6 GB download unasked (`download=True` forces it).
-
-    The validation split is carved from the training set with a fixed `seed`; the test split is
-    meant for the final figures only. `limit` caps the images per split (smoke runs): train gets
-    at most `limit`, val the same proportion. Mean, std and PCA come from the train split only.
-    """
+    Missing files are downloaded when `download` is True; None downloads Fashion-MNIST (30 MB)
+    always, STL-10 (2.6 GB) only in the `full` profile. The validation split is carved from the
+    training set with `seed`. `limit` caps the images per split (val: the same proportion).
+    Mean, std and PCA come from the train split only."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     key = str(dataset).lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "stl-10": "stl10"}.get(key, key)
-    named_by = ("the root argument" if root is not None else
-                "$ALEXNET_EDU_DATA" if os.environ.get("ALEXNET_EDU_DATA", "").strip() else None)
-    root = Path(root).expanduser() if root is not None else data_root()
-    if download is None:
-        download = key != "stl10" or current_profile().name == "full"
     if key in DATASETS:
+        named_by = ("the root argument" if root is not None else "$ALEXNET_EDU_DATA"
+                    if os.environ.get("ALEXNET_EDU_DATA", "").strip() else None)
+        root = Path(root).expanduser() if root is not None else data_root()
         _check_data_root(root, named_by)
-        (train_x, train_y, test_x, test_y, classes, synthetic,
-         source) = _official_or_standin(key, root, download)
+        if download is None:
+            download = key != "stl10" or current_profile().name == "full"
+        pool, test, synthetic, source = _official_or_standin(key, root, download)
         name = key
     else:
-        folder = Path(dataset).expanduser()
-        if not folder.is_dir():
+        source = Path(dataset).expanduser()
+        if not source.is_dir():
             raise FileNotFoundError(f"unknown dataset {dataset!r}: use one of {DATASETS} or the "
                                     f"path of a folder of images in class sub-folders")
-        if (folder / "train").is_dir() and (folder / "test").is_dir():
-            train_ds = load_image_folder(folder / "train")
-            test_ds = load_image_folder(folder / "test")
-            if test_ds.classes != train_ds.classes:
-                raise ValueError(f"{folder}/train and {folder}/test have different class folders")
-        else:
-            full = load_image_folder(folder)
-            order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed + 1))
-            n_test = max(1, round(len(full) * FOLDER_TEST_FRACTION))
-            test_ds, train_ds = full.subset(order[:n_test]), full.subset(order[n_test:])
-        train_x, train_y, test_x, test_y = (train_ds.images, train_ds.labels, test_ds.images,
-                                            test_ds.labels)
-        classes, synthetic, source, name = train_ds.classes, False, folder, folder.name
+        pool, test = _folder_splits(source, seed)
+        synthetic, name = False, source.name
 
-    # validation split: a seeded permutation of the training pool
-    n_train, n_val = _split_counts(len(train_x), val_fraction, limit)
-    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))
-    val_idx, train_idx = order[:n_val], order[n_val:n_val + n_train]
-    test_idx = torch.arange(len(test_x))
-    if limit is not None and len(test_x) > limit:   # a seeded subset keeps classes balanced
-        test_idx = torch.randperm(len(test_x),
+    n_train, n_val = _split_counts(len(pool), val_fraction, limit)
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
+    train, val = pool.subset(order[n_val:n_val + n_train]), pool.subset(order[:n_val])
+    test_idx = torch.arange(len(test))
+    if limit is not None and len(test) > limit:   # a seeded subset keeps classes balanced
+        test_idx = torch.randperm(len(test),
                                   generator=torch.Generator().manual_seed(seed + 2))[:limit]
-    pool = TensorImageDataset(train_x, train_y, classes)
-    train, val = pool.subset(train_idx), pool.subset(val_idx)
-    test = TensorImageDataset(test_x, test_y, classes).subset(test_idx)
-
+    test = test.subset(test_idx)
     mean, std, cov = _stats(train.images)
     pca = _eig(cov) if train.images.shape[1] == 3 else None
-    return Splits(train=train, val=val, test=test, classes=classes,
+    return Splits(train=train, val=val, test=test, classes=pool.classes,
                   in_channels=int(train.images.shape[1]), mean=mean, std=std, pca=pca, name=name,
                   synthetic=synthetic, source=str(source),
                   recipe={"seed": seed, "val_fraction": val_fraction, "limit": limit,
@@ -833,10 +553,7 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
                           "test": split_fingerprint(test)})
 
 
-# --------------------------------------------------------------------------------------------
-# Batch transforms (§2, §4.1): whole uint8 batches -> normalized float, on any device
-# --------------------------------------------------------------------------------------------
-
+# Batch transforms (§2, §4.1): whole uint8 batches -> normalized float, on any device -------------
 def resize_batch(images: Tensor, size: int) -> Tensor:
     """Float batch N x C x H x W -> N x C x size x size: shorter side to `size` (bilinear,
     antialiased when shrinking), then the central square (§2). Square inputs are just resized."""
@@ -897,11 +614,8 @@ class BatchTransform(nn.Module):
     this module (move it with `.to(device)`; the input follows).
 
     train: resize to R = round(S * 256 / 227), random S x S crop, random horizontal flip and PCA
-    lighting (§4.1). eval: resize to R and take the central S x S crop (the single-patch version
-    of the paper's test). `ten_crop_batch` gives the ten test patches (§4.1).
-    With 1-channel data and `out_channels=3` the grey channel is repeated (after resizing, so
-    resizing costs a third).
-    """
+    lighting (§4.1). eval: resize to R, central S x S crop; `ten_crop_batch` gives the ten test
+    patches (§4.1). With 1-channel data and `out_channels=3` the grey channel is repeated."""
 
     def __init__(self, image_size: int = PAPER_CROP, mean: tuple[float, ...] = (0.5,),
                  std: tuple[float, ...] = (0.5,), train: bool = False,
@@ -912,8 +626,7 @@ class BatchTransform(nn.Module):
         if len(mean) != len(std):
             raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
         self.image_size = int(image_size)
-        # The paper's ratio 256 : 227 by default; weights trained with another recipe need their
-        # own (torchvision's ImageNet AlexNet: resize 256, crop 224, where the ratio gives 253).
+        # the paper's 256 : 227 by default; torchvision's ImageNet weights need 256 for 224
         self.resize_size = int(resize_size or round(image_size * PAPER_RESIZE / PAPER_CROP))
         self.train_mode, self.flip, self.pca_std = train, flip, float(pca_std)
         self.in_channels = len(mean)
@@ -926,10 +639,8 @@ class BatchTransform(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self.use_pca = pca is not None and self.pca_std > 0
         eigval, eigvec = pca if pca is not None else (torch.zeros(3), torch.eye(3))
-        self.register_buffer("eigval", torch.as_tensor(eigval, dtype=torch.float32),
-                             persistent=False)
-        self.register_buffer("eigvec", torch.as_tensor(eigvec, dtype=torch.float32),
-                             persistent=False)
+        for name, value in (("eigval", eigval), ("eigvec", eigvec)):
+            self.register_buffer(name, torch.as_tensor(value).float(), persistent=False)
 
     def _to_float(self, images: Tensor) -> Tensor:
         if images.shape[1] != self.in_channels:
@@ -970,21 +681,16 @@ class BatchTransform(nn.Module):
                 f"(std {self.pca_std}), channels {self.in_channels}->{self.out_channels}")
 
 
-# --------------------------------------------------------------------------------------------
-# Loaders of uint8 batches
-# --------------------------------------------------------------------------------------------
-
+# Loaders of uint8 batches ------------------------------------------------------------------------
 class _WholeBatches(Dataset):
     """Indexed by a list of indices (from a BatchSampler): one whole batch per item."""
 
     def __init__(self, dataset: TensorImageDataset):
         self.dataset = dataset
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        return self.dataset.batch(indices)
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.dataset.images[idx], self.dataset.labels[idx]
 
 
 def _as_is(batch):
@@ -993,17 +699,14 @@ def _as_is(batch):
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int | None = None,
                 seed: int = 0) -> DataLoader:
-    """A DataLoader of uint8 batches `(images N x C x H x W, labels N)`.
-
-    In-memory `TensorImageDataset`s are indexed a whole batch at a time in the main process
-    (num_workers 0: workers would only add copying). Other datasets get min(2, CPUs) workers by
-    default (Colab has two cores). Shuffling is seeded, so epochs are reproducible."""
+    """A DataLoader of uint8 batches `(images N x C x H x W, labels N)`, shuffled with `seed`.
+    A `TensorImageDataset` is indexed a whole batch at a time in the main process; other
+    datasets get min(2, CPUs) workers by default (Colab has two cores)."""
     in_memory = isinstance(dataset, TensorImageDataset)
     if num_workers is None:   # tensors in memory: nothing for workers to do but copy
         num_workers = 0 if in_memory or isinstance(dataset, TensorDataset) else min(
             2, os.cpu_count() or 1)
-    # The loader draws its workers' base seed from `generator` too (else from the global RNG,
-    # which would shift the augmentations' random numbers and break exact resumption).
+    # workers' base seed from `generator` too: the global RNG's would break exact resumption
     generator = torch.Generator().manual_seed(seed)
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=num_workers > 0, generator=generator)
@@ -1014,3 +717,16 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
     batches = torch.utils.data.BatchSampler(order, batch_size, drop_last=False)
     return DataLoader(_WholeBatches(dataset), sampler=batches, batch_size=None,
                       collate_fn=_as_is, **common)
+
+
+def as_loader(data, batch_size: int) -> DataLoader:
+    """Some data as a loader of (images, labels) batches, in order: a DataLoader as it is, an
+    (images, labels) pair of tensors, a tensor of images (labels -1), or any Dataset."""
+    if isinstance(data, DataLoader):
+        return data
+    if torch.is_tensor(data):
+        data = (data, torch.full((len(data),), -1, dtype=torch.long))
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        data = TensorDataset(data[0], torch.as_tensor(data[1]))
+    return make_loader(data, batch_size, shuffle=False, num_workers=0 if isinstance(
+        data, TensorDataset) else None)

@@ -13,8 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
 
-from .model import activations
+from .checkpoint import eval_transform
+from .data import as_loader
+from .model import activations, eval_mode
 
 __all__ = ["extract_features", "nearest_neighbors", "retrieval_precision"]
 
@@ -29,33 +32,17 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
 
     `data`: a Dataset/DataLoader of (uint8 image, label), an (images, labels) pair, or a tensor of
     images (labels then -1). `transform` (a BatchTransform or a checkpoint dict, see
-    `train.eval_transform`) turns each uint8 batch into the model's normalized input; without
+    `checkpoint.eval_transform`) turns each uint8 batch into the model's normalized input; without
     one, the images must already be normalized floats. The model runs in eval mode."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if isinstance(transform, dict):
-        from .train import eval_transform
-
         transform = eval_transform(transform)
     if transform is not None:
         transform = transform.to(device)
-    if torch.is_tensor(data):
-        data = (data, torch.full((len(data),), -1, dtype=torch.long))
-    if isinstance(data, tuple):
-        data = torch.utils.data.TensorDataset(data[0], torch.as_tensor(data[1]))
-    if not isinstance(data, DataLoader):
-        from .data import make_loader  # batches TensorImageDataset in one indexing operation
-
-        data = make_loader(data, batch_size=batch_size, shuffle=False, num_workers=0)
-    loader = data
-
-    from tqdm.auto import tqdm
-
-    was_training = model.training
-    model.eval()
     feats, labels = [], []
-    try:
-        for images, targets in tqdm(loader, desc=f"{layer} features", leave=False,
-                                    disable=not progress):
+    with eval_mode(model):
+        for images, targets in tqdm(as_loader(data, batch_size), desc=f"{layer} features",
+                                    leave=False, disable=not progress):
             x = images.to(device)
             if transform is not None:
                 x = transform(x)
@@ -64,8 +51,6 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
                                  "(or a BatchTransform) so they are resized and normalized")
             feats.append(activations(model, x, layer)[layer].flatten(1).cpu())
             labels.append(torch.as_tensor(targets).long())
-    finally:
-        model.train(was_training)
     if not feats:
         raise ValueError("extract_features got an empty data set")
     return torch.cat(feats), torch.cat(labels)

@@ -32,6 +32,10 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .data import BatchTransform
+from .model import feature_map_size
+from .train import build_model, evaluate, fit
+
 __all__ = ["Ablation", "PAPER_ABLATIONS", "variants", "run_ablations", "epochs_to_error",
            "overfitting_gap", "best_val_error", "check_pooling_fair", "run_folder_name",
            "claims_table", "claims_markdown", "plot_ablation"]
@@ -111,9 +115,6 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
     ``keep_checkpoints=False`` deletes a *finished* run's ``.pt`` files (an AlexNet checkpoint
     with its optimizer state is hundreds of MB; an interrupted run keeps its ``last.pt``).
     Each run folder keeps ``history.json``. Returns {label: history}."""
-    from .data import BatchTransform
-    from .train import build_model, evaluate, fit
-
     runs = variants() if runs is None else runs
     if any("overlapping_pool" in overrides for overrides in runs.values()):
         check_pooling_fair(image_size, (base or {}).get("variant", "paper"))
@@ -168,8 +169,6 @@ def check_pooling_fair(image_size: int, variant: str = "paper") -> None:
     """Raise a ValueError when overlapping (3/2) and plain (2/2) pooling give pool5 maps of
     different sides at `image_size`: fc6 would then change size too, and the ablation would
     compare two changes, not one."""
-    from .model import feature_map_size
-
     overlapping = feature_map_size(image_size, variant, 3)
     plain = feature_map_size(image_size, variant, 2)
     if overlapping != plain:
@@ -181,8 +180,6 @@ def check_pooling_fair(image_size: int, variant: str = "paper") -> None:
 
 
 def _pool5_sides_agree(size: int, variant: str) -> bool:
-    from .model import feature_map_size
-
     try:
         return feature_map_size(size, variant, 3) == feature_map_size(size, variant, 2)
     except ValueError:

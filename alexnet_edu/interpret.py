@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .model import eval_mode, find_layer
+
 __all__ = ["occlusion", "occlusion_positions", "saliency", "grad_cam", "upsample"]
 
 
@@ -40,20 +42,6 @@ def _targets(targets: int | Sequence[int] | torch.Tensor, n: int, device) -> tor
     if t.numel() != n:
         raise ValueError(f"got {n} images but {t.numel()} target classes")
     return t
-
-
-class _EvalMode:
-    """Run the model in eval mode (dropout off) and restore its mode afterwards."""
-
-    def __init__(self, model: nn.Module):
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> nn.Module:
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc) -> None:
-        self.model.train(self.was_training)
 
 
 def occlusion_positions(size: int, patch: int, stride: int) -> list[int]:
@@ -78,7 +66,7 @@ def occlusion(model: nn.Module, images: torch.Tensor, targets: int | Sequence[in
     t = _targets(targets, n, images.device)
     corners = [(y, x) for y in ys for x in xs]
     out = torch.empty(n, len(corners))
-    with _EvalMode(model):
+    with eval_mode(model):
         base = model(images).float().softmax(-1).gather(1, t[:, None])[:, 0]
         for i in range(n):
             drops = []
@@ -98,19 +86,10 @@ def saliency(model: nn.Module, images: torch.Tensor,
     """(N, H, W) gradient saliency: max over channels of |d logit_target / d pixel|."""
     t = _targets(targets, len(images), images.device)
     x = images.detach().clone().requires_grad_(True)
-    with _EvalMode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         scores = model(x).gather(1, t[:, None]).sum()  # images are independent: one backward
         (grad,) = torch.autograd.grad(scores, x)
     return grad.abs().amax(dim=1).cpu()
-
-
-def _module(model: nn.Module, name: str) -> nn.Module:
-    if hasattr(model, "layer"):
-        return model.layer(name)
-    modules = dict(model.named_modules())
-    if name not in modules:
-        raise KeyError(f"the model has no layer {name!r}; layers: {', '.join(modules)}")
-    return modules[name]
 
 
 def grad_cam(model: nn.Module, images: torch.Tensor, targets: int | Sequence[int] | torch.Tensor,
@@ -120,15 +99,17 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: int | Sequence[int
     t = _targets(targets, len(images), images.device)
     store: dict[str, torch.Tensor] = {}
 
+    # Not `model.activations`: its copies are off the path to the scores; the gradient must be
+    # taken with respect to the maps the next layers really read.
     def hook(module, inputs, output):
         store["maps"] = output
         # Hand the next layers a copy: an in-place ReLU after `layer` then changes the copy,
         # not the maps we differentiate with respect to.
         return output.clone()
 
-    handle = _module(model, layer).register_forward_hook(hook)
+    handle = find_layer(model, layer).register_forward_hook(hook)
     try:
-        with _EvalMode(model), torch.enable_grad():
+        with eval_mode(model), torch.enable_grad():
             scores = model(images.detach()).gather(1, t[:, None]).sum()
             maps = store["maps"]
             (grad,) = torch.autograd.grad(scores, maps)

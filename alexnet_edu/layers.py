@@ -54,15 +54,9 @@ def local_response_norm_reference(a: torch.Tensor, size: int = 5, alpha: float =
 
 # The fast path works on blocks of about this many elements. Why blocks: LRN is a dozen cheap
 # element-wise passes (square, window sum, scale, multiply; more in the backward pass). Over a
-# whole conv1 batch (64x96x55x55 floats = 74 MB) every pass goes out to main memory and every
-# temporary is a fresh 74 MB allocation; over a block of a few MB the temporaries stay in the
-# CPU's cache, so only the input, the output and the gradients touch memory. Blocks that are too
-# small cost a dozen op launches each: at 67 px one image is 96x15x15 floats, and one block per
-# image made LRN an eighth of a training step. Measured on an idle 2-core AVX2 CPU (fp32 forward
-# + backward, median ms), blocks of 150K, 300K, 600K, 1.2M and 4.8M elements:
-#   64x96x55x55: 267, 196, 206, 221, 237      64x256x27x27: 154, 132, 113, 107, 159
-#   128x96x15x15: 25, 23, 18, 18, 20          128x256x7x7: 10.9, 10.4, 9.8, 10.3, 11.2
-# (32K-element blocks, the previous choice: 429, 283, 52, 40.)
+# whole conv1 batch (64x96x55x55 floats = 74 MB) every pass goes out to main memory; over a block
+# of a few MB the temporaries stay in the CPU's cache. Too small a block costs a dozen op launches
+# per block instead. The size is a measured optimum (`python benchmarks/lrn.py --sweep-blocks`).
 _BLOCK = 600_000
 
 
@@ -86,8 +80,8 @@ def _denominator(x: torch.Tensor, before: int, after: int, alpha: float,
 
 def _inverse_power(d: torch.Tensor, beta: float) -> torch.Tensor:
     """d^(-beta). For the paper's beta = 3/4, d^(-1/2) / d^(1/4) = rsqrt(d) / rsqrt(rsqrt(d)):
-    two cheap rsqrt passes instead of a general pow (exp and log), ~3x faster for the same
-    float32 result to a few ulp."""
+    two cheap rsqrt passes instead of a general pow (exp and log); the same float32 result to a
+    few ulp."""
     if beta == 0.75:
         r = d.rsqrt()
         return r.div_(r.rsqrt())
@@ -153,8 +147,9 @@ class _LRNFunction(torch.autograd.Function):
         compute = _compute_dtype(a.dtype)
         for n, cols in blocks:
             x = va[n, :, cols].to(compute)          # a view (no copy) unless a is half precision
+            # d^i = k + alpha * sum_{j in window(i)} (a^j)^2;   b^i = a^i * (d^i)^{-beta}
             scale = _inverse_power(_denominator(x, before, after, alpha, k), beta)
-            torch.mul(x, scale, out=vb[n, :, cols])   # b = a * d^{-beta}
+            torch.mul(x, scale, out=vb[n, :, cols])
         ctx.save_for_backward(a)
         ctx.params = (before, after, alpha, beta, k)
         return b
@@ -175,9 +170,10 @@ class _LRNFunction(torch.autograd.Function):
             x, gb = va[n, :, cols].to(compute), vg[n, :, cols].to(compute)
             d = _denominator(x, before, after, alpha, k)
             scale = _inverse_power(d, beta)
+            # dL/da_i = g_i d_i^{-beta} - 2 alpha beta a_i W^T(g * b / d)_i
             t = (gb * x).mul_(scale).div_(d)        # g * b / d
             w = _channel_window_sum(t, after, before).mul_(x).mul_(-2.0 * alpha * beta)
-            torch.addcmul(w, gb, scale, out=vr[n, :, cols])  # g d^{-beta} - 2 alpha beta a W^T(.)
+            torch.addcmul(w, gb, scale, out=vr[n, :, cols])
         return grad, None, None, None, None
 
 

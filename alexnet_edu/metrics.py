@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 __all__ = ["topk_accuracy", "topk_correct", "confusion_matrix", "per_class_report", "ClassReport",
-           "ten_crop_predict", "average_crops"]
+           "average_crops"]
 
 
 def _check_logits(logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -152,24 +152,12 @@ def per_class_report(preds: torch.Tensor, targets: torch.Tensor,
 
 @torch.no_grad()
 def average_crops(model: nn.Module, crops: torch.Tensor) -> torch.Tensor:
-    """Class probabilities averaged over crops: (N, K, C, H, W) patches -> (N, classes)."""
+    """Class probabilities averaged over crops: (N, K, C, H, W) patches -> (N, classes).
+
+    With `data.ten_crop`'s patches this is the paper's test-time averaging (Section 4.1):
+    "extracting five 224x224 patches (the four corner patches and the center patch) as well as
+    their horizontal reflections (hence ten patches in all), and averaging the predictions made
+    by the network's softmax layer". Call it in eval mode (dropout off)."""
     n, k = crops.shape[:2]
     logits = model(crops.flatten(0, 1)).float()                      # (N*K, classes)
     return logits.softmax(-1).view(n, k, -1).mean(1)                 # average of the softmaxes
-
-
-@torch.no_grad()
-def ten_crop_predict(model: nn.Module, images: torch.Tensor, size: int) -> torch.Tensor:
-    r"""The paper's test-time averaging (Section 4.1): "extracting five 224x224 patches (the four
-    corner patches and the center patch) as well as their horizontal reflections (hence ten
-    patches in all), and averaging the predictions made by the network's softmax layer".
-
-    `images` are normalized float images (N, C, H, W) at least `size` px on each side; returns the
-    averaged class probabilities (N, classes). Call ``model.eval()`` first (dropout off).
-    """
-    from .data import ten_crop
-
-    if images.dim() != 4 or min(images.shape[-2:]) < size:
-        raise ValueError(f"ten_crop_predict needs a batch (N, C, H, W) of images at least {size} "
-                         f"px on each side, got shape {tuple(images.shape)}")
-    return average_crops(model, ten_crop(images, size))               # (N, 10, C, size, size)

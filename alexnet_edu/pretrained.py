@@ -2,7 +2,7 @@
 
 Which model, in order: the one notebook 05 (or 04) trained, if its checkpoint exists;
 torchvision's ImageNet weights (Krizhevsky's one-tower "One weird trick" variant, 2014) when they
-are cached or can be downloaded; else a quick small model (`train.load_or_train`). Each function
+are cached or can be downloaded; else a quick small model (`load_or_train`). Each function
 says which one it used, because what a network learned depends entirely on that.
 """
 
@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 import torch
+import torchvision
 
+from .checkpoint import FORMAT, load_model
+from .data import load_image_folder, load_splits, stl10_source
 from .model import AlexNet
 from .settings import shown_path
+from .train import TrainConfig, build_model, fit, runs_dir
 
-__all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "IMAGENET_MEAN",
-           "IMAGENET_STD"]
+__all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "load_or_train",
+           "trained_model_path", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)   # torchvision's normalization for its ImageNet weights
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,8 +32,6 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
     """(model, checkpoint-like dict) with torchvision's ImageNet weights in our torchvision
     variant (eval mode). Raises RuntimeError, saying why, when the weights can be neither
     found in torch's cache nor downloaded."""
-    import torchvision
-
     weights = torchvision.models.AlexNet_Weights.DEFAULT
     try:
         # check_hash: the file must match the hash in its name (a damaged or substituted
@@ -44,7 +47,7 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
                            f"{weights.url} when online") from None
     model = AlexNet(num_classes=1000, variant="torchvision", init="pytorch", image_size=224)
     model.load_state_dict(state)   # our pre-hook renames torchvision's keys (features.0 -> conv1)
-    checkpoint = {"format": "alexnet-edu/1", "model_config": dict(model.config),
+    checkpoint = {"format": FORMAT, "model_config": dict(model.config),
                   "classes": list(weights.meta["categories"]), "mean": IMAGENET_MEAN,
                   "std": IMAGENET_STD, "image_size": 224, "in_channels_data": 3,
                   # torchvision evaluates these weights at resize 256, crop 224 (the paper's
@@ -63,10 +66,7 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
     else torchvision's ImageNet weights (`pretrained`, when available), else notebook 04's
     Fashion-MNIST model when it exists (the `cpu` profile on a machine without STL-10's training
     images or the ImageNet weights), else a quick model."""
-    from .train import load_model, load_or_train, runs_dir
-
-    path = runs_dir() / dataset / "best.pt"
-    fashion = runs_dir() / "fashion-mnist" / "best.pt"
+    path, fashion = trained_model_path(dataset), trained_model_path("fashion-mnist")
     model = None
     if path.is_file():
         model, checkpoint = load_model(path, device)
@@ -96,8 +96,6 @@ def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
     profile, else the real sample ``stl10-sample/test``; in smoke mode, generated stand-ins when
     offline). At most `limit` images (default and upper bound: MAX_INSPECT), evenly spread over
     the classes."""
-    from .data import load_image_folder, load_splits, stl10_source
-
     source = stl10_source()   # the official STL-10 when its files are here, else the sample
     if checkpoint is not None and checkpoint.get("dataset") == "fashion-mnist":
         splits = load_splits("fashion-mnist", limit=checkpoint.get("split", {}).get("limit"),
@@ -119,3 +117,36 @@ def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
         data = data.subset(torch.linspace(0, len(data) - 1, limit).round().long())
     print(f"Images: {how}" + (f", using {len(data)}" if len(data) < total else ""))
     return data, how
+
+
+QUICK = dict(limit=600, image_size=67, epochs=3)   # a small model CPUs train in about a minute
+
+
+def trained_model_path(dataset: str) -> Path:
+    """Where notebook 04/05 (or `alexnet-edu train`) leaves the best model for `dataset`."""
+    return runs_dir() / Path(dataset).name / "best.pt"
+
+
+def load_or_train(dataset: str, device: str | torch.device | None = None
+                  ) -> tuple[AlexNet, dict, str]:
+    """(model, checkpoint, how): the model notebook 04/05 trained (`trained_model_path`), else a
+    small quick model (trained once into ``runs_dir()/quick/<dataset>``) - `how` says which, so
+    notebooks can tell the reader."""
+    name = Path(dataset).name
+    for path, how in ((trained_model_path(name), "the model trained by notebook 04/05"),
+                      (runs_dir() / "quick" / name / "best.pt", "a quick model trained earlier")):
+        if path.is_file():
+            model, checkpoint = load_model(path, device)
+            return model, checkpoint, f"loaded {how} ({shown_path(path)})"
+    splits = load_splits(dataset, limit=QUICK["limit"])
+    model = build_model(splits, image_size=QUICK["image_size"])
+    run = runs_dir() / "quick" / name
+    fit(model, splits, TrainConfig(epochs=QUICK["epochs"], batch_size=64, progress=False), run,
+        device=device)
+    model, checkpoint = load_model(run / "best.pt", device)
+    how = (f"trained a quick model ({QUICK['limit']} images, {QUICK['image_size']} px, "
+           f"{QUICK['epochs']} epochs) into {shown_path(run)} because "
+           f"{shown_path(trained_model_path(name))} does not exist yet - run notebook 04/05 for "
+           "a real one")
+    print(how)
+    return model, checkpoint, how

@@ -202,9 +202,6 @@ class Trace(list):
 
         return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
 
-    def print(self) -> None:
-        print(self.table())
-
     def __str__(self) -> str:  # so that print(trace(...)) shows the table
         return self.table()
 
@@ -236,30 +233,23 @@ def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
         input_size = tuple(input_size[1:])
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (channels, height, width), got {tuple(input_size)}")
+    from .model import activations, eval_mode, find_layer  # model builds on this module
+
     first = next(model.parameters(), None)
     if device is None:
         device = first.device if first is not None else "cpu"
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    # every leaf layer; Flatten only reshapes (and Identity is an ablated layer)
+    leaves = [name for name, m in model.named_modules() if name and not list(m.children())
+              and not isinstance(m, (nn.Identity, nn.Flatten))]
+    with eval_mode(model):
+        outputs = activations(model, torch.zeros(1, *input_size, device=device, dtype=dtype),
+                              leaves)
     rows = Trace()
-    names = {m: n for n, m in model.named_modules()}
-    handles = []
-
-    def hook(module, inputs, output):
-        name = names[module].rsplit(".", 1)[-1]
-        params = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append(LayerRow(name, type(module).__name__, tuple(output.shape[1:]), params,
+    for name, output in outputs.items():
+        module = find_layer(model, name)
+        rows.append(LayerRow(name.rsplit(".", 1)[-1], type(module).__name__,
+                             tuple(output.shape[1:]),
+                             sum(p.numel() for p in module.parameters(recurse=False)),
                              _mult_adds(module, output)))
-
-    for module in model.modules():
-        if not list(module.children()) and not isinstance(module, nn.Identity):
-            handles.append(module.register_forward_hook(hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_size, device=device, dtype=dtype))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
     return rows

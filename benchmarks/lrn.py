@@ -2,6 +2,7 @@
 
     python benchmarks/lrn.py                  # ~1-2 min on 2 CPU cores
     python benchmarks/lrn.py --reps 5 --batch 64 --step-batch 32 --threads 2
+    python benchmarks/lrn.py --sweep-blocks   # how layers._BLOCK was chosen
 
 1. conv1-sized activations (batch x 96 x 55 x 55, float32, NCHW): forward + backward of
    `alexnet_edu.layers.local_response_norm` against `torch.nn.LocalResponseNorm(size, alpha*size,
@@ -27,6 +28,7 @@ import time
 import torch
 from torch import nn
 
+from alexnet_edu import layers
 from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.model import AlexNet
 
@@ -116,7 +118,7 @@ def lrn_share(batch: int, image_size: int, reps: int, bf16: bool) -> None:
     torch_lrn = AlexNet(image_size=image_size, lrn=True)
     torch_lrn.load_state_dict(base.state_dict())
     for name in ("norm1", "norm2"):
-        setattr(torch_lrn.features, name, getattr(torch_lrn.features, name).to_torch())
+        setattr(torch_lrn, name, torch_lrn.layer(name).to_torch())
     models["with nn"] = torch_lrn
     no_lrn = AlexNet(image_size=image_size, lrn=False)
     no_lrn.load_state_dict(base.state_dict())
@@ -133,6 +135,26 @@ def lrn_share(batch: int, image_size: int, reps: int, bf16: bool) -> None:
             print(f"  LRN share of the step, {name.split()[1]:>4}: {100 * share:5.1f} %")
 
 
+def sweep_blocks(reps: int) -> None:
+    """Forward + backward time of our LRN for several block sizes (layers._BLOCK) on the maps
+    of a 227 px and a 67 px training batch: how the default block size was chosen."""
+    shapes = [(64, 96, 55, 55), (64, 256, 27, 27), (128, 96, 15, 15), (128, 256, 7, 7)]
+    blocks = [150_000, 300_000, 600_000, 1_200_000, 4_800_000]
+    default, layer = layers._BLOCK, LocalResponseNorm(SIZE, ALPHA, BETA, K)
+    print("block sizes (elements): " + ", ".join(f"{b:,}" for b in blocks) + f"; default "
+          f"{default:,}; forward+backward ms, best of {reps}")
+    try:
+        for shape in shapes:
+            x, g = torch.randn(shape).relu_().mul_(10), torch.randn(shape)
+            times = []
+            for block in blocks:
+                layers._BLOCK = block
+                times.append(best_time(lambda x=x, g=g: forward_backward(layer, x, g), reps) * 1e3)
+            print(f"  {'x'.join(map(str, shape)):>14}: " + ", ".join(f"{t:.1f}" for t in times))
+    finally:
+        layers._BLOCK = default
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2, help="timed runs; the best counts")
@@ -141,12 +163,16 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=227, help="training-step image side")
     parser.add_argument("--threads", type=int, default=min(2, torch.get_num_threads()))
     parser.add_argument("--skip-step", action="store_true", help="only time the LRN layers")
+    parser.add_argument("--sweep-blocks", action="store_true",
+                        help="only time our LRN at several block sizes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}")
 
+    if args.sweep_blocks:
+        return sweep_blocks(args.reps)
     torch.manual_seed(0)
     shape = (args.batch, 96, 55, 55)  # conv1's ReLU output for a 227x227 batch
     x = torch.randn(shape).relu_().mul_(10)  # non-negative, like ReLU output; d well above k

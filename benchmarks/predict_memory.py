@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from alexnet_edu import train
+from alexnet_edu import checkpoint as checkpoints
 from alexnet_edu.model import AlexNet
 
 
@@ -48,11 +48,11 @@ def main() -> None:
         write_photos(photos, args.n, args.side)
         torch.manual_seed(0)
         model = AlexNet(10, 3, image_size=67, init="kaiming")
-        checkpoint = {"format": train.FORMAT, "model_config": dict(model.config),
+        checkpoint = {"format": checkpoints.FORMAT, "model_config": dict(model.config),
                       "model": model.state_dict(), "classes": [f"c{i}" for i in range(10)],
                       "mean": [0.5] * 3, "std": [0.25] * 3, "image_size": 67,
                       "in_channels_data": 3, "dataset": "photos"}
-        train.save_checkpoint(checkpoint, Path(tmp) / "model.pt")
+        checkpoints.save_checkpoint(checkpoint, Path(tmp) / "model.pt")
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "alexnet_edu", "predict", "--checkpoint",
                         str(Path(tmp) / "model.pt"), str(photos), "--top-k", "1", "--json",

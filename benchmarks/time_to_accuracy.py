@@ -17,25 +17,8 @@ training, checkpoints, testing.
 
 Two settings differ from the paper, because ten minutes on two cores are only 12-15 epochs:
 the learning rate starts at 0.02, twice the paper's, and is divided by 10 once the validation
-loss has not improved for 2 epochs in a row (--patience 1; the trainer's default waits 3).
-Runs on an idle 2-core AMD EPYC (AVX2), test accuracy on the 3,000 test images (one image is
-0.03 points; seeds differ by more than half a point: read single runs as a spread, not a
-ranking):
-
-    the default command, seed 0 / --seed 1        85.7 % (556 s, 14 epochs) / 85.5 % (553 s, 14)
-  with --patience 0 (lr / 10 at the first epoch without a better validation loss):
-    --seed 1                                      85.2 % (553 s, 15 epochs); --tta flip: 85.0 %
-    --seed 1 --no-augment                         85.4 % (555 s, 13 epochs)
-    seed 0                                        one noisy epoch (3) cut the lr to 0.002 for
-                                                  good: 82 % validation at epoch 14 (stopped)
-  with --patience 0 and the code before LRN's larger blocks and the fused SGD step
-  (11 epochs in 540 s):
-    --lr 0.01 (the paper's)                       84.7 %
-    --lr 0.02, seed 0 / --seed 1                  85.4 % / 84.6 %
-    --lr 0.01 --schedule cosine --epochs 10       83.6 %; with --tta ten: 82.4 %
-
-Fashion-MNIST's objects fill the frame, and the paper's corner crops cut parts of them off:
-10-crop averaging lowers the accuracy here.
+error has not improved for 2 epochs in a row (--patience 1). The README's Results section lists
+the runs behind these choices.
 
 --precision-only times a few training steps in float32, in bf16 autocast and in channels-last,
 in one process, and prints the ratios: that is how `train.amp_dtype("auto", cpu)` was decided (bf16
@@ -55,6 +38,7 @@ import tempfile  # noqa: E402
 import torch  # noqa: E402
 
 from alexnet_edu import data, train  # noqa: E402
+from alexnet_edu.checkpoint import load_model  # noqa: E402
 from alexnet_edu.device import describe_device  # noqa: E402
 from alexnet_edu.model import AlexNet  # noqa: E402
 
@@ -147,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run:
         history = train.fit(model, splits, config, run, device,
                             on_epoch_end=stop_when_out_of_time)
-        best, checkpoint = train.load_model(f"{run}/best.pt")
+        best, checkpoint = load_model(f"{run}/best.pt")
         test = train.evaluate(best, splits.test, checkpoint, device)
         if args.tta != "none":
             single = test["top1"]

@@ -39,10 +39,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alexnet_edu.data import BatchTransform, generate_fashion_mnist, load_splits, make_loader
+from alexnet_edu.data import BatchTransform, load_splits, make_loader
 from alexnet_edu.device import describe_device, pick_device
 from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.settings import data_root
+from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import TrainConfig, amp_dtype, build_model, make_optimizer
 
 
@@ -98,9 +99,9 @@ def naive_pipeline(splits, image_size: int, batch_size: int, workers: int):
 
 def with_torch_lrn(model: nn.Module) -> nn.Module:
     """Replace our LRN layers by torch.nn.LocalResponseNorm(size, alpha * size, beta, k)."""
-    for name, layer in list(model.features.named_children()):
+    for name, layer in list(model.named_children()):
         if isinstance(layer, LocalResponseNorm):
-            setattr(model.features, name, layer.to_torch())
+            setattr(model, name, layer.to_torch())
     return model
 
 

@@ -55,6 +55,14 @@ def test_check_close_reports_error_tolerance_and_worst_index():
     assert "index (1, 2): got 1.5, expected 1" in message
 
 
+def test_check_close_shows_the_values_its_error_comes_from():
+    # the largest absolute difference (index 0) is not where the relative error is largest
+    expected = torch.tensor([100.0, 0.2])
+    got = torch.tensor([100.5, 0.3])
+    message = failure(check_close, "x", got, expected, tol=1e-3)
+    assert "relative error 2.00e-01" in message and "index (1,): got 0.3, expected 0.2" in message
+
+
 def test_check_close_formats_any_tolerance_faithfully():
     message = failure(check_close, "x", torch.tensor([1.0]), torch.tensor([2.0]), tol=2.5e-3)
     assert "tolerance 0.0025" in message
@@ -132,7 +140,7 @@ def test_check_layers_names_the_first_layer_that_differs(small_models):
 def test_check_layers_reports_shape_and_missing_layers(small_models):
     _, reference, x = small_models
     five = AlexNet(num_classes=5, image_size=67)
-    state = {k: v for k, v in reference.state_dict().items() if not k.startswith("classifier.fc8")}
+    state = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc8")}
     five.load_state_dict(state, strict=False)
     message = failure(check_layers, five, reference, x)
     assert message.startswith("layer fc8: expected shape (2, 10), got (2, 5); the layers before "

@@ -18,15 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_edu.cli import main, read_image
-from alexnet_edu.data import (
-    FASHION_MNIST_CLASSES,
-    STL10_CLASSES,
-    generate_fashion_mnist,
-    generate_stl10,
-    load_splits,
-)
-from alexnet_edu.train import eval_transform, load_checkpoint, load_model, predict
+from alexnet_edu.checkpoint import eval_transform, load_checkpoint, load_model
+from alexnet_edu.cli import main
+from alexnet_edu.data import FASHION_MNIST_CLASSES, STL10_CLASSES, load_splits, read_image_tensor
+from alexnet_edu.standin import generate_fashion_mnist, generate_stl10
+from alexnet_edu.train import predict
 
 TINY = ["--image-size", "67", "--limit", "32", "--batch-size", "32", "--epochs", "1",
         "--device", "cpu"]
@@ -206,7 +202,7 @@ def test_predict_file_matches_evaluation_preprocessing(fm_run, data_root, tmp_pa
     for row, probs in zip(result["predictions"], expected):
         got = {item["class"]: item["probability"] for item in row["top"]}
         assert got == pytest.approx(dict(zip(FASHION_MNIST_CLASSES, probs.tolist())), abs=1e-5)
-    assert torch.equal(read_image(paths[0], 1), images[0])  # lossless round trip
+    assert torch.equal(read_image_tensor(paths[0], 1), images[0])  # lossless round trip
 
 
 def test_predict_missing_path(fm_run, tmp_path, capsys):

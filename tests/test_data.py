@@ -14,19 +14,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from alexnet_edu import data
+from alexnet_edu import data, standin
 from alexnet_edu.data import (
     BatchTransform,
     TensorImageDataset,
     crop_and_flip,
-    generate_fashion_mnist,
-    generate_stl10,
     load_image_folder,
     load_splits,
     make_loader,
     pca_lighting,
     ten_crop,
 )
+from alexnet_edu.standin import generate_fashion_mnist, generate_stl10
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +35,7 @@ def _isolated(request, monkeypatch, tmp_path):
     monkeypatch.setenv("ALEXNET_EDU_SMOKE", "0")
     if not any(name.startswith("real_") for name in request.fixturenames):
         monkeypatch.setenv("ALEXNET_EDU_DATA", str(tmp_path / "data-root"))
-    monkeypatch.setattr(data, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(standin, "PROJECT_ROOT", tmp_path / "project")
     torch.manual_seed(0)
 
 
@@ -100,7 +99,7 @@ def _write_stl10(root: Path, train: np.ndarray, train_y: np.ndarray, test: np.nd
         "".join(" ".join(map(str, f)) + "\n" for f in np.array_split(np.arange(len(train)), 10)))
     md5 = {f: hashlib.md5((folder / f).read_bytes()).hexdigest()
            for f in ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")}
-    (folder / data.GENERATED_MARKER).write_text(json.dumps({"md5": md5}))
+    (folder / standin.GENERATED_MARKER).write_text(json.dumps({"md5": md5}))
     return folder
 
 
@@ -385,7 +384,7 @@ def test_missing_dataset_offline_names_the_files(tmp_path, monkeypatch):
 
 def test_smoke_mode_generates_stand_ins_in_a_writable_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
-    monkeypatch.setattr(data, "SMOKE_GENERATED_SIZES", (60, 20))      # keep the test quick
+    monkeypatch.setattr(standin, "SMOKE_GENERATED_SIZES", (60, 20))      # keep the test quick
     read_only = tmp_path / "shared"
     read_only.mkdir()
     read_only.chmod(0o555)                    # like ../shared/data (even root must not write)

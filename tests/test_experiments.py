@@ -91,9 +91,9 @@ def test_run_ablations_same_budget_same_start(tmp_path, monkeypatch):
     """Two runs differing only in dropout start from identical weights and get the same number
     of epochs (dropout has no parameters, so every weight agrees at the start)."""
     monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
-    from alexnet_edu import data, train
+    from alexnet_edu import data, standin, train
 
-    data.generate_fashion_mnist(tmp_path, n_train=40, n_test=10, seed=0)
+    standin.generate_fashion_mnist(tmp_path, n_train=40, n_test=10, seed=0)
     splits = data.load_splits("fashion-mnist", root=tmp_path, limit=24, download=False)
     built = []
     real_build = train.build_model
@@ -103,7 +103,7 @@ def test_run_ablations_same_budget_same_start(tmp_path, monkeypatch):
         built.append({k: v.clone() for k, v in model.state_dict().items()})
         return model
 
-    monkeypatch.setattr(train, "build_model", spy)
+    monkeypatch.setattr(ex, "build_model", spy)
     config = train.TrainConfig(epochs=1, batch_size=12, progress=False, num_workers=0)
     hs = ex.run_ablations(splits, config, 67, tmp_path / "runs",
                           runs={"paper": {}, "no dropout": {"dropout": 0.0}}, device="cpu")

@@ -22,10 +22,12 @@ import pytest
 import torch
 from PIL import Image
 
+import alexnet_edu.cli as cli_module
 import alexnet_edu.train as train_module
-from alexnet_edu.cli import main, read_image
-from alexnet_edu.data import generate_fashion_mnist
-from alexnet_edu.train import load_checkpoint
+from alexnet_edu.checkpoint import load_checkpoint
+from alexnet_edu.cli import main
+from alexnet_edu.data import read_image_tensor
+from alexnet_edu.standin import generate_fashion_mnist
 
 try:
     import fcntl
@@ -92,12 +94,12 @@ def test_16_bit_png_is_rescaled_not_saturated(run, tmp_path, capsys):
     Image.fromarray(np.tile(ramp, (40, 1))).save(path)   # 16-bit grey PNG (mode I;16)
     assert Image.open(path).mode.startswith("I")
 
-    grey = read_image(path, 1)
+    grey = read_image_tensor(path, 1)
     assert grey.dtype == torch.uint8 and grey.shape == (1, 40, 200)
     assert grey.min() <= 2 and grey.max() >= 253      # the full range, not all 255
     assert 110 < grey.float().mean() < 145
     assert (grey[0, 0].diff() >= 0).all()              # still a ramp
-    colour = read_image(path, 3)
+    colour = read_image_tensor(path, 3)
     assert colour.shape == (3, 40, 200) and torch.equal(colour[0], grey[0])
 
     code = main(["predict", "--checkpoint", str(run / "best.pt"), "--json", str(path)])
@@ -110,8 +112,8 @@ def test_large_images_are_shrunk_as_read_and_bombs_refused(run, tmp_path, capsys
     big = tmp_path / "big.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (1300, 1700), dtype=np.uint8)).save(big)
-    assert max(read_image(big, 1).shape[1:]) <= 1024           # data.MAX_IMAGE_SIDE
-    small = read_image(big, 3, shorter_side=152)
+    assert max(read_image_tensor(big, 1).shape[1:]) <= 1024           # data.MAX_IMAGE_SIDE
+    small = read_image_tensor(big, 3, shorter_side=152)
     assert small.shape[0] == 3 and min(small.shape[1:]) == 152
     assert small.shape[2] == round(1700 * 152 / 1300)           # aspect kept
 
@@ -201,7 +203,7 @@ def test_json_never_holds_nan_or_infinity(run, data_root, monkeypatch, capsys):
         result = real(*args, **kwargs)
         return {**result, "loss": float("nan"), "top5": float("inf")}
 
-    monkeypatch.setattr(train_module, "evaluate", nan_loss)
+    monkeypatch.setattr(cli_module, "evaluate", nan_loss)
     code = main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data-root",
                  str(data_root), "--json", "--device", "cpu"])
     out, err = capsys.readouterr()

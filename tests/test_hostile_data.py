@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_edu import data
+from alexnet_edu import data, standin
 from alexnet_edu.data import load_image_folder, load_splits
 
 FASHION = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -32,7 +32,7 @@ def _isolated(request, monkeypatch, tmp_path):
     monkeypatch.setenv("ALEXNET_EDU_SMOKE", "0")
     if not any(name.startswith("real_") for name in request.fixturenames):
         monkeypatch.setenv("ALEXNET_EDU_DATA", str(tmp_path))
-    monkeypatch.setattr(data, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(standin, "PROJECT_ROOT", tmp_path / "project")
 
     def offline(*args, **kwargs):
         raise URLError("no network in tests")

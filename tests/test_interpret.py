@@ -126,15 +126,14 @@ def test_grad_cam_on_alexnet_matches_splitting_the_network_by_hand() -> None:
     x = torch.randn(2, 3, 67, 67)
     cam = grad_cam(model, x, [1, 3])
     # independent computation: run the features up to relu5, differentiate the rest
-    names = list(model.features._modules)
+    names = list(model._modules)   # every layer of the Sequential, in forward order
     a = x
     for name in names[:names.index("relu5") + 1]:
-        a = model.features._modules[name](a)
+        a = model._modules[name](a)
     a = a.detach().requires_grad_(True)
-    h = a
+    logits = a
     for name in names[names.index("relu5") + 1:]:
-        h = model.features._modules[name](h)
-    logits = model.classifier(torch.flatten(h, 1))
+        logits = model._modules[name](logits)
     logits.gather(1, torch.tensor([[1], [3]])).sum().backward()
     expected = torch.relu((a.grad.mean((2, 3), keepdim=True) * a).sum(1)).detach()
     assert cam.shape == (2, 3, 3)

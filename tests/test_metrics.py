@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from alexnet_edu.data import ten_crop
 from alexnet_edu.metrics import (
     average_crops,
     confusion_matrix,
     per_class_report,
-    ten_crop_predict,
     topk_accuracy,
     topk_correct,
 )
@@ -103,18 +103,18 @@ class _PixelModel(nn.Module):
         return x.flatten(1) @ self.w.T
 
 
-def test_ten_crop_predict_averages_softmax_over_corners_centre_and_mirrors():
+def test_ten_crop_averaging_averages_softmax_over_corners_centre_and_mirrors():
     images = torch.randn(2, 1, 6, 7, generator=torch.Generator().manual_seed(0))
     model, s = _PixelModel(4), 4
     crops = [images[..., :s, :s], images[..., :s, 3:], images[..., 2:, :s], images[..., 2:, 3:],
              images[..., 1:5, 1:5]]
     crops += [c.flip(-1) for c in crops]
     expected = torch.stack([model(c).softmax(-1) for c in crops]).mean(0)
-    got = ten_crop_predict(model, images, s)
+    got = average_crops(model, ten_crop(images, s))
     assert torch.allclose(got, expected, atol=1e-6)
     assert torch.allclose(got.sum(-1), torch.ones(2))
     # averaging softmaxes is not the softmax of averaged logits
     assert not torch.allclose(got, torch.stack([model(c) for c in crops]).mean(0).softmax(-1))
     assert average_crops(model, torch.stack(crops, 1)).shape == (2, 3)
-    with pytest.raises(ValueError, match="at least 8"):
-        ten_crop_predict(_PixelModel(8), images, 8)
+    with pytest.raises(ValueError, match="smaller than the crop 8"):
+        average_crops(_PixelModel(8), ten_crop(images, 8))

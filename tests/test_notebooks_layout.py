@@ -10,10 +10,12 @@ are committed *with* the outputs of a real run: tests/test_notebook_outputs.py c
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import re
 import subprocess
 import sys
+import textwrap
 import types
 from pathlib import Path
 
@@ -48,6 +50,48 @@ ids = [p.name for p in NOTEBOOKS]
 def test_name_and_valid_nbformat(path: Path) -> None:
     assert NAME_RE.match(path.name), f"{path.name}: notebooks are named NN_topic.ipynb"
     nbformat.validate(_read(path))
+
+
+def test_the_notebooks_folder_holds_only_notebooks() -> None:
+    """A student browsing notebooks/ in JupyterLab sees the notebooks, not our test plumbing
+    (checkpoints and caches that runs write there are ignored by git)."""
+    tracked = subprocess.run(["git", "ls-files", "notebooks"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked and all(name.endswith(".ipynb") for name in tracked), tracked
+
+
+_SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
+
+
+def _assigned(code: str) -> list[str]:
+    """Names a solution region defines at its top level (assignments, def, class)."""
+    names = []
+    for node in ast.parse(textwrap.dedent(code)).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_names_what_its_check_reads(path: Path) -> None:
+    """A student who picks another name than the check cell reads would get a NameError: the
+    task text must name (in backticks) every name the solution defines and the check reads."""
+    cells = nbformat.read(path, as_version=4).cells
+    problems = []
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
+            continue
+        task = next(cells[j].source for j in range(i - 1, -1, -1)
+                    if cells[j].cell_type == "markdown")
+        check = next((cells[j].source for j in range(i + 1, len(cells))
+                      if cells[j].cell_type == "code"), "")
+        read = {n.id for n in ast.walk(ast.parse(check)) if isinstance(n, ast.Name)}
+        for region in _SOLUTION.findall(cell.source):
+            problems += [f"cell {i}: `{name}`" for name in _assigned(region)
+                         if name in read and f"`{name}`" not in task]
+    assert not problems, f"{path.name}: the task text does not name {problems}"
 
 
 def test_numbers_are_unique() -> None:
@@ -176,6 +220,7 @@ def test_setup_cell_locally_without_package_says_how_to_install(monkeypatch) -> 
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: (None if name == "alexnet_edu"
                                           else real_find_spec(name, *a)))
+    monkeypatch.setitem(sys.modules, "alexnet_edu.notebook", None)   # its import fails
     with pytest.raises(ModuleNotFoundError, match="pip install -r requirements.txt"):
         _run_setup_cell()
 
@@ -193,3 +238,29 @@ def test_one_place_names_the_repository() -> None:
         if f"github.com/{REPO_SLUG}" in text:
             offenders.append(path.name)
     assert not offenders, f"the repository URL is written out in {offenders}; use settings.REPO_URL"
+
+
+def test_failed_checks_and_missing_names_show_one_line_in_ipython(capsys) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from alexnet_edu.checks import CheckFailed
+    from alexnet_edu.notebook import brief_errors
+
+    shell = InteractiveShell.instance()
+    try:
+        brief_errors()
+        failed = shell.run_cell("from alexnet_edu.checks import check_equal\n"
+                                "check_equal('conv2 output size', 26, 27)")
+        out = capsys.readouterr()
+        assert isinstance(failed.error_in_exec, CheckFailed)   # the cell still fails
+        shown = out.out + out.err
+        assert "conv2 output size" in shown and "checks.py" not in shown
+        missing = shell.run_cell("check_equal('x', conv2_out, 27)")
+        shown = "".join(capsys.readouterr())
+        assert isinstance(missing.error_in_exec, NameError)
+        assert "conv2_out" in shown and "Define:" in shown and "Traceback" not in shown
+        other = shell.run_cell("1 / 0")
+        assert isinstance(other.error_in_exec, ZeroDivisionError)
+        assert "ZeroDivisionError" in "".join(capsys.readouterr())
+    finally:
+        InteractiveShell.clear_instance()

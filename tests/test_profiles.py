@@ -10,8 +10,10 @@ import torch
 from test_train import _splits, _tiny
 
 from alexnet_edu import profiles, train
+from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.cli import main
-from alexnet_edu.data import BatchTransform, generate_fashion_mnist
+from alexnet_edu.data import BatchTransform
+from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import TrainConfig, estimate_epoch_seconds, fit
 
 
@@ -74,7 +76,7 @@ def test_cli_without_flags_uses_the_profiles_recipe(tmp_path, monkeypatch, capsy
                  str(tmp_path / "run"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "Profile cpu" in out and "Plan:" in out
-    checkpoint = train.load_checkpoint(tmp_path / "run" / "last.pt")
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
     assert checkpoint["image_size"] == 67 and checkpoint["train_config"]["lr"] == 0.03
     assert checkpoint["train_config"]["batch_size"] == 8 and checkpoint["split"]["limit"] == 24
 

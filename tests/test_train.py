@@ -17,19 +17,21 @@ import torch
 from torch import nn
 
 from alexnet_edu import data
-from alexnet_edu.train import (
+from alexnet_edu.checkpoint import (
     FORMAT,
-    TrainConfig,
-    build_model,
     check_compatible,
     eval_transform,
-    evaluate,
-    fit,
     load_checkpoint,
     load_model,
+    save_checkpoint,
+)
+from alexnet_edu.train import (
+    TrainConfig,
+    build_model,
+    evaluate,
+    fit,
     make_optimizer,
     predict,
-    save_checkpoint,
     step_lr,
 )
 
@@ -144,7 +146,9 @@ def test_flip_averaging_is_the_ten_crops_centre_pair(alexnet_run):
     splits, _, _, run = alexnet_run
     loaded, checkpoint = load_model(run / "best.pt")
     transform = eval_transform(checkpoint)
-    flip = evaluate(loaded, splits.val, transform, tta="flip")["probabilities"]
+    # float32 on every CPU (amp "auto" picks bfloat16 on CPUs with AMX), to compare with the
+    # float32 forward pass below
+    flip = evaluate(loaded, splits.val, transform, tta="flip", amp="off")["probabilities"]
     # patches 4 and 9 of the paper's ten are the centre crop and its mirror image
     with torch.no_grad():
         pair = transform.ten_crop_batch(splits.val.images)[:, [4, 9]]
@@ -356,7 +360,7 @@ def test_fit_never_touches_the_test_split(tmp_path):
 
 
 def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
-    import alexnet_edu.train as train_module
+    import alexnet_edu.pretrained as train_module  # load_or_train's home
 
     monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
     monkeypatch.setitem(train_module.QUICK, "limit", 48)

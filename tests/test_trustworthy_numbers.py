@@ -19,9 +19,11 @@ from test_train import _same_weights, _splits, _tiny
 from torch import nn
 
 from alexnet_edu import experiments, train
+from alexnet_edu.checkpoint import eval_transform, load_checkpoint
 from alexnet_edu.cli import main
-from alexnet_edu.data import generate_fashion_mnist, load_splits, split_fingerprint
+from alexnet_edu.data import load_splits, split_fingerprint
 from alexnet_edu.metrics import topk_accuracy, topk_correct
+from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import (
     TrainConfig,
     amp_dtype,
@@ -29,7 +31,6 @@ from alexnet_edu.train import (
     cpu_has_bf16,
     evaluate,
     fit,
-    load_checkpoint,
     make_optimizer,
 )
 
@@ -303,7 +304,6 @@ def test_cpu_bf16_is_detected_from_the_cpu_flags(tmp_path, monkeypatch):
 
 
 def test_torchvision_weights_are_evaluated_at_their_own_resize():
-    from alexnet_edu.train import eval_transform
 
     paper = eval_transform({"image_size": 224, "mean": [0.5] * 3, "std": [0.5] * 3,
                             "model_config": {"in_channels": 3}})

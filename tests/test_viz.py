@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from alexnet_edu import AlexNet, activations, viz
+from alexnet_edu.widgets import FeatureMapViewer
 
 torch.set_num_threads(2)
 
@@ -173,7 +174,7 @@ def test_activation_shapes_per_layer_name(small_model) -> None:
 def test_feature_map_viewer_controls_and_updates(small_model) -> None:
     torch.manual_seed(1)
     images = torch.randn(2, 3, 67, 67)
-    viewer = viz.FeatureMapViewer(small_model, images, titles=["a", "b"])
+    viewer = FeatureMapViewer(small_model, images, titles=["a", "b"])
     assert list(viewer.layer.options) == small_model.layer_names()[:len(viewer.layer.options)]
     assert viewer.layer.options[0] == "conv1" and "pool5" in viewer.layer.options
     assert [label for label, _ in viewer.image_picker.options] == ["a", "b"]
@@ -210,8 +211,8 @@ def test_feature_map_viewer_controls_and_updates(small_model) -> None:
 
 
 def test_feature_map_viewer_one_image_and_bad_input(small_model) -> None:
-    viewer = viz.FeatureMapViewer(small_model, torch.randn(3, 67, 67), layers=["pool5"])
+    viewer = FeatureMapViewer(small_model, torch.randn(3, 67, 67), layers=["pool5"])
     assert list(viewer.layer.options) == ["pool5"] and viewer.channel.max == 255
     assert math.isfinite(float(viewer.maps().sum()))
     with pytest.raises(ValueError, match="N, C, H, W"):
-        viz.FeatureMapViewer(small_model, torch.randn(67, 67))
+        FeatureMapViewer(small_model, torch.randn(67, 67))

@@ -1,0 +1,294 @@
+"""Checkpoints: the file format, saving and loading it safely, and exact resume.
+
+A checkpoint is a dict saved with `torch.save` and loaded with ``torch.load(weights_only=True)``
+(no code runs on load). It holds what is needed to *use* the model (its configuration, classes,
+normalization, input size: `load_model`, `eval_transform`) and, in ``last.pt``, what is needed to
+*continue* training exactly (optimizer, scheduler, AMP scaler, where in which epoch, and the
+random-number generators' states: `RunFiles`, `Progress`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import math
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import BatchTransform
+from .files import write_atomic
+from .model import AlexNet
+from .settings import shown_path
+
+__all__ = ["FORMAT", "MAX_IMAGE_SIZE", "save_checkpoint", "load_checkpoint", "load_model",
+           "check_compatible", "eval_transform", "Progress", "RunFiles", "rng_state",
+           "set_rng_state", "seed_everything"]
+
+FORMAT = "alexnet-edu/1"
+MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
+    """Write `checkpoint` atomically (`files.write_atomic`): a crash or a full disk leaves the
+    previous file at `path` untouched. A failed write raises an OSError that says which file,
+    why, and that the previous one is intact -- also where torch.save reports a full disk as a
+    RuntimeError from its zip writer."""
+    path = Path(path)
+    try:
+        return write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+    except (OSError, RuntimeError) as err:
+        if isinstance(err, RuntimeError) and not any(
+                sign in str(err) for sign in ("unexpected pos", "StreamWriter", "write")):
+            raise   # not a failed write (e.g. an object torch.save cannot pickle)
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip()
+        try:
+            why += f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there"
+        except OSError:
+            pass
+        kept = (f"the previous {path.name} is intact" if path.exists()
+                else f"no {path.name} was written")
+        raise OSError(getattr(err, "errno", None) or errno.EIO,
+                      f"could not write the checkpoint {path} ({why.splitlines()[0]}); {kept}. "
+                      "Free disk space (or fix the folder's permissions), then resume the "
+                      "run") from err
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load an alexnet-edu checkpoint with ``torch.load(weights_only=True)`` (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path} (train one with alexnet_edu.train.fit "
+                                "or notebook 04)")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not an alexnet-edu checkpoint that loads safely with "
+                         f"weights_only=True: {err}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
+        raise ValueError(f"{path} is not an alexnet-edu checkpoint (format {found!r}, expected "
+                         f"{FORMAT!r}); a bare state_dict loads with model.load_state_dict")
+    return checkpoint
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None
+               ) -> tuple[AlexNet, dict]:
+    """Rebuild the checkpoint's model (in eval mode, on `device`, default CPU) and return it with
+    the checkpoint (classes, mean, std, image_size, history...)."""
+    checkpoint = load_checkpoint(path)
+    check_fields(checkpoint, path)
+    model = AlexNet(**checkpoint["model_config"])
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device or "cpu").eval(), checkpoint
+
+
+def eval_transform(checkpoint: dict) -> nn.Module:
+    """The evaluation transform a checkpoint needs: its input size, normalization and channels
+    (its ``ten_crop_batch`` gives the paper's ten test patches)."""
+    return BatchTransform(checkpoint["image_size"], tuple(checkpoint["mean"]),
+                          tuple(checkpoint["std"]), train=False,
+                          out_channels=checkpoint["model_config"]["in_channels"],
+                          resize_size=checkpoint.get("resize_size"))
+
+
+def check_fields(checkpoint: dict, path: str | Path) -> None:
+    """Every field `load_model` and `eval_transform` use, checked, with the field named: a
+    hand-edited or corrupted checkpoint gets a clear ValueError, never a KeyError or NaN output."""
+    def bad(field: str, why: str) -> ValueError:
+        return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged - "
+                          "use the best.pt/last.pt that training wrote")
+
+    config = checkpoint.get("model_config")
+    if not isinstance(config, dict) or not isinstance(config.get("num_classes"), int):
+        raise bad("model_config", "is missing or has no integer num_classes")
+    classes = checkpoint.get("classes")
+    if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
+            or len(classes) != config["num_classes"]):
+        raise bad("classes", f"must be a list of {config['num_classes']} class names "
+                             f"(one per output), got {type(classes).__name__} "
+                             f"{len(classes) if isinstance(classes, list) else ''}".rstrip())
+    size = checkpoint.get("image_size")
+    if not isinstance(size, int) or not 63 <= size <= MAX_IMAGE_SIZE:
+        raise bad("image_size", f"must be an integer from 63 to {MAX_IMAGE_SIZE}, got {size!r}")
+    channels = checkpoint.get("in_channels_data", config.get("in_channels", 3))
+    for name in ("mean", "std"):
+        value = checkpoint.get(name)
+        if (not isinstance(value, list) or len(value) != channels
+                or not all(isinstance(v, float) and math.isfinite(v) for v in value)
+                or (name == "std" and min(value) <= 0)):
+            raise bad(name, f"must be {channels} finite numbers (one per channel"
+                            f"{', positive' if name == 'std' else ''}), got {value!r}")
+    weights = checkpoint.get("model")
+    if not isinstance(weights, dict):
+        raise bad("model", "is missing (no weights)")
+    broken = [name for name, t in weights.items()
+              if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise bad("model", f"holds NaN or infinite weights in {', '.join(broken[:3])}"
+                           f"{' ...' if len(broken) > 3 else ''} (a diverged run or corrupted "
+                           "bytes), so every prediction would be meaningless")
+
+
+def check_compatible(checkpoint: dict, model: nn.Module,
+                     classes: Sequence[str] | None = None) -> None:
+    """Raise a clear ValueError if `checkpoint` was not made for this model (and these classes)."""
+    config = getattr(model, "config", None)
+    theirs = checkpoint.get("model_config")
+    if config is not None and theirs != config:
+        diff = {k: (theirs.get(k), config.get(k)) for k in set(config) | set(theirs)
+                if theirs.get(k) != config.get(k)}
+        raise ValueError("the checkpoint was made for a different model: "
+                         + ", ".join(f"{k}={a!r} in the checkpoint but {b!r} here"
+                                     for k, (a, b) in sorted(diff.items()))
+                         + "; build the model with AlexNet(**checkpoint['model_config']) or train "
+                         "a new run in another folder")
+    if classes is not None and list(classes) != list(checkpoint.get("classes", [])):
+        raise ValueError(f"the checkpoint's classes {checkpoint.get('classes')} differ from the "
+                         f"data's {list(classes)}: it belongs to another dataset")
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact resume
+# ---------------------------------------------------------------------------------------------
+
+def rng_state() -> dict:
+    """Every random number generator training touches, as tensors and lists (weights_only-safe)."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": [version, list(internal), py_gauss],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    """Put back what `rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's generators (every CUDA device's too)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _zero_sums() -> dict:
+    return {"loss": 0.0, "correct": 0, "seen": 0}
+
+
+@dataclass
+class Progress:
+    """Where a run stands: with the model and optimizer, all that exact resume needs.
+
+    A run is between batches (``batch_rng`` None) or inside batch number ``batch`` of epoch
+    ``epoch`` (both counted from 0), which started from the random state ``batch_rng``: an
+    interrupted batch is replayed from there, with the same crops, flips and dropout masks."""
+
+    epoch: int = 0                # epochs finished
+    batch: int = 0                # batches of the current epoch finished
+    sums: dict = field(default_factory=_zero_sums)   # loss, correct, seen in the current epoch
+    best_val_acc: float = -1.0
+    history: list[dict] = field(default_factory=list)
+    batch_rng: dict | None = None
+
+    def start_batch(self) -> None:
+        self.batch_rng = rng_state()
+
+    def end_batch(self, loss: float, correct: int, seen: int) -> None:
+        self.sums["loss"] += loss * seen
+        self.sums["correct"] += correct
+        self.sums["seen"] += seen
+        self.batch, self.batch_rng = self.batch + 1, None
+
+    def end_epoch(self, row: dict) -> bool:
+        """Record the epoch's history row; True if its validation accuracy is the best yet."""
+        self.history.append(row)
+        self.epoch, self.batch, self.sums = self.epoch + 1, 0, _zero_sums()
+        best = row["val_acc"] > self.best_val_acc
+        self.best_val_acc = max(self.best_val_acc, row["val_acc"])
+        return best
+
+
+class RunFiles:
+    """A run's folder: ``last.pt`` after every epoch (and at an interruption), ``best.pt`` at the
+    best validation accuracy (no optimizer state: it is for *using* the model), ``history.json``
+    (the curves, for any tool). `resume` puts the objects back exactly as `save` found them."""
+
+    def __init__(self, run_dir: Path, model: AlexNet, optimizer, scheduler, scaler, splits,
+                 config) -> None:
+        self.dir, self.last, self.best = run_dir, run_dir / "last.pt", run_dir / "best.pt"
+        self.model, self.optimizer, self.scheduler, self.scaler = (model, optimizer, scheduler,
+                                                                   scaler)
+        self.splits, self.config = splits, config
+
+    def checkpoint(self, progress: Progress) -> dict:
+        splits = self.splits
+        return {
+            "format": FORMAT, "model_config": dict(self.model.config),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "classes": list(splits.classes), "mean": [float(m) for m in splits.mean],
+            "std": [float(s) for s in splits.std], "image_size": self.model.config["image_size"],
+            "in_channels_data": int(splits.in_channels), "dataset": splits.name,
+            "synthetic": bool(getattr(splits, "synthetic", False)),
+            "split": dict(getattr(splits, "recipe", {}) or {}),   # seed, fraction, fingerprints
+            "epoch": progress.epoch, "batch": progress.batch, "partial": dict(progress.sums),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": progress.batch_rng or rng_state(),
+            "history": list(progress.history), "best_val_acc": progress.best_val_acc,
+            "train_config": dataclasses.asdict(self.config),
+        }
+
+    def save(self, progress: Progress, best: bool = False) -> None:
+        """last.pt (and best.pt when `best`) and history.json, each written atomically."""
+        checkpoint = self.checkpoint(progress)
+        if best:
+            save_checkpoint({k: v for k, v in checkpoint.items() if k != "optimizer"}, self.best)
+        save_checkpoint(checkpoint, self.last)
+        write_atomic(self.dir / "history.json", json.dumps(progress.history, indent=1))
+
+    def resume(self) -> Progress | None:
+        """Load last.pt into the model, optimizer, scheduler, scaler and RNGs; None if absent."""
+        if not self.last.exists():
+            print(f"Nothing to resume in {shown_path(self.dir)} (no last.pt): starting a new run")
+            return None
+        checkpoint = load_checkpoint(self.last, map_location="cpu")
+        check_compatible(checkpoint, self.model, self.splits.classes)
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        set_rng_state(checkpoint["rng"])
+        progress = Progress(checkpoint["epoch"], checkpoint["batch"], dict(checkpoint["partial"]),
+                            checkpoint["best_val_acc"], list(checkpoint["history"]))
+        print(f"Resuming {shown_path(self.last)} at epoch {progress.epoch + 1}"
+              + (f", batch {progress.batch + 1}" if progress.batch else ""))
+        return progress
+
+    def save_interrupted(self, progress: Progress) -> None:
+        """Save where an interrupted run stands (inside an epoch) and say how to continue."""
+        if progress.batch == 0:
+            print(f"Interrupted after epoch {progress.epoch}: {shown_path(self.last)} holds it; "
+                  "fit(..., resume=True) continues")
+            return
+        save_checkpoint(self.checkpoint(progress), self.last)
+        print(f"Interrupted in epoch {progress.epoch + 1} after batch {progress.batch}: saved "
+              f"{shown_path(self.last)}; fit(..., resume=True) continues exactly from there")

@@ -1,0 +1,184 @@
+"""The interactive feature-map viewer (ipywidgets): pick an image, a layer and a channel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from .model import activations, eval_mode
+from .viz import _hwc, denormalize, figure_to_png, to_unit_range
+
+__all__ = ["FeatureMapViewer"]
+
+
+class FeatureMapViewer:
+    """Interactive feature maps: pick an image, a layer and a channel; see the map, the input and
+    the image's most active channels in that layer. Works in JupyterLab and Colab (ipywidgets +
+    an Image widget showing PNG bytes); frontends without widgets get the same view as a
+    static PNG.
+
+        viewer = FeatureMapViewer(model, images, mean=splits.mean, std=splits.std)
+        viewer            # the widget (last expression of a cell)
+        viewer.figure()   # the current view as a matplotlib Figure
+
+    Controls (attributes): `image_picker`, `layer`, `channel`, `top_channels`; output: `image`
+    (ipywidgets.Image); everything: `widget`. Their CSS classes (for browser tests) are
+    alexnet-edu-image-picker, -layer, -channel, -top-channels, -image and -viewer.
+    """
+
+    def __init__(self, model: torch.nn.Module, images: torch.Tensor,
+                 titles: Sequence[str] | None = None, layers: Sequence[str] | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 top_k: int = 8, layer: str | None = None):
+        import ipywidgets as widgets  # optional: only the viewer needs it
+
+        if images.dim() == 3:
+            images = images.unsqueeze(0)
+        if images.dim() != 4 or len(images) == 0:
+            raise ValueError(f"FeatureMapViewer expects images (N, C, H, W), got "
+                             f"{tuple(images.shape)}")
+        self.model, self.images, self.mean, self.std = model, images, mean, std
+        self.titles = list(titles) if titles is not None else [f"image {i}" for i in
+                                                               range(len(images))]
+        # Only spatial layers have maps to show (conv1 ... pool5).
+        if layers is None:
+            every = model.layer_names()
+            layers = every[:every.index("pool5") + 1]
+        names = list(layers)
+        self.top_k = top_k
+        self._cache: dict[int, dict[str, torch.Tensor]] = {}
+
+        first = layer if layer is not None else names[0]
+        self.image_picker = widgets.Dropdown(options=[(t, i) for i, t in enumerate(self.titles)],
+                                             value=0, description="Image")
+        self.layer = widgets.Dropdown(options=names, value=first, description="Layer")
+        self.channel = widgets.IntSlider(value=0, min=0, max=1, description="Channel",
+                                         continuous_update=False)
+        self.top_channels = widgets.Dropdown(options=[], description="Top channels")
+        self.image = widgets.Image(format="png")
+        for w, css in ((self.image_picker, "image-picker"), (self.layer, "layer"),
+                       (self.channel, "channel"), (self.top_channels, "top-channels"),
+                       (self.image, "image")):
+            w.add_class(f"alexnet-edu-{css}")
+        self.image.add_class("alexnet-edu-feature-map")
+        self.widget = widgets.VBox([
+            widgets.HBox([self.image_picker, self.layer]),
+            widgets.HBox([self.channel, self.top_channels]), self.image])
+        self.widget.add_class("alexnet-edu-viewer")
+
+        self._busy = False
+        self.image_picker.observe(lambda _: self._on_source_change(), names="value")
+        # A new layer opens on its most active channel: channel 0 is often dead or dull.
+        self.layer.observe(lambda _: self._on_source_change(jump=True), names="value")
+        self.channel.observe(self._on_channel, names="value")
+        self.top_channels.observe(self._on_top_pick, names="value")
+        self._on_source_change(jump=True)
+
+    # --- data ---------------------------------------------------------------------------------
+    def maps(self, index: int | None = None, layer: str | None = None) -> torch.Tensor:
+        """The (C, H, W) maps of image `index` at `layer` (defaults: the current selection)."""
+        index = self.image_picker.value if index is None else index
+        layer = self.layer.value if layer is None else layer
+        if index not in self._cache:
+            x = self.images[index:index + 1].to(next(self.model.parameters()).device)
+            with eval_mode(self.model):
+                maps = activations(self.model, x, list(self.layer.options))
+            self._cache[index] = {k: v[0].cpu() for k, v in maps.items()}
+        return self._cache[index][layer]
+
+    def top(self, k: int | None = None) -> list[int]:
+        """The current layer's k channels with the largest mean activation for this image."""
+        means = self.maps().flatten(1).mean(1)
+        return means.argsort(descending=True, stable=True)[:k or self.top_k].tolist()
+
+    # --- events -------------------------------------------------------------------------------
+    def _on_source_change(self, jump: bool = False) -> None:
+        m = self.maps()
+        self._busy = True  # one render for the whole update, not one per control change
+        try:
+            self.channel.max = m.shape[0] - 1
+            means = m.flatten(1).mean(1)
+            top = self.top()
+            self.top_channels.options = [(f"{c} (mean {means[c]:.3g})", c) for c in top]
+            if jump:
+                self.channel.value = top[0]
+            self._show_channel_in_menu()
+        finally:
+            self._busy = False
+        self._render()
+
+    def _show_channel_in_menu(self) -> None:
+        # The menu shows the current channel when it is one of the top ones, else stays blank.
+        in_top = self.channel.value in [value for _, value in self.top_channels.options]
+        self.top_channels.value = self.channel.value if in_top else None
+
+    def _on_channel(self, _change: Any) -> None:
+        if not self._busy:
+            self._busy = True
+            try:
+                self._show_channel_in_menu()
+            finally:
+                self._busy = False
+        self._render()
+
+    def _on_top_pick(self, change: Any) -> None:
+        if change["new"] is not None and not self._busy:
+            self.channel.value = change["new"]
+
+    def _render(self) -> None:
+        if self._busy:
+            return
+        self.image.value = figure_to_png(self.figure())
+
+    # --- drawing ------------------------------------------------------------------------------
+    def figure(self) -> Figure:
+        """The current view: input image, the chosen channel (with a colour bar) and the
+        image's top-k channels at this layer."""
+        index, layer, ch = self.image_picker.value, self.layer.value, self.channel.value
+        m = self.maps()
+        # A fixed layout: constrained layout would double the time of every redraw.
+        fig = Figure(figsize=(10, 5.6))
+        cols = max(self.top_k, 4)
+        grid = fig.add_gridspec(2, cols, left=0.06, right=0.97, top=0.88, bottom=0.02,
+                                hspace=0.35, wspace=0.25, height_ratios=[2.4, 1])
+        ax_img = fig.add_subplot(grid[0, :cols // 2])
+        ax_img.imshow(_hwc(denormalize(self.images[index], self.mean, self.std)),
+                      cmap="gray", vmin=0, vmax=1)
+        h, w = self.images.shape[-2:]
+        ax_img.set_title(f"input: {self.titles[index]}")
+        ax_img.set_xlabel(f"x (px, of {w})")
+        ax_img.set_ylabel(f"y (px, of {h})")
+        ax_map = fig.add_subplot(grid[0, cols // 2:])
+        im = ax_map.imshow(m[ch].numpy(), cmap="viridis", interpolation="nearest")
+        fig.colorbar(im, ax=ax_map, label="activation")
+        dead = " — dead (all zero)" if m[ch].abs().max() == 0 else ""
+        ax_map.set_title(f"{layer}, channel {ch} of {m.shape[0]}{dead}")
+        ax_map.set_xlabel(f"x (unit, of {m.shape[2]})")
+        ax_map.set_ylabel(f"y (unit, of {m.shape[1]})")
+        tops = self.top()
+        shown = to_unit_range(m[tops], dims=(-2, -1))
+        for j, (c, img) in enumerate(zip(tops, shown)):
+            ax = fig.add_subplot(grid[1, j])
+            ax.imshow(img.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"ch {c}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(f"{layer} feature maps ({m.shape[1]}×{m.shape[2]}); bottom: the {len(tops)} "
+                     "most active channels (mean activation), each scaled to its own min–max")
+        return fig
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # The widget where a widget manager runs (JupyterLab, Colab); the PNG everywhere else
+        # (CI, GitHub, nbconvert): frontends render the richest type they support.
+        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        import base64
+        return {**bundle, "image/png": base64.b64encode(self.image.value).decode("ascii")}
+
+    def __repr__(self) -> str:
+        return (f"FeatureMapViewer({len(self.images)} images, layer={self.layer.value!r}, "
+                f"channel={self.channel.value})")

@@ -29,43 +29,22 @@ README_BADGE_RE = re.compile(
     r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/main/notebooks/")
 SETUP_MARKER = "# Set-up: the same cell opens every notebook"
 
-SETUP_CELL = f'''{SETUP_MARKER}. Locally it only imports; on Google Colab it first
-# installs alexnet_edu from GitHub (once per runtime) and turns on Colab's widget support.
+SETUP_CELL = f'''{SETUP_MARKER} (on Colab it first installs alexnet_edu).
 import importlib.util
 import subprocess
 import sys
 
 IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB:
-    if importlib.util.find_spec("alexnet_edu") is None:
-        # --no-deps keeps Colab's own torch, torchvision and ipywidgets (upgrading them in a
-        # running runtime would need a restart); then add only what Colab lacks.
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "git+{REPO_URL}"], check=True)
-        importlib.invalidate_caches()  # let this running kernel see the new package
-    missing = [m for m in ("torchsummary", "ipywidgets") if importlib.util.find_spec(m) is None]
-    if missing:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
-    from google.colab import output
-
-    output.enable_custom_widget_manager()  # Colab shows ipywidgets only with this on
-elif importlib.util.find_spec("alexnet_edu") is None:
-    raise ModuleNotFoundError("alexnet_edu is not installed in this kernel: run "
-                              "`pip install -r requirements.txt` in the repository root, "
-                              "then restart the kernel")
-
-import alexnet_edu
-from alexnet_edu.device import pick_device
-from alexnet_edu.profiles import current_profile
-
-device = pick_device()  # CUDA, then Apple MPS, then CPU (and says so)
-if IN_COLAB and device.type != "cuda":
-    print("This Colab runtime has no GPU. Training cells will be slow: choose "
-          "Runtime > Change runtime type > T4 GPU, then Runtime > Run all.")
-# The run's size: smoke (CI), cpu (no CUDA GPU: 67 px, minutes) or full (a CUDA GPU: the paper's)
-PROFILE = current_profile()
-SMOKE = PROFILE.name == "smoke"
-print(f"alexnet_edu {{alexnet_edu.__version__}}; {{PROFILE}}")'''
+if IN_COLAB and importlib.util.find_spec("alexnet_edu") is None:   # --no-deps: keep Colab's torch
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "git+{REPO_URL}"], check=True)
+    importlib.invalidate_caches()   # let this running kernel see the new package
+try:
+    from alexnet_edu.notebook import set_up
+except ModuleNotFoundError:
+    raise ModuleNotFoundError("alexnet_edu is not installed in this kernel: run `pip install -r "
+                              "requirements.txt` in the repository root, then restart the kernel")
+device, PROFILE, SMOKE = set_up()   # the device, and the run's size: smoke, cpu or full'''
 
 
 def badge(notebook: Path) -> str:

@@ -84,13 +84,30 @@ def check_equal(name: str, got: Any, expected: Any) -> None:
     except (RuntimeError, ValueError):  # e.g. a tensor of several values against a number
         same = False
     if not same:
+        if _long(got) and _long(expected):
+            raise CheckFailed(_sequence_difference(name, list(got), list(expected)))
         hint = ""
         if isinstance(got, float) and isinstance(expected, int) and got != int(got):
             hint = " - sizes are whole numbers: did you forget to floor the division?"
         elif type(got) is not type(expected) and str(got) == str(expected):
             hint = f" (a {type(got).__name__}, expected a {type(expected).__name__})"
         raise CheckFailed(f"{name}: expected {expected!r}, got {got!r}{hint}")
-    _ok(f"{name}: {got!r}")
+    _ok(f"{name}: all {len(got)} values as expected" if _long(got) else f"{name}: {got!r}")
+
+
+def _long(value: Any) -> bool:
+    """A list or tuple too long to read at a glance in a one-line message."""
+    return isinstance(value, (list, tuple)) and len(value) > 8
+
+
+def _sequence_difference(name: str, got: list, expected: list) -> str:
+    """Where two long lists differ: how many entries, and the first one, not both in full."""
+    if len(got) != len(expected):
+        return f"{name}: expected {len(expected)} values, got {len(got)}"
+    wrong = [i for i, (g, e) in enumerate(zip(got, expected)) if g != e]
+    i = wrong[0]
+    return (f"{name}: {len(wrong)} of {len(got)} values differ; the first at index {i}: "
+            f"expected {expected[i]!r}, got {got[i]!r}")
 
 
 def check_shape(name: str, got: Any, expected: Sequence[int]) -> None:

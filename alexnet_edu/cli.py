@@ -407,7 +407,7 @@ def _probabilities(model: AlexNet, images: list[tuple[Path, torch.Tensor]], tran
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """The top-k classes and their probabilities for each image."""
+    """The top-k classes and their probabilities for each image: a table, one row per image."""
     device = _pick_device(args.device, verbose=False)
     model, checkpoint = _load_model(args.checkpoint, device)
     transform = eval_transform(checkpoint).to(device)
@@ -430,18 +430,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         probabilities = _probabilities(model, good, transform, device)
         for path, _ in good:
             top = torch.topk(probabilities[path], k)
-            ranked = [(classes[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
-            results.append({"path": str(path),
-                            "top": [{"class": c, "probability": p} for c, p in ranked]})
-            if not args.json:   # names escaped: a class or file name cannot print a line
-                print(_printable(path))
-                for rank, (c, p) in enumerate(ranked, start=1):
-                    print(f"  {rank}. {_printable(c):<20} {p:7.2%}")
+            results.append({
+                "path": str(path),
+                # an image in a folder named after a class (the image-folder layout) has a label
+                "true": path.parent.name if path.parent.name in classes else None,
+                "top": [{"class": classes[i], "probability": p}
+                        for p, i in zip(top.values.tolist(), top.indices.tolist())]})
     if args.json:
         print(_json({"predictions": results, "failed": failed}))
+    elif results:
+        print(_prediction_table(results, k))
     if failed:
         _error(f"{failed} of {failed + len(results)} inputs could not be classified (see above)")
     return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def _prediction_table(results: list[dict], k: int) -> str:
+    """One row per image: file, the true class where its folder names one, the top k; then the
+    accuracy over the labelled images. Names are escaped, so none can print a line of its own."""
+    labelled = [row for row in results if row["true"] is not None]
+    header = ["file"] + (["true"] if labelled else []) + [f"top {r}" for r in range(1, k + 1)]
+    rows = [[_printable(row["path"])] + ([_printable(row["true"] or "?")] if labelled else [])
+            + [f"{_printable(t['class'])} {t['probability']:.1%}" for t in row["top"]]
+            for row in results]
+    widths = [max(map(len, column)) for column in zip(header, *rows)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    if labelled:
+        right = sum(row["top"][0]["class"] == row["true"] for row in labelled)
+        lines.append(f"top-1 accuracy: {right / len(labelled):.1%} ({right} of {len(labelled)} "
+                     f"images whose folder names a class)")
+    return "\n".join(lines)
 
 
 # The parser --------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ convention on the real ones: >= 3 exercises per notebook, each followed by a che
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +177,19 @@ def test_release_refuses_to_overwrite_the_solutions(tmp_path):
     with pytest.raises(NotebookError, match="would overwrite"):
         release(src.parent, src.parent)
     assert src.read_bytes() == before
+
+
+def test_released_files_are_readable_by_students(tmp_path):
+    """A course folder is shared: the files and the folder must be readable by others (umask
+    022), not private to the instructor as a temporary file would be."""
+    src = write(solution_notebook(), tmp_path / "nbs" / "01_demo.ipynb")
+    old = os.umask(0o022)
+    try:
+        (released,) = release(src, tmp_path / "course" / "release")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(released.stat().st_mode) == 0o644
+    assert stat.S_IMODE(released.parent.stat().st_mode) == 0o755
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -55,6 +55,20 @@ def test_check_close_reports_error_tolerance_and_worst_index():
     assert "index (1, 2): got 1.5, expected 1" in message
 
 
+def test_check_equal_on_long_lists_names_the_first_difference_and_passes_in_one_line(capsys):
+    expected = [True] * 50
+    got = list(expected)
+    got[7] = got[31] = False
+    message = failure(check_equal, "top-1 correct", got, expected)
+    assert message == ("top-1 correct: 2 of 50 values differ; the first at index 7: "
+                       "expected True, got False")
+    assert failure(check_equal, "x", [1] * 9, [1] * 10) == "x: expected 10 values, got 9"
+    check_equal("top-1 correct", expected, expected)
+    assert capsys.readouterr().out == "\u2714 top-1 correct: all 50 values as expected\n"
+    check_equal("size", (6, 6), (6, 6))                    # short ones are shown in full
+    assert capsys.readouterr().out == "\u2714 size: (6, 6)\n"
+
+
 def test_check_close_shows_the_values_its_error_comes_from():
     # the largest absolute difference (index 0) is not where the relative error is largest
     expected = torch.tensor([100.0, 0.2])

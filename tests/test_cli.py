@@ -9,6 +9,7 @@ in evaluation, and bad input ends in one clear line on stderr with exit code 2, 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,20 +144,48 @@ def test_evaluate_on_a_dataset_with_other_classes_is_refused(fm_run, data_root, 
 
 # --- predict ----------------------------------------------------------------------------------
 
-def _ranked(out: str) -> dict[str, list[tuple[str, float]]]:
-    """Parse predict's text output: {path: [(class, probability), ...]}."""
-    result: dict[str, list[tuple[str, float]]] = {}
-    path = None
-    for line in out.splitlines():
-        if not line.startswith("  "):
-            path = line
-            result[path] = []
-        else:
-            rank, rest = line.strip().split(". ", 1)
-            name, percent = rest.rsplit(None, 1)
-            assert int(rank) == len(result[path]) + 1
-            result[path].append((name.strip(), float(percent.rstrip("%")) / 100))
+def _table(out: str) -> dict[str, dict]:
+    """Parse predict's table: {path: {"true": class or None, "top": [(class, probability)]}}.
+    Columns are left-aligned under their headers, so each starts where its header does."""
+    header, *rows = out.splitlines()
+    labelled = header.split()[1] == "true"
+    starts = [0] + ([header.index("true")] if labelled else []) + [
+        m.start() for m in re.finditer(r"top \d+", header)]
+    result = {}
+    for row in rows:
+        if row.startswith("top-1 accuracy"):
+            continue
+        cells = [row[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+        path, true = cells[0], (cells[1] if labelled else None)
+        top = []
+        for cell in cells[2 if labelled else 1:]:
+            name, percent = cell.rsplit(None, 1)
+            top.append((name, float(percent.rstrip("%")) / 100))
+        result[path] = {"true": None if true == "?" else true, "top": top}
     return result
+
+
+def _ranked(out: str) -> dict[str, list[tuple[str, float]]]:
+    return {path: row["top"] for path, row in _table(out).items()}
+
+
+def test_predict_table_names_true_classes_and_accuracy(fm_run, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for folder in ("Trouser", "Coat", "holiday"):          # two class folders, one other
+        (tmp_path / folder).mkdir()
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(
+            tmp_path / folder / "x.png")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(fm_run / "best.pt"), "--top-k", "3",
+                 str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    table = _table(out)
+    assert len(out.splitlines()) == 1 + 3 + 1              # header, a row per image, accuracy
+    trues = {Path(p).parent.name: row["true"] for p, row in table.items()}
+    assert trues == {"Trouser": "Trouser", "Coat": "Coat", "holiday": None}
+    right = sum(row["top"][0][0] == row["true"] for row in table.values() if row["true"])
+    assert out.splitlines()[-1].startswith(f"top-1 accuracy: {right / 2:.1%} ({right} of 2 images")
+    assert all(len(row["top"]) == 3 for row in table.values())
 
 
 def test_predict_directory_with_bad_files(fm_run, tmp_path, capsys):

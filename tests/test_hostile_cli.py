@@ -131,7 +131,7 @@ def test_large_images_are_shrunk_as_read_and_bombs_refused(run, tmp_path, capsys
     assert code == 2 and "Traceback" not in err
     bad, summary = _error_lines(err)                 # the file, then the count
     assert "bomb.png" in bad and "pixels" in bad and "1 of 2 inputs" in summary
-    assert out.splitlines()[0] == str(big)                        # the good one still classified
+    assert out.splitlines()[1].startswith(str(big))   # the good one still classified
 
 
 # --- 2. names are escaped in text output ------------------------------------------------------
@@ -166,10 +166,9 @@ def test_class_and_file_names_cannot_inject_lines(evil_run, tmp_path, capsys):
     text, err = capsys.readouterr()
     assert code == 0, err
     lines = text.splitlines()
-    assert len(lines) == 3                           # the file, then exactly two ranks
-    assert lines[0] == str(image).replace("\n", "\\n")
-    assert "\x1b" not in text and sorted(line.split()[1] for line in lines[1:]) == [
-        "a_plain", "b_evil\\n"]
+    assert len(lines) == 2                           # the header, then one row for the file
+    assert lines[1].startswith(str(image).replace("\n", "\\n"))
+    assert "\x1b" not in text and "a_plain" in lines[1] and "b_evil\\n" in lines[1]
 
     code = main(["predict", "--checkpoint", str(out / "best.pt"), "--json", str(image)])
     text, _ = capsys.readouterr()

@@ -76,8 +76,8 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
             model, checkpoint = imagenet_alexnet(device)
             how = ("torchvision's ImageNet-trained AlexNet (1000 classes, 224 px) - "
                    f"no {shown_path(path)} yet")
-        except RuntimeError as err:
-            print(f"Not using ImageNet weights: {err}")
+        except RuntimeError:   # offline: the fallbacks below say so in their one line
+            pass
     if model is None and fashion.is_file():
         model, checkpoint = load_model(fashion, device)
         how = (f"notebook 04's Fashion-MNIST model ({shown_path(fashion)}): there is no "
@@ -85,7 +85,9 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
                "model, with Fashion-MNIST test images")
     if model is None:
         model, checkpoint, how = load_or_train(dataset, device)
-    print(f"Model: {how}")
+        how += (" (torchvision's ImageNet weights are not available here either)" if pretrained
+                else "")
+    print(f"Model: {how}")   # one line: which model the figures show, and why
     return model.eval(), checkpoint, how
 
 
@@ -148,5 +150,4 @@ def load_or_train(dataset: str, device: str | torch.device | None = None
            f"{QUICK['epochs']} epochs) into {shown_path(run)} because "
            f"{shown_path(trained_model_path(name))} does not exist yet - run notebook 04/05 for "
            "a real one")
-    print(how)
     return model, checkpoint, how

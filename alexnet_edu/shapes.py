@@ -133,10 +133,11 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
         colour = "0.85" if pad else ("tab:red" if x >= size - lost else "white")
         ax.add_patch(Rectangle((x, -1), 1, 0.8, facecolor=colour, edgecolor="0.4",
                                hatch="//" if pad else None, gid="padding" if pad else "pixel"))
-    colours = plt.get_cmap("tab10")
+    # tab10 without its red (index 3): red means "never read" in the input row
+    colours = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 3]
     for j in range(out):  # output j reads padded positions j*stride ... j*stride + extent - 1
         start = j * stride - padding
-        c = colours(j % 10)
+        c = colours[j % len(colours)]
         ax.add_patch(Rectangle((start, j), extent, 0.8, facecolor=c, alpha=0.25, edgecolor=c,
                                gid="window"))
         for t in range(kernel):

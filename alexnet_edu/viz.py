@@ -21,6 +21,7 @@ import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["to_unit_range", "denormalize", "figure_to_png", "image_grid", "filter_grid",
            "feature_map_grid", "plot_confusion_matrix", "plot_history", "LiveHistoryPlot",
@@ -155,7 +156,8 @@ def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filte
         ax.set_xticks([])
         ax.set_yticks([])
     kind = "colour" if w.shape[1] == 3 else "grey"
-    fig.suptitle(f"{title}: {len(w)} kernels of {w.shape[-2]}×{w.shape[-1]} px ({kind}, "
+    # two lines: a grid of 8 columns is too narrow for the whole caption on one
+    fig.suptitle(f"{title}\n{len(w)} kernels of {w.shape[-2]}×{w.shape[-1]} px ({kind}, "
                  f"each scaled to its own min–max)")
     return fig
 
@@ -272,6 +274,8 @@ def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training cu
             axes[2].set_yscale("log")
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("learning rate")
+    for ax in axes:   # whole epochs only: no ticks at 1.2, 1.4, ...
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].grid(alpha=0.3)
     axes[0].set_title("loss")
     axes[1].set_title("accuracy")

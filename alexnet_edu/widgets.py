@@ -57,7 +57,8 @@ class FeatureMapViewer:
         self.layer = widgets.Dropdown(options=names, value=first, description="Layer")
         self.channel = widgets.IntSlider(value=0, min=0, max=1, description="Channel",
                                          continuous_update=False)
-        self.top_channels = widgets.Dropdown(options=[], description="Top channels")
+        self.top_channels = widgets.Dropdown(options=[], description="Top channels",
+                                             style={"description_width": "initial"})
         self.image = widgets.Image(format="png")
         for w, css in ((self.image_picker, "image-picker"), (self.layer, "layer"),
                        (self.channel, "channel"), (self.top_channels, "top-channels"),
@@ -158,6 +159,9 @@ class FeatureMapViewer:
         ax_map.set_title(f"{layer}, channel {ch} of {m.shape[0]}{dead}")
         ax_map.set_xlabel(f"x (unit, of {m.shape[2]})")
         ax_map.set_ylabel(f"y (unit, of {m.shape[1]})")
+        # units are whole: ticks at 0, 1, 2 on a 3 x 3 map, never at -0.5, 0.5, ...
+        ax_map.set_xticks(range(0, m.shape[2], -(-m.shape[2] // 8)))
+        ax_map.set_yticks(range(0, m.shape[1], -(-m.shape[1] // 8)))
         tops = self.top()
         shown = to_unit_range(m[tops], dims=(-2, -1))
         for j, (c, img) in enumerate(zip(tops, shown)):

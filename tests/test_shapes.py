@@ -244,6 +244,11 @@ def test_draw_windows_draws_one_window_per_output():
     assert len(red) == unused_pixels(24, 11, 4) == 1
     assert "4.25 -> 4 outputs" in ax.get_title()
     plt.close(ax.figure)
+    # no window is drawn in the red the legend keeps for "never read" (output 3 once was)
+    ax = draw_windows(48, 3, 2)
+    red = matplotlib.colors.to_rgb("tab:red")
+    assert all(p.get_facecolor()[:3] != red for p in ax.patches if p.get_gid() != "pixel")
+    plt.close(ax.figure)
     ax = draw_windows(9, 3, 2, padding=1, dilation=2)
     assert [p.get_gid() for p in ax.patches].count("padding") == 2
     plt.close(ax.figure)

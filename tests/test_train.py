@@ -377,6 +377,28 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
     assert "notebook 04" in how and real["epoch"] == 30
 
 
+def test_model_to_inspect_says_which_model_in_one_line(tmp_path, monkeypatch, capsys):
+    """Offline, with no trained STL-10 model: one line naming the quick model and why, not the
+    download error's traceback text and a second copy of the training message."""
+    import alexnet_edu.pretrained as pretrained
+
+    def offline(device=None):
+        raise RuntimeError("torchvision's ImageNet AlexNet weights are not available "
+                           "(URLError: <urlopen error [Errno -3] name resolution>)\nmore")
+
+    monkeypatch.setattr(pretrained, "runs_dir", lambda: tmp_path)
+    monkeypatch.setattr(pretrained, "imagenet_alexnet", offline)
+    monkeypatch.setitem(pretrained.QUICK, "limit", 48)
+    monkeypatch.setitem(pretrained.QUICK, "epochs", 1)
+    capsys.readouterr()
+    model, _, how = pretrained.model_to_inspect("fashion-mnist", "cpu")
+    model_lines = [line for line in capsys.readouterr().out.splitlines()
+                   if "quick model" in line or "ImageNet" in line]
+    assert model_lines == [f"Model: {how}"] and "URLError" not in how
+    assert "trained a quick model" in how and "not available here either" in how
+    assert not model.training
+
+
 def test_tensorboard_logging_writes_events(tmp_path):
     pytest.importorskip("tensorboard")
     fit(_tiny(), _splits(), TrainConfig(epochs=1, tensorboard=True, **CFG), tmp_path, "cpu")

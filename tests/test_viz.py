@@ -127,6 +127,9 @@ def test_plot_history_plots_the_numbers_with_accuracy_in_percent() -> None:
     assert [list(line.get_ydata()) for line in acc_ax.lines] == [[30.0, 50.0], [25.0, 40.0]]
     assert list(lr_ax.lines[0].get_ydata()) == [0.01, 0.001]
     assert all(ax.get_xlabel() == "epoch" and ax.get_ylabel() for ax in (loss_ax, acc_ax, lr_ax))
+    fig.canvas.draw()   # epochs are whole numbers: no tick at 1.2, 1.4, ...
+    assert all(float(t).is_integer() for ax in (loss_ax, acc_ax, lr_ax)
+               for t in ax.get_xticks())
     # a history without validation keys still plots
     fig = viz.plot_history([{k: v for k, v in r.items() if not k.startswith("val")}
                             for r in HISTORY])
@@ -214,5 +217,10 @@ def test_feature_map_viewer_one_image_and_bad_input(small_model) -> None:
     viewer = FeatureMapViewer(small_model, torch.randn(3, 67, 67), layers=["pool5"])
     assert list(viewer.layer.options) == ["pool5"] and viewer.channel.max == 255
     assert math.isfinite(float(viewer.maps().sum()))
+    fig = viewer.figure()                 # pool5 of a 67 px image: 1 x 1 units
+    fig.canvas.draw()
+    unit_map = next(ax for ax in fig.axes if ax.get_xlabel().startswith("x (unit"))
+    assert all(float(t).is_integer() for t in [*unit_map.get_xticks(), *unit_map.get_yticks()])
+    assert viewer.top_channels.style.description_width == "initial"   # "Top channels" in full
     with pytest.raises(ValueError, match="N, C, H, W"):
         FeatureMapViewer(small_model, torch.randn(67, 67))

@@ -3,8 +3,8 @@
 One module per idea: `shapes` (output-size arithmetic), `layers` (Local Response Normalization),
 `model` (AlexNet), `data` (datasets, batched transforms), `standin` (generated smoke data),
 `train` (the paper's recipe), `checkpoint` and `files` (saving, loading, resuming), `pretrained`,
-`metrics`, `viz` (plots), `widgets`, `embeddings`, `interpret`, `experiments`, `assignments` and
-`checks` (exercises), `cli` (`python -m alexnet_edu`), `device`, `profiles`, `notebook` (the
+`metrics`, `viz` (plots), `widgets`, `embeddings`, `interpret`, `experiments`, `assignments`,
+`checks` and `grading` (exercises), `cli` (`python -m alexnet_edu`), `device`, `profiles`, `notebook` (the
 notebooks' set-up cell), `settings` (smoke mode, data root).
 
 The names below are imported on first use, so `import alexnet_edu` (and command-line tools such

@@ -1,0 +1,87 @@
+"""The grading command on real released notebooks: right answers pass, wrong ones fail with the
+check's message, hidden tests are put back (and a student cannot edit a check away), a cell that
+runs forever is cut off, a missing notebook fails. Runs notebook 01 in smoke mode (seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from alexnet_edu.assignments import release
+from alexnet_edu.grading import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "notebooks" / "01_shape_arithmetic.ipynb"
+
+
+def _answer(nb: dict, cell_id: str, source: str) -> None:
+    (cell,) = [c for c in nb["cells"] if c.get("id") == cell_id]
+    cell["source"] = source
+
+
+def _cell_id(nb: dict, starts: str) -> str:
+    return next(c["id"] for c in nb["cells"] if "".join(c["source"]).startswith(starts))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict[tuple[str, str], tuple[bool, str]]:
+    tmp = tmp_path_factory.mktemp("grading")
+    (released,) = release(SOLUTION, tmp / "release")
+    student = json.loads(released.read_text())
+    solution = json.loads(SOLUTION.read_text())
+    answers = {c["id"]: c["source"] for c in solution["cells"]}
+    ex1, ex2, ex3, ex4 = [c["id"] for c in student["cells"] if c["cell_type"] == "code"
+                          and "raise NotImplementedError()" in "".join(c["source"])]
+
+    # ada: every answer right, except that alexnet_chain(66) returns [] instead of raising and
+    # she wrote down the smallest input (the visible checks pass; a hidden test catches it);
+    # she also deleted exercise 1's check call (it is put back)
+    ada = json.loads(json.dumps(student))
+    for cell_id in (ex1, ex2, ex3, ex4):
+        _answer(ada, cell_id, answers[cell_id])
+    chain = "".join(answers[ex4]).replace(
+        '            raise ValueError(f"a window of {k} does not fit in {w} + 2*{p} pixels")',
+        "            return []")
+    _answer(ada, ex4, chain[:chain.index("### BEGIN SOLUTION\nsmallest_input")]
+            + "smallest_input = 67\n")
+    check1 = _cell_id(ada, "from alexnet_edu import checks")
+    _answer(ada, check1, "from alexnet_edu import checks\n")
+    # bob: exercise 1 wrong, exercise 2 never finishes, the rest not answered
+    bob = json.loads(json.dumps(student))
+    _answer(bob, ex1, "conv2_out = 26\n")
+    _answer(bob, ex2, "import time\ntime.sleep(600)\n")
+    for name, nb in (("ada", ada), ("bob", bob)):
+        (tmp / "submissions" / name).mkdir(parents=True)
+        (tmp / "submissions" / name / SOLUTION.name).write_text(json.dumps(nb))
+    (tmp / "submissions" / "cy").mkdir()          # handed nothing in
+    out = tmp / "grades.csv"
+    assert main([str(SOLUTION), str(tmp / "submissions"), "--out", str(out),
+                 "--timeout", "30"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    return {(r["student"], r["exercise"].split(":")[0]): (r["passed"] == "1", r["message"])
+            for r in rows}
+
+
+def test_right_answers_pass_and_checks_cannot_be_edited_away(graded):
+    assert graded[("ada", "Exercise 1 (easy)")] == (True, "")
+    assert graded[("ada", "Exercise 2 (easy)")] == (True, "")
+    assert graded[("ada", "Exercise 3 (medium)")] == (True, "")
+
+
+def test_hidden_tests_are_put_back(graded):
+    passed, message = graded[("ada", "Exercise 4 (hard)")]
+    assert not passed and "alexnet_chain(66) should raise ValueError" in message
+
+
+def test_wrong_slow_and_missing_answers_fail_with_a_reason(graded):
+    passed, message = graded[("bob", "Exercise 1 (easy)")]
+    assert not passed and "conv2 output size: expected 27, got 26" in message
+    assert graded[("bob", "Exercise 2 (easy)")] == (False, "timed out: a cell ran longer than 30 s")
+    assert graded[("bob", "Exercise 3 (medium)")] == (
+        False, "not answered (the cell still raises NotImplementedError)")
+    assert {graded[("cy", f"Exercise {n}")] for n in ("1 (easy)", "4 (hard)")} == {
+        (False, "not handed in")}
+    assert len(graded) == 3 * 4

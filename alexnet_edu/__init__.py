@@ -4,8 +4,8 @@ One module per idea: `shapes` (output-size arithmetic), `layers` (Local Response
 `model` (AlexNet), `data` (datasets, batched transforms), `standin` (generated smoke data),
 `train` (the paper's recipe), `checkpoint` and `files` (saving, loading, resuming), `pretrained`,
 `metrics`, `viz` (plots), `widgets`, `embeddings`, `interpret`, `experiments`, `assignments`,
-`checks` and `grading` (exercises), `cli` (`python -m alexnet_edu`), `device`, `profiles`, `notebook` (the
-notebooks' set-up cell), `settings` (smoke mode, data root).
+`checks` and `grading` (exercises), `cli` (`python -m alexnet_edu`), `device`, `profiles`,
+`notebook` (the notebooks' set-up cell), `settings` (smoke mode, data root).
 
 The names below are imported on first use, so `import alexnet_edu` (and command-line tools such
 as `python -m alexnet_edu.assignments`) start without loading PyTorch.

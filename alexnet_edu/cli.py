@@ -24,7 +24,14 @@ from typing import Any
 import torch
 
 from .checkpoint import MAX_IMAGE_SIZE, check_fields, eval_transform, load_checkpoint, load_model
-from .data import DATASETS, image_files, load_splits, read_image_tensor, split_fingerprint
+from .data import (
+    DATASETS,
+    image_files,
+    load_splits,
+    load_test_split,
+    read_image_tensor,
+    split_fingerprint,
+)
 from .device import pick_device
 from .metrics import per_class_report
 from .model import AlexNet
@@ -329,20 +336,30 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
 
 # evaluate ----------------------------------------------------------------------------------------
 def _held_out(args: argparse.Namespace, checkpoint: dict):
-    """(dataset name, splits, the split to evaluate), rebuilt with the run's own seed, fraction
-    and limit: another seed would put images the model trained on into "test"."""
+    """(dataset name, synthetic, the split to evaluate), rebuilt with the run's own seed,
+    fraction and limit: another seed would put images the model trained on into "test". The
+    test split is read without the training files where the dataset keeps them apart."""
     dataset = args.dataset or checkpoint["dataset"]
     if args.dataset is None and dataset not in DATASETS and not Path(dataset).is_dir():
         raise BadInput(f"the checkpoint was trained on an image folder called {dataset!r}; "
                        "pass its path with --dataset")
     recipe = checkpoint.get("split") or {}
-    splits = _load_splits(dataset, args.data_root, recipe.get("limit"),
-                          seed=recipe.get("seed", 0), val_fraction=recipe.get("val_fraction", 0.1))
+    if args.split == "test":
+        try:
+            split, synthetic = load_test_split(dataset, args.data_root, recipe.get("seed", 0),
+                                               recipe.get("limit"))
+        except (OSError, ValueError, RuntimeError) as err:
+            raise BadInput(f"dataset {dataset!r}: {err}") from None
+        found = list(split.classes)
+    else:
+        splits = _load_splits(dataset, args.data_root, recipe.get("limit"),
+                              seed=recipe.get("seed", 0),
+                              val_fraction=recipe.get("val_fraction", 0.1))
+        split, synthetic, found = getattr(splits, args.split), splits.synthetic, splits.classes
     classes = list(checkpoint["classes"])
-    if list(splits.classes) != classes:
+    if list(found) != classes:
         raise BadInput(f"the checkpoint was trained on the classes {classes}, but {dataset!r} "
-                       f"has {list(splits.classes)}: evaluate it on the dataset it learned")
-    split = getattr(splits, args.split)
+                       f"has {list(found)}: evaluate it on the dataset it learned")
     if len(split) == 0:
         raise BadInput(f"the {args.split} split of {dataset!r} is empty")
     if args.split != "train" and recipe.get(args.split) is None:
@@ -356,7 +373,7 @@ def _held_out(args: argparse.Namespace, checkpoint: dict):
                        "count images the model trained on; use the data it was trained on")
     if args.limit is not None:   # a subset of the held-out split, never a redrawn one
         split = split.subset(torch.arange(min(args.limit, len(split))))
-    return dataset, splits, split
+    return dataset, synthetic, split
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -365,7 +382,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         device = _pick_device(args.device)
         model, checkpoint = _load_model(args.checkpoint, device)
-        dataset, splits, split = _held_out(args, checkpoint)
+        dataset, synthetic, split = _held_out(args, checkpoint)
         tta = {None: False, "ten": True, "flip": "flip"}[args.tta]
         result = evaluate(model, split, eval_transform(checkpoint), device, tta=tta)
         classes = list(checkpoint["classes"])   # escaped in text; json.dumps escapes its own
@@ -376,7 +393,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                  for r in report.rows()]
     summary = {"checkpoint": str(_resolve_checkpoint(args.checkpoint)), "dataset": dataset,
                "split": args.split, "n": int(result["n"]), "tta": args.tta,
-               "synthetic": bool(splits.synthetic), "loss": float(result["loss"]),
+               "synthetic": bool(synthetic), "loss": float(result["loss"]),
                "top1": float(result["top1"]), "top5": None if top5 is None else float(top5),
                "macro_f1": report.macro_f1, "per_class": per_class}
     if args.json:
@@ -384,7 +401,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return EXIT_OK
     how = {None: "one centre view", "ten": "ten-crop averaged (Section 4.1)",
            "flip": "the centre view and its mirror image, averaged"}[args.tta]
-    stand_in = " (generated stand-in data)" if splits.synthetic else ""
+    stand_in = " (generated stand-in data)" if synthetic else ""
     print(f"{_printable(dataset)}{stand_in}, {args.split} split: {summary['n']} images, {how}")
     line = f"top-1 accuracy {summary['top1']:.4f} (error {1 - summary['top1']:.4f})"
     if top5 is not None:

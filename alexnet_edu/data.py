@@ -38,9 +38,9 @@ from .standin import FOLDERS, STL10_CLASSES, is_standin, provide_standins, writa
 
 __all__ = [
     "DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
-    "load_splits", "load_image_folder", "channel_mean_std", "rgb_pca", "BatchTransform",
-    "resize_batch", "crop_and_flip", "center_crop", "pca_lighting", "ten_crop", "make_loader",
-    "as_loader",
+    "load_splits", "load_test_split", "load_image_folder", "channel_mean_std", "rgb_pca",
+    "BatchTransform", "resize_batch", "crop_and_flip", "center_crop", "pca_lighting", "ten_crop",
+    "make_loader", "as_loader",
     "DataFileError", "read_image", "read_image_tensor", "image_files", "MAX_IMAGE_SIDE",
     "MAX_IMAGE_PIXELS", "stl10_source", "split_fingerprint",
 ]
@@ -516,8 +516,7 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
     Mean, std and PCA come from the train split only."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    key = str(dataset).lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "stl-10": "stl10"}.get(key, key)
+    key = _dataset_key(dataset)
     if key in DATASETS:
         named_by = ("the root argument" if root is not None else "$ALEXNET_EDU_DATA"
                     if os.environ.get("ALEXNET_EDU_DATA", "").strip() else None)
@@ -538,11 +537,7 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
     n_train, n_val = _split_counts(len(pool), val_fraction, limit)
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
     train, val = pool.subset(order[n_val:n_val + n_train]), pool.subset(order[:n_val])
-    test_idx = torch.arange(len(test))
-    if limit is not None and len(test) > limit:   # a seeded subset keeps classes balanced
-        test_idx = torch.randperm(len(test),
-                                  generator=torch.Generator().manual_seed(seed + 2))[:limit]
-    test = test.subset(test_idx)
+    test = _test_subset(test, seed, limit)
     mean, std, cov = _stats(train.images)
     pca = _eig(cov) if train.images.shape[1] == 3 else None
     return Splits(train=train, val=val, test=test, classes=pool.classes,
@@ -551,6 +546,39 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
                   recipe={"seed": seed, "val_fraction": val_fraction, "limit": limit,
                           "test_images": len(test), "val": split_fingerprint(val),
                           "test": split_fingerprint(test)})
+
+
+def _dataset_key(dataset: str | Path) -> str:
+    key = str(dataset).lower().replace("_", "-")
+    return {"fashionmnist": "fashion-mnist", "stl-10": "stl10"}.get(key, key)
+
+
+def _test_subset(test: TensorImageDataset, seed: int, limit: int | None) -> TensorImageDataset:
+    """The test split under `limit`: a seeded random subset, which keeps the classes balanced."""
+    if limit is None or len(test) <= limit:
+        return test
+    return test.subset(torch.randperm(len(test),
+                                      generator=torch.Generator().manual_seed(seed + 2))[:limit])
+
+
+def load_test_split(dataset: str | Path, root: str | Path | None = None, seed: int = 0,
+                    limit: int | None = None) -> tuple[TensorImageDataset, bool]:
+    """(test split, synthetic): the test split `load_splits` gives with the same seed and limit,
+    read without the training files when the dataset keeps its test images apart (the named
+    datasets' official test files, an image folder's test/): evaluating a model needs no more."""
+    key = _dataset_key(dataset)
+    if key in DATASETS:
+        folder = (Path(root).expanduser() if root is not None else data_root()) / FOLDERS[key]
+        if all(_present(folder / name) for name in FILES[key][2:4]):   # the two test files
+            classes = FASHION_MNIST_CLASSES if key == "fashion-mnist" else STL10_CLASSES
+            test = TensorImageDataset(*_read_split(key, folder, "test"), classes)
+            return _test_subset(test, seed, limit), is_standin(folder)
+    elif (Path(dataset) / "train").is_dir() and (Path(dataset) / "test").is_dir():
+        return _test_subset(load_image_folder(Path(dataset) / "test"), seed, limit), False
+    # a single image folder (its test split is drawn from it), or files that are missing:
+    # load_splits downloads, generates stand-ins in smoke mode, or says what to do
+    splits = load_splits(dataset, root, seed=seed, limit=limit)
+    return splits.test, splits.synthetic
 
 
 # Batch transforms (§2, §4.1): whole uint8 batches -> normalized float, on any device -------------

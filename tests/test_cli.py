@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,32 @@ def test_evaluate_json_is_one_consistent_object(fm_run, data_root, capsys):
     # top-1 accuracy = correct / n = sum over classes of recall * support
     correct = sum(row["recall"] * row["support"] for row in per_class)
     assert result["top1"] == pytest.approx(correct / 24, abs=1e-6)
+
+
+def test_evaluate_test_split_needs_only_the_test_files(fm_run, data_root, tmp_path, capsys):
+    """The test split is read from the official test files alone: a machine holding only those
+    (no training files) evaluates the same images; the validation split is refused clearly."""
+    only_test = tmp_path / "FashionMNIST" / "raw"
+    only_test.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        shutil.copy(data_root / "FashionMNIST" / "raw" / name, only_test / name)
+    results = []
+    for root in (data_root, tmp_path):
+        code = main(["evaluate", "--checkpoint", str(fm_run / "best.pt"), "--data-root",
+                     str(root), "--split", "test", "--json", "--device", "cpu"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        results.append(json.loads(out))
+    full, test_only = results
+    assert test_only["n"] == full["n"] == 32                 # the run's --limit 32
+    assert (test_only["top1"], test_only["per_class"]) == (full["top1"], full["per_class"])
+    code = main(["evaluate", "--checkpoint", str(fm_run / "best.pt"), "--data-root",
+                 str(tmp_path), "--split", "val", "--device", "cpu"])
+    _, err = capsys.readouterr()
+    # the validation split needs the training files: refused in one line (in smoke mode, as
+    # here, because generated stand-ins are not the images the run held out)
+    assert code == 2 and len(_error_lines(err)) == 1
+    _no_traceback(err)
 
 
 def test_evaluate_table_with_ten_crops(fm_run, data_root, capsys):

@@ -77,7 +77,9 @@ def _assigned(code: str) -> list[str]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_exercise_names_what_its_check_reads(path: Path) -> None:
     """A student who picks another name than the check cell reads would get a NameError: the
-    task text must name (in backticks) every name the solution defines and the check reads."""
+    task text must name (in backticks) every name the solution defines and the check reads, and
+    so must the answer cell outside its solution regions (a `# Define: ...` line), which is what
+    the released notebook shows above `# YOUR CODE HERE`."""
     cells = nbformat.read(path, as_version=4).cells
     problems = []
     for i, cell in enumerate(cells):
@@ -88,10 +90,13 @@ def test_every_exercise_names_what_its_check_reads(path: Path) -> None:
         check = next((cells[j].source for j in range(i + 1, len(cells))
                       if cells[j].cell_type == "code"), "")
         read = {n.id for n in ast.walk(ast.parse(check)) if isinstance(n, ast.Name)}
+        outside = _SOLUTION.sub("", cell.source)   # what the released cell still shows
         for region in _SOLUTION.findall(cell.source):
-            problems += [f"cell {i}: `{name}`" for name in _assigned(region)
+            problems += [f"cell {i}: `{name}` (task text)" for name in _assigned(region)
                          if name in read and f"`{name}`" not in task]
-    assert not problems, f"{path.name}: the task text does not name {problems}"
+            problems += [f"cell {i}: `{name}` (the answer cell)" for name in _assigned(region)
+                         if name in read and not re.search(rf"\b{name}\b", outside)]
+    assert not problems, f"{path.name}: these do not name what the check reads: {problems}"
 
 
 def test_numbers_are_unique() -> None:

@@ -4,7 +4,7 @@ The paper's Figure 4 (right) looks up the training images whose fc7 vectors - th
 activations after fc7's ReLU, our layer "relu7" - are closest in Euclidean distance to a test
 image's, and finds images of the same kind that are *not* close in pixel space (Section 6.1).
 `extract_features` computes such vectors for a whole dataset in batches, without keeping any
-autograd graph; `nearest_neighbors` does the retrieval, in any space (fc7 or raw pixels).
+autograd graph; `nearest_neighbours` does the retrieval, in any space (fc7 or raw pixels).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .checkpoint import eval_transform
 from .data import as_loader
 from .model import activations, eval_mode
 
-__all__ = ["extract_features", "nearest_neighbors", "retrieval_precision"]
+__all__ = ["extract_features", "nearest_neighbours", "retrieval_precision"]
 
 
 @torch.no_grad()
@@ -56,7 +56,7 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
     return torch.cat(feats), torch.cat(labels)
 
 
-def nearest_neighbors(queries: torch.Tensor, gallery: torch.Tensor, k: int = 5,
+def nearest_neighbours(queries: torch.Tensor, gallery: torch.Tensor, k: int = 5,
                       metric: str = "euclidean",
                       exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(distances, indices), each (Q, k): the k gallery rows closest to each query row, nearest
@@ -88,6 +88,6 @@ def retrieval_precision(features: torch.Tensor, labels: torch.Tensor, k: int = 5
                         metric: str = "euclidean") -> float:
     r"""Leave-one-out precision@k: the fraction of each image's k nearest *other* images
     that share its class, averaged, $\frac{1}{Nk}\sum_i \#\{j \in NN_k(i): y_j = y_i\}$."""
-    _, idx = nearest_neighbors(features, features, k=k, metric=metric, exclude_self=True)
+    _, idx = nearest_neighbours(features, features, k=k, metric=metric, exclude_self=True)
     labels = torch.as_tensor(labels)
     return (labels[idx] == labels[:, None]).float().mean().item()

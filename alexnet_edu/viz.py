@@ -115,7 +115,7 @@ def show_figures_inline() -> None:
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                ncols: int | None = None, title: str = "Images",
-               title_colors: Sequence[str] | None = None) -> Figure:
+               title_colours: Sequence[str] | None = None) -> Figure:
     """Show a batch (N, C, H, W) or one image (C, H, W): uint8, or normalized floats with the
     `mean`/`std` that normalized them (see `denormalize`)."""
     t = torch.as_tensor(images)
@@ -130,7 +130,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
         ax.set_xticks([])
         ax.set_yticks([])
         if titles is not None:
-            color = title_colors[i] if title_colors is not None else "black"
+            color = title_colours[i] if title_colours is not None else "black"
             ax.set_title(str(titles[i]), fontsize=8, color=color)
     h, w = t.shape[-2:]
     fig.suptitle(f"{title} ({len(shown)} × {h}×{w} px)")

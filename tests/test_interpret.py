@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from alexnet_edu import AlexNet, activations
-from alexnet_edu.embeddings import extract_features, nearest_neighbors
+from alexnet_edu.embeddings import extract_features, nearest_neighbours
 from alexnet_edu.interpret import grad_cam, occlusion, occlusion_positions, saliency
 
 torch.set_num_threads(2)
@@ -175,18 +175,18 @@ def test_extract_features_applies_a_transform_to_uint8_images() -> None:
         extract_features(model, images, progress=False)
 
 
-def test_nearest_neighbors_matches_brute_force() -> None:
+def test_nearest_neighbours_matches_brute_force() -> None:
     torch.manual_seed(0)
     gallery = torch.randn(30, 7)
     queries = gallery[:4] + 0.01 * torch.randn(4, 7)
-    dist, idx = nearest_neighbors(queries, gallery, k=3)
+    dist, idx = nearest_neighbours(queries, gallery, k=3)
     brute = ((queries[:, None] - gallery[None]) ** 2).sum(-1).sqrt()
     assert torch.equal(idx[:, 0], torch.arange(4))
     assert torch.equal(idx, brute.argsort(1)[:, :3])
     assert torch.allclose(dist, brute.sort(1).values[:, :3], atol=1e-5)
-    _, idx = nearest_neighbors(gallery, gallery, k=1, exclude_self=True)
+    _, idx = nearest_neighbours(gallery, gallery, k=1, exclude_self=True)
     assert (idx[:, 0] != torch.arange(30)).all()
-    _, idx = nearest_neighbors(gallery * 5, gallery, k=1, metric="cosine")
+    _, idx = nearest_neighbours(gallery * 5, gallery, k=1, metric="cosine")
     assert torch.equal(idx[:, 0], torch.arange(30))        # cosine ignores the scale
     with pytest.raises(ValueError, match="k must be"):
-        nearest_neighbors(gallery, gallery, k=31)
+        nearest_neighbours(gallery, gallery, k=31)

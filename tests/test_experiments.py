@@ -123,3 +123,47 @@ def test_run_folder_names_are_portable():
     assert ex.run_folder_name("N(0, 0.01)") == "N-0-0.01"
     assert ex.run_folder_name("non-overlapping 2/2") == "non-overlapping-2-2"
     assert ex.run_folder_name("../..") == "run"
+
+
+def test_seeds_table_mean_sd_and_verdicts_from_the_per_seed_effects():
+    # three seeds; the paper run's best validation error is 12 % (0.9 - 0.02 at its end), so
+    # LRN's advantage is 18, 20, 22 points (clear) and pooling's +1, -1, +3 (noise)
+    per_seed = [_histories(relu=[0.6, 0.8, 0.9], tanh=[0.4, 0.6, 0.8], lrn_val=(0.80, 0.70 - d),
+                           pool_val=0.88 - p, gaps=(0.02, 0.15))
+                for d, p in ((0.0, 0.01), (0.02, -0.01), (0.04, 0.03))]
+    rows = {r["ablation"]: r for r in ex.seeds_table(per_seed)}
+    lrn = rows["lrn"]
+    assert lrn["effects"] == pytest.approx([18.0, 20.0, 22.0])
+    assert lrn["mean"] == pytest.approx(20.0) and lrn["sd"] == pytest.approx(2.0)
+    assert lrn["verdict"] == "held" and lrn["paper"].startswith("-1.4 points")
+    pool = rows["pooling"]
+    assert pool["effects"] == pytest.approx([1.0, -1.0, 3.0])
+    assert pool["mean"] == pytest.approx(1.0) and pool["sd"] == pytest.approx(2.0)
+    assert pool["verdict"] == "undecided"                  # 1 < 2 * 2 / sqrt(3)
+    assert rows["activation"]["effects"] == [1.0] * 3      # ReLU epoch 2, tanh epoch 3
+    assert rows["dropout"]["effects"] == pytest.approx([13.0] * 3)
+    # a run that never reaches the target counts one epoch past its end
+    slow = _histories(relu=[0.6, 0.8], tanh=[0.1, 0.2], lrn_val=(0.8, 0.7), pool_val=0.8,
+                      gaps=(0.0, 0.0))
+    (one,) = [r for r in ex.seeds_table([slow]) if r["ablation"] == "activation"]
+    assert one["effects"] == [1.0] and one["sd"] is None and one["verdict"] == "one seed"
+    table = ex.seeds_markdown(list(rows.values()))
+    assert "+20.0 ± 2.0" in table and "+18.0, +20.0, +22.0 points" in table
+
+
+def test_run_seeds_trains_each_seed_into_its_own_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
+    from alexnet_edu import data, standin, train
+
+    standin.generate_fashion_mnist(tmp_path, n_train=40, n_test=10, seed=0)
+    splits = data.load_splits("fashion-mnist", root=tmp_path, limit=24, download=False)
+    config = train.TrainConfig(epochs=1, batch_size=12, progress=False, num_workers=0)
+    per_seed = ex.run_seeds(splits, config, 67, tmp_path / "runs", seeds=2,
+                            runs={"paper": {}}, device="cpu", keep_checkpoints=False)
+    assert [(tmp_path / "runs" / f"seed-{s}" / "paper" / "history.json").exists()
+            for s in (0, 1)] == [True, True]
+    losses = [h["paper"][0]["train_loss"] for h in per_seed]
+    assert losses[0] != losses[1]                          # other weights, other batches
+    single = ex.run_ablations(splits, config, 67, tmp_path / "one", runs={"paper": {}},
+                              device="cpu", keep_checkpoints=False)
+    assert single["paper"][0]["train_loss"] == pytest.approx(losses[0], rel=1e-5)   # seed 0

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import distributed
 from .data import BatchTransform
 from .files import write_atomic
 from .model import AlexNet
@@ -255,10 +256,14 @@ class RunFiles:
             "scaler": self.scaler.state_dict(), "rng": progress.batch_rng or rng_state(),
             "history": list(progress.history), "best_val_acc": progress.best_val_acc,
             "train_config": dataclasses.asdict(self.config),
+            "processes": distributed.world_size(),   # data-parallel processes that trained it
         }
 
     def save(self, progress: Progress, best: bool = False) -> None:
-        """last.pt (and best.pt when `best`) and history.json, each written atomically."""
+        """last.pt (and best.pt when `best`) and history.json, each written atomically (by
+        rank 0 alone in data-parallel training: the processes hold the same weights)."""
+        if not distributed.is_main():
+            return
         checkpoint = self.checkpoint(progress)
         if best:
             save_checkpoint({k: v for k, v in checkpoint.items() if k != "optimizer"}, self.best)
@@ -272,6 +277,12 @@ class RunFiles:
             return None
         checkpoint = load_checkpoint(self.last, map_location="cpu")
         check_compatible(checkpoint, self.model, self.splits.classes)
+        trained_by, now = checkpoint.get("processes", 1), distributed.world_size()
+        if checkpoint["batch"] and trained_by != now:
+            # inside an epoch, "batch k" means other images with another number of processes
+            raise ValueError(f"{self.last} was interrupted inside epoch {checkpoint['epoch'] + 1} "
+                             f"of a run with {trained_by} process(es): resume it with "
+                             f"{trained_by} (at an epoch's end any number can continue)")
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -285,6 +296,8 @@ class RunFiles:
 
     def save_interrupted(self, progress: Progress) -> None:
         """Save where an interrupted run stands (inside an epoch) and say how to continue."""
+        if not distributed.is_main():
+            return
         if progress.batch == 0:
             print(f"Interrupted after epoch {progress.epoch}: {shown_path(self.last)} holds it; "
                   "fit(..., resume=True) continues")

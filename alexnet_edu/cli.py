@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import sys
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .checkpoint import MAX_IMAGE_SIZE, check_fields, eval_transform, load_checkpoint, load_model
 from .data import (
     DATASETS,
@@ -291,12 +293,17 @@ def cmd_train(args: argparse.Namespace) -> int:
                        f"takes ({MAX_IMAGE_SIZE} px; the paper's is 227)")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise BadInput(f"--lr must be a positive finite number, got {args.lr}")
+    device = distributed.start()   # launched by torchrun: this process's device, else None
+    if not distributed.is_main():  # data-parallel: rank 0 holds the folder and speaks for all
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return _train(args, name, run_dir, device)
     with _run_folder(run_dir):
-        return _train(args, name, run_dir)
+        return _train(args, name, run_dir, device)
 
 
-def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
-    """cmd_train in a run folder it holds (see _run_folder)."""
+def _train(args: argparse.Namespace, name: str, run_dir: Path,
+           device: torch.device | None) -> int:
+    """cmd_train in a run folder it holds (see _run_folder); `device` None: --device's."""
     last = run_dir / "last.pt"
     if not args.resume and last.exists():
         raise BadInput(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
@@ -304,7 +311,7 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
     resumed = _resumed(args, last) if args.resume else None
     limit, image_size, base = _run_sizes(args, name, resumed)
     config = _train_config(args, base)
-    device = _pick_device(args.device)
+    device = device or _pick_device(args.device)
     splits = _load_splits(args.dataset, args.data_root, limit, seed=config.seed)
     model = _model(args, splits, resumed, image_size, config.seed)
     c = model.config
@@ -319,9 +326,9 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path) -> int:
     except OSError as err:   # a checkpoint that cannot be written (full disk): the last one stays
         raise BadInput(err.strerror or _first_line(err)) from None
     if len(history) < config.epochs:   # fit saved the state and returned: Ctrl-C
+        again = args.argv + ([] if args.resume else ["--resume"])   # the same flags
         print(f"Interrupted after {len(history)} of {config.epochs} epoch(s); {last} holds the "
-              f"run. Continue it exactly with: {PROG} train --dataset {args.dataset} --out "
-              f"{run_dir} --resume", file=sys.stderr)
+              f"run. Continue it exactly with: {PROG} {shlex.join(again)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if history:
         best = max(history, key=lambda row: row["val_acc"])
@@ -506,7 +513,7 @@ def _add_train(commands) -> None:
         "train", formatter_class=FORMAT, help="train an AlexNet from scratch",
         description="Train AlexNet from scratch with the paper's recipe (Section 5): SGD with "
                     "momentum 0.9, weight decay 5e-4, batch 128, learning rate 0.01 divided by "
-                    "10 when the validation loss stops improving; random crops, flips and PCA "
+                    "10 when the validation error stops improving; random crops, flips and PCA "
                     "colour noise (Section 4.1); dropout 0.5 (Section 4.2). Each epoch writes "
                     "RUN_DIR/last.pt (and best.pt on a new best validation accuracy); Ctrl-C "
                     "saves and stops; --resume continues exactly where it stopped.",
@@ -529,7 +536,7 @@ def _add_train(commands) -> None:
     add("--lr", type=float, metavar="LR", help="initial learning rate (default: the profile's: "
         "0.01 in full, the paper's; 0.02 in cpu)")
     add("--schedule", choices=("plateau", "cosine"), help="plateau (default): the paper's lr / "
-        "10 when the validation loss stops improving; cosine: down to min_lr over --epochs")
+        "10 when the validation error stops improving; cosine: down to min_lr over --epochs")
     add("--momentum", type=float, metavar="M",
         help=f"SGD momentum (default: {defaults.momentum}; the paper: 0.9)")
     add("--weight-decay", type=float, metavar="WD",
@@ -614,7 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = build_parser().parse_args(argv)
+        args.argv = argv   # as typed: the resume hint repeats it
     except SystemExit as stop:  # --help (0) or a usage error (2; argparse printed why)
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     try:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
 from .profiles import current_profile
 from .settings import data_root, smoke_mode
@@ -726,22 +726,27 @@ def _as_is(batch):
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int | None = None,
-                seed: int = 0) -> DataLoader:
+                seed: int = 0, shard: tuple[int, int] = (0, 1)) -> DataLoader:
     """A DataLoader of uint8 batches `(images N x C x H x W, labels N)`, shuffled with `seed`.
+    `shard` = (rank, processes): this process's share of every batch in data-parallel training.
     A `TensorImageDataset` is indexed a whole batch at a time in the main process; other
     datasets get min(2, CPUs) workers by default (Colab has two cores)."""
     in_memory = isinstance(dataset, TensorImageDataset)
     if num_workers is None:   # tensors in memory: nothing for workers to do but copy
         num_workers = 0 if in_memory or isinstance(dataset, TensorDataset) else min(
             2, os.cpu_count() or 1)
-    # workers' base seed from `generator` too: the global RNG's would break exact resumption
-    generator = torch.Generator().manual_seed(seed)
+    # The order: torch.randperm drawn from `seed` alone, dealt out to the processes in turn, so
+    # W processes with batch B see in each step the images 1 process sees with batch W*B (a
+    # DistributedSampler of 1 process is a plain shuffle). The workers' base seed comes from
+    # its own generator: the global RNG's would break exact resumption.
+    rank, processes = shard
+    order = DistributedSampler(dataset, num_replicas=processes, rank=rank, shuffle=shuffle,
+                               seed=seed)
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=num_workers > 0, generator=generator)
+                  persistent_workers=num_workers > 0,
+                  generator=torch.Generator().manual_seed(seed))
     if not in_memory:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
-    order = (torch.utils.data.RandomSampler(dataset, generator=generator) if shuffle
-             else torch.utils.data.SequentialSampler(dataset))
+        return DataLoader(dataset, batch_size=batch_size, sampler=order, **common)
     batches = torch.utils.data.BatchSampler(order, batch_size, drop_last=False)
     return DataLoader(_WholeBatches(dataset), sampler=batches, batch_size=None,
                       collate_fn=_as_is, **common)

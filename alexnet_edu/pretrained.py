@@ -18,7 +18,8 @@ import torchvision
 from .checkpoint import FORMAT, load_model
 from .data import load_image_folder, load_splits, stl10_source
 from .model import AlexNet
-from .settings import shown_path
+from .profiles import current_profile
+from .settings import data_root, shown_path, smoke_mode
 from .train import TrainConfig, build_model, fit, runs_dir
 
 __all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "load_or_train",
@@ -57,6 +58,13 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
     return model.to(device or "cpu").eval(), checkpoint
 
 
+def _stl10_images_here() -> bool:
+    """Whether `images_to_inspect` has STL-10 test images to show: the sample folder, the
+    official files, a profile that downloads them (full), or generated stand-ins (smoke)."""
+    return (stl10_source() != "stl10" or current_profile().name == "full" or smoke_mode()
+            or (data_root() / "stl10_binary" / "test_X.bin").is_file())
+
+
 MAX_INSPECT = 500   # images: enough for every figure; activations of all of them stay small
 
 
@@ -71,7 +79,7 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
     if path.is_file():
         model, checkpoint = load_model(path, device)
         how = f"the {dataset} model trained by notebook 04/05 ({shown_path(path)})"
-    elif pretrained:
+    elif pretrained and _stl10_images_here():   # an ImageNet model is shown STL-10's photos
         try:
             model, checkpoint = imagenet_alexnet(device)
             how = ("torchvision's ImageNet-trained AlexNet (1000 classes, 224 px) - "
@@ -81,8 +89,8 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
     if model is None and fashion.is_file():
         model, checkpoint = load_model(fashion, device)
         how = (f"notebook 04's Fashion-MNIST model ({shown_path(fashion)}): there is no "
-               f"{dataset} model and no ImageNet weights here, so we look inside a grey-image "
-               "model, with Fashion-MNIST test images")
+               f"{dataset} model, and no ImageNet weights or STL-10 test images here, so we "
+               "look inside a grey-image model, with Fashion-MNIST test images")
     if model is None:
         model, checkpoint, how = load_or_train(dataset, device)
         how += (" (torchvision's ImageNet weights are not available here either)" if pretrained

@@ -41,6 +41,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import Progress, RunFiles, eval_transform, seed_everything
 from .data import BatchTransform, as_loader, make_loader
 from .device import describe_device, pick_device
@@ -287,14 +288,17 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                 # the order of epoch e depends on (seed, e) only: a resumed run sees the same
                 loader = make_loader(splits.train, config.batch_size, shuffle=True,
                                      num_workers=config.num_workers,
-                                     seed=config.seed * 1_000_003 + epoch)
+                                     seed=config.seed * 1_000_003 + epoch,
+                                     shard=(distributed.rank(), distributed.world_size()))
                 seconds, seen = train_one_epoch(step, loader, augment, progress, stop, log.bar)
                 val = evaluate(model, splits.val, plain, device,
                                batch_size=config.eval_batch_size, amp=config.amp)
                 _check_finite(val["loss"], epoch, step.lr, files.best.name)
-                row = {"epoch": epoch + 1,
-                       "train_loss": progress.sums["loss"] / progress.sums["seen"],
-                       "train_acc": progress.sums["correct"] / progress.sums["seen"],
+                # every process's share (one process: its own numbers)
+                loss, correct, images, seen = distributed.sum_across(
+                    [progress.sums[k] for k in ("loss", "correct", "seen")] + [seen])
+                row = {"epoch": epoch + 1, "train_loss": loss / images,
+                       "train_acc": correct / images,
                        "val_loss": val["loss"], "val_acc": val["top1"], "lr": step.lr,
                        "images_per_s": seen / max(seconds, 1e-9), "seconds": seconds}
                 with stop.atomic():   # the epoch's history, schedule and files go together
@@ -349,6 +353,7 @@ class _Step:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.model, self.dtype = model, amp_dtype(config.amp, device)
+        self.forward = distributed.wrap(model)   # several processes: gradients averaged
         self.optimizer = make_optimizer(model, config, device)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.lr_factor, patience=config.patience,
@@ -373,7 +378,7 @@ class _Step:
         try:
             with torch.autocast(self.device.type, dtype=self.dtype or torch.float32,
                                 enabled=self.dtype is not None):
-                logits = self.model(x)
+                logits = self.forward(x)
                 loss = F.cross_entropy(logits.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -411,10 +416,11 @@ def _check_fits(model: AlexNet, splits) -> None:
 
 
 def _new_run(files: RunFiles, config: TrainConfig) -> Progress:
-    if files.last.exists():
+    if files.last.exists() and distributed.is_main():
         print(f"Starting a new run: {shown_path(files.last)} will be overwritten "
               "(resume=True continues it)")
-    seed_everything(config.seed)
+    # each process its own crops, flips and dropout masks (rank 0: the single-process seed)
+    seed_everything(config.seed + 1_000 * distributed.rank())
     return Progress()
 
 
@@ -477,6 +483,11 @@ class _Log:
     time is the run's from the first batches on), a line per epoch, TensorBoard if asked."""
 
     def __init__(self, model, splits, config, device, run_dir, step, transform, progress):
+        self.quiet = not distributed.is_main()   # data-parallel: rank 0 speaks for all
+        self.bar = tqdm(disable=True)
+        self.writer = None
+        if self.quiet:
+            return
         held_out = (getattr(splits, "recipe", None) or {}).get("test_images")
         dtype = step.dtype
         print(f"Training {len(splits.train)} images ({len(splits.val)} for validation"
@@ -491,17 +502,19 @@ class _Log:
                 print(plan(model, splits, config, device, transform, dtype))
             except torch.OutOfMemoryError:
                 raise _out_of_memory(config, model.config["image_size"], device) from None
-        steps = math.ceil(len(splits.train) / config.batch_size)
+        share = math.ceil(len(splits.train) / distributed.world_size())   # this process's
+        steps = math.ceil(share / config.batch_size)
         self.bar = tqdm(total=config.epochs * steps, initial=progress.epoch * steps
                         + progress.batch, desc="training", unit="batch",
                         disable=not config.progress)
-        self.writer = None
         if config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # optional: only when asked
 
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def epoch(self, row: dict) -> None:
+        if self.quiet:
+            return
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch":

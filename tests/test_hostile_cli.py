@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -384,12 +385,16 @@ def test_interrupted_training_exits_130_and_names_resume(data_root, tmp_path, mo
     assert code == 130
     assert "--resume" in err and str(out) in err and "Traceback" not in err
     assert load_checkpoint(out / "last.pt")["epoch"] == 0   # the batches done are saved
+    # the printed command, run as printed (all the run's flags, --data-root too), finishes it
+    monkeypatch.undo()
+    hint = err.split("Continue it exactly with: ", 1)[1].splitlines()[0]
+    assert main(shlex.split(hint)[1:]) == 0                  # drop the program name
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
 
 
 def test_the_next_hint_for_an_image_folder_works_as_printed(tmp_path, capsys):
     """`train` on a folder ends with a `Next: alexnet-edu evaluate ...` line; running exactly
     that line (its arguments) must work, and --tta flip is one of its options."""
-    import shlex
 
     import numpy as np
     from PIL import Image

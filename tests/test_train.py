@@ -399,6 +399,28 @@ def test_model_to_inspect_says_which_model_in_one_line(tmp_path, monkeypatch, ca
     assert not model.training
 
 
+def test_model_to_inspect_skips_imagenet_weights_without_images_to_show(tmp_path, monkeypatch):
+    """Online, in the cpu profile, with neither STL-10 nor its sample: the ImageNet model would
+    have no photos to look at (the cpu profile never downloads STL-10), so notebook 04's
+    Fashion-MNIST model is shown instead, with its own test images."""
+    import alexnet_edu.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "runs_dir", lambda: tmp_path / "runs")
+    monkeypatch.setattr(pretrained, "data_root", lambda: tmp_path / "data")
+    monkeypatch.setattr(pretrained, "stl10_source", lambda: "stl10")   # no sample folder
+    monkeypatch.setattr(pretrained, "smoke_mode", lambda: False)
+    monkeypatch.setenv("ALEXNET_EDU_PROFILE", "cpu")
+    called = []
+    monkeypatch.setattr(pretrained, "imagenet_alexnet", lambda device=None: called.append(1))
+    monkeypatch.setitem(pretrained.QUICK, "limit", 48)
+    monkeypatch.setitem(pretrained.QUICK, "epochs", 1)
+    _, checkpoint, _ = pretrained.load_or_train("fashion-mnist")     # stands in for 04's run
+    save_checkpoint(checkpoint, pretrained.trained_model_path("fashion-mnist"))
+    _, shown, how = pretrained.model_to_inspect("stl10", "cpu")
+    assert called == [] and shown["dataset"] == "fashion-mnist"
+    assert "no ImageNet weights or STL-10 test images here" in how
+
+
 def test_tensorboard_logging_writes_events(tmp_path):
     pytest.importorskip("tensorboard")
     fit(_tiny(), _splits(), TrainConfig(epochs=1, tensorboard=True, **CFG), tmp_path, "cpu")

@@ -15,13 +15,15 @@ torchvision's reference scripts. Without torchrun, every function here is a no-o
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["start", "rank", "world_size", "is_main", "wrap", "sum_across"]
+__all__ = ["start", "rank", "world_size", "is_main", "wrap", "sum_across", "launch"]
 
 
 def start() -> torch.device | None:
@@ -65,3 +67,19 @@ def sum_across(values: list[float]) -> list[float]:
     total = torch.tensor(values, dtype=torch.float64, device=on)
     dist.all_reduce(total)
     return total.tolist()
+
+
+def launch(processes: int, train_args: list[str], threads: int = 1,
+           env: dict[str, str] | None = None) -> str:
+    """Run ``alexnet-edu train *train_args`` in `processes` processes on this machine (torchrun
+    for more than one) and return its output; RuntimeError with the end of stderr if it fails.
+    For notebook 11's demonstration and the tests: two CPU processes talking through gloo."""
+    command = [sys.executable, "-m", "alexnet_edu", "train", *train_args]
+    if processes > 1:
+        command[1:1] = ["-m", "torch.distributed.run", "--standalone",
+                        f"--nproc_per_node={processes}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}   # they share the cores
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"training with {processes} process(es) failed:\n{done.stderr[-2000:]}")
+    return done.stdout

@@ -84,13 +84,13 @@ class RunSize:
 
 
 # Why the cpu sizes: 67 px is the smallest input the paper's layers take (67 -> 15 -> 7 -> 3 ->
-# 1) and costs ~11x less than 227 px. A 10-minute run has about 13 epochs, too few for the
+# 1) and costs ~11x less than 227 px. A 10-minute run has about 15 epochs, too few for the
 # paper's lr 0.01 and patience 2 to reach their plateau: lr 0.02 and patience 1 learn faster
-# there (benchmarks/time_to_accuracy.py measured both).
+# there (benchmarks/time_to_accuracy.py measured both; the README's Results give the runs).
 SIZES: dict[str, dict[str, RunSize]] = {
     "fashion-mnist": {
         "smoke": RunSize(limit=384, image_size=67, epochs=2),
-        "cpu": RunSize(limit=7_500, image_size=67, epochs=13, lr=0.02, patience=1),
+        "cpu": RunSize(limit=7_500, image_size=67, epochs=15, lr=0.02, patience=1),
         "full": RunSize(limit=None, image_size=227, epochs=30),
     },
     "stl10": {
@@ -108,11 +108,18 @@ SIZES: dict[str, dict[str, RunSize]] = {
         "cpu": RunSize(limit=3_000, image_size=67, epochs=8, lr=0.01, patience=1),
         "full": RunSize(limit=None, image_size=131, epochs=15, seeds=3),
     },
+    # notebook 11's demonstration: one process with batch 2B against two with batch B (gloo, on
+    # the CPU in every profile: it shows the arithmetic of data parallelism, not its speed)
+    "parallel": {
+        "smoke": RunSize(limit=32, image_size=67, epochs=1, batch_size=8),
+        "cpu": RunSize(limit=512, image_size=67, epochs=1, batch_size=32),
+        "full": RunSize(limit=512, image_size=67, epochs=1, batch_size=32),
+    },
 }
 
 
 def run_size(task: str, profile: str | None = None, **overrides) -> RunSize:
-    """The sizes of `task` ("fashion-mnist", "stl10" or "ablations"; an image folder runs like
+    """The sizes of `task` ("fashion-mnist", "stl10", "ablations", "parallel"; a folder runs like
     "stl10") in `profile` (default: `current_profile()`), with `overrides` applied."""
     name = profile or current_profile().name
     if name not in PROFILES:

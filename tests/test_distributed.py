@@ -5,28 +5,20 @@ number of processes at an epoch's end, and refuses to inside an epoch."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from alexnet_edu import standin
+from alexnet_edu import distributed, standin
 
 COMMON = ["--dataset", "fashion-mnist", "--limit", "32", "--image-size", "67", "--epochs", "1",
           "--no-augment", "--dropout", "0", "--amp", "off", "--device", "cpu"]
 
 
 def _train(data: Path, out: Path, batch: int, processes: int, *extra: str) -> None:
-    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={processes}"] if processes > 1 else [sys.executable])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ALEXNET_EDU_PROFILE": "smoke"}
-    done = subprocess.run([*launch, "-m", "alexnet_edu", "train", *COMMON, "--data-root",
-                           str(data), "--batch-size", str(batch), "--out", str(out), *extra],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    distributed.launch(processes, [*COMMON, "--data-root", str(data), "--batch-size", str(batch),
+                                   "--out", str(out), *extra], env={"ALEXNET_EDU_PROFILE": "smoke"})
 
 
 @pytest.fixture(scope="module")

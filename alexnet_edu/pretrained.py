@@ -75,26 +75,27 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
     Fashion-MNIST model when it exists (the `cpu` profile on a machine without STL-10's training
     images or the ImageNet weights), else a quick model."""
     path, fashion = trained_model_path(dataset), trained_model_path("fashion-mnist")
-    model = None
+    model, no_imagenet = None, "no ImageNet weights (not asked for)"
     if path.is_file():
         model, checkpoint = load_model(path, device)
         how = f"the {dataset} model trained by notebook 04/05 ({shown_path(path)})"
-    elif pretrained and _stl10_images_here():   # an ImageNet model is shown STL-10's photos
+    elif pretrained and not _stl10_images_here():   # an ImageNet model is shown STL-10's photos
+        no_imagenet = "no STL-10 test images to show torchvision's ImageNet model"
+    elif pretrained:
         try:
             model, checkpoint = imagenet_alexnet(device)
             how = ("torchvision's ImageNet-trained AlexNet (1000 classes, 224 px) - "
                    f"no {shown_path(path)} yet")
         except RuntimeError:   # offline: the fallbacks below say so in their one line
-            pass
+            no_imagenet = "torchvision's ImageNet weights are not available here (offline?)"
     if model is None and fashion.is_file():
         model, checkpoint = load_model(fashion, device)
         how = (f"notebook 04's Fashion-MNIST model ({shown_path(fashion)}): there is no "
-               f"{dataset} model, and no ImageNet weights or STL-10 test images here, so we "
-               "look inside a grey-image model, with Fashion-MNIST test images")
+               f"{dataset} model and {no_imagenet}, so we look inside a grey-image model, with "
+               "Fashion-MNIST test images")
     if model is None:
         model, checkpoint, how = load_or_train(dataset, device)
-        how += (" (torchvision's ImageNet weights are not available here either)" if pretrained
-                else "")
+        how += f" ({no_imagenet})"
     print(f"Model: {how}")   # one line: which model the figures show, and why
     return model.eval(), checkpoint, how
 

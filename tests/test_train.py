@@ -395,7 +395,7 @@ def test_model_to_inspect_says_which_model_in_one_line(tmp_path, monkeypatch, ca
     model_lines = [line for line in capsys.readouterr().out.splitlines()
                    if "quick model" in line or "ImageNet" in line]
     assert model_lines == [f"Model: {how}"] and "URLError" not in how
-    assert "trained a quick model" in how and "not available here either" in how
+    assert "trained a quick model" in how and "ImageNet weights are not available here" in how
     assert not model.training
 
 
@@ -418,7 +418,7 @@ def test_model_to_inspect_skips_imagenet_weights_without_images_to_show(tmp_path
     save_checkpoint(checkpoint, pretrained.trained_model_path("fashion-mnist"))
     _, shown, how = pretrained.model_to_inspect("stl10", "cpu")
     assert called == [] and shown["dataset"] == "fashion-mnist"
-    assert "no ImageNet weights or STL-10 test images here" in how
+    assert "no STL-10 test images to show torchvision's ImageNet model" in how
 
 
 def test_tensorboard_logging_writes_events(tmp_path):

@@ -38,7 +38,8 @@ from .standin import FOLDERS, STL10_CLASSES, is_standin, provide_standins, writa
 
 __all__ = [
     "DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
-    "load_splits", "load_test_split", "load_image_folder", "channel_mean_std", "rgb_pca",
+    "load_splits", "load_test_split", "load_image_folder", "ImageFiles", "folder_dataset",
+    "image_shape", "first_images", "channel_mean_std", "rgb_pca",
     "BatchTransform", "resize_batch", "crop_and_flip", "center_crop", "pca_lighting", "ten_crop",
     "make_loader", "as_loader",
     "DataFileError", "read_image", "read_image_tensor", "image_files", "MAX_IMAGE_SIDE",
@@ -113,7 +114,7 @@ class Splits:
     image_size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.image_size = int(self.train.images.shape[-1])
+        self.image_size = int(image_shape(self.train)[-1])
 
     def __repr__(self) -> str:
         tag = " (synthetic stand-in data)" if self.synthetic else ""
@@ -132,11 +133,16 @@ def stl10_source() -> str | Path:
     return sample if use_sample else "stl10"
 
 
-def split_fingerprint(dataset: TensorImageDataset) -> str:
+def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
     """SHA-256 of a split's images and labels: a checkpoint records them (``Splits.recipe``) so
-    that `evaluate` can refuse a split its run did not hold out."""
+    that `evaluate` can refuse a split its run did not hold out. A streamed folder's images are
+    known by their file names and sizes (reading them all would take an epoch)."""
     digest = hashlib.sha256()
-    digest.update(dataset.images.contiguous().numpy().tobytes())
+    if isinstance(dataset, ImageFiles):
+        for path in dataset.paths:
+            digest.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}\n".encode())
+    else:
+        digest.update(dataset.images.contiguous().numpy().tobytes())
     digest.update(dataset.labels.to(torch.int64).contiguous().numpy().tobytes())
     return digest.hexdigest()
 
@@ -477,6 +483,69 @@ def load_image_folder(folder: str | Path) -> TensorImageDataset:
     return TensorImageDataset(torch.stack(images), torch.tensor(labels), classes)
 
 
+class ImageFiles(Dataset):
+    """An image folder too large for memory, as file paths: `ds[i]` decodes image i when it is
+    asked for (in DataLoader workers), shrinking it as it is read, and brings it to side x side
+    the paper's way (§2: shorter side to 256, central crop). Memory stays that of a few batches
+    whatever the folder's size; `BatchTransform` then crops and augments whole batches."""
+
+    def __init__(self, paths: list[Path], labels: Tensor, classes: list[str],
+                 side: int = PAPER_RESIZE, channels: int = 3):
+        self.paths, self.labels, self.classes = list(paths), labels.long(), list(classes)
+        self.side, self.channels = side, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = read_image_tensor(self.paths[index], self.channels, shorter_side=self.side)
+        return _square(image, self.side), int(self.labels[index])
+
+    def subset(self, indices: Tensor) -> ImageFiles:
+        return ImageFiles([self.paths[i] for i in indices.tolist()], self.labels[indices].clone(),
+                          self.classes, self.side, self.channels)
+
+    def sample(self, n: int, seed: int = 0) -> Tensor:
+        """n images (at most all), drawn with `seed`, decoded: enough for channel statistics."""
+        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return torch.stack([self[i][0] for i in pick.tolist()])
+
+    def __repr__(self) -> str:
+        return (f"ImageFiles({len(self)} images read from disk as {self.channels}x{self.side}x"
+                f"{self.side} uint8, {len(self.classes)} classes)")
+
+
+IN_MEMORY_BYTES = 2 * 1024**3   # folders whose 256 x 256 images need more are streamed
+STATS_SAMPLE = 2_000            # images a streamed training split computes its statistics on
+
+
+def folder_dataset(folder: str | Path) -> TensorImageDataset | ImageFiles:
+    """`load_image_folder` when the folder's images fit in IN_MEMORY_BYTES at 256 x 256, else
+    `ImageFiles` (read from disk batch by batch); says which it chose, and why."""
+    folder = Path(folder).expanduser()
+    classes, paths, labels = _class_files(folder)
+    needed = len(paths) * 3 * PAPER_RESIZE**2
+    if needed <= IN_MEMORY_BYTES:
+        return load_image_folder(folder)
+    print(f"{folder}: {len(paths):,} images would need {needed / 1024**3:.1f} GiB in memory "
+          f"(more than {IN_MEMORY_BYTES / 1024**3:.0f} GiB): reading them from disk as needed")
+    return ImageFiles(paths, torch.tensor(labels), classes)
+
+
+def image_shape(dataset: Dataset) -> tuple[int, int, int]:
+    """(channels, height, width) of every image of a TensorImageDataset or ImageFiles."""
+    if isinstance(dataset, ImageFiles):
+        return dataset.channels, dataset.side, dataset.side
+    return tuple(dataset.images.shape[1:])
+
+
+def first_images(dataset: Dataset, n: int) -> Tensor:
+    """The first n images (at most all) as one uint8 batch, from memory or from disk."""
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.images[:n]
+    return torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))])
+
+
 # Splits ------------------------------------------------------------------------------------------
 def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[int, int]:
     n_val = round(n_pool * val_fraction)
@@ -492,14 +561,23 @@ def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[
     return n_train, n_val
 
 
+def _held_out_folder(folder: Path) -> Path | None:
+    """A folder's own test split: test/ beside train/, else val/ (ImageNet's layout, whose
+    labelled validation set is the test split here: our validation split comes from train/)."""
+    if not (folder / "train").is_dir():
+        return None
+    return next((folder / name for name in ("test", "val") if (folder / name).is_dir()), None)
+
+
 def _folder_splits(folder: Path, seed: int) -> tuple[TensorImageDataset, TensorImageDataset]:
-    """(training pool, test split): the folder's train/ and test/, else a seeded random split."""
-    if (folder / "train").is_dir() and (folder / "test").is_dir():
-        train, test = load_image_folder(folder / "train"), load_image_folder(folder / "test")
+    """(training pool, test split): the folder's train/ and test/ (or val/), else a seeded
+    random split."""
+    if (held_out := _held_out_folder(folder)) is not None:
+        train, test = folder_dataset(folder / "train"), folder_dataset(held_out)
         if test.classes != train.classes:
-            raise ValueError(f"{folder}/train and {folder}/test have different class folders")
+            raise ValueError(f"{folder}/train and {held_out} have different class folders")
         return train, test
-    full = load_image_folder(folder)
+    full = folder_dataset(folder)
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed + 1))
     n_test = max(1, round(len(full) * FOLDER_TEST_FRACTION))
     return full.subset(order[n_test:]), full.subset(order[:n_test])
@@ -538,10 +616,13 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
     train, val = pool.subset(order[n_val:n_val + n_train]), pool.subset(order[:n_val])
     test = _test_subset(test, seed, limit)
-    mean, std, cov = _stats(train.images)
-    pca = _eig(cov) if train.images.shape[1] == 3 else None
+    # a streamed folder: the statistics of a random sample of its training images
+    mean, std, cov = _stats(train.images if isinstance(train, TensorImageDataset)
+                            else train.sample(STATS_SAMPLE, seed))
+    channels = image_shape(train)[0]
+    pca = _eig(cov) if channels == 3 else None
     return Splits(train=train, val=val, test=test, classes=pool.classes,
-                  in_channels=int(train.images.shape[1]), mean=mean, std=std, pca=pca, name=name,
+                  in_channels=int(channels), mean=mean, std=std, pca=pca, name=name,
                   synthetic=synthetic, source=str(source),
                   recipe={"seed": seed, "val_fraction": val_fraction, "limit": limit,
                           "test_images": len(test), "val": split_fingerprint(val),
@@ -573,8 +654,8 @@ def load_test_split(dataset: str | Path, root: str | Path | None = None, seed: i
             classes = FASHION_MNIST_CLASSES if key == "fashion-mnist" else STL10_CLASSES
             test = TensorImageDataset(*_read_split(key, folder, "test"), classes)
             return _test_subset(test, seed, limit), is_standin(folder)
-    elif (Path(dataset) / "train").is_dir() and (Path(dataset) / "test").is_dir():
-        return _test_subset(load_image_folder(Path(dataset) / "test"), seed, limit), False
+    elif (held_out := _held_out_folder(Path(dataset))) is not None:
+        return _test_subset(folder_dataset(held_out), seed, limit), False
     # a single image folder (its test split is drawn from it), or files that are missing:
     # load_splits downloads, generates stand-ins in smoke mode, or says what to do
     splits = load_splits(dataset, root, seed=seed, limit=limit)

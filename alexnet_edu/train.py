@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import Progress, RunFiles, eval_transform, seed_everything
-from .data import BatchTransform, as_loader, make_loader
+from .data import BatchTransform, as_loader, first_images, make_loader
 from .device import describe_device, pick_device
 from .metrics import average_crops, topk_accuracy
 from .model import AlexNet, eval_mode
@@ -575,7 +575,7 @@ def estimate_epoch_seconds(model: nn.Module, splits, config: TrainConfig, device
     net = copy.deepcopy(model).to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)   # lr 0: the copy does not change
     batch = min(config.batch_size, len(splits.train))
-    images = splits.train.images[:batch].to(device)
+    images = first_images(splits.train, batch).to(device)
     targets = splits.train.labels[:batch].to(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         times = []

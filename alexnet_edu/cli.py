@@ -293,7 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        f"takes ({MAX_IMAGE_SIZE} px; the paper's is 227)")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise BadInput(f"--lr must be a positive finite number, got {args.lr}")
-    device = distributed.start()   # launched by torchrun: this process's device, else None
+    device = distributed.start(args.device)   # under torchrun: this process's device
     if not distributed.is_main():  # data-parallel: rank 0 holds the folder and speaks for all
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
             return _train(args, name, run_dir, device)

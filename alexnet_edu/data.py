@@ -818,8 +818,10 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
             2, os.cpu_count() or 1)
     # The order: torch.randperm drawn from `seed` alone, dealt out to the processes in turn, so
     # W processes with batch B see in each step the images 1 process sees with batch W*B (a
-    # DistributedSampler of 1 process is a plain shuffle). The workers' base seed comes from
-    # its own generator: the global RNG's would break exact resumption.
+    # DistributedSampler of 1 process is a plain shuffle; with W processes it repeats a few
+    # images when W does not divide the dataset, so that every process gets as many). The
+    # workers' base seed comes from its own generator: the global RNG's would break exact
+    # resumption.
     rank, processes = shard
     order = DistributedSampler(dataset, num_replicas=processes, rank=rank, shuffle=shuffle,
                                seed=seed)

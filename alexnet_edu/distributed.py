@@ -26,14 +26,16 @@ from torch.nn.parallel import DistributedDataParallel
 __all__ = ["start", "rank", "world_size", "is_main", "wrap", "sum_across", "launch"]
 
 
-def start() -> torch.device | None:
-    """Join torchrun's process group (once) and return this process's device; None when not
-    launched by torchrun with several processes."""
+def start(device: str | None = None) -> torch.device | None:
+    """Join torchrun's process group (once) and return this process's device: its GPU
+    (LOCAL_RANK) with NCCL, or the CPU with gloo when there is no GPU or `device` is "cpu".
+    None when not launched by torchrun with several processes."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    gpu = torch.cuda.is_available() and device != "cpu"
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if torch.cuda.is_available():
+        dist.init_process_group("nccl" if gpu else "gloo")
+    if gpu:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)

@@ -67,3 +67,21 @@ def test_resuming_inside_an_epoch_needs_the_same_number_of_processes(runs, tmp_p
                      TrainConfig())
     with pytest.raises(ValueError, match="inside epoch 2 of a run with 2 process"):
         files.resume()
+
+
+def test_start_keeps_the_cpu_when_asked_even_beside_a_gpu(monkeypatch):
+    """`--device cpu` under torchrun on a GPU machine: gloo and the CPU, not the GPUs (one of
+    which rank 1 would not even have on a one-GPU machine)."""
+    import torch.distributed as dist
+
+    backends = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: pytest.fail(f"took GPU {i}"))
+    monkeypatch.setattr(dist, "is_initialized", lambda: bool(backends))
+    monkeypatch.setattr(dist, "init_process_group", backends.append)
+    assert distributed.start("cpu") == torch.device("cpu") and backends == ["gloo"]
+    backends.clear()
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    assert distributed.start(None) == torch.device("cuda", 1) and backends == ["nccl"]

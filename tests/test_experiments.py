@@ -135,11 +135,12 @@ def test_seeds_table_mean_sd_and_verdicts_from_the_per_seed_effects():
     lrn = rows["lrn"]
     assert lrn["effects"] == pytest.approx([18.0, 20.0, 22.0])
     assert lrn["mean"] == pytest.approx(20.0) and lrn["sd"] == pytest.approx(2.0)
-    assert lrn["verdict"] == "held" and lrn["paper"].startswith("-1.4 points")
+    assert lrn["verdict"] == "held" and lrn["paper"].startswith("+1.4 points")
     pool = rows["pooling"]
     assert pool["effects"] == pytest.approx([1.0, -1.0, 3.0])
     assert pool["mean"] == pytest.approx(1.0) and pool["sd"] == pytest.approx(2.0)
-    assert pool["verdict"] == "undecided"                  # 1 < 2 * 2 / sqrt(3)
+    assert pool["verdict"] == "undecided"                  # 1 < 4.30 * 2 / sqrt(3)
+    assert lrn["censored"] == [False] * 3
     assert rows["activation"]["effects"] == [1.0] * 3      # ReLU epoch 2, tanh epoch 3
     assert rows["dropout"]["effects"] == pytest.approx([13.0] * 3)
     # a run that never reaches the target counts one epoch past its end
@@ -147,8 +148,15 @@ def test_seeds_table_mean_sd_and_verdicts_from_the_per_seed_effects():
                       gaps=(0.0, 0.0))
     (one,) = [r for r in ex.seeds_table([slow]) if r["ablation"] == "activation"]
     assert one["effects"] == [1.0] and one["sd"] is None and one["verdict"] == "one seed"
+    assert one["censored"] == [True]                       # tanh never got there: a bound
+    assert "≥+1.0 epochs" in ex.seeds_markdown([one])
     table = ex.seeds_markdown(list(rows.values()))
     assert "+20.0 ± 2.0" in table and "+18.0, +20.0, +22.0 points" in table
+    # Student's t, not 2: with 3 seeds a mean of 4 with sd 2 is inside 4.30 * 2 / sqrt(3) = 4.97
+    close = [_histories(relu=[0.6, 0.8, 0.9], tanh=[0.4, 0.6, 0.8], lrn_val=(0.80, 0.70),
+                        pool_val=0.88 - p, gaps=(0.02, 0.15)) for p in (0.02, 0.04, 0.06)]
+    (pool,) = [r for r in ex.seeds_table(close) if r["ablation"] == "pooling"]
+    assert pool["mean"] == pytest.approx(4.0) and pool["verdict"] == "undecided"
 
 
 def test_run_seeds_trains_each_seed_into_its_own_folder(tmp_path, monkeypatch):

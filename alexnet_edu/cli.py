@@ -73,7 +73,12 @@ def _json(value: Any) -> str:
 
 
 def _first_line(err: BaseException, limit: int = 300) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    lines = str(err).strip().splitlines()
+    if lines and lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
+        # raised in a DataLoader worker (a bad file of a folder read from disk): the worker's
+        # own message, which names the file, is the traceback's last line
+        lines = [lines[-1].split(": ", 1)[-1]]
+    text = lines[0] if lines else type(err).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -92,3 +92,16 @@ def test_imagenet_layout_uses_val_as_the_test_split(photos, tmp_path):
     assert len(splits.test) == 4 and len(splits.train) + len(splits.val) == 16
     test, _ = data.load_test_split(imagenet)
     assert [p.name for p in test.paths] == [p.name for p in splits.test.paths]
+
+
+def test_a_bad_file_in_a_streamed_folder_is_named_in_one_line(photos, tmp_path, capsys):
+    """Read in a DataLoader worker, a truncated image still gets the one-line error that names
+    it, not the worker's traceback."""
+    # a validation image: read only by fit's evaluation, in DataLoader workers
+    victim = data.load_splits(photos).val.paths[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    code = main(["train", "--dataset", str(photos), "--out", str(tmp_path / "run"),
+                 "--image-size", "67", "--batch-size", "8", "--epochs", "1", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and victim.name in err, err
+    assert len([line for line in err.splitlines() if line.startswith("alexnet-edu: error:")]) == 1

@@ -470,7 +470,10 @@ def load_image_folder(folder: str | Path) -> TensorImageDataset:
     """Every image below `folder`/<class>/ as one uint8 tensor (class = sub-folder name, sorted).
     Images of one common size (shorter side at most 256) keep it; otherwise every image is
     brought to 256 x 256 the paper's way (§2: shorter side to 256, central crop)."""
-    classes, paths, labels = _class_files(Path(folder).expanduser())
+    return _load_files(*_class_files(Path(folder).expanduser()))
+
+
+def _load_files(classes: list[str], paths: list[Path], labels: list[int]) -> TensorImageDataset:
     images: list[Tensor] = []
     squared = False
     for path in paths:
@@ -526,7 +529,7 @@ def folder_dataset(folder: str | Path) -> TensorImageDataset | ImageFiles:
     classes, paths, labels = _class_files(folder)
     needed = len(paths) * 3 * PAPER_RESIZE**2
     if needed <= IN_MEMORY_BYTES:
-        return load_image_folder(folder)
+        return _load_files(classes, paths, labels)   # the folder is listed once
     print(f"{folder}: {len(paths):,} images would need {needed / 1024**3:.1f} GiB in memory "
           f"(more than {IN_MEMORY_BYTES / 1024**3:.0f} GiB): reading them from disk as needed")
     return ImageFiles(paths, torch.tensor(labels), classes)
@@ -667,8 +670,8 @@ def resize_batch(images: Tensor, size: int) -> Tensor:
     """Float batch N x C x H x W -> N x C x size x size: shorter side to `size` (bilinear,
     antialiased when shrinking), then the central square (§2). Square inputs are just resized."""
     h, w = images.shape[-2:]
-    if (h, w) == (size, size):
-        return images
+    if min(h, w) == size:   # already that size (e.g. shrunk as it was read): only the crop
+        return center_crop(images, size)
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
     out = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False,

@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 
 __all__ = ["to_unit_range", "denormalize", "figure_to_png", "image_grid", "filter_grid",
            "feature_map_grid", "plot_confusion_matrix", "plot_history", "LiveHistoryPlot",
-           "plot_heatmaps", "scatter_2d", "plot_retrieval", "show_figures_inline"]
+           "plot_heatmaps", "scatter_2d", "plot_retrieval", "plot_towers", "show_figures_inline"]
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -230,6 +230,33 @@ def _history_rows(history: Any) -> list[Mapping[str, Any]]:
     if rows and not isinstance(rows[0], Mapping):
         raise TypeError("history must be a list of per-epoch dicts (epoch, train_loss, ...)")
     return rows
+
+
+def plot_towers(one: Sequence, two: Sequence,
+                layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
+                                         "fc7", "fc8")) -> Figure:
+    """Parameters and multiply-adds per layer of one tower (groups=1) against the paper's two
+    (groups=2), from two `shapes.trace` tables; the bars of the layers the towers halve say how
+    much they save (§3.2, notebooks 01 and 11)."""
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    x = np.arange(len(layers))
+    for ax, key, label, unit in zip(fig.subplots(1, 2), ("parameters", "mult_adds"),
+                                    ("Parameters", "Multiply-adds"),
+                                    ("millions", "millions per image")):
+        a = [getattr(one.row(n), key) / 1e6 for n in layers]
+        b = [getattr(two.row(n), key) / 1e6 for n in layers]
+        ax.bar(x - 0.2, a, width=0.4, label="groups=1 (one tower)")
+        halved = ax.bar(x + 0.2, b, width=0.4, label="groups=2 (two towers, as in the paper)")
+        ax.bar_label(halved, labels=[f"-{p - q:.2f} M" if p > q else "" for p, q in zip(a, b)],
+                     fontsize=7, padding=2)
+        ax.set_xticks(x, layers)
+        ax.set_yscale("log")
+        ax.set_xlabel("layer")
+        ax.set_ylabel(f"{label.lower()} ({unit}, log scale)")
+        ax.set_title(f"{label} per layer, one tower vs two (labels: saved by groups=2)",
+                     fontsize=9)
+        ax.legend(fontsize=8)
+    return fig
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training curves",

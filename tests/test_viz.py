@@ -224,3 +224,18 @@ def test_feature_map_viewer_one_image_and_bad_input(small_model) -> None:
     assert viewer.top_channels.style.description_width == "initial"   # "Top channels" in full
     with pytest.raises(ValueError, match="N, C, H, W"):
         FeatureMapViewer(small_model, torch.randn(67, 67))
+
+
+def test_plot_towers_draws_both_nets_and_labels_what_groups_saves() -> None:
+    from alexnet_edu.shapes import trace
+
+    one, two = trace(AlexNet(groups=1), (3, 227, 227)), trace(AlexNet(groups=2), (3, 227, 227))
+    fig = viz.plot_towers(one, two)
+    params_ax, madds_ax = fig.axes[:2]
+    heights = [round(p.get_height() * 1e6) for p in params_ax.patches]
+    assert heights[:8] == [one.row(n).parameters for n in
+                           ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")]
+    assert heights[9] == two.row("conv2").parameters       # the groups=2 bars follow
+    saved = [t.get_text() for t in params_ax.texts if t.get_text()]
+    assert len(saved) == 3                                 # conv2, conv4 and conv5 are halved
+    assert "ultiply-adds" in madds_ax.get_ylabel() + madds_ax.get_title()

@@ -37,6 +37,7 @@ from scipy.stats import t as student_t
 from .data import BatchTransform
 from .model import feature_map_size
 from .train import build_model, evaluate, fit
+from .viz import subplots
 
 __all__ = ["Ablation", "PAPER_ABLATIONS", "variants", "run_ablations", "epochs_to_error",
            "overfitting_gap", "best_val_error", "check_pooling_fair", "run_folder_name",
@@ -332,12 +333,10 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join([head, *lines])
 
 
-def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
-                  fig: Figure | None = None) -> Figure:
+def plot_ablation(ablation: Ablation, histories: Mapping[str, History]) -> Figure:
     """Training and validation error per epoch of the paper's setting against the alternative
     (two panels), with the 25 % line for the speed claim."""
-    fig = fig or Figure(figsize=(10, 3.2), layout="constrained")
-    axes = fig.subplots(1, 2, squeeze=False)[0]
+    fig, axes = subplots(1, 2, figsize=(10, 3.2))
     for (label, overrides), style in ((ablation.paper, "-o"), (ablation.alternative, "--s")):
         rows = histories[_run_label(overrides, label)]
         epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]

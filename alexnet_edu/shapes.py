@@ -26,7 +26,6 @@ __all__ = [
     "conv_output_size",
     "pool_output_size",
     "unused_pixels",
-    "draw_windows",
     "LayerRow",
     "Trace",
     "trace",
@@ -109,53 +108,6 @@ def unused_pixels(size: int, kernel: int, stride: int = 1, padding: int = 0,
     read = [j * stride + t * dilation - padding for j in range(out) for t in range(kernel)]
     last = max((x for x in read if 0 <= x < size), default=-1)
     return size - 1 - last
-
-
-def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-                 ax=None):
-    """Draw every position of a sliding window along one axis (matplotlib), and return the Axes.
-
-    Top row: the input, padding hatched, pixels no window reaches in red. Below it, one row per
-    output: the window's span, its taps (the pixels it multiplies) darker. Raises ValueError,
-    like `conv_output_size`, when the window does not fit.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    out = conv_output_size(size, kernel, stride, padding, dilation)
-    extent = dilation * (kernel - 1) + 1
-    lost = unused_pixels(size, kernel, stride, padding, dilation)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(min(14, 2 + 0.3 * (size + 2 * padding)),
-                                      min(8, 1.2 + 0.3 * (out + 1))))
-    for x in range(-padding, size + padding):  # the input row, y = -1
-        pad = x < 0 or x >= size
-        colour = "0.85" if pad else ("tab:red" if x >= size - lost else "white")
-        ax.add_patch(Rectangle((x, -1), 1, 0.8, facecolor=colour, edgecolor="0.4",
-                               hatch="//" if pad else None, gid="padding" if pad else "pixel"))
-    # tab10 without its red (index 3): red means "never read" in the input row
-    colours = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 3]
-    for j in range(out):  # output j reads padded positions j*stride ... j*stride + extent - 1
-        start = j * stride - padding
-        c = colours[j % len(colours)]
-        ax.add_patch(Rectangle((start, j), extent, 0.8, facecolor=c, alpha=0.25, edgecolor=c,
-                               gid="window"))
-        for t in range(kernel):
-            ax.add_patch(Rectangle((start + t * dilation + 0.15, j + 0.15), 0.7, 0.5,
-                                   facecolor=c, alpha=0.8, gid="tap"))
-    ax.set_xlim(-padding - 0.5, size + padding + 0.5)
-    ax.set_ylim(out + 0.2, -1.4)
-    every = max(1, out // 12)  # at most ~12 labelled rows
-    rows = list(range(0, out, every))
-    ax.set_yticks([-0.6] + [j + 0.4 for j in rows], ["input"] + [str(j) for j in rows])
-    ax.set_xlabel("pixel position (hatched: padding, red: never read)")
-    ax.set_ylabel("output index")
-    exact = (size + 2 * padding - extent) / stride + 1
-    ax.set_title(f"input {size}, kernel {kernel}, stride {stride}, padding {padding}"
-                 + (f", dilation {dilation}" if dilation != 1 else "")
-                 + f"\n({size} + 2*{padding} - {extent}) / {stride} + 1 = {exact:g}"
-                 + f" -> {out} outputs" + (f", {lost} pixel(s) never read" if lost else ""))
-    return ax
 
 
 @dataclass(frozen=True)

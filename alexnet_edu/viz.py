@@ -1,9 +1,11 @@
-"""Plots and widgets the notebooks share: image, filter and feature-map grids, confusion
-matrices, training curves (the interactive feature-map viewer is in `widgets`).
+"""Every figure of the package and the notebooks: sliding windows, image, filter and
+feature-map grids, confusion matrices, training curves (the interactive feature-map viewer is in
+`widgets`).
 
-Every plotting function returns a `matplotlib.figure.Figure` built without pyplot's global
-state (so nothing is shown twice in a notebook and tests can inspect it); in a notebook the
-returned figure is displayed as the cell's result. Scaling for display is always
+One plotting idiom everywhere: `fig, ax = viz.subplots(...)`, which is pyplot's `subplots`
+without pyplot's global state, so nothing is shown twice in a notebook and tests can inspect a
+figure. Every plotting function returns its `Figure`; in a notebook, a figure that ends a cell
+is shown as its result (`display(fig)` shows one mid-cell). Scaling for display is always
 
     x01 = (x - min) / (max - min)        and 0 where max == min (a dead or constant map),
 
@@ -20,14 +22,73 @@ from typing import Any
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["to_unit_range", "denormalize", "figure_to_png", "image_grid", "filter_grid",
-           "feature_map_grid", "plot_confusion_matrix", "plot_history", "LiveHistoryPlot",
-           "plot_heatmaps", "scatter_2d", "plot_retrieval", "plot_towers", "show_figures_inline"]
+from .shapes import conv_output_size, unused_pixels
+
+__all__ = ["subplots", "draw_windows", "to_unit_range", "denormalize", "figure_to_png",
+           "image_grid", "filter_grid", "feature_map_grid", "plot_confusion_matrix",
+           "plot_history", "LiveHistoryPlot", "plot_heatmaps", "scatter_2d", "plot_retrieval",
+           "plot_towers", "show_figures_inline"]
 
 ArrayLike = torch.Tensor | np.ndarray
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
+             **kwargs: Any) -> tuple[Figure, Any]:
+    """`matplotlib.pyplot.subplots` without pyplot: (figure, axes), the axes squeezed as pyplot
+    squeezes them (one Axes, a 1-D or a 2-D array), in a constrained layout (no
+    `tight_layout` needed)."""
+    fig = Figure(figsize=figsize, layout=kwargs.pop("layout", "constrained"))
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+                 ax: Axes | None = None) -> Figure:
+    """Draw every position of a sliding window along one axis (on `ax`, or a new figure), and
+    return the figure.
+
+    Top row: the input, padding hatched, pixels no window reaches in red. Below it, one row per
+    output: the window's span, its taps (the pixels it multiplies) darker. Raises ValueError,
+    like `conv_output_size`, when the window does not fit.
+    """
+    out = conv_output_size(size, kernel, stride, padding, dilation)
+    extent = dilation * (kernel - 1) + 1
+    lost = unused_pixels(size, kernel, stride, padding, dilation)
+    if ax is None:
+        _, ax = subplots(figsize=(min(14, 2 + 0.3 * (size + 2 * padding)),
+                                      min(8, 1.2 + 0.3 * (out + 1))))
+    for x in range(-padding, size + padding):  # the input row, y = -1
+        pad = x < 0 or x >= size
+        colour = "0.85" if pad else ("tab:red" if x >= size - lost else "white")
+        ax.add_patch(Rectangle((x, -1), 1, 0.8, facecolor=colour, edgecolor="0.4",
+                               hatch="//" if pad else None, gid="padding" if pad else "pixel"))
+    # tab10 without its red (index 3): red means "never read" in the input row
+    colours = [c for i, c in enumerate(matplotlib.colormaps["tab10"].colors) if i != 3]
+    for j in range(out):  # output j reads padded positions j*stride ... j*stride + extent - 1
+        start = j * stride - padding
+        c = colours[j % len(colours)]
+        ax.add_patch(Rectangle((start, j), extent, 0.8, facecolor=c, alpha=0.25, edgecolor=c,
+                               gid="window"))
+        for t in range(kernel):
+            ax.add_patch(Rectangle((start + t * dilation + 0.15, j + 0.15), 0.7, 0.5,
+                                   facecolor=c, alpha=0.8, gid="tap"))
+    ax.set_xlim(-padding - 0.5, size + padding + 0.5)
+    ax.set_ylim(out + 0.2, -1.4)
+    every = max(1, out // 12)  # at most ~12 labelled rows
+    rows = list(range(0, out, every))
+    ax.set_yticks([-0.6] + [j + 0.4 for j in rows], ["input"] + [str(j) for j in rows])
+    ax.set_xlabel("pixel position (hatched: padding, red: never read)")
+    ax.set_ylabel("output index")
+    exact = (size + 2 * padding - extent) / stride + 1
+    ax.set_title(f"input {size}, kernel {kernel}, stride {stride}, padding {padding}"
+                 + (f", dilation {dilation}" if dilation != 1 else "")
+                 + f"\n({size} + 2*{padding} - {extent}) / {stride} + 1 = {exact:g}"
+                 + f" -> {out} outputs" + (f", {lost} pixel(s) never read" if lost else ""))
+    return ax.figure
 
 
 def to_unit_range(x: ArrayLike, dims: Sequence[int] | None = None) -> torch.Tensor:
@@ -79,8 +140,8 @@ def _grid(n: int, ncols: int | None, cell: float = 1.4, title_space: float = 0.6
         raise ValueError("nothing to plot: got 0 images/maps")
     ncols = max(1, min(n, ncols or max_cols))
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(cell * ncols + 0.4, cell * nrows + title_space), layout="constrained")
-    axes = np.atleast_2d(np.asarray(fig.subplots(nrows, ncols, squeeze=False)))
+    fig, axes = subplots(nrows, ncols, figsize=(cell * ncols + 0.4, cell * nrows + title_space),
+                         squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes
@@ -204,8 +265,7 @@ def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str], normalize: 
         shown = 100 * cm / cm.sum(1, keepdim=True).clamp_min(1)
     k = len(classes)
     side = max(4.0, 0.45 * k + 2)
-    fig = Figure(figsize=(side + 1, side), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = subplots(figsize=(side + 1, side))
     im = ax.imshow(shown.numpy(), cmap="Blues", vmin=0, vmax=100 if normalize else None)
     fig.colorbar(im, ax=ax, label="% of the true class" if normalize else "images")
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
@@ -238,9 +298,9 @@ def plot_towers(one: Sequence, two: Sequence,
     """Parameters and multiply-adds per layer of one tower (groups=1) against the paper's two
     (groups=2), from two `shapes.trace` tables; the bars of the layers the towers halve say how
     much they save (§3.2, notebooks 01 and 11)."""
-    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    fig, axes = subplots(1, 2, figsize=(12, 3.8))
     x = np.arange(len(layers))
-    for ax, key, label, unit in zip(fig.subplots(1, 2), ("parameters", "mult_adds"),
+    for ax, key, label, unit in zip(axes, ("parameters", "mult_adds"),
                                     ("Parameters", "Multiply-adds"),
                                     ("millions", "millions per image")):
         a = [getattr(one.row(n), key) / 1e6 for n in layers]
@@ -266,10 +326,10 @@ def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training cu
     skipped; accuracies in [0, 1] are shown as %."""
     rows = _history_rows(history)
     if fig is None:
-        fig = Figure(figsize=(12, 3.4), layout="constrained")
-    else:
+        fig, axes = subplots(1, 3, figsize=(12, 3.4))
+    else:   # redraw in place (`LiveHistoryPlot`)
         fig.clear()
-    axes = fig.subplots(1, 3, squeeze=False)[0]
+        axes = fig.subplots(1, 3)
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
 
     def series(key: str) -> list[float] | None:
@@ -325,7 +385,7 @@ class LiveHistoryPlot:
     def __init__(self, title: str = "Training curves (live)"):
         self.title = title
         self.history: list[Mapping[str, Any]] = []
-        self.figure = Figure(figsize=(12, 3.4), layout="constrained")
+        self.figure: Figure | None = None
         self._handle = None
 
     def __call__(self, record: Any, *args: Any, **kwargs: Any) -> None:
@@ -333,7 +393,7 @@ class LiveHistoryPlot:
             self.history.append(dict(record))
         else:
             self.history = [dict(r) for r in _history_rows(record)]
-        plot_history(self.history, self.title, fig=self.figure)
+        self.figure = plot_history(self.history, self.title, fig=self.figure)
         try:
             from IPython import get_ipython
             from IPython.display import display
@@ -363,8 +423,7 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
                                         align_corners=False)[:, 0]
     m = to_unit_range(m, dims=(-2, -1))
     n = len(imgs)
-    fig = Figure(figsize=(2.0 * n + 0.8, 4.4), layout="constrained")
-    axes = np.asarray(fig.subplots(2, n, squeeze=False))
+    fig, axes = subplots(2, n, figsize=(2.0 * n + 0.8, 4.4), squeeze=False)
     for i in range(n):
         axes[0, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
         axes[1, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
@@ -392,8 +451,7 @@ def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
 
     pts = np.asarray(torch.as_tensor(points).detach().cpu().float())
     lab = np.asarray(torch.as_tensor(labels).cpu())
-    fig = Figure(figsize=(7.5, 6), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = subplots(figsize=(7.5, 6))
     cmap = "tab10" if len(classes) <= 10 else "tab20"
     for c, name in enumerate(classes):
         sel = lab == c
@@ -423,8 +481,8 @@ def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
     spaces = list(neighbours)
     k = int(next(iter(neighbours.values())).shape[1])
     cols = 1 + len(spaces) * k
-    fig = Figure(figsize=(1.25 * cols + 0.6, 1.45 * len(queries) + 0.7), layout="constrained")
-    axes = np.asarray(fig.subplots(len(queries), cols, squeeze=False))
+    fig, axes = subplots(len(queries), cols, squeeze=False,
+                         figsize=(1.25 * cols + 0.6, 1.45 * len(queries) + 0.7))
 
     def name(i: int) -> str:
         if labels is None:

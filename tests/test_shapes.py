@@ -13,7 +13,6 @@ from alexnet_edu.shapes import (
     LayerRow,
     Trace,
     conv_output_size,
-    draw_windows,
     pool_output_size,
     trace,
     unused_pixels,
@@ -226,31 +225,3 @@ def test_unused_pixels_is_what_no_window_reads():
         last_read = int(read.max()) if read.numel() else -1
         assert lost == size - 1 - last_read, (size, kernel, stride, padding, dilation)
     assert unused_pixels(224, 11, 4) == 1 and unused_pixels(227, 11, 4) == 0
-
-
-def test_draw_windows_draws_one_window_per_output():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ax = draw_windows(24, 11, 4)
-    kinds = [p.get_gid() for p in ax.patches]
-    assert kinds.count("window") == conv_output_size(24, 11, 4) == 4
-    assert kinds.count("tap") == 4 * 11
-    assert kinds.count("pixel") == 24 and kinds.count("padding") == 0
-    red = [p for p in ax.patches if p.get_gid() == "pixel" and p.get_facecolor()[0] > 0.7
-           and p.get_facecolor()[1] < 0.3]
-    assert len(red) == unused_pixels(24, 11, 4) == 1
-    assert "4.25 -> 4 outputs" in ax.get_title()
-    plt.close(ax.figure)
-    # no window is drawn in the red the legend keeps for "never read" (output 3 once was)
-    ax = draw_windows(48, 3, 2)
-    red = matplotlib.colors.to_rgb("tab:red")
-    assert all(p.get_facecolor()[:3] != red for p in ax.patches if p.get_gid() != "pixel")
-    plt.close(ax.figure)
-    ax = draw_windows(9, 3, 2, padding=1, dilation=2)
-    assert [p.get_gid() for p in ax.patches].count("padding") == 2
-    plt.close(ax.figure)
-    with pytest.raises(ValueError, match="does not fit"):
-        draw_windows(4, 5)

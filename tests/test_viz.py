@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
+import matplotlib.axes
 import numpy as np
 import pytest
 import torch
 
 from alexnet_edu import AlexNet, activations, viz
+from alexnet_edu.shapes import conv_output_size, unused_pixels
 from alexnet_edu.widgets import FeatureMapViewer
 
 torch.set_num_threads(2)
@@ -239,3 +242,57 @@ def test_plot_towers_draws_both_nets_and_labels_what_groups_saves() -> None:
     saved = [t.get_text() for t in params_ax.texts if t.get_text()]
     assert len(saved) == 3                                 # conv2, conv4 and conv5 are halved
     assert "ultiply-adds" in madds_ax.get_ylabel() + madds_ax.get_title()
+
+
+def test_draw_windows_draws_one_window_per_output():
+    ax = viz.draw_windows(24, 11, 4).axes[0]
+    kinds = [p.get_gid() for p in ax.patches]
+    assert kinds.count("window") == conv_output_size(24, 11, 4) == 4
+    assert kinds.count("tap") == 4 * 11
+    assert kinds.count("pixel") == 24 and kinds.count("padding") == 0
+    red = [p for p in ax.patches if p.get_gid() == "pixel" and p.get_facecolor()[0] > 0.7
+           and p.get_facecolor()[1] < 0.3]
+    assert len(red) == unused_pixels(24, 11, 4) == 1
+    assert "4.25 -> 4 outputs" in ax.get_title()
+    # no window is drawn in the red the legend keeps for "never read" (output 3 once was)
+    ax = viz.draw_windows(48, 3, 2).axes[0]
+    red = matplotlib.colors.to_rgb("tab:red")
+    assert all(p.get_facecolor()[:3] != red for p in ax.patches if p.get_gid() != "pixel")
+    ax = viz.draw_windows(9, 3, 2, padding=1, dilation=2).axes[0]
+    assert [p.get_gid() for p in ax.patches].count("padding") == 2
+    # on an Axes of a figure the caller made: it draws there and returns that figure
+    fig, axes = viz.subplots(1, 2)
+    assert viz.draw_windows(13, 3, 2, ax=axes[1]) is fig and axes[1].patches and not axes[0].patches
+    with pytest.raises(ValueError, match="does not fit"):
+        viz.draw_windows(4, 5)
+
+
+def test_subplots_squeezes_like_pyplot_and_lays_out_without_pyplot():
+    fig, ax = viz.subplots(figsize=(4, 3))
+    assert isinstance(ax, matplotlib.axes.Axes) and tuple(fig.get_size_inches()) == (4, 3)
+    assert fig.get_layout_engine() is not None          # constrained: no tight_layout needed
+    _, row = viz.subplots(1, 3)
+    _, grid = viz.subplots(2, 2, sharey=True)
+    _, one = viz.subplots(squeeze=False)
+    assert row.shape == (3,) and grid.shape == (2, 2) and one.shape == (1, 1)
+    assert grid[0, 0].get_shared_y_axes().joined(grid[0, 0], grid[1, 1])
+    assert fig.canvas.manager is None                    # not registered with pyplot
+
+
+def test_one_plotting_idiom_no_pyplot_in_the_package_or_the_notebooks():
+    """Figures come from `viz.subplots` (or a viz function) everywhere: pyplot's global
+    figures would be shown twice beside a returned figure, and never closed in a loop."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sources = {p.name: p.read_text() for p in (root / "alexnet_edu").glob("*.py")}
+    for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        sources.update({f"{nb.name} cell {i}": "".join(c["source"]) for i, c in enumerate(cells)
+                        if c["cell_type"] == "code"})
+    pyplot = re.compile(r"import matplotlib\.pyplot|from matplotlib import pyplot|\bplt\."
+                        r"|%matplotlib")
+    offenders = [where for where, text in sources.items() if pyplot.search(text)]
+    assert not offenders, f"pyplot used in {offenders}: draw with viz.subplots instead"

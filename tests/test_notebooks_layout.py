@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from alexnet_edu.settings import REPO_SLUG, REPO_URL
 
@@ -181,15 +182,26 @@ def fake_colab(monkeypatch: pytest.MonkeyPatch):
     return types.SimpleNamespace(output=output, calls=calls)
 
 
-def _run_setup_cell() -> dict:
-    namespace: dict = {}
-    exec(compile(sync_notebooks.SETUP_CELL, "<set-up cell>", "exec"), namespace)
+def _run_setup_cell(magics: list | None = None) -> dict:
+    """Run the set-up cell as IPython would: its `%pip` line becomes a call of the shell's
+    `run_line_magic`, recorded in `magics` as ["%pip", *arguments]."""
+    code = TransformerManager().transform_cell(sync_notebooks.SETUP_CELL)
+    recorded = [] if magics is None else magics
+    shell = types.SimpleNamespace(
+        run_line_magic=lambda name, line: recorded.append([f"%{name}", *line.split()]))
+    namespace: dict = {"get_ipython": lambda: shell}
+    exec(compile(code, "<set-up cell>", "exec"), namespace)
     return namespace
 
 
+def test_setup_cell_is_a_few_lines_a_student_reads_at_a_glance() -> None:
+    lines = sync_notebooks.SETUP_CELL.splitlines()
+    code = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    assert len(lines) <= 12 and len(code) <= 7, sync_notebooks.SETUP_CELL
+
+
 def test_setup_cell_on_colab_with_package_installs_nothing(fake_colab, capsys) -> None:
-    ns = _run_setup_cell()
-    assert ns["IN_COLAB"] is True
+    ns = _run_setup_cell(fake_colab.calls)
     assert fake_colab.output.widget_manager_enabled, "Colab's widget manager was not enabled"
     assert not any("git+" in " ".join(c) for c in fake_colab.calls), fake_colab.calls
     assert ns["device"].type in {"cpu", "cuda", "mps"}
@@ -202,31 +214,33 @@ def test_setup_cell_on_colab_without_package_installs_from_repo(fake_colab, monk
     missing = {"alexnet_edu", "torchsummary"}
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name in missing else real_find_spec(name, *a))
-    ns = _run_setup_cell()
-    pip = [c for c in fake_colab.calls if c[1:4] == ["-m", "pip", "install"]]
-    assert any(f"git+{REPO_URL}" in c for c in pip), f"no pip install of the repo: {pip}"
+    ns = _run_setup_cell(fake_colab.calls)
+    pip = [c for c in fake_colab.calls if c[:2] == ["%pip", "install"]
+           or c[1:4] == ["-m", "pip", "install"]]
+    repo = [c for c in pip if f"git+{REPO_URL}" in c]
+    # %pip installs into the kernel's own interpreter; --no-deps keeps Colab's CUDA torch
+    assert repo and repo[0][0] == "%pip" and "--no-deps" in repo[0], f"no %pip of the repo: {pip}"
     assert any("torchsummary" in c for c in pip), f"torchsummary not installed: {pip}"
     assert not any("ipywidgets" in c for c in pip), "ipywidgets is present; must not reinstall"
-    assert all(c[0] == sys.executable for c in pip), "pip must run in the kernel's interpreter"
+    assert all(c[0] in ("%pip", sys.executable) for c in pip), "pip must run in the kernel's Python"
     assert ns["SMOKE"] in (True, False)
 
 
 def test_setup_cell_locally_touches_nothing(monkeypatch) -> None:
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    calls = []
+    calls, magics = [], []
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
-    ns = _run_setup_cell()
-    assert ns["IN_COLAB"] is False and calls == []
+    ns = _run_setup_cell(magics)
+    assert calls == [] and magics == [] and ns["device"].type in {"cpu", "cuda", "mps"}
 
 
 def test_setup_cell_locally_without_package_says_how_to_install(monkeypatch) -> None:
+    """Locally nothing is installed for the student: the cell's first lines say how, and the
+    import that fails names the package."""
+    assert "pip install -r requirements.txt" in "".join(sync_notebooks.SETUP_CELL.splitlines()[:2])
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: (None if name == "alexnet_edu"
-                                          else real_find_spec(name, *a)))
     monkeypatch.setitem(sys.modules, "alexnet_edu.notebook", None)   # its import fails
-    with pytest.raises(ModuleNotFoundError, match="pip install -r requirements.txt"):
+    with pytest.raises(ModuleNotFoundError, match="alexnet_edu"):
         _run_setup_cell()
 
 

@@ -29,21 +29,16 @@ README_BADGE_RE = re.compile(
     r"colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/main/notebooks/")
 SETUP_MARKER = "# Set-up: the same cell opens every notebook"
 
-SETUP_CELL = f'''{SETUP_MARKER} (on Colab it first installs alexnet_edu).
+SETUP_CELL = f'''{SETUP_MARKER}. Locally, first run `pip install -r requirements.txt`
+# in the repository; on Colab the lines below install alexnet_edu (--no-deps: keep Colab's torch).
 import importlib.util
-import subprocess
 import sys
 
-IN_COLAB = "google.colab" in sys.modules
-if IN_COLAB and importlib.util.find_spec("alexnet_edu") is None:   # --no-deps: keep Colab's torch
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "git+{REPO_URL}"], check=True)
+if "google.colab" in sys.modules and importlib.util.find_spec("alexnet_edu") is None:
+    %pip install -q --no-deps git+{REPO_URL}
     importlib.invalidate_caches()   # let this running kernel see the new package
-try:
-    from alexnet_edu.notebook import set_up
-except ModuleNotFoundError:
-    raise ModuleNotFoundError("alexnet_edu is not installed in this kernel: run `pip install -r "
-                              "requirements.txt` in the repository root, then restart the kernel")
+from alexnet_edu.notebook import set_up
+
 device, PROFILE, SMOKE = set_up()   # the device, and the run's size: smoke, cpu or full'''
 
 

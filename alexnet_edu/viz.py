@@ -4,8 +4,10 @@ feature-map grids, confusion matrices, training curves (the interactive feature-
 
 One plotting idiom everywhere: `fig, ax = viz.subplots(...)`, which is pyplot's `subplots`
 without pyplot's global state, so nothing is shown twice in a notebook and tests can inspect a
-figure. Every plotting function returns its `Figure`; in a notebook, a figure that ends a cell
-is shown as its result (`display(fig)` shows one mid-cell). Scaling for display is always
+figure (the one exception, `widgets.FeatureMapViewer`, lays out its own grid on a `Figure`: a
+constrained layout would double the time of every redraw). Every plotting function returns its
+`Figure`; in a notebook, a figure that ends a cell is shown as its result (`display(fig)` shows
+one mid-cell). Scaling for display is always
 
     x01 = (x - min) / (max - min)        and 0 where max == min (a dead or constant map),
 
@@ -37,13 +39,18 @@ __all__ = ["subplots", "draw_windows", "to_unit_range", "denormalize", "figure_t
 ArrayLike = torch.Tensor | np.ndarray
 
 
-def subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
-             **kwargs: Any) -> tuple[Figure, Any]:
+_AXES_ARGUMENTS = {"sharex", "sharey", "squeeze", "width_ratios", "height_ratios",
+                   "subplot_kw", "gridspec_kw"}
+
+
+def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
     """`matplotlib.pyplot.subplots` without pyplot: (figure, axes), the axes squeezed as pyplot
-    squeezes them (one Axes, a 1-D or a 2-D array), in a constrained layout (no
-    `tight_layout` needed)."""
-    fig = Figure(figsize=figsize, layout=kwargs.pop("layout", "constrained"))
-    return fig, fig.subplots(nrows, ncols, **kwargs)
+    squeezes them (one Axes, a 1-D or a 2-D array), in a constrained layout (no `tight_layout`
+    needed). As in pyplot, the arguments of the grid go to `Figure.subplots` and the others
+    (figsize, dpi, layout, ...) to `Figure`."""
+    grid = {k: kwargs.pop(k) for k in list(kwargs) if k in _AXES_ARGUMENTS}
+    fig = Figure(**{"layout": "constrained", **kwargs})
+    return fig, fig.subplots(nrows, ncols, **grid)
 
 
 def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,

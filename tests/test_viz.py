@@ -277,6 +277,10 @@ def test_subplots_squeezes_like_pyplot_and_lays_out_without_pyplot():
     assert row.shape == (3,) and grid.shape == (2, 2) and one.shape == (1, 1)
     assert grid[0, 0].get_shared_y_axes().joined(grid[0, 0], grid[1, 1])
     assert fig.canvas.manager is None                    # not registered with pyplot
+    # pyplot's figure arguments reach the figure, its grid arguments the axes
+    fig, axes = viz.subplots(1, 2, dpi=50, facecolor="0.9", width_ratios=[1, 3])
+    assert fig.dpi == 50 and fig.get_facecolor()[:3] == (0.9, 0.9, 0.9)
+    assert axes[1].get_position().width > 2 * axes[0].get_position().width
 
 
 def test_one_plotting_idiom_no_pyplot_in_the_package_or_the_notebooks():
@@ -292,7 +296,7 @@ def test_one_plotting_idiom_no_pyplot_in_the_package_or_the_notebooks():
         cells = json.loads(nb.read_text())["cells"]
         sources.update({f"{nb.name} cell {i}": "".join(c["source"]) for i, c in enumerate(cells)
                         if c["cell_type"] == "code"})
-    pyplot = re.compile(r"import matplotlib\.pyplot|from matplotlib import pyplot|\bplt\."
-                        r"|%matplotlib")
+    pyplot = re.compile(r"import matplotlib\.pyplot|from matplotlib\.pyplot import"
+                        r"|from matplotlib import pyplot|import pylab|\bplt\.|%matplotlib|%pylab")
     offenders = [where for where, text in sources.items() if pyplot.search(text)]
     assert not offenders, f"pyplot used in {offenders}: draw with viz.subplots instead"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import platform
+import re
+from pathlib import Path
+
 import torch
 
 __all__ = ["pick_device", "describe_device"]
@@ -16,8 +20,20 @@ def describe_device(device: torch.device | str) -> str:
     if device.type == "mps":
         return "mps (Apple GPU)"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()})"
+        return (f"cpu ({cpu_name()}, {torch.get_num_threads()} threads, "
+                f"{torch.backends.cpu.get_cpu_capability()})")
     return str(device)
+
+
+def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model, e.g. 'AMD EPYC 7B13' (Linux's /proc/cpuinfo; elsewhere what
+    `platform.processor()` knows), so that a stored timing names the machine that made it."""
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    name = found.group(1) if found else platform.processor()
+    return " ".join(re.sub(r"\((R|TM|tm)\)|\bCPU\b", " ", name or "").split()) or "unknown CPU"
 
 
 def pick_device(prefer: str | torch.device | None = None, verbose: bool = True) -> torch.device:

@@ -75,4 +75,19 @@ def test_describe_device(hardware):
     assert describe_device("cuda") == "cuda:0 (Fake GPU 0)"
     cpu = describe_device(torch.device("cpu"))
     assert cpu.startswith("cpu (") and f"{torch.get_num_threads()} threads" in cpu
+    assert device_module.cpu_name() in cpu
     assert device_module.__all__ == ["pick_device", "describe_device"]
+
+
+def test_cpu_name_reads_the_model_without_trademark_noise(tmp_path, monkeypatch):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                    "model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nflags\t\t: fpu\n")
+    assert device_module.cpu_name(info) == "Intel Xeon @ 2.20GHz"
+    info.write_text("model name\t: AMD EPYC 7B13 64-Core Processor\n")
+    assert device_module.cpu_name(info) == "AMD EPYC 7B13 64-Core Processor"
+    # no /proc/cpuinfo (macOS, Windows): what platform knows, else a plain phrase
+    monkeypatch.setattr(device_module.platform, "processor", lambda: "arm")
+    assert device_module.cpu_name(tmp_path / "missing") == "arm"
+    monkeypatch.setattr(device_module.platform, "processor", lambda: "")
+    assert device_module.cpu_name(tmp_path / "missing") == "unknown CPU"

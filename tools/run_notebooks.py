@@ -31,6 +31,8 @@ import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from alexnet_edu.device import describe_device
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SKIP_TAG = "needs-stl10-train"
@@ -100,8 +102,7 @@ def execute(path: Path, profile: str, timeout: int | None) -> nbformat.NotebookN
     nb.metadata["alexnet_edu"] = {
         "profile": profile, "seconds": round(seconds),
         "date": datetime.date.today().isoformat(),
-        "device": "CUDA GPU" if torch.cuda.is_available() else
-                  f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)",
+        "device": describe_device("cuda" if torch.cuda.is_available() else "cpu"),
         # the cells left without output, tagged SKIP_TAG, when STL-10's training images are absent
         "skipped": skipped or None,
     }

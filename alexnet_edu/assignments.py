@@ -170,21 +170,13 @@ def _cell_regions(nb: dict, path: Path) -> list[list[Region]]:
 def _released_source(source: str, cell_type: str, regions: list[Region]) -> str:
     """Replace solution regions by the stub (at the BEGIN line's indentation), drop hidden tests."""
     lines = source.split("\n")
-    out: list[str] = []
-    skip_until = 0
-    starts = {r.begin_line: r for r in regions}
-    for number, line in enumerate(lines, start=1):
-        if number <= skip_until:
-            continue
-        region = starts.get(number)
-        if region is None:
-            out.append(line)
-            continue
-        skip_until = region.end_line
-        if region.kind == "solution":
-            indent = line[: len(line) - len(line.lstrip())]
-            out.extend(indent + stub for stub in (CODE_STUB if cell_type == "code" else TEXT_STUB))
-    return "\n".join(out)
+    stub = CODE_STUB if cell_type == "code" else TEXT_STUB
+    for region in reversed(regions):   # bottom up: the line numbers above stay valid
+        begin = lines[region.begin_line - 1]
+        indent = begin[: len(begin) - len(begin.lstrip())]
+        lines[region.begin_line - 1:region.end_line] = (
+            [indent + s for s in stub] if region.kind == "solution" else [])
+    return "\n".join(lines)
 
 
 def release_notebook(nb: dict, path: Path | str = "<notebook>") -> dict:

@@ -9,6 +9,7 @@ random-number generators' states: `RunFiles`, `Progress`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -50,10 +51,8 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
                 sign in str(err) for sign in ("unexpected pos", "StreamWriter", "write")):
             raise   # not a failed write (e.g. an object torch.save cannot pickle)
         why = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip()
-        try:
+        with contextlib.suppress(OSError):
             why += f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there"
-        except OSError:
-            pass
         kept = (f"the previous {path.name} is intact" if path.exists()
                 else f"no {path.name} was written")
         raise OSError(getattr(err, "errno", None) or errno.EIO,

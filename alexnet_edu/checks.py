@@ -54,18 +54,14 @@ def relative_error(got: Any, expected: Any) -> float:
     return ((x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)).max().item()
 
 
-def _no_answer(name: str, got: Any, wanted: str) -> CheckFailed | None:
+def _require_answer(name: str, got: Any, wanted: str) -> None:
     if got is None or got is Ellipsis or got is NotImplemented:
-        return CheckFailed(f"{name}: no answer yet (got {got!r}); expected {wanted}")
-    return None
+        raise CheckFailed(f"{name}: no answer yet (got {got!r}); expected {wanted}")
 
 
 def _tensor(name: str, got: Any, wanted: str) -> torch.Tensor:
-    if (err := _no_answer(name, got, wanted)) is not None:
-        raise err
-    if isinstance(got, torch.Tensor):
-        return got
-    try:
+    _require_answer(name, got, wanted)
+    try:   # a tensor is returned as it is
         return torch.as_tensor(got)
     except (TypeError, ValueError, RuntimeError):
         raise CheckFailed(f"{name}: expected {wanted}, got a {type(got).__name__}") from None
@@ -73,8 +69,7 @@ def _tensor(name: str, got: Any, wanted: str) -> torch.Tensor:
 
 def check_equal(name: str, got: Any, expected: Any) -> None:
     """Exact equality, for integers, strings and tuples (e.g. an output size)."""
-    if (err := _no_answer(name, got, f"a value like {expected!r}")) is not None:
-        raise err
+    _require_answer(name, got, f"a value like {expected!r}")
     if isinstance(got, torch.Tensor) and got.numel() == 1:
         got = got.item()  # a 0-d tensor such as torch.tensor(27) is the number 27
     elif isinstance(got, (torch.Tensor, list)) and isinstance(expected, tuple):
@@ -113,8 +108,7 @@ def _sequence_difference(name: str, got: list, expected: list) -> str:
 def check_shape(name: str, got: Any, expected: Sequence[int]) -> None:
     """`got` is a tensor/array of shape `expected` (a shape such as `x.shape` is accepted too)."""
     expected = tuple(expected)
-    if (err := _no_answer(name, got, f"a tensor of shape {expected}")) is not None:
-        raise err
+    _require_answer(name, got, f"a tensor of shape {expected}")
     if isinstance(got, (tuple, list)) and all(isinstance(d, int) for d in got):
         shape = tuple(got)  # torch.Size is a tuple
     elif hasattr(got, "shape"):
@@ -158,7 +152,7 @@ def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5,
     Elements that differ by at most `atol` count as equal: near zero, float32 rounding alone
     gives a large *relative* error (1e-9 vs 2e-9 is 33 %), so values that are only rounding apart
     need an absolute floor."""
-    exp_t = torch.as_tensor(expected) if not isinstance(expected, torch.Tensor) else expected
+    exp_t = torch.as_tensor(expected)
     got_t = _tensor(name, got, f"a tensor of shape {tuple(exp_t.shape)}")
     if atol > 0 and got_t.shape == exp_t.shape:
         g, e = got_t.detach().cpu().double(), exp_t.detach().cpu().double()

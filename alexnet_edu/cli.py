@@ -126,14 +126,6 @@ def _load_model(path: str | Path, device: torch.device) -> tuple[AlexNet, dict]:
         raise BadInput(f"{why}; {hint}") from None
 
 
-def _read_input(path: Path, channels: int, shorter_side: int) -> torch.Tensor:
-    """`data.read_image_tensor`; BadInput for a file that is not a readable image."""
-    try:
-        return read_image_tensor(path, channels, shorter_side=shorter_side)
-    except (FileNotFoundError, ValueError) as err:   # DataFileError (a ValueError) names the file
-        raise BadInput(_first_line(err)) from None
-
-
 def _inputs(names: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
     """(path, None) per file to classify, (path, error) per unusable path. A directory gives all
     its files: a non-image among them is reported, not silently skipped."""
@@ -449,13 +441,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     while chunk := list(itertools.islice(inputs, PREDICT_CHUNK)):
         good: list[tuple[Path, torch.Tensor]] = []
         for path, problem in chunk:
-            try:
-                if problem:
-                    raise BadInput(problem)
-                good.append((path, _read_input(path, channels, shorter_side)))
-            except BadInput as err:
-                _error(err)
-                failed += 1
+            if problem is None:
+                try:
+                    good.append((path, read_image_tensor(path, channels, shorter_side)))
+                    continue
+                except (FileNotFoundError, ValueError) as err:  # a DataFileError names the file
+                    problem = _first_line(err)
+            _error(problem)
+            failed += 1
         probabilities = _probabilities(model, good, transform, device)
         for path, _ in good:
             top = torch.topk(probabilities[path], k)

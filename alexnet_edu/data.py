@@ -256,14 +256,15 @@ def _checked(images: np.ndarray, labels: np.ndarray, images_path: Path, labels_p
             torch.from_numpy(labels.astype(np.int64) - low))
 
 
-def _read_split(name: str, folder: Path, split: str) -> tuple[Tensor, Tensor]:
-    """One split's uint8 images N x C x H x W and int64 labels from the official files."""
+def _read_split(name: str, folder: Path, split: str) -> TensorImageDataset:
+    """One split of a named dataset, read from its official files."""
     if name == "fashion-mnist":
         prefix = "train" if split == "train" else "t10k"
         images_path = _present(folder / f"{prefix}-images-idx3-ubyte")
         labels_path = _present(folder / f"{prefix}-labels-idx1-ubyte")
         images, labels = _read_idx(images_path, ndim=3)[:, None], _read_idx(labels_path, ndim=1)
-        return _checked(images, labels, images_path, labels_path, low=0)
+        return TensorImageDataset(*_checked(images, labels, images_path, labels_path, low=0),
+                                  FASHION_MNIST_CLASSES)
     images_path = _present(folder / f"{split}_X.bin")
     labels_path = _present(folder / f"{split}_y.bin")
     pixels = np.frombuffer(_file_bytes(images_path), np.uint8)
@@ -272,8 +273,9 @@ def _read_split(name: str, folder: Path, split: str) -> tuple[Tensor, Tensor]:
                             f"3x96x96 images ({3 * 96 * 96} bytes each): it is truncated or "
                             f"another kind of file. {_FIX}")
     images = pixels.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)   # stored column-major
-    labels = np.frombuffer(_file_bytes(labels_path), np.uint8)
-    return _checked(images, labels, images_path, labels_path, low=1)   # labels 1..10 on disk
+    labels = np.frombuffer(_file_bytes(labels_path), np.uint8)   # 1..10 on disk
+    return TensorImageDataset(*_checked(images, labels, images_path, labels_path, low=1),
+                              STL10_CLASSES)
 
 
 def _missing(name: str, folder: Path) -> list[str]:
@@ -290,10 +292,7 @@ def _load_official(name: str, root: Path, download: bool) -> tuple:
     if missing:
         raise FileNotFoundError(f"{name}: {', '.join(missing)} missing in {folder}")
     synthetic = is_standin(folder)   # first: stand-ins changed since generated are refused
-    classes = FASHION_MNIST_CLASSES if name == "fashion-mnist" else STL10_CLASSES
-    pool, test = (TensorImageDataset(*_read_split(name, folder, split), classes)
-                  for split in ("train", "test"))
-    return pool, test, synthetic, folder
+    return _read_split(name, folder, "train"), _read_split(name, folder, "test"), synthetic, folder
 
 
 def _check_data_root(root: Path, named_by: str | None) -> None:
@@ -551,14 +550,12 @@ def first_images(dataset: Dataset, n: int) -> Tensor:
 
 # Splits ------------------------------------------------------------------------------------------
 def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[int, int]:
-    n_val = round(n_pool * val_fraction)
-    if val_fraction > 0:
-        n_val = max(1, n_val)
+    least = int(val_fraction > 0)   # a validation split, when asked for, has an image at least
+    n_val = max(least, round(n_pool * val_fraction))
     n_train = n_pool - n_val
     if limit is not None:
         n_train = min(n_train, limit)
-        n_val = min(n_val, max(1 if val_fraction > 0 else 0,
-                               round(limit * val_fraction / (1 - val_fraction))))
+        n_val = min(n_val, max(least, round(limit * val_fraction / (1 - val_fraction))))
     if n_train < 1:
         raise ValueError(f"{n_pool} training images are too few for val_fraction={val_fraction}")
     return n_train, n_val
@@ -654,8 +651,7 @@ def load_test_split(dataset: str | Path, root: str | Path | None = None, seed: i
     if key in DATASETS:
         folder = (Path(root).expanduser() if root is not None else data_root()) / FOLDERS[key]
         if all(_present(folder / name) for name in FILES[key][2:4]):   # the two test files
-            classes = FASHION_MNIST_CLASSES if key == "fashion-mnist" else STL10_CLASSES
-            test = TensorImageDataset(*_read_split(key, folder, "test"), classes)
+            test = _read_split(key, folder, "test")
             return _test_subset(test, seed, limit), is_standin(folder)
     elif (held_out := _held_out_folder(Path(dataset))) is not None:
         return _test_subset(folder_dataset(held_out), seed, limit), False
@@ -713,10 +709,9 @@ def ten_crop(images: Tensor, size: int) -> Tensor:
     h, w = images.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"ten_crop: images {h}x{w} are smaller than the crop {size}")
-    top, left = (h - size) // 2, (w - size) // 2
     five = [images[..., :size, :size], images[..., :size, w - size:],
             images[..., h - size:, :size], images[..., h - size:, w - size:],
-            images[..., top:top + size, left:left + size]]
+            center_crop(images, size)]
     crops = five + [c.flip(-1) for c in five]
     return torch.stack(crops, dim=1)
 
@@ -847,5 +842,4 @@ def as_loader(data, batch_size: int) -> DataLoader:
         data = (data, torch.full((len(data),), -1, dtype=torch.long))
     if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
         data = TensorDataset(data[0], torch.as_tensor(data[1]))
-    return make_loader(data, batch_size, shuffle=False, num_workers=0 if isinstance(
-        data, TensorDataset) else None)
+    return make_loader(data, batch_size, shuffle=False)

@@ -25,7 +25,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ class Ablation:
     target_error: float = 0.25
     section: str = ""
     effect: str = ""            # the size of the effect the paper reports, in its words
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.measure not in ("speed", "val_error", "gap"):

@@ -76,11 +76,10 @@ def _error(cell: dict) -> str | None:
 @contextlib.contextmanager
 def _profile(name: str) -> Iterator[None]:
     """Run kernels in profile `name` (they inherit this process's environment)."""
-    saved = {key: os.environ.get(key) for key in ("ALEXNET_EDU_PROFILE", "ALEXNET_EDU_SMOKE",
-                                                  "MPLBACKEND")}
-    os.environ["ALEXNET_EDU_PROFILE"] = name
-    os.environ["ALEXNET_EDU_SMOKE"] = "1" if name == "smoke" else "0"
-    os.environ["MPLBACKEND"] = "Agg"   # figures are rendered headless, nothing waits on a window
+    wanted = {"ALEXNET_EDU_PROFILE": name, "ALEXNET_EDU_SMOKE": "1" if name == "smoke" else "0",
+              "MPLBACKEND": "Agg"}   # figures are rendered headless, nothing waits on a window
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:

@@ -5,7 +5,6 @@ beside them says that they are stand-ins and records their md5 sums."""
 from __future__ import annotations
 
 import contextlib
-import gzip
 import hashlib
 import json
 import os
@@ -71,9 +70,9 @@ def _write_marker(folder: Path, kind: str, n_train: int, n_test: int, seed: int,
 
 
 def generate_fashion_mnist(folder: str | Path, n_train: int = 1000, n_test: int = 300,
-                           seed: int = 0, compress: bool = False) -> Path:
-    """Write stand-in Fashion-MNIST in the official IDX format (gzipped when `compress`) to
-    `folder`/FashionMNIST/raw/, which it returns: 28x28 grey, learnable class patterns."""
+                           seed: int = 0) -> Path:
+    """Write stand-in Fashion-MNIST in the official IDX format to `folder`/FashionMNIST/raw/,
+    which it returns: 28x28 grey, learnable class patterns."""
     rng = np.random.default_rng(seed)
     raw = Path(folder) / FOLDERS["fashion-mnist"]
     written = []
@@ -84,10 +83,7 @@ def generate_fashion_mnist(folder: str | Path, n_train: int = 1000, n_test: int 
         img = level * _pattern(n, 28, labels, rng) + noise
         images = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
         for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
-            blob, name = _idx_bytes(array), f"{prefix}-{kind}-ubyte"
-            if compress:
-                blob, name = gzip.compress(blob, mtime=0), name + ".gz"
-            written.append(write_atomic(raw / name, blob))
+            written.append(write_atomic(raw / f"{prefix}-{kind}-ubyte", _idx_bytes(array)))
     _write_marker(raw, "fashion_mnist", n_train, n_test, seed, written)
     return raw
 

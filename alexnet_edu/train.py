@@ -33,7 +33,6 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -135,11 +134,9 @@ def build_model(splits, image_size: int = 227, seed: int = 0, **overrides) -> Al
 
     The initial weights are drawn from `seed` (pass the run's ``TrainConfig.seed``), so the same
     seed builds bit-identical weights: a run is reproducible from its seed alone."""
-    kwargs: dict[str, Any] = dict(num_classes=len(splits.classes), in_channels=splits.in_channels,
-                                  image_size=image_size, init="kaiming")
-    kwargs.update(overrides)
     torch.manual_seed(seed)
-    return AlexNet(**kwargs)
+    return AlexNet(**{"num_classes": len(splits.classes), "in_channels": splits.in_channels,
+                      "image_size": image_size, "init": "kaiming", **overrides})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,18 +153,20 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     (the README's Results measure it), so such CPUs train in float32.
     """
     device = torch.device(device)
-    if setting == "off":
-        return None
-    if setting == "bf16":
-        return torch.bfloat16
-    if setting == "fp16":
-        return torch.float16
+    fixed = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if setting in fixed:
+        return fixed[setting]
     if device.type == "cuda":
         major, _ = torch.cuda.get_device_capability(device)
         return torch.bfloat16 if major >= 8 else torch.float16
     if device.type == "cpu":
         return torch.bfloat16 if cpu_has_bf16() else None
     return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed precision in `dtype` (from `amp_dtype`); None: off, plain float32."""
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
@@ -178,13 +177,10 @@ def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
         return False
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
     # AVX-512 BF16 alone is not enough: a CPU that lists avx512_bf16 but no AMX runs bf16
     # autocast far slower than float32 (the README's Results).
-    return "amx_bf16" in flags
+    return any("amx_bf16" in line.partition(":")[2].split()
+               for line in text.splitlines() if line.startswith("flags"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,8 +213,7 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
     with eval_mode(model):
         for images, targets in tqdm(as_loader(data, batch_size), desc="evaluate", leave=False,
                                     disable=not progress):
-            with torch.autocast(device.type, dtype=dtype or torch.float32,
-                                enabled=dtype is not None):
+            with _autocast(device, dtype):
                 all_logp.append(_log_probabilities(model, transform, images.to(device), tta).cpu())
             all_targets.append(torch.as_tensor(targets).long())
     if not all_targets:
@@ -376,8 +371,7 @@ class _Step:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         try:
-            with torch.autocast(self.device.type, dtype=self.dtype or torch.float32,
-                                enabled=self.dtype is not None):
+            with _autocast(self.device, self.dtype):
                 logits = self.forward(x)
                 loss = F.cross_entropy(logits.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)
@@ -407,7 +401,7 @@ def _check_fits(model: AlexNet, splits) -> None:
     if model.config["num_classes"] != classes:
         raise ValueError(f"the model has {model.config['num_classes']} outputs but the data has "
                          f"{classes} classes: build it with num_classes={classes}")
-    if channels not in (splits.in_channels, 3) or (channels == 1 and splits.in_channels != 1):
+    if channels not in (splits.in_channels, 3):   # 3: grey data, repeated
         raise ValueError(f"the model takes {channels} channel(s), the data has "
                          f"{splits.in_channels}: use in_channels={splits.in_channels}")
     if len(splits.val) == 0:
@@ -581,8 +575,7 @@ def estimate_epoch_seconds(model: nn.Module, splits, config: TrainConfig, device
         times = []
         for _ in range(steps + 1):   # the first step warms up (allocations, kernel choice)
             start = time.perf_counter()
-            with torch.autocast(device.type, dtype=dtype or torch.float32,
-                                enabled=dtype is not None):
+            with _autocast(device, dtype):
                 loss = F.cross_entropy(net(transform(images)).float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
@@ -267,9 +268,7 @@ def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str], normalize: 
     if cm.dim() != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise ValueError(f"expected a {len(classes)}×{len(classes)} matrix for {len(classes)} "
                          f"classes, got shape {tuple(cm.shape)}")
-    shown = cm
-    if normalize:
-        shown = 100 * cm / cm.sum(1, keepdim=True).clamp_min(1)
+    shown = 100 * cm / cm.sum(1, keepdim=True).clamp_min(1) if normalize else cm
     k = len(classes)
     side = max(4.0, 0.45 * k + 2)
     fig, ax = subplots(figsize=(side + 1, side))
@@ -344,17 +343,14 @@ def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training cu
         return None if all(v is None for v in values) else [
             float("nan") if v is None else float(v) for v in values]
 
-    panels = [("loss", "cross-entropy loss", 1.0), ("acc", "top-1 accuracy (%)", None)]
-    for ax, (key, label, scale) in zip(axes, panels):
+    panels = [("loss", "cross-entropy loss"), ("acc", "top-1 accuracy (%)")]
+    for ax, (key, label) in zip(axes, panels):
         for split, style in (("train", "-o"), ("val", "-s")):
             ys = series(f"{split}_{key}")
             if ys is None:
                 continue
-            if scale is None:  # accuracy: fraction -> %
-                finite = [y for y in ys if y == y]
-                factor = 100.0 if finite and max(finite) <= 1.0 else 1.0
-            else:
-                factor = scale
+            finite = [y for y in ys if y == y]   # accuracy as a fraction -> %
+            factor = 100.0 if key == "acc" and finite and max(finite) <= 1.0 else 1.0
             ax.plot(epochs, [y * factor for y in ys], style, ms=3, label=split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
@@ -374,9 +370,8 @@ def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training cu
     axes[0].set_title("loss")
     axes[1].set_title("accuracy")
     speed = series("images_per_s")
-    speed_note = ""
-    if speed and speed[-1] == speed[-1]:  # not NaN
-        speed_note = f", last epoch {speed[-1]:.0f} images/s"
+    speed_note = (f", last epoch {speed[-1]:.0f} images/s" if speed and speed[-1] == speed[-1]
+                  else "")   # speed[-1] == speed[-1]: not NaN
     axes[2].set_title("learning rate (÷10 on plateau, §5)")
     fig.suptitle(f"{title}: {len(rows)} epoch(s){speed_note}")
     return fig
@@ -454,8 +449,6 @@ def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
                thumbnails: int = 40, zoom: float = 0.3) -> Figure:
     """2-D points (N, 2) coloured by class, with a legend; with uint8 `images`, every
     (N // thumbnails)-th point also shows its image as a thumbnail."""
-    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-
     pts = np.asarray(torch.as_tensor(points).detach().cpu().float())
     lab = np.asarray(torch.as_tensor(labels).cpu())
     fig, ax = subplots(figsize=(7.5, 6))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Any
 
@@ -180,7 +181,6 @@ class FeatureMapViewer:
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}
         if isinstance(bundle, tuple):
             bundle = bundle[0]
-        import base64
         return {**bundle, "image/png": base64.b64encode(self.image.value).decode("ascii")}
 
     def __repr__(self) -> str:

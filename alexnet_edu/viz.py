@@ -68,7 +68,7 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
     lost = unused_pixels(size, kernel, stride, padding, dilation)
     if ax is None:
         _, ax = subplots(figsize=(min(14, 2 + 0.3 * (size + 2 * padding)),
-                                      min(8, 1.2 + 0.3 * (out + 1))))
+                                  min(8, 1.2 + 0.3 * (out + 1))))
     for x in range(-padding, size + padding):  # the input row, y = -1
         pad = x < 0 or x >= size
         colour = "0.85" if pad else ("tab:red" if x >= size - lost else "white")

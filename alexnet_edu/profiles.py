@@ -4,7 +4,7 @@
   runs; its numbers mean nothing.
 - ``cpu``: no CUDA GPU (a laptop, Apple MPS, Colab without a GPU). 67 px inputs and a recipe
   tuned for a budget of about 10-15 minutes on 2 CPU cores per training notebook: a result that
-  means something (Fashion-MNIST: above 85 % test accuracy, see the README's results).
+  means something (Fashion-MNIST: about 85 % test accuracy, see the README's results).
 - ``full``: a CUDA GPU. The paper's input size (227 px) and whole datasets.
 
 ``ALEXNET_EDU_PROFILE=smoke|cpu|full`` overrides the choice (``ALEXNET_EDU_SMOKE=1`` still means
@@ -84,9 +84,10 @@ class RunSize:
 
 
 # Why the cpu sizes: 67 px is the smallest input the paper's layers take (67 -> 15 -> 7 -> 3 ->
-# 1) and costs ~11x less than 227 px. A 10-minute run has about 15 epochs, too few for the
-# paper's lr 0.01 and patience 2 to reach their plateau: lr 0.02 and patience 1 learn faster
-# there (benchmarks/time_to_accuracy.py measured both; the README's Results give the runs).
+# 1) and needs ~13x fewer multiply-adds than 227 px (`shapes.trace`). A run of 10-15 minutes on
+# an older 2-core CPU has about 15 epochs, too few for the paper's lr 0.01 and patience 2 to
+# reach their plateau: lr 0.02 and patience 1 learn faster there (benchmarks/time_to_accuracy.py
+# measured both; the README's Results give the runs).
 SIZES: dict[str, dict[str, RunSize]] = {
     "fashion-mnist": {
         "smoke": RunSize(limit=384, image_size=67, epochs=2),
@@ -98,8 +99,8 @@ SIZES: dict[str, dict[str, RunSize]] = {
         "cpu": RunSize(limit=None, image_size=67, epochs=20, lr=0.02, patience=2),
         "full": RunSize(limit=None, image_size=227, epochs=60),
     },
-    # notebook 10: eight runs share the budget; 67 px keeps pool5 the same side (1) with
-    # overlapping and plain pooling, so the pooling ablation changes one thing only.
+    # notebook 10: five runs (six with the exercise) share the budget; 67 px keeps pool5 the same
+    # side (1) with overlapping and plain pooling, so the pooling ablation changes one thing only.
     "ablations": {
         # two seeds in smoke so that CI runs the spread-over-seeds code; one in cpu, whose
         # 10-minute budget holds one run per arm

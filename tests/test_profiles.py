@@ -3,7 +3,7 @@ handling: chosen by the machine, overridable, and honest about time."""
 
 from __future__ import annotations
 
-import time
+import types
 
 import pytest
 import torch
@@ -81,20 +81,23 @@ def test_cli_without_flags_uses_the_profiles_recipe(tmp_path, monkeypatch, capsy
     assert checkpoint["train_config"]["batch_size"] == 8 and checkpoint["split"]["limit"] == 24
 
 
-def test_the_plan_predicts_the_measured_epoch_time(tmp_path):
-    """The prediction from two timed steps is within a factor of 3 of a measured epoch (small
-    batches on a shared 2-core machine are noisy; the point is minutes vs hours)."""
+def test_the_plan_times_steps_on_a_copy_and_scales_to_an_epoch(monkeypatch):
+    """The arithmetic, on a fake clock: the warm-up step is dropped, the slower of the two timed
+    steps is taken per image, validation counts a third of training, the model is untouched.
+    (How close it comes to a real epoch is measured in benchmarks/plan_estimate.py: a timed
+    assertion here would fail whenever the machine is busy.)"""
     splits = _splits(n_train=256, n_val=64, side=28)
     model = train.build_model(splits, image_size=67)
     config = TrainConfig(epochs=1, batch_size=32, progress=False)
     transform = BatchTransform(67, splits.mean, splits.std, train=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    # steps of 0.2 s (the warm-up: counted, it would make the answer 0.5), 0.5 s and 0.6 s
+    ticks = iter([0.0, 0.2, 10.0, 10.5, 20.0, 20.6])
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
     predicted = estimate_epoch_seconds(model, splits, config, torch.device("cpu"), transform)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
-    start = time.perf_counter()
-    fit(model, splits, config, tmp_path, "cpu")
-    measured = time.perf_counter() - start
-    assert measured / 3 < predicted < measured * 3, (predicted, measured)
+    assert predicted == pytest.approx(0.6 / 32 * (256 + 64 / 3))
+    assert next(ticks, None) is None                  # exactly three steps were timed
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_cuda_out_of_memory_is_one_clear_message(tmp_path, monkeypatch):

@@ -15,7 +15,6 @@ import importlib.util
 import re
 import subprocess
 import sys
-import textwrap
 import types
 from pathlib import Path
 
@@ -65,13 +64,27 @@ _SOLUTION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 
 
 def _assigned(code: str) -> list[str]:
-    """Names a solution region defines at its top level (assignments, def, class)."""
+    """Names a solution region defines in the notebook's namespace: assignments, def and class,
+    also inside `with`, `for`, `if` and `try` blocks (not inside functions or classes)."""
     names = []
-    for node in ast.parse(textwrap.dedent(code)).body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names.append(node.name)
-        elif isinstance(node, ast.Assign):
-            names += [n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names.append(node.name)
+                continue
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.extend(n.id for t in targets for n in ast.walk(t)
+                             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+            for field in ("body", "orelse", "finalbody"):
+                visit(getattr(node, field, []))
+            for handler in getattr(node, "handlers", []):
+                visit(handler.body)
+
+    if code[:1].isspace():   # an indented region is a function's body: its names are local
+        return []
+    visit(ast.parse(code).body)
     return names
 
 

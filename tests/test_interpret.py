@@ -12,7 +12,6 @@ from alexnet_edu import AlexNet, activations
 from alexnet_edu.embeddings import extract_features, nearest_neighbours
 from alexnet_edu.interpret import grad_cam, occlusion, occlusion_positions, saliency
 
-torch.set_num_threads(2)
 REGION = (slice(4, 10), slice(12, 20))   # rows 4..9, columns 12..19 of a 24 x 24 image
 
 

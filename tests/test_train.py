@@ -111,13 +111,14 @@ def alexnet_run(tmp_path_factory):
     splits = _splits(n_train=64, n_val=32, side=28)
     torch.manual_seed(0)
     model = build_model(splits, image_size=67)
-    history = fit(model, splits, TrainConfig(epochs=3, batch_size=16, progress=False), run, "cpu")
+    # 5 epochs: with 3, about 1 initial draw in 20 had not yet reached 0.5 (a helper tried 40 seeds)
+    history = fit(model, splits, TrainConfig(epochs=5, batch_size=16, progress=False), run, "cpu")
     return splits, model, history, run
 
 
 def test_alexnet_learns_a_learnable_set(alexnet_run):
     splits, model, history, _ = alexnet_run
-    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
     assert HISTORY_KEYS <= set(history[0])
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["val_acc"] >= 0.5            # chance is 0.25

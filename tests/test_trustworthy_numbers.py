@@ -69,13 +69,13 @@ def test_evaluate_on_a_model_with_nan_outputs_reports_zero():
 def test_a_non_finite_validation_loss_stops_training_and_never_becomes_best(tmp_path,
                                                                             monkeypatch):
     splits, real_evaluate = _splits(), train.evaluate
-    calls = []
+    accuracies = []
 
-    def diverging(*args, **kwargs):   # epoch 1 fine, epoch 2 NaN (its "accuracy" would be 1.0)
+    def diverging(*args, **kwargs):   # epoch 1 fine, epoch 2 NaN (its "accuracy" would be 2.0)
         result = real_evaluate(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 2:
-            result = {**result, "loss": float("nan"), "top1": 1.0}
+        accuracies.append(result["top1"])
+        if len(accuracies) == 2:
+            result = {**result, "loss": float("nan"), "top1": 2.0}
         return result
 
     monkeypatch.setattr(train, "evaluate", diverging)
@@ -83,7 +83,7 @@ def test_a_non_finite_validation_loss_stops_training_and_never_becomes_best(tmp_
         fit(_tiny(), splits, TrainConfig(epochs=3, batch_size=16, progress=False), tmp_path,
             "cpu")
     best = load_checkpoint(tmp_path / "best.pt")
-    assert best["epoch"] == 1 and best["best_val_acc"] < 1.0
+    assert best["epoch"] == 1 and best["best_val_acc"] == accuracies[0]
 
 
 def test_cli_exits_2_with_one_line_when_the_model_diverges(tmp_path, monkeypatch, capsys):

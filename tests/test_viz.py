@@ -14,8 +14,6 @@ from alexnet_edu import AlexNet, activations, viz
 from alexnet_edu.shapes import conv_output_size, unused_pixels
 from alexnet_edu.widgets import FeatureMapViewer
 
-torch.set_num_threads(2)
-
 
 @pytest.fixture(scope="module")
 def small_model() -> AlexNet:

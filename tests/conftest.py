@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 # Notebooks executed by nbval inherit this environment: the same code on less data. A profile
 # exported in the shell (ALEXNET_EDU_PROFILE=cpu) would win over smoke mode and train every
@@ -26,8 +27,6 @@ def _real_data_root() -> Path | None:
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test draws the same random numbers on every run, so a rare draw cannot fail CI."""
-    import torch
-
     torch.manual_seed(0)
 
 

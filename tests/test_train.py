@@ -111,7 +111,7 @@ def alexnet_run(tmp_path_factory):
     splits = _splits(n_train=64, n_val=32, side=28)
     torch.manual_seed(0)
     model = build_model(splits, image_size=67)
-    # 5 epochs: with 3, about 1 initial draw in 20 had not yet reached 0.5 (a helper tried 40 seeds)
+    # 5 epochs: some initial draws need more than 3 to pass 0.5
     history = fit(model, splits, TrainConfig(epochs=5, batch_size=16, progress=False), run, "cpu")
     return splits, model, history, run
 

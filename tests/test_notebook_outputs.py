@@ -50,5 +50,11 @@ def test_smoke_errors_and_local_paths_are_refused() -> None:
     assert run_notebooks.problems(nb)
     cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
     assert run_notebooks.problems(nb)
-    cell.outputs = [nbformat.v4.new_output("stream", text="test accuracy 86.1 %\n")]
+    bar = {"text/plain": "training:   0%|          | 0/870 [00:00<?, ?batch/s]",
+           "application/vnd.jupyter.widget-view+json": {"model_id": "a1", "version_major": 2}}
+    cell.outputs = [nbformat.v4.new_output("display_data", data=bar)]   # frozen at 0 %
+    assert run_notebooks.problems(nb)
+    viewer = dict(bar, **{"text/plain": "VBox(children=(HBox(children=(Dropdown(..."})
+    cell.outputs = [nbformat.v4.new_output("display_data", data=viewer),   # a widget is fine
+                    nbformat.v4.new_output("stream", text="test accuracy 86.1 %\n")]
     assert run_notebooks.problems(nb) == []

@@ -46,6 +46,19 @@ def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+# tqdm's notebook bar is a widget; a saved notebook keeps only its plain-text form at the moment
+# it was displayed ("0%| 0/870"), which GitHub then shows for good: such outputs are not stored
+PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")
+
+
+def is_progress_bar(output) -> bool:
+    """A tqdm progress-bar widget's output (its stored text is frozen at the start)."""
+    data = output.get("data", {})
+    text = data.get("text/plain", "")
+    return ("application/vnd.jupyter.widget-view+json" in data
+            and bool(PROGRESS_BAR.search(text if isinstance(text, str) else "".join(text))))
+
+
 def stale_cells(nb: nbformat.NotebookNode) -> list[int]:
     """Indices of code cells that hold outputs not stamped with their current source's hash."""
     return [i for i, cell in enumerate(nb.cells)
@@ -65,6 +78,8 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
     found = []
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
+            if is_progress_bar(output):
+                found.append(f"cell {i}: a progress bar (its stored text never moves)")
             if output.get("output_type") == "error":
                 found.append(f"cell {i}: an error ({output.get('ename')}: {output.get('evalue')})")
             match = FORBIDDEN.search(_text(output))
@@ -97,6 +112,7 @@ def execute(path: Path, profile: str, timeout: int | None) -> nbformat.NotebookN
                 skipped.append(index)
             else:
                 client.execute_cell(cell, index)
+                cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
             cell.metadata["alexnet_edu"] = {"source": source_hash(cell.source)}
     seconds = time.perf_counter() - started
     nb.metadata["alexnet_edu"] = {

@@ -610,7 +610,10 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
             raise FileNotFoundError(f"unknown dataset {dataset!r}: use one of {DATASETS} or the "
                                     f"path of a folder of images in class sub-folders")
         pool, test = _folder_splits(source, seed)
-        synthetic, name = False, source.name
+        # a folder named like a split (stl10-sample/test) is known by its parent too
+        name = (f"{source.parent.name}-{source.name}"
+                if source.name.lower() in ("train", "val", "test") else source.name)
+        synthetic = False
 
     n_train, n_val = _split_counts(len(pool), val_fraction, limit)
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))

@@ -328,6 +328,9 @@ def test_image_folder_loads_classes_and_splits(tmp_path):
     s = load_splits(tmp_path / "imgs", val_fraction=0.25)
     assert (len(s.train), len(s.val), len(s.test)) == (12, 4, 4)
     assert s.classes == ["blue", "red"] and s.name == "imgs" and not s.synthetic
+    (tmp_path / "sample").mkdir()
+    (tmp_path / "imgs").rename(tmp_path / "sample" / "test")   # a folder named like a split
+    assert load_splits(tmp_path / "sample" / "test", val_fraction=0.25).name == "sample-test"
     _png(tmp_path / "mixed" / "a" / "big.png", (1, 2, 3), size=(300, 400))
     _png(tmp_path / "mixed" / "b" / "small.png", (1, 2, 3), size=(20, 30))
     assert load_image_folder(tmp_path / "mixed").images.shape == (2, 3, 256, 256)   # §2

@@ -50,7 +50,8 @@ from .profiles import current_profile
 from .settings import PROJECT_ROOT, shown_path
 
 __all__ = ["TrainConfig", "fit", "train_one_epoch", "evaluate", "predict", "step_lr",
-           "make_optimizer", "build_model", "runs_dir", "amp_dtype", "plan", "OutOfMemory"]
+           "make_optimizer", "build_model", "initial_model", "runs_dir", "amp_dtype", "plan",
+           "OutOfMemory"]
 
 
 @dataclass
@@ -134,9 +135,24 @@ def build_model(splits, image_size: int = 227, seed: int = 0, **overrides) -> Al
 
     The initial weights are drawn from `seed` (pass the run's ``TrainConfig.seed``), so the same
     seed builds bit-identical weights: a run is reproducible from its seed alone."""
-    torch.manual_seed(seed)
-    return AlexNet(**{"num_classes": len(splits.classes), "in_channels": splits.in_channels,
-                      "image_size": image_size, "init": "kaiming", **overrides})
+    return _drawn(seed, **{"num_classes": len(splits.classes), "in_channels": splits.in_channels,
+                           "image_size": image_size, "init": "kaiming", **overrides})
+
+
+def initial_model(checkpoint: dict) -> AlexNet:
+    """The model a run started from, rebuilt from its checkpoint: `build_model` drew the initial
+    weights from the run's seed (``TrainConfig.seed``) alone, so no file needs to keep them. For
+    runs whose model `build_model` made with that seed (the notebooks, the CLI, the ablations)."""
+    seed = (checkpoint.get("train_config") or {}).get("seed")
+    if seed is None or "model_config" not in checkpoint:
+        raise ValueError("this checkpoint records no training run's seed (pretrained weights?): "
+                         "its initial weights cannot be rebuilt")
+    return _drawn(seed, **checkpoint["model_config"])
+
+
+def _drawn(seed: int, **config) -> AlexNet:
+    torch.manual_seed(seed)   # the only source of the initial weights
+    return AlexNet(**config)
 
 
 # ---------------------------------------------------------------------------------------------

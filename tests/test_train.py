@@ -30,6 +30,7 @@ from alexnet_edu.train import (
     build_model,
     evaluate,
     fit,
+    initial_model,
     make_optimizer,
     predict,
     step_lr,
@@ -122,6 +123,19 @@ def test_alexnet_learns_a_learnable_set(alexnet_run):
     assert HISTORY_KEYS <= set(history[0])
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["val_acc"] >= 0.5            # chance is 0.25
+
+
+def test_initial_model_is_the_runs_start_rebuilt_from_its_seed(alexnet_run):
+    splits, model, _, run = alexnet_run
+    checkpoint = torch.load(run / "best.pt", weights_only=True)
+    start = initial_model(checkpoint)
+    assert _same_weights(start, build_model(splits, image_size=67, seed=0))   # the run's seed
+    assert not _same_weights(start, build_model(splits, image_size=67, seed=1))
+    assert not _same_weights(start, model)                                    # it trained
+    checkpoint["train_config"]["seed"] = 1
+    assert not _same_weights(initial_model(checkpoint), start)
+    with pytest.raises(ValueError, match="no training run's seed"):
+        initial_model({"model_config": checkpoint["model_config"]})
 
 
 def test_checkpoint_is_enough_to_evaluate_and_predict(alexnet_run):

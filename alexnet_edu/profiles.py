@@ -54,7 +54,8 @@ def current_profile() -> Profile:
         return Profile("full", f"a CUDA GPU: {torch.cuda.get_device_name(0)}")
     mps = getattr(torch.backends, "mps", None)
     why = "Apple MPS is not CUDA" if mps is not None and mps.is_available() else "no CUDA GPU"
-    return Profile("cpu", f"{why}: the 67 px recipe sized for about 10-15 minutes on a CPU")
+    return Profile("cpu", f"{why}: the 67 px recipe, each training notebook within 15 minutes "
+                          "on a CPU")
 
 
 @dataclass(frozen=True)

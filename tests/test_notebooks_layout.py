@@ -110,6 +110,9 @@ def test_every_exercise_names_what_its_check_reads(path: Path) -> None:
                          if name in read and f"`{name}`" not in task]
             problems += [f"cell {i}: `{name}` (the answer cell)" for name in _assigned(region)
                          if name in read and not re.search(rf"\b{name}\b", outside)]
+        for line in re.findall(r"\*\*Define:\*\*(.*)", task):   # and it names nothing else
+            problems += [f"cell {i}: `{name}` (named by **Define:**, not read by the check)"
+                         for name in re.findall(r"`(\w+)`", line.split("(")[0]) if name not in read]
     assert not problems, f"{path.name}: these do not name what the check reads: {problems}"
 
 

@@ -52,7 +52,7 @@ PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")
 
 
 def is_progress_bar(output) -> bool:
-    """A tqdm progress-bar widget's output (its stored text is frozen at the start)."""
+    """A tqdm progress-bar widget's output (its stored text is frozen when it was shown)."""
     data = output.get("data", {})
     text = data.get("text/plain", "")
     return ("application/vnd.jupyter.widget-view+json" in data

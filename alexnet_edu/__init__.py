@@ -1,7 +1,8 @@
 """alexnet_edu: the code behind the AlexNet teaching notebooks.
 
 One module per idea: `shapes` (output-size arithmetic), `layers` (Local Response Normalization),
-`model` (AlexNet), `data` (datasets, batched transforms), `standin` (generated smoke data),
+`model` (AlexNet), `data` (datasets, splits, loaders), `transforms` (the paper's augmentation on
+whole batches), `images` (reading image files), `standin` (generated smoke data),
 `train` (the paper's recipe), `checkpoint` and `files` (saving, loading, resuming), `pretrained`,
 `metrics`, `viz` (plots), `widgets`, `embeddings`, `interpret`, `experiments`, `assignments`,
 `checks` and `grading` (exercises), `cli` (`python -m alexnet_edu`), `device`, `profiles`,

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from . import distributed
-from .data import BatchTransform
 from .files import write_atomic
 from .model import AlexNet
 from .settings import shown_path
+from .transforms import BatchTransform
 
 __all__ = ["FORMAT", "MAX_IMAGE_SIZE", "save_checkpoint", "load_checkpoint", "load_model",
            "check_compatible", "eval_transform", "Progress", "RunFiles", "rng_state",

@@ -26,15 +26,9 @@ import torch
 
 from . import distributed
 from .checkpoint import MAX_IMAGE_SIZE, check_fields, eval_transform, load_checkpoint, load_model
-from .data import (
-    DATASETS,
-    image_files,
-    load_splits,
-    load_test_split,
-    read_image_tensor,
-    split_fingerprint,
-)
+from .data import DATASETS, load_splits, load_test_split, split_fingerprint
 from .device import pick_device
+from .images import image_files, read_image_tensor
 from .metrics import per_class_report
 from .model import AlexNet
 from .profiles import PROFILES, current_profile, run_size

@@ -1,16 +1,14 @@
-"""Data: Fashion-MNIST, STL-10 or your own folder of images, as uint8 tensors; the paper's
-augmentations run on whole batches (on the GPU when there is one).
+"""Data: Fashion-MNIST, STL-10 or your own folder of images, as uint8 tensors in train /
+validation / test splits, and loaders of whole uint8 batches (what the network then sees is made
+from them in `transforms`).
 
     splits = load_splits("fashion-mnist")              # or "stl10", or "path/to/folder"
     loader = make_loader(splits.train, batch_size=128, shuffle=True)
-    transform = BatchTransform(227, splits.mean, splits.std, train=True, pca=splits.pca,
-                               out_channels=3).to(device)
     for images, labels in loader:                      # images: uint8 N x C x H x W (native size)
-        x = transform(images)                          # float N x 3 x 227 x 227, normalized
+        ...
 
-Whole batches, not per-image PIL transforms: upsampling image by image is the bottleneck on two
-CPU cores. Paper: §2 (shorter side to 256, central patch), §4.1 (random crops, reflections, PCA
-colour augmentation, ten test patches); 227 stands for its 224 (see `shapes`).
+The official files are read and checked here (torchvision only downloads them); image files are
+read by `images.read_image`.
 """
 
 from __future__ import annotations
@@ -19,31 +17,27 @@ import gzip
 import hashlib
 import os
 import struct
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import torchvision
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
+from .images import IMAGE_EXTENSIONS, DataFileError, image_files, read_image_tensor
 from .profiles import current_profile
 from .settings import data_root, smoke_mode
 from .standin import FOLDERS, STL10_CLASSES, is_standin, provide_standins, writable
+from .transforms import PAPER_RESIZE, resize_batch
 
 __all__ = [
     "DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
     "load_splits", "load_test_split", "load_image_folder", "ImageFiles", "folder_dataset",
-    "image_shape", "first_images", "channel_mean_std", "rgb_pca",
-    "BatchTransform", "resize_batch", "crop_and_flip", "center_crop", "pca_lighting", "ten_crop",
-    "make_loader", "as_loader",
-    "DataFileError", "read_image", "read_image_tensor", "image_files", "MAX_IMAGE_SIDE",
-    "MAX_IMAGE_PIXELS", "stl10_source", "split_fingerprint",
+    "image_shape", "first_images", "channel_mean_std", "rgb_pca", "make_loader", "as_loader",
+    "stl10_source", "split_fingerprint",
 ]
 
 DATASETS = ("fashion-mnist", "stl10")
@@ -55,15 +49,6 @@ FILES = {"fashion-mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "stl10": ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt",
                    "fold_indices.txt"]}
 FOLDER_TEST_FRACTION = 0.2                        # one image folder: 20 % becomes the test split
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
-                    ".pgm")
-PAPER_RESIZE, PAPER_CROP = 256, 227               # §2 / §4.1 (the paper's 224 is 227, see shapes)
-MAX_IMAGE_SIDE = 1024         # read_image shrinks larger images at once: memory stays bounded
-MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused (PIL only warns at 89.5 million)
-
-
-class DataFileError(ValueError):
-    """A data file that cannot be used; the message names it, says what is wrong and what to do."""
 
 
 # Datasets as uint8 tensors -----------------------------------------------------------------------
@@ -340,102 +325,7 @@ def _official_or_standin(name: str, root: Path, download: bool) -> tuple:
     return _load_official(name, provide_standins(name, root), download=False)
 
 
-# Image files and folders -------------------------------------------------------------------------
-def _open_image(path: Path, max_pixels: int) -> Image.Image:
-    """PIL's lazily opened image (header read only), or a clear error naming the file."""
-    if not path.exists():
-        raise FileNotFoundError(f"image {path} does not exist")
-    try:
-        with warnings.catch_warnings():   # our own, lower limit below gives the clear message
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        why = ("not an image (PIL cannot identify it; use PNG, JPEG, ...)"
-               if isinstance(err, UnidentifiedImageError) else err)
-        raise DataFileError(f"cannot read image {path}: {why}. Remove or replace this file.") \
-            from err
-    w, h = img.size
-    if w * h > max_pixels:
-        img.close()
-        raise DataFileError(f"image {path} is {w}x{h} = {w * h:,} pixels, more than the "
-                            f"{max_pixels:,} this reader accepts (a decompression bomb, or a "
-                            f"huge scan): shrink it first, or remove it.")
-    return img
-
-
-def _shrink(img: Image.Image, max_side: int | None, shorter_side: int | None) -> Image.Image:
-    """`img` decoded and shrunk (aspect kept) to the bounds (None: none); never enlarged."""
-    w, h = img.size
-    scale = min(1.0, max_side / max(w, h) if max_side else 1.0,
-                shorter_side / min(w, h) if shorter_side else 1.0)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    img.draft("RGB", size)     # JPEG only: decode at 1/2, 1/4 or 1/8 scale, >= size
-    img.load()                 # a full decode: truncated files fail here
-    if img.size == size:
-        return img
-    if img.mode in ("1", "P", "PA"):   # PIL resizes these with NEAREST only: aliasing
-        img = img.convert("RGB")
-    # reducing_gap: a fast integer reduce() first; PIL has no reduce() for the I;16 modes
-    return img.resize(size, Image.BILINEAR, reducing_gap=None if "I;16" in img.mode else 2.0)
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB from any PIL mode; convert("RGB") alone would saturate 16-bit images to white
-    and zero float ones. 16-bit modes, and "I" (32-bit integer) with values in 0..65535 (16-bit
-    PGM, some TIFFs), are divided by 257; "F" (float) in 0..1 is multiplied by 255; otherwise the
-    finite values' min..max is stretched to 0..255 (NaN, inf and constant images: black)."""
-    if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
-        return img.convert("RGB")
-    a = np.asarray(img, dtype=np.float64)
-    finite = np.isfinite(a)
-    lo, hi = (a[finite].min(), a[finite].max()) if finite.any() else (0.0, 0.0)
-    if img.mode == "F" and 0 <= lo and hi <= 1:
-        a = a * 255
-    elif img.mode != "F" and 0 <= lo and hi <= 65535:
-        a = a / 257
-    else:
-        a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    grey = np.clip(np.where(finite, a, 0), 0, 255).round().astype(np.uint8)
-    return Image.fromarray(grey).convert("RGB")
-
-
-def read_image(path: str | Path, max_side: int | None = MAX_IMAGE_SIDE,
-               max_pixels: int = MAX_IMAGE_PIXELS,
-               shorter_side: int | None = None) -> Image.Image:
-    """One image file as an 8-bit RGB `PIL.Image.Image` (the package's one image reader), its
-    longer side at most `max_side` and its shorter side at most `shorter_side` (None: no bound).
-
-    Memory stays bounded: images over `max_pixels` are refused before decoding, a JPEG is decoded
-    at a reduced scale, others are shrunk right after decoding. High bit depths are rescaled (see
-    `_to_rgb`). Errors name the file: FileNotFoundError when it is missing, DataFileError (a
-    ValueError) when it is not an image, is damaged or too large."""
-    path = Path(path)
-    img = _open_image(path, max_pixels)
-    try:
-        with img:
-            return _to_rgb(_shrink(img, max_side, shorter_side))
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
-        raise DataFileError(f"cannot read image {path}: {err}. Remove or replace this file.") \
-            from err
-
-
-def read_image_tensor(path: str | Path, channels: int = 3, shorter_side: int | None = None,
-                      max_side: int | None = MAX_IMAGE_SIDE) -> Tensor:
-    """One image file as uint8 `channels` x H x W (3: RGB, 1: grey), read with `read_image`."""
-    image = read_image(path, max_side, shorter_side=shorter_side)
-    pixels = torch.from_numpy(np.array(image.convert("L") if channels == 1 else image))
-    return pixels[None] if channels == 1 else pixels.permute(2, 0, 1).contiguous()
-
-
-def image_files(folder: Path, extensions: tuple[str, ...] | None = IMAGE_EXTENSIONS) -> list[Path]:
-    """The files anywhere below `folder` with one of `extensions` (None: any), hidden files and
-    folders (macOS's ._x.png, .git) skipped, sorted by their path below `folder`."""
-    return sorted((p for p in folder.rglob("*") if (extensions is None
-                                                    or p.suffix.lower() in extensions)
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-                   and p.is_file()), key=lambda p: p.relative_to(folder).parts)
-
-
+# Image folders -----------------------------------------------------------------------------------
 def _square(image: Tensor, side: int) -> Tensor:
     """§2: rescale so the shorter side is `side`, then take the central side x side patch."""
     return resize_batch(image[None].float(), side).round().clamp(0, 255).to(torch.uint8)[0]
@@ -662,133 +552,6 @@ def load_test_split(dataset: str | Path, root: str | Path | None = None, seed: i
     # load_splits downloads, generates stand-ins in smoke mode, or says what to do
     splits = load_splits(dataset, root, seed=seed, limit=limit)
     return splits.test, splits.synthetic
-
-
-# Batch transforms (§2, §4.1): whole uint8 batches -> normalized float, on any device -------------
-def resize_batch(images: Tensor, size: int) -> Tensor:
-    """Float batch N x C x H x W -> N x C x size x size: shorter side to `size` (bilinear,
-    antialiased when shrinking), then the central square (§2). Square inputs are just resized."""
-    h, w = images.shape[-2:]
-    if min(h, w) == size:   # already that size (e.g. shrunk as it was read): only the crop
-        return center_crop(images, size)
-    scale = size / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    out = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                        antialias=min(h, w) > size)
-    return center_crop(out, size)
-
-
-def center_crop(images: Tensor, size: int) -> Tensor:
-    """The central size x size patch of N x C x H x W."""
-    h, w = images.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return images[..., top:top + size, left:left + size]
-
-
-def crop_and_flip(images: Tensor, size: int, top: Tensor, left: Tensor, flip: Tensor) -> Tensor:
-    """Per-image crops `images[n, :, top[n]:top[n]+size, left[n]:left[n]+size]`, mirrored
-    left-right where `flip[n]`, done as one gather for the whole batch (no Python loop)."""
-    n = images.shape[0]
-    steps = torch.arange(size, device=images.device)
-    rows = top.to(images.device)[:, None] + steps                           # N x size
-    cols = left.to(images.device)[:, None] + torch.where(
-        flip.to(images.device)[:, None], size - 1 - steps, steps)           # N x size
-    batch = torch.arange(n, device=images.device)[:, None, None]
-    # advanced indices around a slice: result is N x size x size x C
-    out = images[batch, :, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)
-
-
-def pca_lighting(images: Tensor, eigval: Tensor, eigvec: Tensor, alpha: Tensor) -> Tensor:
-    """§4.1: add [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T to every RGB pixel of image n, with the
-    eigenvectors p_i (columns of `eigvec`), eigenvalues l_i and that image's alpha (N x 3)."""
-    shift = (alpha.to(eigval) * eigval) @ eigvec.T                           # N x 3
-    return images + shift[:, :, None, None].to(images.dtype)
-
-
-def ten_crop(images: Tensor, size: int) -> Tensor:
-    """§4.1 test-time patches: N x C x H x W -> N x 10 x C x size x size, in the order
-    top-left, top-right, bottom-left, bottom-right, centre, then the same five mirrored."""
-    h, w = images.shape[-2:]
-    if h < size or w < size:
-        raise ValueError(f"ten_crop: images {h}x{w} are smaller than the crop {size}")
-    five = [images[..., :size, :size], images[..., :size, w - size:],
-            images[..., h - size:, :size], images[..., h - size:, w - size:],
-            center_crop(images, size)]
-    crops = five + [c.flip(-1) for c in five]
-    return torch.stack(crops, dim=1)
-
-
-class BatchTransform(nn.Module):
-    """uint8 batch N x C x H x W -> normalized float N x out_channels x S x S, on the device of
-    this module (move it with `.to(device)`; the input follows).
-
-    train: resize to R = round(S * 256 / 227), random S x S crop, random horizontal flip and PCA
-    lighting (§4.1). eval: resize to R, central S x S crop; `ten_crop_batch` gives the ten test
-    patches (§4.1). With 1-channel data and `out_channels=3` the grey channel is repeated."""
-
-    def __init__(self, image_size: int = PAPER_CROP, mean: tuple[float, ...] = (0.5,),
-                 std: tuple[float, ...] = (0.5,), train: bool = False,
-                 pca: tuple[Tensor, Tensor] | None = None, pca_std: float = 0.1,
-                 flip: bool = True, out_channels: int | None = None,
-                 resize_size: int | None = None):
-        super().__init__()
-        if len(mean) != len(std):
-            raise ValueError(f"mean has {len(mean)} channels but std has {len(std)}")
-        self.image_size = int(image_size)
-        # the paper's 256 : 227 by default; torchvision's ImageNet weights need 256 for 224
-        self.resize_size = int(resize_size or round(image_size * PAPER_RESIZE / PAPER_CROP))
-        self.train_mode, self.flip, self.pca_std = train, flip, float(pca_std)
-        self.in_channels = len(mean)
-        self.out_channels = out_channels or self.in_channels
-        if self.out_channels not in (self.in_channels, 3) or (
-                self.out_channels != self.in_channels and self.in_channels != 1):
-            raise ValueError(f"cannot turn {self.in_channels}-channel data into "
-                             f"{self.out_channels} channels (only grey -> 3 by repetition)")
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
-        self.use_pca = pca is not None and self.pca_std > 0
-        eigval, eigvec = pca if pca is not None else (torch.zeros(3), torch.eye(3))
-        for name, value in (("eigval", eigval), ("eigvec", eigvec)):
-            self.register_buffer(name, torch.as_tensor(value).float(), persistent=False)
-
-    def _to_float(self, images: Tensor) -> Tensor:
-        if images.shape[1] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels}-channel images (the mean/std given), "
-                             f"got shape {tuple(images.shape)}")
-        x = images.to(self.mean.device, non_blocking=True)
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        return resize_batch(x, self.resize_size)
-
-    def _finish(self, x: Tensor) -> Tensor:
-        x = (x - self.mean) / self.std
-        if self.out_channels != self.in_channels:
-            x = x.expand(*x.shape[:-3], self.out_channels, *x.shape[-2:]).contiguous()
-        return x
-
-    def forward(self, images: Tensor) -> Tensor:
-        x = self._to_float(images)
-        n, size, r = x.shape[0], self.image_size, self.resize_size
-        if not self.train_mode:
-            return self._finish(center_crop(x, size).contiguous())
-        top = torch.randint(0, r - size + 1, (n,), device=x.device)
-        left = torch.randint(0, r - size + 1, (n,), device=x.device)
-        flip = (torch.rand(n, device=x.device) < 0.5) if self.flip else torch.zeros(
-            n, dtype=torch.bool, device=x.device)
-        x = crop_and_flip(x, size, top, left, flip)
-        if self.use_pca and self.in_channels == 3:
-            alpha = torch.randn(n, 3, device=x.device) * self.pca_std
-            x = pca_lighting(x, self.eigval, self.eigvec, alpha)
-        return self._finish(x.contiguous())
-
-    def ten_crop_batch(self, images: Tensor) -> Tensor:
-        """The ten test patches of each image, normalized: N x 10 x out_channels x S x S."""
-        return self._finish(ten_crop(self._to_float(images), self.image_size))
-
-    def extra_repr(self) -> str:
-        return (f"image_size={self.image_size}, resize_size={self.resize_size}, "
-                f"train={self.train_mode}, flip={self.flip}, pca={self.use_pca} "
-                f"(std {self.pca_std}), channels {self.in_channels}->{self.out_channels}")
 
 
 # Loaders of uint8 batches ------------------------------------------------------------------------

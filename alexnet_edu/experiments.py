@@ -34,9 +34,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from scipy.stats import t as student_t
 
-from .data import BatchTransform
 from .model import feature_map_size
 from .train import build_model, evaluate, fit
+from .transforms import BatchTransform
 from .viz import subplots
 
 __all__ = ["Ablation", "PAPER_ABLATIONS", "variants", "run_ablations", "epochs_to_error",

@@ -154,7 +154,7 @@ def per_class_report(preds: torch.Tensor, targets: torch.Tensor,
 def average_crops(model: nn.Module, crops: torch.Tensor) -> torch.Tensor:
     """Class probabilities averaged over crops: (N, K, C, H, W) patches -> (N, classes).
 
-    With `data.ten_crop`'s patches this is the paper's test-time averaging (Section 4.1):
+    With `transforms.ten_crop`'s patches this is the paper's test-time averaging (Section 4.1):
     "extracting five 224x224 patches (the four corner patches and the center patch) as well as
     their horizontal reflections (hence ten patches in all), and averaging the predictions made
     by the network's softmax layer". Call it in eval mode (dropout off)."""

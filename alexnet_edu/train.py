@@ -42,12 +42,13 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import Progress, RunFiles, eval_transform, seed_everything
-from .data import BatchTransform, as_loader, first_images, make_loader
+from .data import as_loader, first_images, make_loader
 from .device import describe_device, pick_device
 from .metrics import average_crops, topk_accuracy
 from .model import AlexNet, eval_mode
 from .profiles import current_profile
 from .settings import PROJECT_ROOT, shown_path
+from .transforms import BatchTransform
 
 __all__ = ["TrainConfig", "fit", "train_one_epoch", "evaluate", "predict", "step_lr",
            "make_optimizer", "build_model", "initial_model", "runs_dir", "amp_dtype", "plan",
@@ -222,7 +223,7 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
     if tta not in (False, True, "flip"):
         raise ValueError(f"tta must be False, True (ten crops) or 'flip', got {tta!r}")
     if tta is True and not hasattr(transform, "ten_crop_batch"):
-        raise ValueError("10-crop testing needs a data.BatchTransform (its ten_crop_batch); "
+        raise ValueError("10-crop testing needs a transforms.BatchTransform (its ten_crop_batch); "
                          f"got {type(transform).__name__}")
     dtype = amp_dtype(amp, device)
     all_logp, all_targets = [], []

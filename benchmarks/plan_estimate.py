@@ -22,9 +22,9 @@ import time
 import torch
 from train_throughput import load_data
 
-from alexnet_edu.data import BatchTransform
 from alexnet_edu.device import describe_device, pick_device
 from alexnet_edu.train import TrainConfig, amp_dtype, build_model, estimate_epoch_seconds, fit
+from alexnet_edu.transforms import BatchTransform
 
 
 def main(argv: list[str] | None = None) -> int:

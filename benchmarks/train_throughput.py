@@ -13,7 +13,7 @@ process, one after the other; only *how* differs:
   Normalize) in a DataLoader with min(2, CPUs) workers; `torch.nn.LocalResponseNorm` (with
   alpha*5, so that it *is* the paper's layer, see layers.py); float32; default memory layout.
 - alexnet_edu: uint8 tensors in memory, whole batches indexed at once (`data.make_loader`),
-  resize/crop/flip/normalize on the whole batch (`data.BatchTransform`, on the device), our
+  resize/crop/flip/normalize on the whole batch (`transforms.BatchTransform`, on the device), our
   LRN with its hand-written backward (`layers.local_response_norm`), the fused SGD step
   (`train.make_optimizer`), and the precision and memory layout `train.fit` picks by default
   for this device (`train.amp_dtype`, channels_last on CUDA) -- the same step as `train.fit`'s
@@ -39,12 +39,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alexnet_edu.data import BatchTransform, load_splits, make_loader
+from alexnet_edu.data import load_splits, make_loader
 from alexnet_edu.device import describe_device, pick_device
 from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.settings import data_root
 from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import TrainConfig, amp_dtype, build_model, make_optimizer
+from alexnet_edu.transforms import BatchTransform
 
 
 def _sync(device: torch.device) -> None:

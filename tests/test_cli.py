@@ -22,7 +22,8 @@ from PIL import Image
 
 from alexnet_edu.checkpoint import eval_transform, load_checkpoint, load_model
 from alexnet_edu.cli import main
-from alexnet_edu.data import FASHION_MNIST_CLASSES, STL10_CLASSES, load_splits, read_image_tensor
+from alexnet_edu.data import FASHION_MNIST_CLASSES, STL10_CLASSES, load_splits
+from alexnet_edu.images import read_image_tensor
 from alexnet_edu.standin import generate_fashion_mnist, generate_stl10
 from alexnet_edu.train import predict
 

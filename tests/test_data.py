@@ -15,17 +15,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from alexnet_edu import data, standin
-from alexnet_edu.data import (
-    BatchTransform,
-    TensorImageDataset,
-    crop_and_flip,
-    load_image_folder,
-    load_splits,
-    make_loader,
-    pca_lighting,
-    ten_crop,
-)
+from alexnet_edu.data import TensorImageDataset, load_image_folder, load_splits, make_loader
 from alexnet_edu.standin import generate_fashion_mnist, generate_stl10
+from alexnet_edu.transforms import BatchTransform, crop_and_flip, pca_lighting, ten_crop
 
 
 @pytest.fixture(autouse=True)

@@ -27,7 +27,7 @@ import alexnet_edu.cli as cli_module
 import alexnet_edu.train as train_module
 from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.cli import main
-from alexnet_edu.data import read_image_tensor
+from alexnet_edu.images import read_image_tensor
 from alexnet_edu.standin import generate_fashion_mnist
 
 try:
@@ -87,7 +87,7 @@ def _resume(data_root: Path, out: Path, *flags: str) -> int:
                  "--out", str(out), "--resume", "--device", "cpu", *flags])
 
 
-# --- 1. predict reads images with data.read_image ----------------------------------------------
+# --- 1. predict reads images with images.read_image ----------------------------------------------
 
 def test_16_bit_png_is_rescaled_not_saturated(run, tmp_path, capsys):
     ramp = np.linspace(0, 65535, 200).round().astype(np.uint16)
@@ -113,7 +113,7 @@ def test_large_images_are_shrunk_as_read_and_bombs_refused(run, tmp_path, capsys
     big = tmp_path / "big.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (1300, 1700), dtype=np.uint8)).save(big)
-    assert max(read_image_tensor(big, 1).shape[1:]) <= 1024           # data.MAX_IMAGE_SIDE
+    assert max(read_image_tensor(big, 1).shape[1:]) <= 1024           # images.MAX_IMAGE_SIDE
     small = read_image_tensor(big, 3, shorter_side=152)
     assert small.shape[0] == 3 and min(small.shape[1:]) == 152
     assert small.shape[2] == round(1700 * 152 / 1300)           # aspect kept

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_edu import data, standin
+from alexnet_edu import images, standin
 from alexnet_edu.data import load_image_folder, load_splits
 
 FASHION = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -100,7 +100,7 @@ def test_damaged_idx_file_is_one_clear_error(tmp_path, case, compress):
     blobs[name] = damage(blobs[name])
     _write_fashion(tmp_path, blobs, compress)
     split_of_file = name.split("-")[0]
-    with pytest.raises(data.DataFileError, match=says) as err:
+    with pytest.raises(images.DataFileError, match=says) as err:
         load_splits("fashion-mnist", root=tmp_path, download=True)   # nothing downloaded
     message = str(err.value)
     assert isinstance(err.value, ValueError) and split_of_file in message
@@ -114,7 +114,7 @@ def test_broken_gzip_idx_file_is_named(tmp_path, content, says):
     raw = _write_fashion(tmp_path, _fashion_blobs(), compress=True)
     bad = raw / "train-labels-idx1-ubyte.gz"
     bad.write_bytes(content if content is not None else bad.read_bytes()[:-10])
-    with pytest.raises(data.DataFileError, match=says) as err:
+    with pytest.raises(images.DataFileError, match=says) as err:
         load_splits("fashion-mnist", root=tmp_path, download=False)
     assert str(bad) in str(err.value) and "download again" in str(err.value)
 
@@ -221,7 +221,7 @@ def _save(array: np.ndarray, mode: str, path: Path) -> Path:
     return path
 
 
-# (mode, file type, values, expected 8-bit values): see data._to_rgb for the rules
+# (mode, file type, values, expected 8-bit values): see images._to_rgb for the rules
 DEPTHS = {
     "16-bit-png": ("I;16", "png", GRADIENT * 257, GRADIENT),
     "16-bit-big-endian-tiff": ("I;16B", "tif", GRADIENT * 257, GRADIENT),
@@ -240,7 +240,7 @@ def test_high_bit_depth_images_are_rescaled_not_saturated(tmp_path, case):
     path = _save(values, mode, tmp_path / f"img.{ext}")
     with Image.open(path) as raw:
         assert raw.mode == mode or (mode, raw.mode) == ("I;16B", "I;16")
-    rgb = data.read_image(path)
+    rgb = images.read_image(path)
     assert rgb.mode == "RGB" and rgb.size == (256, 1)
     pixels = np.asarray(rgb)[0]
     assert (pixels == pixels[:, :1]).all()                       # grey: R = G = B
@@ -249,7 +249,7 @@ def test_high_bit_depth_images_are_rescaled_not_saturated(tmp_path, case):
 
 def test_float_nan_and_inf_become_black(tmp_path):
     values = np.array([0.0, np.nan, 0.5, np.inf, 1.0])
-    pixels = np.asarray(data.read_image(_save(values, "F", tmp_path / "nan.tif")))[0, :, 0]
+    pixels = np.asarray(images.read_image(_save(values, "F", tmp_path / "nan.tif")))[0, :, 0]
     assert pixels.tolist() == [0, 0, 128, 0, 255]
 
 
@@ -266,20 +266,20 @@ def test_image_folder_uses_the_rescaling_reader(tmp_path):
 def test_large_images_are_shrunk_as_they_are_read(tmp_path, ext):
     path = tmp_path / f"big.{ext}"
     Image.linear_gradient("L").resize((2400, 600)).save(path)
-    assert data.read_image(path, max_side=600).size == (600, 150)
-    assert data.read_image(path).size == (1024, 256)            # the default bound
-    assert data.read_image(path, max_side=None).size == (2400, 600)
-    assert data.read_image(path, max_side=5000).size == (2400, 600)
+    assert images.read_image(path, max_side=600).size == (600, 150)
+    assert images.read_image(path).size == (1024, 256)            # the default bound
+    assert images.read_image(path, max_side=None).size == (2400, 600)
+    assert images.read_image(path, max_side=5000).size == (2400, 600)
 
 
 def test_pixel_limit_is_below_pils_and_refuses_with_the_file_name(tmp_path):
-    assert data.MAX_IMAGE_PIXELS < Image.MAX_IMAGE_PIXELS
+    assert images.MAX_IMAGE_PIXELS < Image.MAX_IMAGE_PIXELS
     path = tmp_path / "wide.png"
     Image.new("RGB", (300, 200)).save(path)
-    with pytest.raises(data.DataFileError, match=r"wide\.png is 300x200 = 60,000 pixels, more "
+    with pytest.raises(images.DataFileError, match=r"wide\.png is 300x200 = 60,000 pixels, more "
                                                  r"than the 50,000"):
-        data.read_image(path, max_pixels=50_000)
-    assert data.read_image(path, max_pixels=60_000).size == (300, 200)
+        images.read_image(path, max_pixels=50_000)
+    assert images.read_image(path, max_pixels=60_000).size == (300, 200)
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
@@ -301,15 +301,15 @@ def _truncated_png(path: Path) -> Path:
 
 # hostile image files: (how to make one at `path`, error type, what the message must say)
 HOSTILE_IMAGES: dict[str, tuple[Callable[[Path], object], type, str]] = {
-    "empty-file": (lambda p: p.write_bytes(b""), data.DataFileError, "cannot read image"),
-    "text-named-png": (lambda p: p.write_text("hello"), data.DataFileError, "cannot read image"),
-    "apple-double": (_apple_double, data.DataFileError, "cannot read image"),
-    "truncated-png": (_truncated_png, data.DataFileError, "cannot read image"),
-    "directory": (lambda p: p.mkdir(), data.DataFileError, "cannot read image"),
+    "empty-file": (lambda p: p.write_bytes(b""), images.DataFileError, "cannot read image"),
+    "text-named-png": (lambda p: p.write_text("hello"), images.DataFileError, "cannot read image"),
+    "apple-double": (_apple_double, images.DataFileError, "cannot read image"),
+    "truncated-png": (_truncated_png, images.DataFileError, "cannot read image"),
+    "directory": (lambda p: p.mkdir(), images.DataFileError, "cannot read image"),
     "missing": (lambda p: None, FileNotFoundError, "does not exist"),
-    "80-megapixel-header": (lambda p: _png_header_only(p, 10_000, 8_000), data.DataFileError,
+    "80-megapixel-header": (lambda p: _png_header_only(p, 10_000, 8_000), images.DataFileError,
                             "80,000,000 pixels, more than the 64,000,000"),
-    "400-megapixel-bomb": (lambda p: _png_header_only(p, 20_000, 20_000), data.DataFileError,
+    "400-megapixel-bomb": (lambda p: _png_header_only(p, 20_000, 20_000), images.DataFileError,
                            "cannot read image .*exceeds limit"),
 }
 
@@ -320,9 +320,9 @@ def test_hostile_image_file_is_one_clear_error(tmp_path, case):
     path = tmp_path / "x.png"
     make(path)
     with pytest.raises(error, match=says) as err:
-        data.read_image(path)
+        images.read_image(path)
     assert str(path) in str(err.value)
-    if error is data.DataFileError:
+    if error is images.DataFileError:
         assert isinstance(err.value, ValueError)
 
 
@@ -332,4 +332,4 @@ def test_hostile_image_file_is_one_clear_error(tmp_path, case):
 def test_real_stl10_sample_reads_unchanged(real_stl10_sample):
     path = sorted((real_stl10_sample / "cat").glob("*.png"))[0]
     with Image.open(path) as img:
-        assert np.array_equal(np.asarray(data.read_image(path)), np.asarray(img.convert("RGB")))
+        assert np.array_equal(np.asarray(images.read_image(path)), np.asarray(img.convert("RGB")))

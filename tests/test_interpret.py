@@ -161,7 +161,7 @@ def test_extract_features_is_batched_graph_free_and_matches_activations() -> Non
 
 
 def test_extract_features_applies_a_transform_to_uint8_images() -> None:
-    from alexnet_edu.data import BatchTransform
+    from alexnet_edu.transforms import BatchTransform
 
     model = AlexNet(num_classes=4, image_size=67, init="kaiming").eval()
     images = torch.randint(0, 256, (3, 3, 80, 80), dtype=torch.uint8)

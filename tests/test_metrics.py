@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_edu.data import ten_crop
 from alexnet_edu.metrics import (
     average_crops,
     confusion_matrix,
@@ -14,6 +13,7 @@ from alexnet_edu.metrics import (
     topk_accuracy,
     topk_correct,
 )
+from alexnet_edu.transforms import ten_crop
 
 
 def test_topk_hand_computed():

@@ -12,9 +12,9 @@ from test_train import _splits, _tiny
 from alexnet_edu import profiles, train
 from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.cli import main
-from alexnet_edu.data import BatchTransform
 from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import TrainConfig, estimate_epoch_seconds, fit
+from alexnet_edu.transforms import BatchTransform
 
 
 @pytest.fixture

@@ -50,6 +50,10 @@ def test_smoke_errors_and_local_paths_are_refused() -> None:
     assert run_notebooks.problems(nb)
     cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
     assert run_notebooks.problems(nb)
+    cell.outputs = [nbformat.v4.new_output("stream", text=(     # a leftover run, not a first one
+        "Starting a new run: runs/cpu/fashion-mnist/last.pt will be overwritten (resume=True "
+        "continues it)\n"))]
+    assert run_notebooks.problems(nb)
     bar = {"text/plain": "training:   0%|          | 0/870 [00:00<?, ?batch/s]",
            "application/vnd.jupyter.widget-view+json": {"model_id": "a1", "version_major": 2}}
     cell.outputs = [nbformat.v4.new_output("display_data", data=bar)]   # frozen at 0 %

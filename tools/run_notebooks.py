@@ -5,11 +5,13 @@
     python tools/run_notebooks.py 04 06      # the named ones
     python tools/run_notebooks.py --check    # list cells whose output is stale (exit 1)
 
-Run it from the repository root with ALEXNET_EDU_DATA pointing at the data. A notebook is only
-written when every cell ran without an error, no output came from smoke mode or generated
-stand-in data, and no output shows a path of this machine. Cells tagged ``needs-stl10-train``
-are left without output when STL-10's training images are not there (they are a 2.6 GB download
-this machine cannot make); the notebook's text says what a full-profile GPU run gives instead.
+Run it from the repository root with ALEXNET_EDU_DATA pointing at the data, after removing
+runs/cpu/: the outputs show a student's first run, not one that replaces earlier checkpoints.
+A notebook is only written when every cell ran without an error, no output came from smoke
+mode or generated stand-in data, and no output shows a path of this machine. Cells tagged
+``needs-stl10-train`` are left without output when STL-10's training images are not there
+(they are a 2.6 GB download this machine cannot make); the notebook's text says what a
+full-profile GPU run gives instead.
 
 A cell whose source changed after its output was stored is *stale*: `stale_cells` finds it by
 the hash, and tests/test_notebook_outputs.py fails on it.
@@ -36,8 +38,9 @@ from alexnet_edu.device import describe_device
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SKIP_TAG = "needs-stl10-train"
-# what must never be stored: smoke or stand-in results, errors, local paths
-FORBIDDEN = re.compile(r"[Ss]moke mode|synthetic stand-in|generated stand-in|"
+# what must never be stored: smoke or stand-in results, errors, local paths, and train.fit's
+# notice that it replaces an earlier run (a student's first run starts fresh: remove runs/cpu/)
+FORBIDDEN = re.compile(r"[Ss]moke mode|synthetic stand-in|generated stand-in|will be overwritten|"
                        r"(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\\\Users)")
 
 

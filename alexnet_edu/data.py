@@ -37,7 +37,7 @@ __all__ = [
     "DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
     "load_splits", "load_test_split", "load_image_folder", "ImageFiles", "folder_dataset",
     "image_shape", "first_images", "channel_mean_std", "rgb_pca", "make_loader", "as_loader",
-    "stl10_source", "split_fingerprint",
+    "stl10_source", "split_fingerprint", "DataFileError",
 ]
 
 DATASETS = ("fashion-mnist", "stl10")

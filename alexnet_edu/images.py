@@ -25,6 +25,7 @@ MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused (PIL only warns at 89
 class DataFileError(ValueError):
     """A data file that cannot be used; the message names it, says what is wrong and what to do."""
 
+
 def _open_image(path: Path, max_pixels: int) -> Image.Image:
     """PIL's lazily opened image (header read only), or a clear error naming the file."""
     if not path.exists():

@@ -1,4 +1,5 @@
-"""alexnet_edu.data: official file formats, splits, statistics, the paper's augmentations."""
+"""alexnet_edu.data and .transforms: official file formats, splits, statistics, the paper's
+augmentations."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_edu import images, standin
+from alexnet_edu import data, images, standin
 from alexnet_edu.data import load_image_folder, load_splits
 
 FASHION = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -100,7 +100,7 @@ def test_damaged_idx_file_is_one_clear_error(tmp_path, case, compress):
     blobs[name] = damage(blobs[name])
     _write_fashion(tmp_path, blobs, compress)
     split_of_file = name.split("-")[0]
-    with pytest.raises(images.DataFileError, match=says) as err:
+    with pytest.raises(data.DataFileError, match=says) as err:
         load_splits("fashion-mnist", root=tmp_path, download=True)   # nothing downloaded
     message = str(err.value)
     assert isinstance(err.value, ValueError) and split_of_file in message
@@ -114,7 +114,7 @@ def test_broken_gzip_idx_file_is_named(tmp_path, content, says):
     raw = _write_fashion(tmp_path, _fashion_blobs(), compress=True)
     bad = raw / "train-labels-idx1-ubyte.gz"
     bad.write_bytes(content if content is not None else bad.read_bytes()[:-10])
-    with pytest.raises(images.DataFileError, match=says) as err:
+    with pytest.raises(data.DataFileError, match=says) as err:
         load_splits("fashion-mnist", root=tmp_path, download=False)
     assert str(bad) in str(err.value) and "download again" in str(err.value)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -14,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import run_notebooks  # noqa: E402
+
+from alexnet_edu import settings, train  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -41,6 +44,23 @@ def test_editing_a_cells_source_makes_its_output_stale() -> None:
     assert run_notebooks.stale_cells(edited) == [index]
 
 
+def test_output_of_a_run_that_replaces_an_earlier_one_is_refused(tmp_path, monkeypatch, capsys):
+    """Stored outputs show a student's first run: train.fit's own notice that it starts over an
+    earlier run's checkpoints (the words it prints, not a copy of them) is refused."""
+    monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path)     # paths shown repo-relative
+    last = tmp_path / "runs" / "cpu" / "fashion-mnist" / "last.pt"
+    last.parent.mkdir(parents=True)
+    train._new_run(SimpleNamespace(last=last), train.TrainConfig())
+    assert capsys.readouterr().out == ""                         # a first run says nothing
+    last.write_bytes(b"")                                        # an earlier run's checkpoint
+    train._new_run(SimpleNamespace(last=last), train.TrainConfig())
+    printed = capsys.readouterr().out
+    assert printed.startswith("Starting a new run: runs/cpu/fashion-mnist/last.pt")  # no local path
+    cell = nbformat.v4.new_code_cell("history = train.fit(...)")
+    cell.outputs = [nbformat.v4.new_output("stream", text=printed)]
+    assert run_notebooks.problems(nbformat.v4.new_notebook(cells=[cell]))
+
+
 def test_smoke_errors_and_local_paths_are_refused() -> None:
     cell = nbformat.v4.new_code_cell("print(1)")
     nb = nbformat.v4.new_notebook(cells=[cell])
@@ -49,10 +69,6 @@ def test_smoke_errors_and_local_paths_are_refused() -> None:
     cell.outputs = [nbformat.v4.new_output("stream", text="saved /home/ann/runs/best.pt\n")]
     assert run_notebooks.problems(nb)
     cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
-    assert run_notebooks.problems(nb)
-    cell.outputs = [nbformat.v4.new_output("stream", text=(     # a leftover run, not a first one
-        "Starting a new run: runs/cpu/fashion-mnist/last.pt will be overwritten (resume=True "
-        "continues it)\n"))]
     assert run_notebooks.problems(nb)
     bar = {"text/plain": "training:   0%|          | 0/870 [00:00<?, ?batch/s]",
            "application/vnd.jupyter.widget-view+json": {"model_id": "a1", "version_major": 2}}

@@ -65,8 +65,9 @@ class Exercise:
     cell: int
     title: str
     regions: int
-    check_cells: list[int] = field(default_factory=list)
+    check_cells: list[int] = field(default_factory=list)   # visible calls to check_*
     hidden_tests: int = 0
+    hidden_cells: list[int] = field(default_factory=list)  # cells holding its hidden tests
 
 
 @dataclass
@@ -274,7 +275,10 @@ def scan_notebook(path: Path | str) -> NotebookScan:
         for j in range(ex.cell + 1, stop):
             if cells[j]["cell_type"] != "code":
                 continue
-            ex.hidden_tests += sum(r.kind == "hidden" for r in per_cell[j])
+            hidden = sum(r.kind == "hidden" for r in per_cell[j])
+            ex.hidden_tests += hidden
+            if hidden:
+                ex.hidden_cells.append(j)
             if _CHECK_CALL.search(_text(released[j]["source"])):
                 ex.check_cells.append(j)
     imports = any(_CHECKS_IMPORT.search(_text(c["source"])) for c in cells

@@ -108,21 +108,23 @@ def grade_submission(solution_path: Path | str, submission_path: Path | str, stu
     scan = scan_notebook(solution_path)
     solution, _ = load_notebook(solution_path)
     submission, _ = load_notebook(submission_path)
-    checks = {j for ex in scan.exercises for j in ex.check_cells}
+    graded = {ex.cell: sorted({*ex.check_cells, *ex.hidden_cells}) for ex in scan.exercises}
+    checks = {j for cells in graded.values() for j in cells}   # hidden-only cells included
     with _profile(profile):
         ran = _execute(_with_checks_put_back(solution, submission, checks),
                        submission_path.parent, timeout)
     cells = {cell.get("id"): cell for cell in ran["cells"]}
     grades = []
     for ex in scan.exercises:
-        wanted = [solution["cells"][j].get("id") for j in [ex.cell, *ex.check_cells]]
+        wanted = [solution["cells"][j].get("id") for j in [ex.cell, *graded[ex.cell]]]
         missing = [i for i in wanted if i not in cells]
         answer_error = _error(cells[wanted[0]]) if wanted[0] in cells else None
         errors = [e for i in wanted[1:] if i in cells and (e := _error(cells[i]))]
         if missing:
             message = f"cell(s) {', '.join(missing)} of this exercise are missing from the notebook"
-        elif answer_error and answer_error.startswith("NotImplementedError"):
-            message = "not answered (the cell still raises NotImplementedError)"
+        elif any(e.startswith("NotImplementedError") for e in [answer_error or "", *errors]):
+            # the answer cell raises it, or a function it defines does when the check calls it
+            message = "not answered (the answer still raises NotImplementedError)"
         elif any(e.startswith("KeyboardInterrupt") for e in [answer_error or "", *errors]):
             message = f"timed out: a cell ran longer than {timeout} s"
         else:
@@ -136,7 +138,12 @@ def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str
     """Grade every student folder in `submissions` against the notebooks in `solutions`, and
     write the CSV `out` (atomically). A notebook a student did not hand in fails every exercise."""
     solution_paths = notebook_paths([Path(solutions)])
-    students = sorted(p for p in Path(submissions).iterdir() if p.is_dir())
+    submissions = Path(submissions)
+    if not submissions.is_dir():
+        raise NotebookError(f"{submissions}: no such folder (expected one folder per student "
+                            "holding their notebooks)")
+    # hidden folders (.ipynb_checkpoints, .git) are not students
+    students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not students:
         raise NotebookError(f"{submissions}: no student folders (expected one folder per "
                             "student holding their notebooks)")

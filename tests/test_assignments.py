@@ -264,7 +264,7 @@ def test_scan_pairs_exercises_with_check_cells(tmp_path):
     # a check that only exists inside hidden tests is not a visible check
     nb.cells[8].source = "### BEGIN HIDDEN TESTS\ncheck_equal('g', g(), 1)\n### END HIDDEN TESTS"
     scan = scan_notebook(write(nb, tmp_path / "01_demo.ipynb"))
-    assert scan.exercises[1].check_cells == []
+    assert scan.exercises[1].check_cells == [] and scan.exercises[1].hidden_cells == [8]
 
 
 # ------------------------------------------------------------- the project's own notebooks

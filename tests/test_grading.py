@@ -81,7 +81,59 @@ def test_wrong_slow_and_missing_answers_fail_with_a_reason(graded):
     assert not passed and "conv2 output size: expected 27, got 26" in message
     assert graded[("bob", "Exercise 2 (easy)")] == (False, "timed out: a cell ran longer than 30 s")
     assert graded[("bob", "Exercise 3 (medium)")] == (
-        False, "not answered (the cell still raises NotImplementedError)")
+        False, "not answered (the answer still raises NotImplementedError)")
     assert {graded[("cy", f"Exercise {n}")] for n in ("1 (easy)", "4 (hard)")} == {
         (False, "not handed in")}
     assert len(graded) == 3 * 4
+
+
+def _notebook(cells: list[tuple[str, str]]) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 5,
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}},
+            "cells": [{"cell_type": kind, "id": f"cell{i}", "metadata": {}, "source": source,
+                       **({"outputs": [], "execution_count": None} if kind == "code" else {})}
+                      for i, (kind, source) in enumerate(cells)]}
+
+
+def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
+    """A function whose body still raises NotImplementedError (raised when the check calls it)
+    is 'not answered'; a check cell made only of hidden tests is put back and run; a hidden
+    folder (.ipynb_checkpoints) is not a student; a missing submissions folder is one line."""
+    solution = tmp_path / "solutions" / "ex.ipynb"
+    solution.parent.mkdir()
+    solution.write_text(json.dumps(_notebook([
+        ("markdown", "### Exercise 1 (easy)\n**Define:** `double`"),
+        ("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
+        ("code", "from alexnet_edu.checks import check_equal\n"
+                 "check_equal('double(2)', double(2), 4)"),
+        ("markdown", "### Exercise 2 (easy)\n**Define:** `triple`"),
+        ("code", "### BEGIN SOLUTION\ntriple = 3\n### END SOLUTION"),
+        ("code", "### BEGIN HIDDEN TESTS\nfrom alexnet_edu.checks import check_equal\n"
+                 "check_equal('triple', triple, 3)\n### END HIDDEN TESTS"),
+    ])))
+    (released,) = release(solution, tmp_path / "release")
+    student = json.loads(released.read_text())
+    assert "HIDDEN" not in "".join(student["cells"][5]["source"])
+    submissions = tmp_path / "submissions"
+    for name in ("ann", ".ipynb_checkpoints"):
+        (submissions / name).mkdir(parents=True)
+        (submissions / name / "ex.ipynb").write_text(json.dumps(student))
+    ben = json.loads(json.dumps(student))
+    _answer(ben, "cell1", "def double(x):\n    return 2 * x\n")
+    _answer(ben, "cell4", "triple = 4\n")
+    (submissions / "ben").mkdir()
+    (submissions / "ben" / "ex.ipynb").write_text(json.dumps(ben))
+    out = tmp_path / "grades.csv"
+    assert main([str(solution.parent), str(submissions), "--out", str(out),
+                 "--timeout", "60"]) == 0
+    rows = {(r["student"], r["exercise"].split(":")[0].strip()): (r["passed"], r["message"])
+            for r in csv.DictReader(out.open())}
+    not_answered = ("0", "not answered (the answer still raises NotImplementedError)")
+    assert rows == {("ann", "Exercise 1 (easy)"): not_answered,
+                    ("ann", "Exercise 2 (easy)"): not_answered,
+                    ("ben", "Exercise 1 (easy)"): ("1", ""),
+                    ("ben", "Exercise 2 (easy)"): ("0", "CheckFailed: triple: expected 3, got 4")}
+    capsys.readouterr()
+    assert main([str(solution.parent), str(tmp_path / "nobody"), "--out", str(out)]) == 2
+    assert "nobody: no such folder" in capsys.readouterr().err

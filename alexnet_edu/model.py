@@ -110,7 +110,7 @@ class AlexNet(nn.Sequential):
         super().__init__(OrderedDict((name, m) for name, m in layers if m is not None))
         self.config = config
         self.in_channels, self.image_size, self.variant = in_channels, image_size, variant
-        self.min_image_size = smallest_image_size(variant)
+        self.min_image_size = smallest_image_size(variant, 3 if overlapping_pool else 2)
         self.register_load_state_dict_pre_hook(_rename_keys)
         self.reset_parameters(init)
 
@@ -189,14 +189,15 @@ def _pool5_side(size: int, variant: str, pool_kernel: int) -> int:
     return size
 
 
-def smallest_image_size(variant: str = "paper") -> int:
-    """The smallest square input the variant accepts (67 for the paper's layers)."""
-    return next(size for size in range(1, 1000) if _fits(size, variant))
+def smallest_image_size(variant: str = "paper", pool_kernel: int = 3) -> int:
+    """The smallest square input the variant accepts (67 for the paper's layers; 39 with the
+    plain z=2 pooling, ``pool_kernel=2``)."""
+    return next(size for size in range(1, 1000) if _fits(size, variant, pool_kernel))
 
 
-def _fits(size: int, variant: str) -> bool:
+def _fits(size: int, variant: str, pool_kernel: int) -> bool:
     try:
-        _pool5_side(size, variant, 3)
+        _pool5_side(size, variant, pool_kernel)
         return True
     except ValueError:
         return False
@@ -210,7 +211,7 @@ def feature_map_size(image_size: int, variant: str = "paper", pool_kernel: int =
     try:
         return _pool5_side(image_size, variant, pool_kernel)
     except ValueError as err:
-        smallest = smallest_image_size(variant)
+        smallest = smallest_image_size(variant, pool_kernel)
         raise ValueError(
             f"a {image_size}x{image_size} image is too small for the {variant} AlexNet "
             f"(the smallest that fits is {smallest}x{smallest}; the paper uses 227x227): {err}"

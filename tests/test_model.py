@@ -137,6 +137,13 @@ def test_forward_shapes_and_size_helpers(small, tv):
         assert tv(torch.randn(1, 3, 63, 63)).shape == (1, 1000)
     with pytest.raises(ValueError, match="smallest that fits is 67x67"):
         AlexNet(image_size=66)
+    # the plain z=2, s=2 pooling (Section 3.4's comparison) fits smaller inputs: 39 px
+    assert smallest_image_size("paper", pool_kernel=2) == 39
+    plain = AlexNet(10, image_size=63, overlapping_pool=False)
+    with torch.no_grad():
+        assert plain(torch.randn(2, 3, 63, 63)).shape == (2, 10)
+    with pytest.raises(ValueError, match="smallest that fits is 39x39"):
+        AlexNet(image_size=38, overlapping_pool=False)
 
 
 def test_activations_by_name(paper):

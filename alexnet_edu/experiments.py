@@ -137,6 +137,11 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
         print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
         folder = Path(run_root) / run_folder_name(label)
         history = fit(model, splits, config, run_dir=folder, device=device, resume=resume)
+        if len(history) < config.epochs:   # fit returned early: Ctrl-C / "interrupt kernel"
+            # the next runs would otherwise train on, and be compared with a shorter one
+            print(f"Stopped at {label!r}, interrupted after {len(history)} of {config.epochs} "
+                  "epoch(s): run again with resume=True to continue")
+            raise KeyboardInterrupt
         if history and "train_acc_eval" not in history[-1]:
             plain = BatchTransform(image_size, tuple(splits.mean), tuple(splits.std),
                                    train=False, out_channels=model.config["in_channels"])
@@ -158,20 +163,23 @@ def run_seeds(splits, config, image_size: int, run_root: str | Path, seeds: int,
                           Path(run_root) / f"seed-{seed}", **kwargs) for seed in range(seeds)]
 
 
-def _effect(ab: Ablation, histories: Mapping[str, History]) -> tuple[float, bool]:
-    """(advantage, censored): how much better the paper's setting did in one set of runs, in
-    the measure's unit (positive: as the paper claims): points of validation error or of
-    train-val gap saved, or epochs saved to the target. A run that never got there counts one
-    epoch past its end, and the advantage is then only a bound (censored)."""
+def _effect(ab: Ablation, histories: Mapping[str, History]) -> tuple[float, str]:
+    """(advantage, bound): how much better the paper's setting did in one set of runs, in the
+    measure's unit (positive: as the paper claims): points of validation error or of train-val
+    gap saved, or epochs saved to the target. A run that never got there counts one epoch past
+    its end, and the advantage is then only a bound: "≥" when the alternative never got there
+    (it would have needed more), "≤" when the paper's setting never did, "?" when neither did
+    (no bound at all); "" when the advantage is exact."""
     a = histories[_run_label(ab.paper[1], ab.paper[0])]
     b = histories[_run_label(ab.alternative[1], ab.alternative[0])]
     if ab.measure == "speed":
         ea, eb = (epochs_to_error(h, ab.target_error) for h in (a, b))
-        censored = ea is None or eb is None
-        return float((eb or len(b) + 1) - (ea or len(a) + 1)), censored
+        bound = {(False, False): "", (False, True): "≥", (True, False): "≤",
+                 (True, True): "?"}[(ea is None, eb is None)]
+        return float((eb or len(b) + 1) - (ea or len(a) + 1)), bound
     if ab.measure == "val_error":
-        return 100 * (best_val_error(b) - best_val_error(a)), False
-    return 100 * (overfitting_gap(b) - overfitting_gap(a)), False
+        return 100 * (best_val_error(b) - best_val_error(a)), ""
+    return 100 * (overfitting_gap(b) - overfitting_gap(a)), ""
 
 
 def seeds_table(per_seed: Sequence[Mapping[str, History]],
@@ -181,14 +189,14 @@ def seeds_table(per_seed: Sequence[Mapping[str, History]],
     is outside the 95 % confidence interval of zero, t(0.975, k-1) sd / sqrt(k) for k seeds
     (Student's t: with 3 seeds the factor is 4.30, not 2). One seed gives no spread: its verdict
     is "one seed". An advantage that is only a bound (a run never reached the target) is marked
-    censored."""
+    in ``bound`` (see `_effect`)."""
     rows = []
     for ab in ablations:
-        effects, censored = zip(*(_effect(ab, histories) for histories in per_seed))
+        effects, bounds = zip(*(_effect(ab, histories) for histories in per_seed))
         k, mean = len(effects), sum(effects) / len(effects)
         unit = "epochs" if ab.measure == "speed" else "points"
         row = {"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "paper": ab.effect,
-               "effects": list(effects), "censored": list(censored), "mean": mean, "sd": None,
+               "effects": list(effects), "bound": list(bounds), "mean": mean, "sd": None,
                "unit": unit, "verdict": "one seed"}
         if k > 1:
             sd = math.sqrt(sum((e - mean) ** 2 for e in effects) / (k - 1))
@@ -202,12 +210,11 @@ def seeds_table(per_seed: Sequence[Mapping[str, History]],
 
 def seeds_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """`seeds_table` as Markdown."""
-    head = ("| claim | the paper's advantage | ours, per seed (≥: a bound, a run never got "
-            "there) | mean ± sd | verdict |\n|---|---|---|---|---|")
+    head = ("| claim | the paper's advantage | ours, per seed (≥ or ≤: a bound, a run never got "
+            "there; ?: neither did) | mean ± sd | verdict |\n|---|---|---|---|---|")
     lines = []
     for r in rows:
-        each = ", ".join(f"{'≥' if c else ''}{e:+.1f}" for e, c in zip(r["effects"],
-                                                                       r["censored"]))
+        each = ", ".join(f"{b}{e:+.1f}" for e, b in zip(r["effects"], r["bound"]))
         spread = f"{r['mean']:+.1f}" + (f" ± {r['sd']:.1f}" if r["sd"] is not None else "")
         lines.append(f"| {r['claim']} | {r['paper']} | {each} {r['unit']} | {spread} | "
                      f"**{r['verdict']}** |")

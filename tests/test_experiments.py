@@ -140,7 +140,7 @@ def test_seeds_table_mean_sd_and_verdicts_from_the_per_seed_effects():
     assert pool["effects"] == pytest.approx([1.0, -1.0, 3.0])
     assert pool["mean"] == pytest.approx(1.0) and pool["sd"] == pytest.approx(2.0)
     assert pool["verdict"] == "undecided"                  # 1 < 4.30 * 2 / sqrt(3)
-    assert lrn["censored"] == [False] * 3
+    assert lrn["bound"] == [""] * 3
     assert rows["activation"]["effects"] == [1.0] * 3      # ReLU epoch 2, tanh epoch 3
     assert rows["dropout"]["effects"] == pytest.approx([13.0] * 3)
     # a run that never reaches the target counts one epoch past its end
@@ -148,8 +148,18 @@ def test_seeds_table_mean_sd_and_verdicts_from_the_per_seed_effects():
                       gaps=(0.0, 0.0))
     (one,) = [r for r in ex.seeds_table([slow]) if r["ablation"] == "activation"]
     assert one["effects"] == [1.0] and one["sd"] is None and one["verdict"] == "one seed"
-    assert one["censored"] == [True]                       # tanh never got there: a bound
+    assert one["bound"] == ["≥"]                           # tanh never got there: at least
     assert "≥+1.0 epochs" in ex.seeds_markdown([one])
+    # the paper's ReLU never got there, tanh did at epoch 2: the advantage is at most 2 - 4
+    late = _histories(relu=[0.1, 0.2, 0.3], tanh=[0.6, 0.8], lrn_val=(0.8, 0.7), pool_val=0.8,
+                      gaps=(0.0, 0.0))
+    (upper,) = [r for r in ex.seeds_table([late]) if r["ablation"] == "activation"]
+    assert upper["effects"] == [-2.0] and upper["bound"] == ["≤"]
+    assert "≤-2.0 epochs" in ex.seeds_markdown([upper])
+    never = _histories(relu=[0.1, 0.2], tanh=[0.1, 0.2], lrn_val=(0.8, 0.7), pool_val=0.8,
+                       gaps=(0.0, 0.0))
+    (unknown,) = [r for r in ex.seeds_table([never]) if r["ablation"] == "activation"]
+    assert unknown["bound"] == ["?"]
     table = ex.seeds_markdown(list(rows.values()))
     assert "+20.0 ± 2.0" in table and "+18.0, +20.0, +22.0 points" in table
     # Student's t, not 2: with 3 seeds a mean of 4 with sd 2 is inside 4.30 * 2 / sqrt(3) = 4.97
@@ -175,3 +185,26 @@ def test_run_seeds_trains_each_seed_into_its_own_folder(tmp_path, monkeypatch):
     single = ex.run_ablations(splits, config, 67, tmp_path / "one", runs={"paper": {}},
                               device="cpu", keep_checkpoints=False)
     assert single["paper"][0]["train_loss"] == pytest.approx(losses[0], rel=1e-5)   # seed 0
+
+
+def test_an_interrupted_run_stops_the_ablations(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in one run (fit returns its history so far) must not start the next run: the
+    table would then compare a short run with full ones."""
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
+    from alexnet_edu import data, standin, train
+
+    standin.generate_fashion_mnist(tmp_path, n_train=40, n_test=10, seed=0)
+    splits = data.load_splits("fashion-mnist", root=tmp_path, limit=24, download=False)
+    config = train.TrainConfig(epochs=3, batch_size=12, progress=False, num_workers=0)
+    trained = []
+
+    def interrupted_fit(model, splits, config, run_dir, **kwargs):
+        trained.append(run_dir.name)
+        return [{"epoch": 1, "train_acc": 0.5, "val_acc": 0.5}]   # 1 of 3 epochs, then Ctrl-C
+
+    monkeypatch.setattr(ex, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        ex.run_ablations(splits, config, 67, tmp_path / "runs",
+                         runs={"paper": {}, "tanh": {"activation": "tanh"}}, device="cpu")
+    assert trained == ["paper"]
+    assert "interrupted after 1 of 3 epoch(s)" in capsys.readouterr().out

@@ -15,6 +15,7 @@ it reaches the student as it is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,10 +71,13 @@ def _tensor(name: str, got: Any, wanted: str) -> torch.Tensor:
 def check_equal(name: str, got: Any, expected: Any) -> None:
     """Exact equality, for integers, strings and tuples (e.g. an output size)."""
     _require_answer(name, got, f"a value like {expected!r}")
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
+    if isinstance(got, torch.Tensor) and got.numel() == 1 and not isinstance(expected,
+                                                                         (list, tuple)):
         got = got.item()  # a 0-d tensor such as torch.tensor(27) is the number 27
-    elif isinstance(got, (torch.Tensor, list)) and isinstance(expected, tuple):
-        got = tuple(got.tolist() if isinstance(got, torch.Tensor) else got)
+    elif isinstance(expected, (list, tuple)) and (isinstance(got, (list, tuple))
+                                                  or hasattr(got, "tolist")):
+        # a sequence of values: a list, tuple, tensor or array with the same values is the same
+        got = type(expected)(got.tolist() if hasattr(got, "tolist") else got)
     try:
         same = bool(got == expected)
     except (RuntimeError, ValueError):  # e.g. a tensor of several values against a number
@@ -82,7 +86,8 @@ def check_equal(name: str, got: Any, expected: Any) -> None:
         if _long(got) and _long(expected):
             raise CheckFailed(_sequence_difference(name, list(got), list(expected)))
         hint = ""
-        if isinstance(got, float) and isinstance(expected, int) and got != int(got):
+        if (isinstance(got, float) and isinstance(expected, int) and math.isfinite(got)
+                and got != int(got)):
             hint = " - sizes are whole numbers: did you forget to floor the division?"
         elif type(got) is not type(expected) and str(got) == str(expected):
             hint = f" (a {type(got).__name__}, expected a {type(expected).__name__})"

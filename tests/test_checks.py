@@ -115,6 +115,18 @@ def test_check_equal_messages():
     check_equal("conv2 size", torch.tensor(27), 27)
     check_equal("shape", torch.tensor([8, 96]), (8, 96))
     check_equal("shape", torch.ones(8, 96).shape, (8, 96))
+    # the same values as a tuple, list, tensor or array are the same answer (a long one too)
+    check_equal("sides", (55, 27), [55, 27])
+    check_equal("sides", tuple(range(9)), list(range(9)))
+    check_equal("sides", np.array([55, 27]), [55, 27])
+    check_equal("sides", torch.tensor([55]), [55])
+    assert "1 of 9 values differ" in failure(check_equal, "s", tuple(range(8)) + (0,),
+                                             list(range(9)))
+    # a NaN or infinite answer is a wrong number, said as such (not a ValueError from int())
+    assert failure(check_equal, "conv2 size", float("nan"), 27) == (
+        "conv2 size: expected 27, got nan")
+    assert failure(check_equal, "conv2 size", float("inf"), 27) == (
+        "conv2 size: expected 27, got inf")
 
 
 def test_check_true():

@@ -26,6 +26,7 @@ __all__ = [
     "conv_output_size",
     "pool_output_size",
     "unused_pixels",
+    "unread_pixels",
     "LayerRow",
     "Trace",
     "trace",
@@ -102,12 +103,28 @@ def unused_pixels(size: int, kernel: int, stride: int = 1, padding: int = 0,
     >>> unused_pixels(227, kernel=11, stride=4)      # 54 strides fit exactly
     0
     """
+    last = max(_read_pixels(size, kernel, stride, padding, dilation), default=-1)
+    return size - 1 - last
+
+
+def unread_pixels(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                  dilation: int = 1) -> list[int]:
+    """Every input pixel no window reads: those at the far edge (`unused_pixels`) and, where the
+    stride is longer than the window (or dilation spreads its taps), those between windows.
+
+    >>> unread_pixels(13, kernel=1, stride=2)        # a 1-pixel window every 2 pixels
+    [1, 3, 5, 7, 9, 11]
+    """
+    read = _read_pixels(size, kernel, stride, padding, dilation)
+    return [x for x in range(size) if x not in read]
+
+
+def _read_pixels(size: int, kernel: int, stride: int, padding: int, dilation: int) -> set[int]:
     out = conv_output_size(size, kernel, stride, padding, dilation)
     # every pixel some window multiplies (window j, tap t reads j*s + t*d - p); with dilation a
     # window's span can end in pixels that fall between its taps, so count taps, not spans
-    read = [j * stride + t * dilation - padding for j in range(out) for t in range(kernel)]
-    last = max((x for x in read if 0 <= x < size), default=-1)
-    return size - 1 - last
+    return {x for j in range(out) for t in range(kernel)
+            if 0 <= (x := j * stride + t * dilation - padding) < size}
 
 
 @dataclass(frozen=True)

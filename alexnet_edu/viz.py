@@ -30,7 +30,7 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .shapes import conv_output_size, unused_pixels
+from .shapes import conv_output_size, unread_pixels
 
 __all__ = ["subplots", "draw_windows", "to_unit_range", "denormalize", "figure_to_png",
            "image_grid", "filter_grid", "feature_map_grid", "plot_confusion_matrix",
@@ -65,13 +65,13 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
     """
     out = conv_output_size(size, kernel, stride, padding, dilation)
     extent = dilation * (kernel - 1) + 1
-    lost = unused_pixels(size, kernel, stride, padding, dilation)
+    lost = set(unread_pixels(size, kernel, stride, padding, dilation))
     if ax is None:
         _, ax = subplots(figsize=(min(14, 2 + 0.3 * (size + 2 * padding)),
                                   min(8, 1.2 + 0.3 * (out + 1))))
     for x in range(-padding, size + padding):  # the input row, y = -1
         pad = x < 0 or x >= size
-        colour = "0.85" if pad else ("tab:red" if x >= size - lost else "white")
+        colour = "0.85" if pad else ("tab:red" if x in lost else "white")
         ax.add_patch(Rectangle((x, -1), 1, 0.8, facecolor=colour, edgecolor="0.4",
                                hatch="//" if pad else None, gid="padding" if pad else "pixel"))
     # tab10 without its red (index 3): red means "never read" in the input row
@@ -95,7 +95,7 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
     ax.set_title(f"input {size}, kernel {kernel}, stride {stride}, padding {padding}"
                  + (f", dilation {dilation}" if dilation != 1 else "")
                  + f"\n({size} + 2*{padding} - {extent}) / {stride} + 1 = {exact:g}"
-                 + f" -> {out} outputs" + (f", {lost} pixel(s) never read" if lost else ""))
+                 + f" -> {out} outputs" + (f", {len(lost)} pixel(s) never read" if lost else ""))
     return ax.figure
 
 

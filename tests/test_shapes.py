@@ -15,6 +15,7 @@ from alexnet_edu.shapes import (
     conv_output_size,
     pool_output_size,
     trace,
+    unread_pixels,
     unused_pixels,
 )
 
@@ -224,4 +225,8 @@ def test_unused_pixels_is_what_no_window_reads():
         read = torch.nonzero(x.grad[0, 0, 0]).flatten()
         last_read = int(read.max()) if read.numel() else -1
         assert lost == size - 1 - last_read, (size, kernel, stride, padding, dilation)
+        # and every pixel it does not read, wherever it is
+        unread = sorted(set(range(size)) - set(read.tolist()))
+        assert unread_pixels(size, kernel, stride, padding, dilation) == unread
     assert unused_pixels(224, 11, 4) == 1 and unused_pixels(227, 11, 4) == 0
+    assert unread_pixels(224, 11, 4) == [223] and unread_pixels(13, 1, 2) == [1, 3, 5, 7, 9, 11]

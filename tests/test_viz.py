@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from alexnet_edu import AlexNet, activations, viz
-from alexnet_edu.shapes import conv_output_size, unused_pixels
+from alexnet_edu.shapes import conv_output_size, unread_pixels, unused_pixels
 from alexnet_edu.widgets import FeatureMapViewer
 
 
@@ -256,6 +256,12 @@ def test_draw_windows_draws_one_window_per_output():
     ax = viz.draw_windows(48, 3, 2).axes[0]
     red = matplotlib.colors.to_rgb("tab:red")
     assert all(p.get_facecolor()[:3] != red for p in ax.patches if p.get_gid() != "pixel")
+    # a stride longer than the window leaves pixels between windows unread: red too
+    ax = viz.draw_windows(13, 1, 2).axes[0]
+    red_at = [p.get_x() for p in ax.patches if p.get_gid() == "pixel"
+              and p.get_facecolor()[:3] == matplotlib.colors.to_rgb("tab:red")]
+    assert red_at == unread_pixels(13, 1, 2) == [1, 3, 5, 7, 9, 11]
+    assert "6 pixel(s) never read" in ax.get_title()
     ax = viz.draw_windows(9, 3, 2, padding=1, dilation=2).axes[0]
     assert [p.get_gid() for p in ax.patches].count("padding") == 2
     # on an Axes of a figure the caller made: it draws there and returns that figure

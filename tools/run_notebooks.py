@@ -41,7 +41,7 @@ SKIP_TAG = "needs-stl10-train"
 # what must never be stored: smoke or stand-in results, errors, local paths, and train.fit's
 # notice that it replaces an earlier run (a student's first run starts fresh: remove runs/cpu/)
 FORBIDDEN = re.compile(r"[Ss]moke mode|synthetic stand-in|generated stand-in|will be overwritten|"
-                       r"(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\\\Users)")
+                       r"(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\Users)")
 
 
 def source_hash(source: str) -> str:
@@ -128,6 +128,19 @@ def execute(path: Path, profile: str, timeout: int | None) -> nbformat.NotebookN
     return nb
 
 
+def select(paths: list[Path], names: list[str]) -> list[Path]:
+    """The notebooks `names` asks for: numbers ("4" or "04") or names (with or without .ipynb);
+    all of them when `names` is empty. A name that matches no notebook is an error."""
+    def matches(path: Path, name: str) -> bool:
+        return path.name[:2] == name.zfill(2) if name.isdigit() else name in (path.stem, path.name)
+
+    unknown = [n for n in names if not any(matches(p, n) for p in paths)]
+    if unknown:
+        raise SystemExit(f"no notebook {', '.join(unknown)} in {NOTEBOOKS} (use a number such as "
+                         "04, or a name such as 04_train_fashion_mnist)")
+    return [p for p in paths if not names or any(matches(p, n) for n in names)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="notebook numbers or names (default: all)")
@@ -136,9 +149,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=int, default=None, help="seconds per cell")
     parser.add_argument("--check", action="store_true", help="only list stale cells")
     args = parser.parse_args()
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if args.names:
-        paths = [p for p in paths if any(p.name.startswith(n) or p.stem == n for n in args.names)]
+    paths = select(sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")), args.names)
     if args.check:
         stale = {p.name: stale_cells(nbformat.read(p, as_version=4)) for p in paths}
         for name, cells in stale.items():

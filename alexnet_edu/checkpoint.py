@@ -36,6 +36,11 @@ __all__ = ["FORMAT", "MAX_IMAGE_SIZE", "save_checkpoint", "load_checkpoint", "lo
 
 FORMAT = "alexnet-edu/1"
 MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
+# The TrainConfig fields that make a run what it is: a resumed run keeps them (epochs may grow).
+# The optimizer's and scheduler's saved states would silently replace a new lr, momentum, weight
+# decay or patience, and another batch size would skip the wrong number of images mid-epoch.
+RECIPE = ("batch_size", "lr", "momentum", "weight_decay", "lr_factor", "patience", "min_lr",
+          "warmup_epochs", "schedule", "augment", "pca_std", "seed")
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
@@ -276,6 +281,13 @@ class RunFiles:
             return None
         checkpoint = load_checkpoint(self.last, map_location="cpu")
         check_compatible(checkpoint, self.model, self.splits.classes)
+        saved = checkpoint.get("train_config") or {}
+        changed = [f"{k}={getattr(self.config, k)!r} (the run's: {saved[k]!r})" for k in RECIPE
+                   if k in saved and saved[k] != getattr(self.config, k)]
+        if changed:
+            raise ValueError(f"{self.last} was trained with another recipe: {', '.join(changed)}."
+                             " A resumed run keeps its recipe (only epochs may change): resume "
+                             "with the run's TrainConfig, or start a new run in another folder")
         trained_by, now = checkpoint.get("processes", 1), distributed.world_size()
         if checkpoint["batch"] and trained_by != now:
             # inside an epoch, "batch k" means other images with another number of processes
@@ -296,6 +308,11 @@ class RunFiles:
     def save_interrupted(self, progress: Progress) -> None:
         """Save where an interrupted run stands (inside an epoch) and say how to continue."""
         if not distributed.is_main():
+            return
+        if progress.epoch == progress.batch == 0:   # nothing was trained: nothing to save
+            print("Interrupted before the first batch finished: nothing was saved"
+                  + (f" ({shown_path(self.last)} is an earlier run's)" if self.last.exists()
+                     else ""))
             return
         if progress.batch == 0:
             print(f"Interrupted after epoch {progress.epoch}: {shown_path(self.last)} holds it; "

@@ -211,8 +211,10 @@ def _process_exists(pid: int) -> bool:
 
 
 def _identity_conflicts(args: argparse.Namespace, checkpoint: dict) -> list[str]:
-    """The flags given to `train --resume` that differ from the run's architecture, data or seed."""
+    """The flags given to `train --resume` that differ from the run's architecture, data or
+    recipe (`checkpoint.RECIPE`: the saved optimizer state would silently replace them)."""
     config, split = checkpoint.get("model_config") or {}, checkpoint.get("split") or {}
+    recipe = checkpoint.get("train_config") or {}
     asked = [  # (flag, value given, where the run records it, key, how to show the run's value)
         *((f"--{k.replace('_', '-')} {getattr(args, k)}", getattr(args, k), config, k, str)
           for k in ("image_size", "variant", "groups", "dropout", "init")),
@@ -220,7 +222,10 @@ def _identity_conflicts(args: argparse.Namespace, checkpoint: dict) -> list[str]
         ("--rgb", 3 if args.rgb else None, config, "in_channels", "{} input channel(s)".format),
         (f"--limit {args.limit}", args.limit, split, "limit",
          lambda run: "all images" if run is None else run),
-        (f"--seed {args.seed}", args.seed, checkpoint.get("train_config") or {}, "seed", str)]
+        *((f"--{k.replace('_', '-')} {getattr(args, k)}", getattr(args, k), recipe, k, str)
+          for k in ("seed", "lr", "momentum", "weight_decay", "batch_size", "schedule")),
+        ("--no-augment", False if args.no_augment else None, recipe, "augment",
+         lambda run: "augmentation on")]
     return [f"{flag} differs from the run's {shown(recorded[key])}"
             for flag, value, recorded, key, shown in asked
             if value is not None and key in recorded and value != recorded[key]]
@@ -237,7 +242,7 @@ def _resumed(args: argparse.Namespace, last: Path) -> dict:
     conflicts = _identity_conflicts(args, checkpoint)
     if conflicts:
         raise BadInput(f"--resume: {'; '.join(conflicts)}: a resumed run keeps its architecture, "
-                       "images and seed (drop the flag, or start a new run in another --out)")
+                       "images and recipe (drop the flag, or start a new run in another --out)")
     return checkpoint
 
 
@@ -316,6 +321,10 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
         raise BadInput(_first_line(err)) from None
     except OSError as err:   # a checkpoint that cannot be written (full disk): the last one stays
         raise BadInput(err.strerror or _first_line(err)) from None
+    if len(history) < config.epochs and not last.exists():   # Ctrl-C in the very first batch
+        print(f"Interrupted before the first batch finished: nothing was saved. Start again "
+              f"with: {PROG} {shlex.join(args.argv)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if len(history) < config.epochs:   # fit saved the state and returned: Ctrl-C
         again = args.argv + ([] if args.resume else ["--resume"])   # the same flags
         print(f"Interrupted after {len(history)} of {config.epochs} epoch(s); {last} holds the "
@@ -516,7 +525,7 @@ def _add_train(commands) -> None:
     add("--dataset", required=True, metavar="NAME_OR_DIR", help=DATASET_HELP)
     add("--out", metavar="RUN_DIR", help="run folder for checkpoints (default: runs/<dataset>)")
     add("--resume", action="store_true", help="continue the run in RUN_DIR exactly from last.pt "
-        "(flags that would change its architecture, --limit or --seed are refused)")
+        "(flags that would change its architecture, images or recipe are refused)")
     add("--profile", choices=PROFILES, help="run size: smoke (a quick check), cpu (67 px, ~10 min "
         "on 2 cores), full (227 px, all images) (default: full on a CUDA GPU, else cpu)")
     add("--epochs", type=_positive_int, metavar="N", help="passes over the training set "
@@ -618,6 +627,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = argv   # as typed: the resume hint repeats it
     except SystemExit as stop:  # --help (0) or a usage error (2; argparse printed why)
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
+    try:
+        current_profile()   # a mistyped ALEXNET_EDU_PROFILE is bad input, not a traceback
+    except ValueError as err:
+        _error(err)
+        return EXIT_BAD_INPUT
     try:
         return args.run(args)
     except BadInput as err:

@@ -351,7 +351,12 @@ def test_second_training_in_the_same_folder_is_refused(run, data_root, tmp_path,
     (["--image-size", "99"], "67"), (["--variant", "torchvision"], "paper"),
     (["--no-lrn"], "LRN on"), (["--groups", "2"], "1"), (["--dropout", "0.3"], "0.5"),
     (["--init", "paper"], "kaiming"), (["--rgb"], "1 input channel"),
-    (["--limit", "30"], "24"), (["--seed", "1"], "0")])
+    (["--limit", "30"], "24"), (["--seed", "1"], "0"),
+    # the recipe: the saved optimizer state would silently replace these
+    (["--lr", "0.5"], "0.01"), (["--momentum", "0.5"], "0.9"),
+    (["--weight-decay", "0.1"], "0.0005"),
+    (["--batch-size", "8"], "16"), (["--schedule", "cosine"], "plateau"),
+    (["--no-augment"], "augmentation on")])
 def test_resume_refuses_flags_that_change_the_run(flags, run_value, run, data_root, capsys):
     before = (run / "last.pt").stat().st_mtime_ns
     code = _resume(data_root, run, "--epochs", "2", *flags)
@@ -390,6 +395,24 @@ def test_interrupted_training_exits_130_and_names_resume(data_root, tmp_path, mo
     hint = err.split("Continue it exactly with: ", 1)[1].splitlines()[0]
     assert main(shlex.split(hint)[1:]) == 0                  # drop the program name
     assert load_checkpoint(out / "last.pt")["epoch"] == 1
+
+
+def test_an_interrupt_before_the_first_batch_offers_no_resume(data_root, tmp_path, monkeypatch,
+                                                              capsys):
+    def interrupt(*args, **kwargs):   # Ctrl-C before any batch was trained
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupt)
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "fashion-mnist", "--data-root", str(data_root), "--out",
+            str(out), *TINY]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "nothing was saved" in err and "--resume" not in err and "Traceback" not in err
+    assert not (out / "last.pt").exists()
+    monkeypatch.undo()
+    hint = err.split("Start again with: ", 1)[1].splitlines()[0]
+    assert main(shlex.split(hint)[1:]) == 0                  # as printed, it starts the run
 
 
 def test_the_next_hint_for_an_image_folder_works_as_printed(tmp_path, capsys):

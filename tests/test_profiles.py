@@ -39,6 +39,17 @@ def test_full_on_cuda(no_env):
     assert p.name == "full" and "Tesla T4" in p.reason
 
 
+def test_a_mistyped_profile_is_one_line_of_bad_input(no_env, capsys):
+    no_env.setenv("ALEXNET_EDU_PROFILE", "bogus")
+    with pytest.raises(ValueError, match="not a profile"):
+        profiles.current_profile()
+    for command in (["train", "--dataset", "fashion-mnist", "--epochs", "1"],
+                    ["evaluate", "--checkpoint", "nowhere.pt"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "ALEXNET_EDU_PROFILE='bogus' is not a profile" in err
+
+
 def test_apple_mps_gets_the_cpu_profile(no_env):
     no_env.setattr(torch.backends.mps, "is_available", lambda: True)
     p = profiles.current_profile()

@@ -208,6 +208,37 @@ def test_interrupt_inside_an_epoch_saves_and_resumes_exactly(tmp_path, one_threa
     assert _same_weights(whole, resumed)
 
 
+def test_resume_refuses_another_recipe(tmp_path):
+    """The saved optimizer and scheduler states would silently replace a new lr, momentum or
+    patience, and another batch size would skip the wrong images inside an epoch."""
+    fit(_tiny(), _splits(), TrainConfig(epochs=1, **CFG), tmp_path, "cpu")
+    for change, shown in ((dict(lr=0.5), "lr=0.5 (the run's: 0.01)"),
+                          (dict(batch_size=4), "batch_size=4 (the run's: 16)"),
+                          (dict(momentum=0.0, patience=5), "momentum=0.0 (the run's: 0.9)")):
+        config = TrainConfig(epochs=2, **{**CFG, **change})
+        with pytest.raises(ValueError, match="another recipe") as err:
+            fit(_tiny(), _splits(), config, tmp_path, "cpu", resume=True)
+        assert shown in str(err.value)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1      # untouched
+
+
+def test_an_interrupt_in_the_first_batch_saves_nothing_and_says_so(tmp_path, capsys):
+    first = _tiny()
+    first.raise_at_call = 1
+    assert fit(first, _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "new", "cpu") == []
+    assert "nothing was saved" in capsys.readouterr().out
+    assert not (tmp_path / "new" / "last.pt").exists()
+    # a new run over an earlier one, stopped as early: the earlier run's last.pt is not "it"
+    fit(_tiny(), _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "old", "cpu")
+    before = (tmp_path / "old" / "last.pt").read_bytes()
+    again = _tiny()
+    again.raise_at_call = 1
+    fit(again, _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "old", "cpu")
+    out = capsys.readouterr().out
+    assert "nothing was saved" in out and "is an earlier run's" in out and "holds it" not in out
+    assert (tmp_path / "old" / "last.pt").read_bytes() == before
+
+
 def test_keyboard_interrupt_from_the_callback_saves_and_returns_history(tmp_path):
     def stop(history):
         if len(history) == 2:
@@ -434,6 +465,28 @@ def test_model_to_inspect_skips_imagenet_weights_without_images_to_show(tmp_path
     _, shown, how = pretrained.model_to_inspect("stl10", "cpu")
     assert called == [] and shown["dataset"] == "fashion-mnist"
     assert "no STL-10 test images to show torchvision's ImageNet model" in how
+
+
+def test_model_to_inspect_trains_on_fashion_mnist_without_stl10_training_images(
+        tmp_path, monkeypatch, capsys):
+    """The cpu profile offline, before notebook 04 ran, with no STL-10 training files: the quick
+    model is trained on Fashion-MNIST (not a FileNotFoundError for STL-10's train_X.bin)."""
+    import alexnet_edu.pretrained as pretrained
+    from alexnet_edu.standin import generate_fashion_mnist
+
+    generate_fashion_mnist(tmp_path / "data", n_train=60, n_test=20, seed=0)
+    monkeypatch.setenv("ALEXNET_EDU_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "0")
+    monkeypatch.setenv("ALEXNET_EDU_PROFILE", "cpu")
+    monkeypatch.setattr(pretrained, "runs_dir", lambda: tmp_path / "runs")
+    monkeypatch.setitem(pretrained.QUICK, "limit", 48)
+    monkeypatch.setitem(pretrained.QUICK, "epochs", 1)
+    model, checkpoint, how = pretrained.model_to_inspect("stl10", "cpu", pretrained=False)
+    assert checkpoint["dataset"] == "fashion-mnist" and model.config["in_channels"] == 1
+    assert "no stl10 training images here" in how
+    assert (tmp_path / "runs" / "quick" / "fashion-mnist" / "best.pt").is_file()
+    images, _ = pretrained.images_to_inspect(checkpoint=checkpoint)
+    assert images.classes == checkpoint["classes"]          # its own test images
 
 
 def test_tensorboard_logging_writes_events(tmp_path):

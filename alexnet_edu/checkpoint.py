@@ -30,15 +30,16 @@ from .model import AlexNet
 from .settings import shown_path
 from .transforms import BatchTransform
 
-__all__ = ["FORMAT", "MAX_IMAGE_SIZE", "save_checkpoint", "load_checkpoint", "load_model",
+__all__ = ["FORMAT", "MAX_IMAGE_SIZE", "RECIPE", "save_checkpoint", "load_checkpoint", "load_model",
            "check_compatible", "eval_transform", "Progress", "RunFiles", "rng_state",
            "set_rng_state", "seed_everything"]
 
 FORMAT = "alexnet-edu/1"
 MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
-# The TrainConfig fields that make a run what it is: a resumed run keeps them (epochs may grow).
-# The optimizer's and scheduler's saved states would silently replace a new lr, momentum, weight
-# decay or patience, and another batch size would skip the wrong number of images mid-epoch.
+# The TrainConfig fields that make a run what it is: a resumed run keeps them (epochs may grow;
+# amp, workers, logging may change). The optimizer's and scheduler's saved states would silently
+# replace a new lr, momentum, weight decay or patience; another batch size would skip the wrong
+# images mid-epoch; another schedule, augmentation or seed makes the rest of it another run.
 RECIPE = ("batch_size", "lr", "momentum", "weight_decay", "lr_factor", "patience", "min_lr",
           "warmup_epochs", "schedule", "augment", "pca_std", "seed")
 
@@ -286,7 +287,7 @@ class RunFiles:
                    if k in saved and saved[k] != getattr(self.config, k)]
         if changed:
             raise ValueError(f"{self.last} was trained with another recipe: {', '.join(changed)}."
-                             " A resumed run keeps its recipe (only epochs may change): resume "
+                             " A resumed run keeps its recipe (epochs may grow): resume "
                              "with the run's TrainConfig, or start a new run in another folder")
         trained_by, now = checkpoint.get("processes", 1), distributed.world_size()
         if checkpoint["batch"] and trained_by != now:

@@ -74,10 +74,13 @@ def check_equal(name: str, got: Any, expected: Any) -> None:
     if isinstance(got, torch.Tensor) and got.numel() == 1 and not isinstance(expected,
                                                                          (list, tuple)):
         got = got.item()  # a 0-d tensor such as torch.tensor(27) is the number 27
-    elif isinstance(expected, (list, tuple)) and (isinstance(got, (list, tuple))
-                                                  or hasattr(got, "tolist")):
+    elif isinstance(expected, (list, tuple)):
         # a sequence of values: a list, tuple, tensor or array with the same values is the same
-        got = type(expected)(got.tolist() if hasattr(got, "tolist") else got)
+        values = got.tolist() if hasattr(got, "tolist") else got
+        if isinstance(values, (list, tuple)):
+            got = type(expected)(values)
+        elif hasattr(got, "tolist"):
+            got = values   # one number (a 0-d tensor, a NumPy scalar) where several are expected
     try:
         same = bool(got == expected)
     except (RuntimeError, ValueError):  # e.g. a tensor of several values against a number

@@ -25,13 +25,20 @@ from typing import Any
 import torch
 
 from . import distributed
-from .checkpoint import MAX_IMAGE_SIZE, check_fields, eval_transform, load_checkpoint, load_model
+from .checkpoint import (
+    MAX_IMAGE_SIZE,
+    RECIPE,
+    check_fields,
+    eval_transform,
+    load_checkpoint,
+    load_model,
+)
 from .data import DATASETS, load_splits, load_test_split, split_fingerprint
 from .device import pick_device
 from .images import image_files, read_image_tensor
 from .metrics import per_class_report
 from .model import AlexNet
-from .profiles import PROFILES, current_profile, run_size
+from .profiles import PROFILES, current_profile, profile_named, run_size
 from .train import OutOfMemory, TrainConfig, build_model, evaluate, fit, predict, runs_dir
 
 try:
@@ -212,7 +219,7 @@ def _process_exists(pid: int) -> bool:
 
 def _identity_conflicts(args: argparse.Namespace, checkpoint: dict) -> list[str]:
     """The flags given to `train --resume` that differ from the run's architecture, data or
-    recipe (`checkpoint.RECIPE`: the saved optimizer state would silently replace them)."""
+    recipe (`checkpoint.RECIPE`, the fields a resumed run keeps, where a flag sets them)."""
     config, split = checkpoint.get("model_config") or {}, checkpoint.get("split") or {}
     recipe = checkpoint.get("train_config") or {}
     asked = [  # (flag, value given, where the run records it, key, how to show the run's value)
@@ -223,7 +230,7 @@ def _identity_conflicts(args: argparse.Namespace, checkpoint: dict) -> list[str]
         (f"--limit {args.limit}", args.limit, split, "limit",
          lambda run: "all images" if run is None else run),
         *((f"--{k.replace('_', '-')} {getattr(args, k)}", getattr(args, k), recipe, k, str)
-          for k in ("seed", "lr", "momentum", "weight_decay", "batch_size", "schedule")),
+          for k in RECIPE if hasattr(args, k)),   # seed, lr, momentum, batch size, ...
         ("--no-augment", False if args.no_augment else None, recipe, "augment",
          lambda run: "augmentation on")]
     return [f"{flag} differs from the run's {shown(recorded[key])}"
@@ -627,8 +634,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = argv   # as typed: the resume hint repeats it
     except SystemExit as stop:  # --help (0) or a usage error (2; argparse printed why)
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
-    try:
-        current_profile()   # a mistyped ALEXNET_EDU_PROFILE is bad input, not a traceback
+    try:   # a mistyped ALEXNET_EDU_PROFILE is bad input, not a traceback (predict needs none)
+        if args.command != "predict":
+            profile_named()
     except ValueError as err:
         _error(err)
         return EXIT_BAD_INPUT

@@ -121,7 +121,8 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
     ``resume=True`` continues or reuses finished runs (their ``last.pt``).
     ``keep_checkpoints=False`` deletes a *finished* run's ``.pt`` files (an AlexNet checkpoint
     with its optimizer state is hundreds of MB; an interrupted run keeps its ``last.pt``).
-    Each run folder keeps ``history.json``. Returns {label: history}."""
+    Each run folder keeps ``history.json``. Returns {label: history}. A run interrupted by
+    Ctrl-C stops them all (KeyboardInterrupt): the next runs would get another budget."""
     runs = variants() if runs is None else runs
     if any("overlapping_pool" in overrides for overrides in runs.values()):
         check_pooling_fair(image_size, (base or {}).get("variant", "paper"))

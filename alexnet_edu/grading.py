@@ -51,15 +51,22 @@ class Grade:
     message: str   # empty when passed; else why not, in the check's own words
 
 
-def _with_checks_put_back(solution: dict, submission: dict, check_cells: set[int]) -> dict:
+def _with_checks_put_back(solution: dict, submission: dict, check_cells: set[int],
+                          hidden_only: set[int]) -> dict:
     """A copy of `submission` whose check cells carry the solution's source (hidden tests
-    included); cells are matched by id."""
+    included); cells are matched by id. A cell of hidden tests alone is released empty, and a
+    student may delete it: it is put back after the nearest earlier cell the student kept."""
     graded = copy.deepcopy(submission)
-    by_id = {cell.get("id"): cell for cell in graded["cells"]}
-    for index in check_cells:
+    for index in sorted(check_cells):
         original = solution["cells"][index]
-        if original.get("id") in by_id:
-            by_id[original["id"]]["source"] = original["source"]
+        ids = [cell.get("id") for cell in graded["cells"]]
+        if original.get("id") in ids:
+            graded["cells"][ids.index(original["id"])]["source"] = original["source"]
+        elif index in hidden_only:
+            before = next((ids.index(c.get("id")) for c in reversed(solution["cells"][:index])
+                           if c.get("id") in ids), -1)
+            graded["cells"].insert(before + 1, dict(copy.deepcopy(original), outputs=[],
+                                                    execution_count=None))
     return graded
 
 
@@ -110,8 +117,9 @@ def grade_submission(solution_path: Path | str, submission_path: Path | str, stu
     submission, _ = load_notebook(submission_path)
     graded = {ex.cell: sorted({*ex.check_cells, *ex.hidden_cells}) for ex in scan.exercises}
     checks = {j for cells in graded.values() for j in cells}   # hidden-only cells included
+    hidden_only = {j for ex in scan.exercises for j in ex.hidden_cells if j not in ex.check_cells}
     with _profile(profile):
-        ran = _execute(_with_checks_put_back(solution, submission, checks),
+        ran = _execute(_with_checks_put_back(solution, submission, checks, hidden_only),
                        submission_path.parent, timeout)
     cells = {cell.get("id"): cell for cell in ran["cells"]}
     grades = []
@@ -122,9 +130,12 @@ def grade_submission(solution_path: Path | str, submission_path: Path | str, stu
         errors = [e for i in wanted[1:] if i in cells and (e := _error(cells[i]))]
         if missing:
             message = f"cell(s) {', '.join(missing)} of this exercise are missing from the notebook"
-        elif any(e.startswith("NotImplementedError") for e in [answer_error or "", *errors]):
-            # the answer cell raises it, or a function it defines does when the check calls it
+        elif answer_error and answer_error.startswith("NotImplementedError"):
             message = "not answered (the answer still raises NotImplementedError)"
+        elif any(e.startswith("NotImplementedError") for e in errors):
+            # a function the answer defines (or one an earlier exercise left) is still the stub
+            message = ("not (fully) answered: a function its check calls still raises "
+                       "NotImplementedError")
         elif any(e.startswith("KeyboardInterrupt") for e in [answer_error or "", *errors]):
             message = f"timed out: a cell ran longer than {timeout} s"
         else:

@@ -146,7 +146,7 @@ class AlexNet(nn.Sequential):
         if self.variant == "paper" and (h, w) != (self.image_size, self.image_size):
             # fc6's input size is fixed by image_size, so other sizes cannot pass through
             other = (f"or build AlexNet(image_size={h})" if h == w >= self.min_image_size else
-                     f"the smallest square input the paper's layers take is "
+                     f"the smallest square input this model's layers take is "
                      f"{self.min_image_size}x{self.min_image_size}")
             raise ValueError(f"this AlexNet was built for {self.image_size}x{self.image_size} "
                              f"inputs (image_size={self.image_size}), got {h}x{w}: resize the "

@@ -100,7 +100,7 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
             if Path(dataset).name == "fashion-mnist":
                 raise
             model, checkpoint, how = load_or_train("fashion-mnist", device)
-            how += f", on Fashion-MNIST: there are no {dataset} training images here"
+            how = f"there are no {dataset} training images here, so on Fashion-MNIST: {how}"
         how += f" ({no_imagenet})"
     print(f"Model: {how}")   # one line: which model the figures show, and why
     return model.eval(), checkpoint, how

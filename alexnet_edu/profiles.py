@@ -22,7 +22,8 @@ import torch
 
 from .settings import smoke_mode
 
-__all__ = ["PROFILES", "Profile", "RunSize", "current_profile", "run_size", "SIZES"]
+__all__ = ["PROFILES", "Profile", "RunSize", "current_profile", "profile_named", "run_size",
+           "SIZES"]
 
 PROFILES = ("smoke", "cpu", "full")
 
@@ -39,14 +40,21 @@ class Profile:
                 "to change it")
 
 
+def profile_named() -> str | None:
+    """The profile ``ALEXNET_EDU_PROFILE`` names (None when unset); a ValueError for a name that
+    is not one. Reads only the variable (no CUDA call)."""
+    chosen = os.environ.get("ALEXNET_EDU_PROFILE", "").strip().lower()
+    if chosen and chosen not in PROFILES:
+        raise ValueError(f"ALEXNET_EDU_PROFILE={chosen!r} is not a profile: use one of "
+                         f"{', '.join(PROFILES)}")
+    return chosen or None
+
+
 def current_profile() -> Profile:
     """The profile: ``ALEXNET_EDU_PROFILE`` if set, ``smoke`` under ``ALEXNET_EDU_SMOKE=1``,
     ``full`` when a CUDA GPU is available, else ``cpu``."""
-    chosen = os.environ.get("ALEXNET_EDU_PROFILE", "").strip().lower()
+    chosen = profile_named()
     if chosen:
-        if chosen not in PROFILES:
-            raise ValueError(f"ALEXNET_EDU_PROFILE={chosen!r} is not a profile: use one of "
-                             f"{', '.join(PROFILES)}")
         return Profile(chosen, "set by ALEXNET_EDU_PROFILE")
     if smoke_mode():
         return Profile("smoke", "ALEXNET_EDU_SMOKE=1: CI's quick check, numbers mean nothing")

@@ -59,9 +59,10 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
     """Draw every position of a sliding window along one axis (on `ax`, or a new figure), and
     return the figure.
 
-    Top row: the input, padding hatched, pixels no window reaches in red. Below it, one row per
-    output: the window's span, its taps (the pixels it multiplies) darker. Raises ValueError,
-    like `conv_output_size`, when the window does not fit.
+    Top row: the input, padding hatched, pixels no window reads in red (at the far edge, and
+    between windows when the stride is longer than the window or dilation spreads its taps).
+    Below it, one row per output: the window's span, its taps (the pixels it multiplies)
+    darker. Raises ValueError, like `conv_output_size`, when the window does not fit.
     """
     out = conv_output_size(size, kernel, stride, padding, dilation)
     extent = dilation * (kernel - 1) + 1

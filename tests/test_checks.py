@@ -120,6 +120,10 @@ def test_check_equal_messages():
     check_equal("sides", tuple(range(9)), list(range(9)))
     check_equal("sides", np.array([55, 27]), [55, 27])
     check_equal("sides", torch.tensor([55]), [55])
+    assert failure(check_equal, "sides", torch.tensor(55), (55, 55)) == (
+        "sides: expected (55, 55), got 55")
+    assert failure(check_equal, "sides", np.int64(55), [55, 55]) == (
+        "sides: expected [55, 55], got 55")
     assert "1 of 9 values differ" in failure(check_equal, "s", tuple(range(8)) + (0,),
                                              list(range(9)))
     # a NaN or infinite answer is a wrong number, said as such (not a ValueError from int())

@@ -98,7 +98,8 @@ def _notebook(cells: list[tuple[str, str]]) -> dict:
 
 def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
     """A function whose body still raises NotImplementedError (raised when the check calls it)
-    is 'not answered'; a check cell made only of hidden tests is put back and run; a hidden
+    is 'not (fully) answered'; a check cell made only of hidden tests is put back and run (also
+    where the student deleted it, as it is released empty); a hidden
     folder (.ipynb_checkpoints) is not a student; a missing submissions folder is one line."""
     solution = tmp_path / "solutions" / "ex.ipynb"
     solution.parent.mkdir()
@@ -122,6 +123,7 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
     ben = json.loads(json.dumps(student))
     _answer(ben, "cell1", "def double(x):\n    return 2 * x\n")
     _answer(ben, "cell4", "triple = 4\n")
+    ben["cells"] = [c for c in ben["cells"] if c["id"] != "cell5"]   # the empty cell, deleted
     (submissions / "ben").mkdir()
     (submissions / "ben" / "ex.ipynb").write_text(json.dumps(ben))
     out = tmp_path / "grades.csv"
@@ -129,9 +131,11 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
                  "--timeout", "60"]) == 0
     rows = {(r["student"], r["exercise"].split(":")[0].strip()): (r["passed"], r["message"])
             for r in csv.DictReader(out.open())}
-    not_answered = ("0", "not answered (the answer still raises NotImplementedError)")
-    assert rows == {("ann", "Exercise 1 (easy)"): not_answered,
-                    ("ann", "Exercise 2 (easy)"): not_answered,
+    assert rows == {("ann", "Exercise 1 (easy)"): (
+                        "0", "not (fully) answered: a function its check calls still raises "
+                             "NotImplementedError"),
+                    ("ann", "Exercise 2 (easy)"): (
+                        "0", "not answered (the answer still raises NotImplementedError)"),
                     ("ben", "Exercise 1 (easy)"): ("1", ""),
                     ("ben", "Exercise 2 (easy)"): ("0", "CheckFailed: triple: expected 3, got 4")}
     capsys.readouterr()

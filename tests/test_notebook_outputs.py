@@ -70,6 +70,8 @@ def test_smoke_errors_and_local_paths_are_refused() -> None:
     assert run_notebooks.problems(nb)
     cell.outputs = [nbformat.v4.new_output("stream", text="saved C:\\Users\\ann\\runs\\best.pt\n")]
     assert run_notebooks.problems(nb)                            # a Windows home folder too
+    cell.outputs = [nbformat.v4.new_output("stream", text=repr(["c:\\users\\ann"]) + "\n")]
+    assert run_notebooks.problems(nb)                            # and its repr, in a list
     cell.outputs = [nbformat.v4.new_output("error", ename="ValueError", evalue="x", traceback=[])]
     assert run_notebooks.problems(nb)
     bar = {"text/plain": "training:   0%|          | 0/870 [00:00<?, ?batch/s]",
@@ -87,6 +89,7 @@ def test_notebooks_are_chosen_by_number_or_name():
     names = [p.name[:2] for p in run_notebooks.select(paths, ["1", "04"])]
     assert names == ["01", "04"]                                  # not 10 and 11 for "1"
     assert run_notebooks.select(paths, ["04_train_fashion_mnist.ipynb"]) == [paths[3]]
+    assert run_notebooks.select(paths, ["notebooks/04_train_fashion_mnist.ipynb"]) == [paths[3]]
     assert run_notebooks.select(paths, []) == paths
     with pytest.raises(SystemExit, match="no notebook 4x"):
         run_notebooks.select(paths, ["4x"])

@@ -41,7 +41,7 @@ SKIP_TAG = "needs-stl10-train"
 # what must never be stored: smoke or stand-in results, errors, local paths, and train.fit's
 # notice that it replaces an earlier run (a student's first run starts fresh: remove runs/cpu/)
 FORBIDDEN = re.compile(r"[Ss]moke mode|synthetic stand-in|generated stand-in|will be overwritten|"
-                       r"(/home/|/Users/|/root/|/work/|/tmp/|[A-Z]:\\Users)")
+                       r"(/home/|/Users/|/root/|/work/|/tmp/|[A-Za-z]:\\{1,2}[Uu]sers)")
 
 
 def source_hash(source: str) -> str:
@@ -132,6 +132,7 @@ def select(paths: list[Path], names: list[str]) -> list[Path]:
     """The notebooks `names` asks for: numbers ("4" or "04") or names (with or without .ipynb);
     all of them when `names` is empty. A name that matches no notebook is an error."""
     def matches(path: Path, name: str) -> bool:
+        name = Path(name).name   # notebooks/04_x.ipynb, as a shell completes it, is 04_x.ipynb
         return path.name[:2] == name.zfill(2) if name.isdigit() else name in (path.stem, path.name)
 
     unknown = [n for n in names if not any(matches(p, n) for p in paths)]

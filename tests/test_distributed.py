@@ -61,10 +61,11 @@ def test_resuming_inside_an_epoch_needs_the_same_number_of_processes(runs, tmp_p
     checkpoint = load_checkpoint(runs / "one" / "last.pt")
     save_checkpoint(dict(checkpoint, batch=1, processes=2), tmp_path / "last.pt")
     model = AlexNet(**checkpoint["model_config"])
-    step = _Step(model, TrainConfig(), torch.device("cpu"))
+    config = TrainConfig(**checkpoint["train_config"])   # the run's recipe: only W differs
+    step = _Step(model, config, torch.device("cpu"))
     splits = load_splits("fashion-mnist", root=runs / "data", limit=32, download=False)
     files = RunFiles(tmp_path, model, step.optimizer, step.scheduler, step.scaler, splits,
-                     TrainConfig())
+                     config)
     with pytest.raises(ValueError, match="inside epoch 2 of a run with 2 process"):
         files.resume()
 

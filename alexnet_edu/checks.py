@@ -71,10 +71,10 @@ def _tensor(name: str, got: Any, wanted: str) -> torch.Tensor:
 def check_equal(name: str, got: Any, expected: Any) -> None:
     """Exact equality, for integers, strings and tuples (e.g. an output size)."""
     _require_answer(name, got, f"a value like {expected!r}")
-    if isinstance(got, torch.Tensor) and got.numel() == 1 and not isinstance(expected,
-                                                                         (list, tuple)):
+    several = isinstance(expected, (list, tuple))
+    if isinstance(got, torch.Tensor) and got.numel() == 1 and not several:
         got = got.item()  # a 0-d tensor such as torch.tensor(27) is the number 27
-    elif isinstance(expected, (list, tuple)):
+    elif several:
         # a sequence of values: a list, tuple, tensor or array with the same values is the same
         values = got.tolist() if hasattr(got, "tolist") else got
         if isinstance(values, (list, tuple)):

@@ -56,9 +56,20 @@ def crop_and_flip(images: Tensor, size: int, top: Tensor, left: Tensor, flip: Te
 
 
 def pca_lighting(images: Tensor, eigval: Tensor, eigvec: Tensor, alpha: Tensor) -> Tensor:
-    """§4.1: add [p1 p2 p3][a1 l1, a2 l2, a3 l3]^T to every RGB pixel of image n, with the
-    eigenvectors p_i (columns of `eigvec`), eigenvalues l_i and that image's alpha (N x 3)."""
-    shift = (alpha.to(eigval) * eigval) @ eigvec.T                           # N x 3
+    r"""§4.1's colour noise: add $\mathbf P\,[\alpha_1 \sqrt{\lambda_1}, \alpha_2 \sqrt{\lambda_2},
+    \alpha_3 \sqrt{\lambda_3}]^\top$ to every RGB pixel of image n, with the eigenvectors p_i
+    (columns of `eigvec`) and eigenvalues l_i (variances, as `data.rgb_pca` returns them) of the
+    pixels' 3 x 3 covariance, and that image's alpha (N x 3, drawn from N(0, 0.1^2)).
+
+    The paper prints alpha_i * lambda_i; the code multiplies by the standard deviation sqrt(l_i),
+    so the shift along p_i is alpha_i times the data's own spread along p_i, whatever the pixel
+    scale (alpha * lambda, a variance, would change with it). Krizhevsky's cuda-convnet2
+    (convdata.py, `ColorNoiseMakerThread`) multiplies its Gaussian draws by `pca_stdevs`;
+    fb.resnet.torch (datasets/imagenet.lua), GluonCV (`random_pca_lighting`) and chainercv
+    (`pca_lighting`) use standard deviations too: 0.2175 on a 0-1 scale is 55.46 on 0-255
+    (GluonCV's default), the pixel range, not its square. The RMS length of the shift is
+    std(alpha) * sqrt(l_1 + l_2 + l_3), i.e. 0.1 x the root of the covariance's trace."""
+    shift = (alpha.to(eigval) * eigval.clamp_min(0).sqrt()) @ eigvec.T       # N x 3
     return images + shift[:, :, None, None].to(images.dtype)
 
 

@@ -237,14 +237,14 @@ def test_train_transform_outputs_are_crops_or_mirrors_and_both_occur():
     assert all(any(torch.allclose(o, c) for c in plain) for o in no_flip(image.repeat(16, 1, 1, 1)))
 
 
-def test_pca_lighting_adds_eigvec_times_alpha_eigval_per_image():
+def test_pca_lighting_adds_eigvec_times_alpha_sqrt_eigval_per_image():
     images = torch.rand(4, 3, 5, 5)
     eigval = torch.tensor([0.3, 0.02, 0.001])
     eigvec = torch.linalg.qr(torch.randn(3, 3))[0]
     alpha = torch.randn(4, 3) * 0.1
     out = pca_lighting(images, eigval, eigvec, alpha)
     for n in range(4):
-        shift = eigvec @ (alpha[n] * eigval)
+        shift = eigvec @ (alpha[n] * eigval.sqrt())     # standard deviations, as the code does
         assert torch.allclose(out[n] - images[n], shift[:, None, None].expand(3, 5, 5), atol=1e-6)
 
 
@@ -255,8 +255,8 @@ def test_train_transform_pca_shift_is_constant_per_image_and_scales_with_std():
     out = t(flat) - 128 / 255
     per_image = out.flatten(2)
     assert torch.allclose(per_image, per_image[:, :, :1].expand_as(per_image), atol=1e-6)
-    # shift along eigenvector i is alpha_i * eigval_i with alpha ~ N(0, 0.1)
-    measured = per_image[:, :, 0].std(0) / pca[0]
+    # shift along eigenvector i is alpha_i * sqrt(eigval_i) with alpha ~ N(0, 0.1)
+    measured = per_image[:, :, 0].std(0) / pca[0].sqrt()
     assert torch.allclose(measured, torch.full((3,), 0.1), rtol=0.25)
 
 

@@ -298,13 +298,25 @@ class RunFiles:
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
+        self._resume_scaler(checkpoint.get("scaler") or {}, saved.get("amp"))
         set_rng_state(checkpoint["rng"])
         progress = Progress(checkpoint["epoch"], checkpoint["batch"], dict(checkpoint["partial"]),
                             checkpoint["best_val_acc"], list(checkpoint["history"]))
         print(f"Resuming {shown_path(self.last)} at epoch {progress.epoch + 1}"
               + (f", batch {progress.batch + 1}" if progress.batch else ""))
         return progress
+
+    def _resume_scaler(self, state: dict, saved_amp: str | None) -> None:
+        """The float16 loss scale, when both runs use one. A run may change its precision
+        (--amp) at a resume: a scaler that was off then starts fresh (its first steps find
+        the scale again, skipping a few updates); one that is off now has nothing to load."""
+        if not self.scaler.is_enabled():
+            return
+        if state:
+            self.scaler.load_state_dict(state)
+        elif distributed.is_main():
+            print(f"{shown_path(self.last)} was trained without loss scaling (amp="
+                  f"{saved_amp or '?'}): float16 continues with a fresh loss scaler")
 
     def save_interrupted(self, progress: Progress) -> None:
         """Save where an interrupted run stands (inside an epoch) and say how to continue."""

@@ -549,8 +549,11 @@ def _add_train(commands) -> None:
         help=f"SGD momentum (default: {defaults.momentum}; the paper: 0.9)")
     add("--weight-decay", type=float, metavar="WD",
         help=f"L2 weight decay (default: {defaults.weight_decay}; the paper: 5e-4)")
-    add("--amp", choices=("auto", "bf16", "fp16", "off"), help="mixed precision (default: auto "
-        "= bf16 on GPUs and on CPUs with bf16 matrix units, else float32)")
+    add("--amp", choices=("auto", "bf16", "fp16", "off"), help="mixed precision. auto (the "
+        "default): bfloat16 on NVIDIA GPUs of compute capability 8.0 or newer (A100, H100, "
+        "RTX 30xx/40xx, L4); float16 with loss scaling on older ones (T4, V100, P100); "
+        "bfloat16 on CPUs with AMX matrix units (recent Intel Xeon); float32 on other CPUs "
+        "and on Apple's MPS. May change at --resume")
     add("--channels-last", action=argparse.BooleanOptionalAction,
         help="NHWC memory layout (default: on CUDA only)")
     add("--no-augment", action="store_true", help="no random crops, flips, PCA noise")

@@ -117,7 +117,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig,
     """Section 5's SGD: momentum 0.9, weight decay 5e-4 (the config's), lr from the config.
 
     fused (CPU and CUDA): one kernel per step for momentum, weight decay and the update of every
-    parameter, instead of a dozen passes over all 60 million of them; the same numbers.
+    parameter, instead of a dozen passes over all 60 million of them; the same numbers. Not under
+    float16 (`amp_dtype` gives it with loss scaling): when the `GradScaler` skips a step whose
+    gradients overflowed, fused SGD still creates its momentum buffer, from uninitialised memory
+    (tests/test_train.py shows it), so the next real step adds garbage to every weight.
 
     Weight decay applies to the *weights* only (Section 5's update rule is written for w);
     biases are not decayed: decaying conv2's bias of 1 towards 0 would slowly undo Section 5's
@@ -126,8 +129,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig,
     biases = [p for p in model.parameters() if p.dim() <= 1]
     groups = [{"params": weights, "weight_decay": config.weight_decay},
               {"params": biases, "weight_decay": 0.0}]
+    device = torch.device(device)
+    scaled = amp_dtype(config.amp, device) == torch.float16   # a GradScaler may skip steps
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                           fused=torch.device(device).type in ("cpu", "cuda"))
+                           fused=device.type in ("cpu", "cuda") and not scaled)
 
 
 def build_model(splits, image_size: int = 227, seed: int = 0, **overrides) -> AlexNet:
@@ -397,9 +402,7 @@ class _Step:
             raise _out_of_memory(self.config, x.shape[-1], self.device) from None
         value = loss.item()   # one host-device sync per step
         if not math.isfinite(value):
-            raise FloatingPointError(
-                f"the loss became {value} at epoch {progress.epoch + 1}, batch "
-                f"{progress.batch + 1}: lower the learning rate (config.lr)")
+            raise FloatingPointError(_nonfinite_loss(value, progress, self.dtype))
         return value, (logits.argmax(1) == targets).sum().item()
 
     def update(self) -> None:
@@ -411,6 +414,18 @@ class _Step:
             # Section 5: "divide the learning rate by 10 when the validation error rate
             # stopped improving" - the error rate, not the loss.
             self.scheduler.step(1.0 - val_acc)
+
+
+def _nonfinite_loss(value: float, progress: Progress, dtype: torch.dtype | None) -> str:
+    where = f"the loss became {value} at epoch {progress.epoch + 1}, batch {progress.batch + 1}"
+    if dtype == torch.float16:
+        # the scaler handles overflowing *gradients* by skipping the step; a non-finite loss
+        # means the forward pass itself overflowed float16 (largest value 65,504)
+        return (f"{where}: under float16 autocast an activation or logit overflowed float16's "
+                "range (largest value 65,504). Train in bfloat16 (amp='bf16', on a GPU of "
+                "compute capability 8.0 or newer), or in float32 (amp='off'), or lower the "
+                "learning rate (config.lr)")
+    return f"{where}: lower the learning rate (config.lr)"
 
 
 def _check_fits(model: AlexNet, splits) -> None:

@@ -493,3 +493,78 @@ def test_tensorboard_logging_writes_events(tmp_path):
     pytest.importorskip("tensorboard")
     fit(_tiny(), _splits(), TrainConfig(epochs=1, tensorboard=True, **CFG), tmp_path, "cpu")
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _reference_sgd(model: nn.Module, lr: float) -> torch.optim.SGD:
+    """PyTorch's plain for-loop SGD with the trainer's groups: the maths without any kernel."""
+    return torch.optim.SGD(
+        [{"params": [p for p in model.parameters() if p.dim() > 1], "weight_decay": 5e-4},
+         {"params": [p for p in model.parameters() if p.dim() <= 1], "weight_decay": 0.0}],
+        lr=lr, momentum=0.9, foreach=False)
+
+
+def test_a_step_the_float16_scaler_skips_leaves_no_trace():
+    """Under float16 the GradScaler skips a step whose gradients overflowed. The optimizer must
+    then change nothing: fused SGD created its momentum buffer from uninitialised memory there,
+    and the next real step added that garbage to every weight."""
+    config = TrainConfig(lr=0.05, amp="fp16")
+    ours_model, reference_model = _tiny(), _tiny()
+    ours, reference = make_optimizer(ours_model, config, "cpu"), _reference_sgd(reference_model,
+                                                                                0.05)
+    x, y = torch.randn(8, 1, 20, 20), torch.arange(8) % 4
+    for model, optimizer in ((ours_model, ours), (reference_model, reference)):
+        scaler = torch.amp.GradScaler("cpu")
+        torch.manual_seed(3)   # the same dropout masks
+        for overflow in (True, False):
+            junk = [torch.full((4096,), 3e38) for _ in range(64)]   # freed memory holds junk
+            del junk
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y) * (1e38 if overflow else 1.0)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        assert scaler.get_scale() == 65536.0 / 2   # one step was skipped, one taken
+    for a, b in zip(ours_model.parameters(), reference_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_in_float16_skips_overflowing_steps_and_matches_plain_sgd(tmp_path, monkeypatch,
+                                                                     one_thread):
+    """fit with amp='fp16' (loss scaling) on the real AlexNet: its first steps at scale 65,536
+    overflow and are skipped; the run still ends finite, with the weights of PyTorch's plain SGD."""
+    import alexnet_edu.train as train
+
+    splits = _splits(n_train=32, n_val=16, side=28)
+    config = TrainConfig(epochs=1, batch_size=8, amp="fp16", augment=False, progress=False)
+    ours = build_model(splits, image_size=67)
+    fit(ours, splits, config, tmp_path / "ours", "cpu")
+    checkpoint = load_checkpoint(tmp_path / "ours" / "last.pt")
+    assert checkpoint["scaler"]["scale"] < 65536.0   # at least one step was skipped
+    monkeypatch.setattr(train, "make_optimizer", lambda m, c, d: _reference_sgd(m, c.lr))
+    reference = build_model(splits, image_size=67)
+    fit(reference, splits, config, tmp_path / "reference", "cpu")
+    for a, b in zip(ours.parameters(), reference.parameters()):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_non_finite_loss_under_float16_names_the_overflow(tmp_path):
+    """Not only 'lower the learning rate': float16's range is what ran out."""
+    model = _tiny()
+    with torch.no_grad():
+        model.classifier[1].weight.fill_(1e4)   # logits far beyond float16's 65,504
+    with pytest.raises(FloatingPointError, match=r"float16.*65,504.*bf16.*amp='off'"):
+        fit(model, _splits(), TrainConfig(epochs=1, amp="fp16", **CFG), tmp_path, "cpu")
+
+
+@pytest.mark.parametrize("before, after", [("off", "fp16"), ("fp16", "off"), ("bf16", "fp16")])
+def test_resume_may_change_the_precision(tmp_path, capsys, before, after):
+    """--amp may change at a resume: a float16 run after a float32 one starts a fresh loss
+    scaler (GradScaler.load_state_dict raised on the empty state of a disabled one)."""
+    fit(_tiny(), _splits(), TrainConfig(epochs=1, amp=before, **CFG), tmp_path, "cpu")
+    history = fit(_tiny(), _splits(), TrainConfig(epochs=2, amp=after, **CFG), tmp_path, "cpu",
+                  resume=True)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert all(math.isfinite(row["train_loss"]) for row in history)
+    out = capsys.readouterr().out
+    assert ("fresh loss scaler" in out) == (after == "fp16")

@@ -13,6 +13,7 @@ this project's convention (at least three exercises, each followed by a cell tha
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -32,8 +33,32 @@ _MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "soluti
             BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}
 _BEGIN = {"solution": BEGIN_SOLUTION, "hidden": BEGIN_HIDDEN}
 _END = {"solution": END_SOLUTION, "hidden": END_HIDDEN}
-# a near miss of a marker ("## BEGIN SOLUTION") would leave the answer in the student version
-_MARKER_WORDS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+# A near miss of a marker ("## BEGIN SOLUTION", "### begin solution", "### BEGIN SOLUTON") would
+# leave the answer in the student version: any line with a word like begin/end followed by one
+# like solution/hidden is an error unless it is exactly a marker.
+_WORD = re.compile(r"[a-z]+")
+_ACTIONS = ("begin", "end")
+_KINDS = {"solution": "solution", "solutions": "solution", "hidden": "hidden"}
+
+
+def _like(word: str, target: str) -> bool:
+    """`word` is `target` or a typo of it (one or two letters off, in a word of 5 or more)."""
+    if word == target:
+        return True
+    return len(target) >= 5 and difflib.SequenceMatcher(None, word, target).ratio() >= 0.8
+
+
+def _near_marker(line: str) -> str | None:
+    """The marker `line` looks like without being it (None if it looks like none)."""
+    words = _WORD.findall(line.lower())
+    pairs = list(zip(words, words[1:]))
+    pairs += [(w[:k], w[k:]) for w in words for k in range(3, len(w) - 3)]   # "BEGINSOLUTION"
+    for first, second in pairs:
+        action = next((a for a in _ACTIONS if _like(first, a)), None)
+        kind = next((_KINDS[k] for k in _KINDS if _like(second, k)), None)
+        if action and kind:
+            return (_BEGIN if action == "begin" else _END)[kind]
+    return None
 
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's stubs
 TEXT_STUB = ("YOUR ANSWER HERE",)
@@ -131,11 +156,14 @@ def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region
     for number, line in enumerate(source.split("\n"), start=1):
         marker = _MARKERS.get(line.strip())
         if marker is None:
-            word = next((w for w in _MARKER_WORDS if w in line), None)
-            if word:
-                raise NotebookError(f"{where}: line {number} mentions {word!r} but is not a "
-                                    f"marker: write exactly '### {word}' alone on its line (a "
-                                    "near miss would leave the answer in the student version)")
+            # in code, only comments can be markers: `def end(solution):` is not a near miss
+            meant = _near_marker(line if cell_type != "code" else line[line.find("#"):]
+                                 if "#" in line else "")
+            if meant:
+                raise NotebookError(f"{where}: line {number} ({line.strip()[:60]!r}) is not a "
+                                    f"marker, though it looks like one: write exactly {meant!r} "
+                                    "alone on its line (a near miss would leave the answer in "
+                                    "the student version)")
             continue
         action, kind = marker
         if action == "begin":

@@ -139,6 +139,39 @@ def test_bad_markers_name_file_and_cell_and_write_nothing(tmp_path, source, cell
     assert not out.exists()  # the good notebook was not written either
 
 
+@pytest.mark.parametrize("marker", [
+    "### begin solution", "### BEGIN SOLUTON", "###BEGIN SOLUTION", "### BEGINSOLUTION",
+    "## BEGIN SOLUTION", "### Begin Solution", "#### BEGIN SOLUTION", "### BEGN SOLUTION",
+])
+@pytest.mark.parametrize("cell", [3, 5])   # a code answer and a written (markdown) one
+def test_near_miss_markers_are_errors_for_release_and_check(tmp_path, capsys, marker, cell):
+    """Issue 30, item 8: a mistyped marker used to release the answer (exit 0) and `check`
+    counted one exercise fewer. Both now stop, naming the notebook, the cell and the line."""
+    nb = solution_notebook()
+    answer = "### END SOLUTION" if cell == 3 else "### END SOLUTION\n\nThanks."
+    nb.cells[cell].source = (f"def f():\n    {marker}\n    return 42\n    {answer}" if cell == 3
+                             else f"{marker}\nThe secret answer (§3.4).\n{answer}")
+    bad = write(nb, tmp_path / "nbs" / "01_demo.ipynb")
+    for command in (["release", str(bad.parent), "--out", str(tmp_path / "release")],
+                    ["check", str(bad.parent)]):
+        code, out, err = run_cli(capsys, *command)
+        assert code == 2, out
+        assert str(bad) in err and f"cell {cell} " in err
+        assert ("line 2" if cell == 3 else "line 1") in err
+        assert "is not a marker, though it looks like one" in err and (
+            "'### BEGIN SOLUTION'" in err or "'### END SOLUTION'" in err)
+    assert not (tmp_path / "release").exists()
+
+
+@pytest.mark.parametrize("line", ["# the end of the solution", "def end(solution):",
+                                  "x = begin + 1  # hidden layer size"])
+def test_ordinary_lines_are_not_taken_for_markers(tmp_path, line):
+    nb = solution_notebook()
+    nb.cells[6].source = f"{line}\n    pass\n" if line.startswith("def") else line
+    (released,) = release(write(nb, tmp_path / "01_demo.ipynb"), tmp_path / "out")
+    assert "".join(json.loads(released.read_text())["cells"][6]["source"]) == nb.cells[6].source
+
+
 def test_error_leaves_an_existing_output_folder_unchanged(tmp_path):
     out = tmp_path / "release"
     out.mkdir()

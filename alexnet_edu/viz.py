@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,7 +37,8 @@ from .shapes import conv_output_size, unread_pixels
 __all__ = ["subplots", "draw_windows", "to_unit_range", "denormalize", "figure_to_png",
            "image_grid", "filter_grid", "feature_map_grid", "plot_confusion_matrix",
            "plot_history", "LiveHistoryPlot", "plot_heatmaps", "scatter_2d", "plot_retrieval",
-           "plot_towers", "show_figures_inline"]
+           "plot_towers", "show_figures_inline", "layout_problems", "FIGURE_CHECK_VARIABLE",
+           "plot_sanity_checks", "plot_sanity_maps"]
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -51,7 +54,109 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any
     (figsize, dpi, layout, ...) to `Figure`."""
     grid = {k: kwargs.pop(k) for k in list(kwargs) if k in _AXES_ARGUMENTS}
     fig = Figure(**{"layout": "constrained", **kwargs})
+    if os.environ.get(FIGURE_CHECK_VARIABLE):
+        fig.canvas.mpl_connect("draw_event", _check_after_draw)
     return fig, fig.subplots(nrows, ncols, **grid)
+
+
+# --- the figure test: text that leaves the figure or lies on other text -----------------------
+
+FIGURE_CHECK_VARIABLE = "ALEXNET_EDU_FIGURE_CHECK"
+"""Set to 1 (warn) or to a file path (append one line per problem) before the figures are made:
+every figure `subplots` makes then runs `layout_problems` each time it is drawn (shown in a
+notebook or saved), so a notebook run reports every unreadable figure it shows."""
+
+
+def _texts(fig: Figure, ticks: bool) -> list[tuple[str, Any]]:
+    """(description, Text) for every visible, non-empty text of the figure."""
+    found: list[tuple[str, Any]] = []
+    if fig._suptitle is not None:
+        found.append(("suptitle", fig._suptitle))
+    found += [("figure text", t) for t in fig.texts if t is not fig._suptitle]
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible():
+            continue
+        where = f"axes {i}"
+        found += [(f"{where} title", t) for t in (ax.title, ax._left_title, ax._right_title)]
+        found += [(f"{where} x label", ax.xaxis.label), (f"{where} y label", ax.yaxis.label)]
+        found += [(f"{where} text", t) for t in ax.texts]
+        legend = ax.get_legend()
+        if legend is not None and legend.get_visible():
+            found += [(f"{where} legend", t) for t in legend.get_texts()]
+        if ticks:   # only the ticks inside the view: matplotlib keeps a few outside it
+            for axis in (ax.xaxis, ax.yaxis):
+                lo, hi = sorted(axis.get_view_interval())
+                found += [(f"{where} tick label", t) for loc, t in
+                          zip(axis.get_majorticklocs(), axis.get_majorticklabels())
+                          if lo - 1e-9 * abs(hi - lo) <= loc <= hi + 1e-9 * abs(hi - lo)]
+    return [(d, t) for d, t in found if t.get_visible() and t.get_text().strip()]
+
+
+def layout_problems(fig: Figure, ticks: bool = False, renderer: Any = None,
+                    tolerance: float = 1.0) -> list[str]:
+    """What makes a drawn figure hard to read, as sentences (empty list: nothing found):
+    a title, axis or colour-bar label, legend entry or text annotation that sticks out of the
+    figure, or that overlaps another one (by more than `tolerance` pixels both ways), and a
+    text annotation drawn over a bar or a legend. With `ticks`, tick labels are checked as
+    well. Draws the figure unless given the `renderer` of a draw that has just happened."""
+    if renderer is None:
+        if not hasattr(fig.canvas, "get_renderer"):
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            FigureCanvasAgg(fig)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    boxes = [(d, t.get_text(), t.get_window_extent(renderer)) for d, t in _texts(fig, ticks)]
+    problems = []
+    for d, text, box in boxes:
+        if (box.x0 < page.x0 - tolerance or box.y0 < page.y0 - tolerance
+                or box.x1 > page.x1 + tolerance or box.y1 > page.y1 + tolerance):
+            problems.append(f"{d} {text!r} sticks out of the figure")
+    for i, (d1, t1, b1) in enumerate(boxes):
+        for d2, t2, b2 in boxes[i + 1:]:
+            wide = min(b1.x1, b2.x1) - max(b1.x0, b2.x0)
+            high = min(b1.y1, b2.y1) - max(b1.y0, b2.y0)
+            if wide > tolerance and high > tolerance:
+                problems.append(f"{d1} {t1!r} overlaps {d2} {t2!r}")
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible():
+            continue
+        legend = ax.get_legend()
+        covers = [("a bar", p.get_window_extent(renderer)) for p in ax.patches
+                  if isinstance(p, Rectangle) and p.get_visible() and p.get_fill()]
+        if legend is not None and legend.get_visible():
+            covers.append(("the legend", legend.get_window_extent(renderer)))
+        for t in ax.texts:
+            if not (t.get_visible() and t.get_text().strip()):
+                continue
+            box = t.get_window_extent(renderer)
+            for what, other in covers:
+                wide = min(box.x1, other.x1) - max(box.x0, other.x0)
+                high = min(box.y1, other.y1) - max(box.y0, other.y0)
+                if wide > tolerance and high > tolerance:
+                    problems.append(f"axes {i} text {t.get_text()!r} is drawn over {what}")
+                    break
+    return problems
+
+
+def _check_after_draw(event: Any) -> None:
+    """draw_event handler installed by `subplots` when FIGURE_CHECK_VARIABLE is set."""
+    fig = event.canvas.figure
+    problems = layout_problems(fig, renderer=event.renderer)
+    new = [p for p in problems if p not in getattr(fig, "_layout_reported", set())]
+    if not new:
+        return
+    fig._layout_reported = set(problems) | getattr(fig, "_layout_reported", set())
+    name = fig._suptitle.get_text() if fig._suptitle is not None else next(
+        (ax.get_title() for ax in fig.axes if ax.get_title()), "untitled figure")
+    target = os.environ.get(FIGURE_CHECK_VARIABLE, "")
+    lines = [f"figure {name!r}: {p}" for p in new]
+    if target in ("1", "warn"):
+        for line in lines:
+            warnings.warn(line, stacklevel=2)
+    else:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write("".join(line.replace("\n", " ") + "\n" for line in lines))
 
 
 def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
@@ -233,9 +338,13 @@ def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filte
 
 
 def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
-                     ncols: int = 8, title: str = "Feature maps", cmap: str = "viridis") -> Figure:
-    """Show feature maps (C, H, W) — or one map (H, W) — each scaled to [0, 1] on its own;
-    `channels` picks which (default: up to the first 32). Dead maps show as flat and say so."""
+                     ncols: int = 8, title: str = "Feature maps", cmap: str = "viridis",
+                     shared: bool = False) -> Figure:
+    """Show feature maps (C, H, W) — or one map (H, W); `channels` picks which (default: up
+    to the first 32). Each map is scaled to [0, 1] on its own, or, with `shared`, all on one
+    scale in the maps' own units; a colour bar says which. NaN marks "no value" (e.g. a ratio
+    where the activation is 0) and is drawn light grey, outside the scaling. Dead maps (all
+    zero) show as flat and say so."""
     m = torch.as_tensor(maps).detach().cpu().float()
     if m.dim() == 4:
         if m.shape[0] != 1:
@@ -247,17 +356,36 @@ def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
     if m.dim() != 3:
         raise ValueError(f"feature_map_grid expects (C, H, W) maps, got {tuple(m.shape)}")
     chosen = list(channels) if channels is not None else list(range(min(32, m.shape[0])))
-    shown = to_unit_range(m[chosen], dims=(-2, -1))
+    picked = m[chosen]
+    missing = ~torch.isfinite(picked)
+    if shared:
+        finite = picked[~missing]
+        low, high = (finite.min().item(), finite.max().item()) if finite.numel() else (0.0, 1.0)
+        shown, label = picked, "activation (one scale for all maps)"
+    else:   # per map: the min-max of its finite values
+        lo = picked.masked_fill(missing, float("inf")).amin((-2, -1), keepdim=True)
+        hi = picked.masked_fill(missing, -float("inf")).amax((-2, -1), keepdim=True)
+        lo, hi = torch.nan_to_num(lo, posinf=0.0), torch.nan_to_num(hi, neginf=0.0)
+        span = hi - lo
+        shown = ((picked - lo) / torch.where(span > 0, span, torch.ones_like(span))).clamp(0, 1)
+        shown = torch.where(missing, shown, torch.nan_to_num(shown))
+        low, high, label = 0.0, 1.0, "0 = map's min, 1 = its max"
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="0.85")
     fig, axes = _grid(len(chosen), ncols, cell=1.2, max_cols=ncols)
-    for ax, c, img in zip(axes.flat, chosen, shown):
-        ax.imshow(img.numpy(), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    for ax, c, img, gaps in zip(axes.flat, chosen, shown, missing):
+        im = ax.imshow(np.ma.masked_array(img.numpy(), gaps.numpy()), cmap=colours, vmin=low,
+                       vmax=high, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        peak = m[c].max().item()
-        ax.set_title(f"ch {c}" + (" (dead)" if m[c].abs().max() == 0 else f" max {peak:.2g}"),
+        values = m[c][torch.isfinite(m[c])]
+        dead = values.numel() == 0 or values.abs().max() == 0
+        ax.set_title(f"ch {c}" + (" (dead)" if dead else f" max {values.max().item():.2g}"),
                      fontsize=7)
+    bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9, aspect=30)
+    bar.set_label(label, fontsize=7)
+    scale = "one shared scale" if shared else "each scaled to its own min–max"
     fig.suptitle(f"{title}: {len(chosen)} of {m.shape[0]} channels, {m.shape[1]}×{m.shape[2]} "
-                 "(each scaled to its own min–max)")
+                 f"({scale}" + ("; grey: no value)" if missing.any() else ")"))
     return fig
 
 
@@ -313,16 +441,19 @@ def plot_towers(one: Sequence, two: Sequence,
         a = [getattr(one.row(n), key) / 1e6 for n in layers]
         b = [getattr(two.row(n), key) / 1e6 for n in layers]
         ax.bar(x - 0.2, a, width=0.4, label="groups=1 (one tower)")
-        halved = ax.bar(x + 0.2, b, width=0.4, label="groups=2 (two towers, as in the paper)")
-        ax.bar_label(halved, labels=[f"-{p - q:.2f} M" if p > q else "" for p, q in zip(a, b)],
-                     fontsize=7, padding=2)
+        ax.bar(x + 0.2, b, width=0.4, label="groups=2 (two towers, as in the paper)")
+        for i, (p, q) in enumerate(zip(a, b)):
+            if p > q:   # above the pair, not on top of the taller neighbour bar
+                ax.text(x[i], max(p, q) * 1.25, f"-{p - q:.2f} M", ha="center", va="bottom",
+                        fontsize=7)
         ax.set_xticks(x, layers)
         ax.set_yscale("log")
+        ax.set_ylim(top=max(a + b) * 12)   # room for the labels and the legend above the bars
         ax.set_xlabel("layer")
         ax.set_ylabel(f"{label.lower()} ({unit}, log scale)")
         ax.set_title(f"{label} per layer, one tower vs two (labels: saved by groups=2)",
                      fontsize=9)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
     return fig
 
 
@@ -412,9 +543,16 @@ class LiveHistoryPlot:
 
 def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                  title: str = "Attribution", alpha: float = 0.5, cmap: str = "jet") -> Figure:
-    """Each image (top row) and its heat map (N, h, w) overlaid (bottom row); maps are resized
-    to the image and scaled to [0, 1] per image (constant maps show as 0)."""
+                  title: str = "Attribution", alpha: float = 0.6, cmap: str | None = None,
+                  signed: bool | None = None) -> Figure:
+    """Each image (top row) and its heat map (N, h, w) resized to it and overlaid (bottom row).
+
+    Unsigned maps (saliency, Grad-CAM) are scaled to [0, 1] per image (constant maps show as 0)
+    in a perceptually uniform map (`inferno`: brightness grows with the value, unlike `jet`).
+    Signed maps (occlusion: covering a patch can also *raise* the probability) are divided by
+    their largest |value| per image and drawn in a diverging map centred on 0 (`RdBu_r`: red
+    for the class, blue against it, white for no effect). `signed=None` decides from the data
+    (any value < 0)."""
     imgs = torch.as_tensor(images)
     imgs = denormalize(imgs if imgs.dim() == 4 else imgs.unsqueeze(0), mean, std)
     m = torch.as_tensor(maps).detach().cpu().float()
@@ -424,22 +562,30 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
         raise ValueError(f"got {len(imgs)} images but {len(m)} maps")
     m = torch.nn.functional.interpolate(m.unsqueeze(1), size=imgs.shape[-2:], mode="bilinear",
                                         align_corners=False)[:, 0]
-    m = to_unit_range(m, dims=(-2, -1))
+    m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
+    signed = bool((m < 0).any()) if signed is None else signed
+    if signed:
+        peak = m.abs().amax(dim=(-2, -1), keepdim=True)
+        m = m / torch.where(peak > 0, peak, torch.ones_like(peak))
+        cmap, low, label = cmap or "RdBu_r", -1.0, "value / largest |value| (per image)"
+    else:
+        m = to_unit_range(m, dims=(-2, -1))
+        cmap, low, label = cmap or "inferno", 0.0, "0 = min, 1 = max (per image)"
     n = len(imgs)
-    fig, axes = subplots(2, n, figsize=(2.0 * n + 0.8, 4.4), squeeze=False)
+    fig, axes = subplots(2, n, figsize=(2.0 * n + 1.2, 4.6), squeeze=False)
     for i in range(n):
         axes[0, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
         axes[1, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
-        im = axes[1, i].imshow(m[i].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        im = axes[1, i].imshow(m[i].numpy(), cmap=cmap, alpha=alpha, vmin=low, vmax=1)
         if titles is not None:
             axes[0, i].set_title(str(titles[i]), fontsize=8)
         for ax in axes[:, i]:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_ylabel("image")
-    axes[1, 0].set_ylabel(title)
-    fig.colorbar(im, ax=axes[1, :].tolist(), label="relative importance (0–1 per image)",
-                 shrink=0.8)
+    axes[1, 0].set_ylabel("map")
+    bar = fig.colorbar(im, ax=axes[1, :].tolist())
+    bar.set_label(label, fontsize=7)
     fig.suptitle(title)
     return fig
 
@@ -447,12 +593,13 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
 def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
                images: torch.Tensor | None = None, title: str = "Embedding",
                axis_names: tuple[str, str] = ("component 1", "component 2"),
-               thumbnails: int = 40, zoom: float = 0.3) -> Figure:
+               thumbnails: int = 24, thumb_px: float = 36) -> Figure:
     """2-D points (N, 2) coloured by class, with a legend; with uint8 `images`, every
-    (N // thumbnails)-th point also shows its image as a thumbnail."""
+    (N // thumbnails)-th point also shows its image as a thumbnail `thumb_px` pixels wide,
+    framed in its class's colour."""
     pts = np.asarray(torch.as_tensor(points).detach().cpu().float())
     lab = np.asarray(torch.as_tensor(labels).cpu())
-    fig, ax = subplots(figsize=(7.5, 6))
+    fig, ax = subplots(figsize=(9, 7))
     cmap = "tab10" if len(classes) <= 10 else "tab20"
     for c, name in enumerate(classes):
         sel = lab == c
@@ -462,8 +609,10 @@ def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
     if images is not None and thumbnails > 0:
         shown = denormalize(images)
         for i in range(0, len(pts), max(1, len(pts) // thumbnails)):
-            box = OffsetImage(_hwc(shown[i]), zoom=zoom, cmap="gray")
-            ax.add_artist(AnnotationBbox(box, pts[i], frameon=False, alpha=0.9))
+            box = OffsetImage(_hwc(shown[i]), zoom=thumb_px / shown.shape[-1], cmap="gray")
+            edge = matplotlib.colormaps[cmap](int(lab[i]) % 20)   # framed in its class colour
+            ax.add_artist(AnnotationBbox(box, pts[i], frameon=True, pad=0.15,
+                                         bboxprops=dict(edgecolor=edge, linewidth=1.5)))
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.legend(fontsize=7, markerscale=1.5, loc="best")
@@ -506,4 +655,58 @@ def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
                 ax.xaxis.set_label_position("top")
     fig.suptitle(f"{title}: columns = query, then {k} nearest in "
                  + " and in ".join(spaces) + " (Euclidean distance; red = other class)")
+    return fig
+
+
+def plot_sanity_checks(result: Mapping[str, Any],
+                       title: str = "Cascading randomization (Adebayo et al. 2018)") -> Figure:
+    """The scores of `interpret.sanity_check` against the randomization steps: Spearman rank
+    correlation (left) and SSIM (right) between each method's maps on the trained model and
+    after re-initializing the layers from fc8 down to the one named. A method that explains
+    the model falls towards 0; one that stays high explains the image."""
+    stages = list(result["stages"])
+    fig, axes = subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    x = np.arange(len(stages))
+    for ax, key, label in ((axes[0], "spearman", "Spearman rank correlation"),
+                           (axes[1], "ssim", "SSIM")):
+        for i, (name, scores) in enumerate(result[key].items()):
+            ax.plot(x, scores, "-o", ms=4, label=name, color=matplotlib.colormaps["tab10"](i))
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(x, ["trained"] + [f"→{s}" for s in stages[1:]], rotation=45, ha="right")
+        ax.set_xlabel("randomized from fc8 down to")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} with the trained model's map", fontsize=9)
+        ax.set_ylim(-0.3, 1.05)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8, loc="lower left")
+    fig.suptitle(f"{title}: mean over {len(next(iter(result['maps'].values()))[0])} images")
+    return fig
+
+
+def plot_sanity_maps(image: torch.Tensor, result: Mapping[str, Any], index: int = 0,
+                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                     stages: Sequence[str] | None = None) -> Figure:
+    """One image's maps from `interpret.sanity_check`: a row per method, a column per
+    randomization step (`stages`, default all), each map scaled to its own min and max."""
+    shown = stages or result["stages"]
+    columns = [result["stages"].index(s) for s in shown]
+    methods = list(result["maps"])
+    fig, axes = subplots(len(methods), len(columns) + 1, squeeze=False,
+                         figsize=(1.3 * (len(columns) + 1) + 0.8, 1.35 * len(methods) + 0.8))
+    picture = _hwc(denormalize(torch.as_tensor(image)[None], mean, std)[0])
+    for r, name in enumerate(methods):
+        axes[r, 0].imshow(picture, cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(name, fontsize=8)
+        for c, k in enumerate(columns, start=1):
+            m = to_unit_range(result["maps"][name][k][index], dims=(-2, -1))
+            axes[r, c].imshow(m.numpy(), cmap="inferno", vmin=0, vmax=1)
+            if r == 0:
+                axes[r, c].set_title("trained" if k == 0 else f"→{result['stages'][k]}",
+                                     fontsize=8)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("image", fontsize=8)
+    fig.suptitle("Maps as the layers are randomized (each map scaled to its own min–max)",
+                 fontsize=10)
     return fig

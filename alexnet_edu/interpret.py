@@ -20,11 +20,19 @@ but only as sharp as the layer (13x13 for AlexNet's conv5 at 227 px).
 
 All three take *normalized* float images (N, C, H, W), work with any classifier `nn.Module`, run
 it in eval mode (restoring its mode afterwards) and return CPU tensors.
+
+**Sanity checks** (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018): an
+explanation of the *model* must change when the model does. `cascading_randomization`
+re-initializes the layers one at a time from fc8 down to conv1; `sanity_check` recomputes each
+method's maps at every step and compares them with the trained model's by Spearman rank
+correlation and SSIM (Wang et al. 2004). A method whose maps stay similar explains the image,
+not the model: `edge_map`, which never looks at the model, is the failing reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +40,12 @@ from torch import nn
 
 from .model import eval_mode, find_layer
 
-__all__ = ["occlusion", "occlusion_positions", "saliency", "grad_cam", "upsample"]
+__all__ = ["occlusion", "occlusion_positions", "saliency", "grad_cam", "upsample", "edge_map",
+           "rank_correlation", "ssim", "cascading_randomization", "sanity_check",
+           "CASCADE_LAYERS"]
+
+Method = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+CASCADE_LAYERS = ("fc8", "fc7", "fc6", "conv5", "conv4", "conv3", "conv2", "conv1")
 
 
 def _targets(targets: int | Sequence[int] | torch.Tensor, n: int, device) -> torch.Tensor:
@@ -124,3 +137,107 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinearly resize (N, h, w) maps to (N, *size), e.g. to lay them over the images."""
     return F.interpolate(maps[:, None].float(), size=tuple(size), mode="bilinear",
                          align_corners=False)[:, 0]
+
+
+def edge_map(model: nn.Module, images: torch.Tensor,
+             targets: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """(N, H, W) Sobel edge strength of the images, max over channels. It ignores `model` and
+    `targets` on purpose: the reference "explanation" that must fail a sanity check."""
+    x = images.detach().float().cpu()
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([kx, kx.T])[:, None]                             # (2, 1, 3, 3)
+    flat = F.pad(x.flatten(0, 1)[:, None], (1, 1, 1, 1), mode="replicate")
+    grad = F.conv2d(flat, kernels)                                         # (N*C, 2, H, W)
+    return grad.pow(2).sum(1).sqrt().view(*x.shape).amax(1)
+
+
+def _same_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = torch.as_tensor(a).detach().cpu().float(), torch.as_tensor(b).detach().cpu().float()
+    if a.dim() == 2:
+        a, b = a[None], b[None]
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"got {a.shape[0]} maps and {b.shape[0]} maps to compare")
+    size = tuple(max(x, y) for x, y in zip(a.shape[-2:], b.shape[-2:]))
+    return (a if a.shape[-2:] == size else upsample(a, size),
+            b if b.shape[-2:] == size else upsample(b, size))
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,) Spearman rank correlation over pixels between maps a[i] and b[i] (N, h, w); maps of
+    different sizes are resized to the larger. NaN where a map is constant (no ranking)."""
+    from scipy.stats import spearmanr
+
+    a, b = _same_size(a, b)
+    out = []
+    for x, y in zip(a.flatten(1).numpy(), b.flatten(1).numpy()):
+        constant = x.min() == x.max() or y.min() == y.max()
+        out.append(float("nan") if constant else float(spearmanr(x, y).statistic))
+    return torch.tensor(out)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """(N,) structural similarity (Wang, Bovik, Sheikh & Simoncelli 2004, eq. 13) of maps a[i]
+    and b[i], each first scaled to [0, 1] by its own min and max (so data range L = 1,
+    C1 = (0.01 L)^2, C2 = (0.03 L)^2), with their Gaussian window (11 taps, sigma 1.5; shorter
+    for smaller maps), averaged over the valid positions. 1 = the same map."""
+    a, b = _same_size(a, b)
+
+    def unit(t: torch.Tensor) -> torch.Tensor:
+        lo = t.amin((-2, -1), keepdim=True)
+        span = t.amax((-2, -1), keepdim=True) - lo
+        return (t - lo) / torch.where(span > 0, span, torch.ones_like(span))
+
+    a, b = unit(a)[:, None].double(), unit(b)[:, None].double()
+    taps = min(window, *a.shape[-2:])
+    taps -= 1 - taps % 2                                                   # odd
+    g = torch.exp(-(torch.arange(taps, dtype=torch.float64) - taps // 2) ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    w = (g[:, None] * g[None, :])[None, None]
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, w)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a ** 2
+    var_b = blur(b * b) - mu_b ** 2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)
+             / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)))
+    return index.mean((1, 2, 3)).float()
+
+
+def cascading_randomization(model: nn.Module, layers: Sequence[str] = CASCADE_LAYERS,
+                            seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
+    """Yield (layer, model) with `layers` re-initialized cumulatively, top first: ("fc8", fc8
+    random), ("fc7", fc8 and fc7 random), ... Each layer gets PyTorch's default initialization
+    (its `reset_parameters`), from a generator seeded with `seed`; `model` is not changed."""
+    current = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name in layers:
+            layer = find_layer(current, name)
+            if not hasattr(layer, "reset_parameters"):
+                raise ValueError(f"layer {name!r} has no weights to randomize")
+            layer.reset_parameters()
+            yield name, copy.deepcopy(current)
+
+
+def sanity_check(model: nn.Module, images: torch.Tensor,
+                 targets: int | Sequence[int] | torch.Tensor, methods: Mapping[str, Method],
+                 layers: Sequence[str] = CASCADE_LAYERS, seed: int = 0) -> dict:
+    """Adebayo et al.'s cascading randomization test. Each method (a function of model,
+    images, targets returning (N, h, w) maps) is run on the trained model, then after each
+    step of `cascading_randomization`. Returns {"stages": ["trained", *layers], "maps":
+    {method: [maps per stage]}, "spearman": {method: [mean over images per stage]}, "ssim":
+    {...}}: the trained stage is 1 by definition. A method passes when its scores fall as the
+    layers are randomized; one that stays near 1 does not depend on what the model learnt."""
+    t = _targets(targets, len(images), images.device)
+    maps = {name: [method(model, images, t).detach().cpu()] for name, method in methods.items()}
+    for _, randomized in cascading_randomization(model, layers, seed):
+        for name, method in methods.items():
+            maps[name].append(method(randomized, images, t).detach().cpu())
+    spearman = {name: [rank_correlation(m[0], x).nanmean().item() for x in m]
+                for name, m in maps.items()}
+    similar = {name: [ssim(m[0], x).mean().item() for x in m] for name, m in maps.items()}
+    return {"stages": ["trained", *layers], "maps": maps, "spearman": spearman, "ssim": similar}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_edu import AlexNet, activations
+from alexnet_edu import AlexNet, activations, interpret
 from alexnet_edu.embeddings import extract_features, nearest_neighbours
 from alexnet_edu.interpret import grad_cam, occlusion, occlusion_positions, saliency
 
@@ -189,3 +189,109 @@ def test_nearest_neighbours_matches_brute_force() -> None:
     assert torch.equal(idx[:, 0], torch.arange(30))        # cosine ignores the scale
     with pytest.raises(ValueError, match="k must be"):
         nearest_neighbours(gallery, gallery, k=31)
+
+
+# --- sanity checks (Adebayo et al. 2018) ------------------------------------------------------
+
+def test_rank_correlation_is_spearmans_and_ssim_is_one_only_for_the_same_structure() -> None:
+    from scipy.stats import spearmanr
+
+    torch.manual_seed(0)
+    a, b = torch.rand(3, 9, 9), torch.rand(3, 9, 9)
+    got = interpret.rank_correlation(a, b)
+    expected = [spearmanr(x.flatten(), y.flatten()).statistic for x, y in zip(a, b)]
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float32), atol=1e-6)
+    assert torch.allclose(interpret.rank_correlation(a, a.exp()), torch.ones(3))  # ranks only
+    assert torch.allclose(interpret.rank_correlation(a, -a), -torch.ones(3))
+    assert interpret.rank_correlation(a[:1], torch.zeros(1, 9, 9)).isnan().all()  # no ranking
+    # maps of different sizes are compared at the larger one
+    assert interpret.rank_correlation(torch.rand(2, 3, 3), torch.rand(2, 9, 9)).shape == (2,)
+
+    assert torch.allclose(interpret.ssim(a, 5 * a + 2), torch.ones(3), atol=1e-5)  # min-max
+    assert torch.allclose(interpret.ssim(a, b), interpret.ssim(b, a), atol=1e-6)
+    assert (interpret.ssim(a, b) < 0.3).all() and (interpret.ssim(a, -a) < 0).all()
+
+
+def test_ssim_matches_the_formula_at_one_window() -> None:
+    """One 11 x 11 map = one window position: eq. 13 of Wang et al. with Gaussian weights."""
+    torch.manual_seed(1)
+    a, b = torch.rand(1, 11, 11).double(), torch.rand(1, 11, 11).double()
+    unit = [(t - t.min()) / (t.max() - t.min()) for t in (a, b)]
+    g = torch.exp(-(torch.arange(11.0) - 5) ** 2 / (2 * 1.5 ** 2)).double()
+    w = g[:, None] * g[None, :]
+    w = w / w.sum()
+    x, y = unit[0][0], unit[1][0]
+    mx, my = (w * x).sum(), (w * y).sum()
+    vx, vy = (w * (x - mx) ** 2).sum(), (w * (y - my) ** 2).sum()
+    cxy = (w * (x - mx) * (y - my)).sum()
+    c1, c2 = 1e-4, 9e-4
+    expected = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    assert abs(interpret.ssim(a, b).item() - expected.item()) < 1e-5
+
+
+def test_edge_map_ignores_the_model_and_finds_the_edge() -> None:
+    x = torch.zeros(1, 3, 8, 8)
+    x[..., 4:] = 1.0                                            # a vertical edge at column 4
+    edges = interpret.edge_map(AlexNet(num_classes=2, image_size=67), x, 0)
+    assert edges.shape == (1, 8, 8)
+    assert set(edges[0].nonzero()[:, 1].tolist()) == {3, 4}      # either side of the edge
+    assert torch.equal(edges, interpret.edge_map(nn.Identity(), x, 1))
+
+
+def test_cascading_randomization_resets_the_named_layers_top_down_and_leaves_the_model() -> None:
+    torch.manual_seed(0)
+    model = AlexNet(num_classes=3, image_size=67, init="kaiming")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    layers = ["fc8", "fc7", "conv5", "conv1"]
+    steps = list(interpret.cascading_randomization(model, layers, seed=3))
+    assert [name for name, _ in steps] == layers
+    for k, (name, randomized) in enumerate(steps):
+        state = randomized.state_dict()
+        for layer in model.layer_names() if hasattr(model, "layer_names") else layers:
+            key = f"{layer}.weight"
+            if key not in state:
+                continue
+            changed = not torch.equal(state[key], before[key])
+            assert changed == (layer in layers[:k + 1]), (name, layer)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    again = list(interpret.cascading_randomization(model, layers, seed=3))
+    assert torch.equal(again[-1][1].conv1.weight, steps[-1][1].conv1.weight)   # seeded
+
+
+class BlobClassifier(nn.Module):
+    """A linear classifier whose class-0 weights form a smooth blob: a stand-in for a trained
+    model, whose gradient saliency is |weights| (the blob) whatever the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc8 = nn.Linear(3 * 16 * 16, 2)
+        yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+        blob = torch.exp(-((yy - 5) ** 2 + (xx - 10) ** 2) / 8)
+        with torch.no_grad():
+            self.fc8.weight.zero_()
+            self.fc8.weight[0] = 0.02 * blob.repeat(3, 1, 1).flatten()   # logit ~ 1
+            self.fc8.bias.zero_()
+
+    def forward(self, x):
+        return self.fc8(x.flatten(1))
+
+
+def test_sanity_check_passes_a_model_dependent_method_and_fails_an_edge_detector() -> None:
+    torch.manual_seed(0)
+    model = BlobClassifier()
+    images = torch.rand(4, 3, 16, 16)
+    images[..., 8:] += 1.0                                      # an edge the detector will find
+    methods = {"saliency": interpret.saliency, "edges": interpret.edge_map,
+               "occlusion": lambda m, x, t: interpret.occlusion(m, x, t, patch=4, stride=2)}
+    result = interpret.sanity_check(model, images, 0, methods, layers=["fc8"])
+    assert result["stages"] == ["trained", "fc8"]
+    assert all(s[0] == pytest.approx(1.0) for s in result["spearman"].values())
+    assert all(s[0] == pytest.approx(1.0, abs=1e-5) for s in result["ssim"].values())
+    # randomized fc8: the blob is gone from saliency and occlusion...
+    assert abs(result["spearman"]["saliency"][1]) < 0.3
+    assert abs(result["spearman"]["occlusion"][1]) < 0.5        # 49 positions: chance ~ 0.2
+    assert result["ssim"]["saliency"][1] < 0.3
+    # ...but an explanation that never looks at the model cannot tell: it fails the check
+    assert result["spearman"]["edges"][1] == pytest.approx(1.0)
+    assert result["ssim"]["edges"][1] == pytest.approx(1.0, abs=1e-5)
+    assert torch.equal(result["maps"]["saliency"][0], interpret.saliency(model, images, 0))

@@ -8,6 +8,12 @@ message when it does not.
     check_shape("LRN output", b, (8, 96, 55, 55))
     check_close("your LRN", mine, reference, tol=1e-6)
     check_layers(student_model, AlexNet(...), images)   # names the first layer that differs
+    check_close("std", mine, population_std, tol=1e-6,
+                mistakes={"the sample standard deviation (n - 1)": sample_std})
+
+`mistakes` ({what it is: its value}) names a common wrong answer when the student's matches it,
+even where it lies within the tolerance of the right one (the sample and the population standard
+deviation of many pixels differ by less than 1e-5).
 
 A student's `NotImplementedError` (the released notebooks' placeholder) is never caught here:
 it reaches the student as it is.
@@ -16,7 +22,8 @@ it reaches the student as it is.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -68,8 +75,11 @@ def _tensor(name: str, got: Any, wanted: str) -> torch.Tensor:
         raise CheckFailed(f"{name}: expected {wanted}, got a {type(got).__name__}") from None
 
 
-def check_equal(name: str, got: Any, expected: Any) -> None:
-    """Exact equality, for integers, strings and tuples (e.g. an output size)."""
+def check_equal(name: str, got: Any, expected: Any,
+                mistakes: Mapping[str, Any] | None = None) -> None:
+    """Exact equality, for integers, strings and tuples (e.g. an output size). A whole number
+    expected is not matched by a float (27.0 from ``/`` where ``//`` was meant), and a value
+    listed in `mistakes` ({what it is: value}) is named when the answer equals it."""
     _require_answer(name, got, f"a value like {expected!r}")
     several = isinstance(expected, (list, tuple))
     if isinstance(got, torch.Tensor) and got.numel() == 1 and not several:
@@ -85,17 +95,57 @@ def check_equal(name: str, got: Any, expected: Any) -> None:
         same = bool(got == expected)
     except (RuntimeError, ValueError):  # e.g. a tensor of several values against a number
         same = False
-    if not same:
+    if same:
+        _float_for_integer(name, got, expected)
+    else:
         if _long(got) and _long(expected):
             raise CheckFailed(_sequence_difference(name, list(got), list(expected)))
-        hint = ""
-        if (isinstance(got, float) and isinstance(expected, int) and math.isfinite(got)
-                and got != int(got)):
+        hint = _named_mistake(got, mistakes)
+        if (not hint and isinstance(got, float) and isinstance(expected, int)
+                and math.isfinite(got) and got != int(got)):
             hint = " - sizes are whole numbers: did you forget to floor the division?"
-        elif type(got) is not type(expected) and str(got) == str(expected):
+        elif not hint and type(got) is not type(expected) and str(got) == str(expected):
             hint = f" (a {type(got).__name__}, expected a {type(expected).__name__})"
         raise CheckFailed(f"{name}: expected {expected!r}, got {got!r}{hint}")
     _ok(f"{name}: all {len(got)} values as expected" if _long(got) else f"{name}: {got!r}")
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+
+
+def _is_whole_number_type(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+
+
+def _float_for_integer(name: str, got: Any, expected: Any) -> None:
+    """Fail when a float equals an expected whole number (27.0 for 27): the answer came from a
+    true division where a floor division (//) or a count was meant, and would break as an index
+    or a layer size."""
+    pairs = (list(zip(got, expected)) if isinstance(expected, (list, tuple))
+             and isinstance(got, (list, tuple)) else [(got, expected)])
+    for i, (g, e) in enumerate(pairs):
+        if _is_whole_number_type(e) and _is_float(g):
+            where = f" at index {i}" if isinstance(expected, (list, tuple)) else ""
+            raise CheckFailed(
+                f"{name}: expected the whole number {e!r}{where}, got the float {float(g)!r}: use "
+                f"integer arithmetic (// for a division that floors, int() for a count), as a "
+                f"size or a count is a whole number")
+
+
+def _named_mistake(got: Any, mistakes: Mapping[str, Any] | None) -> str:
+    """' - that is <what>' for the first of `mistakes` the answer equals, else ''."""
+    for what, value in (mistakes or {}).items():
+        if _equal(got, value):
+            return f" - that is {what}"
+    return ""
 
 
 def _long(value: Any) -> bool:
@@ -145,27 +195,52 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
     if err <= tol:
         return None
     x, y = _cpu64(got).flatten(), _cpu64(expected).flatten()
-    # the element the error comes from, so the numbers shown give the error reported
-    worst = int(((x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)).argmax())
-    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(worst), expected.shape))
-    return (f"{name}: relative error {err:.2e} is above the tolerance {tol:g} "
-            f"(relative error = {_REL_ERR}); it is at index {where}: "
-            f"got {x[worst].item():.6g}, expected {y[worst].item():.6g}")
+    errors = (x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)
+    off = (errors > tol).nonzero().flatten()
+    # where the answer first goes wrong (row-major order) and where it is furthest off: the
+    # first is usually the bug, the largest is what the relative error reports
+    first, worst = int(off[0]), int(errors.argmax())
+
+    def at(i: int) -> str:
+        where = tuple(int(j) for j in torch.unravel_index(torch.tensor(i), expected.shape))
+        return f"index {where}: got {x[i].item():.6g}, expected {y[i].item():.6g}"
+
+    message = (f"{name}: relative error {err:.2e} is above the tolerance {tol:g} "
+               f"(relative error = {_REL_ERR}); {len(off)} of {x.numel()} values are off")
+    if first == worst:
+        return f"{message}; the first and largest at {at(first)}"
+    return f"{message}; the first at {at(first)}; the largest at {at(worst)}"
 
 
 def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5,
-                atol: float = 0.0) -> None:
+                atol: float = 0.0, mistakes: Mapping[str, Any] | None = None) -> None:
     """Same shape and relative error (see `relative_error`) at most `tol`.
 
     Elements that differ by at most `atol` count as equal: near zero, float32 rounding alone
     gives a large *relative* error (1e-9 vs 2e-9 is 33 %), so values that are only rounding apart
-    need an absolute floor."""
+    need an absolute floor.
+
+    `mistakes` ({what it is: value}): common wrong answers. One the answer is closer to than to
+    `expected` fails the check with its name, also within `tol` (a sample standard deviation of
+    many values is within 1e-5 of the population's); a failing answer within `tol` of one is
+    told which it is."""
     exp_t = torch.as_tensor(expected)
     got_t = _tensor(name, got, f"a tensor of shape {tuple(exp_t.shape)}")
+    raw = got_t
     if atol > 0 and got_t.shape == exp_t.shape:
         g, e = got_t.detach().cpu().double(), exp_t.detach().cpu().double()
         got_t, exp_t = torch.where((g - e).abs() <= atol, e, g), e
     message = _difference(name, got_t, exp_t, tol)
+    if mistakes and raw.shape == exp_t.shape and torch.isfinite(_cpu64(raw)).all():
+        right = relative_error(raw, exp_t)
+        for what, value in mistakes.items():
+            wrong = torch.as_tensor(value)
+            if wrong.shape != raw.shape:
+                continue
+            off = relative_error(raw, wrong)
+            if off < right and (message or off <= tol):
+                raise CheckFailed(f"{name}: this is {what} (relative error {off:.1e} from it, "
+                                  f"{right:.1e} from the expected answer)")
     if message:
         raise CheckFailed(message)
     _ok(f"{name}: relative error {relative_error(got_t, exp_t):.1e} (tolerance {tol:g})")

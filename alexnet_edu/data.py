@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from .images import IMAGE_EXTENSIONS, DataFileError, image_files, read_image_tensor
 from .profiles import current_profile
-from .settings import data_root, smoke_mode
+from .settings import data_root, shown_path, smoke_mode
 from .standin import FOLDERS, STL10_CLASSES, is_standin, provide_standins, writable
 from .transforms import PAPER_RESIZE, resize_batch
 
@@ -37,7 +37,8 @@ __all__ = [
     "DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
     "load_splits", "load_test_split", "load_image_folder", "ImageFiles", "folder_dataset",
     "image_shape", "first_images", "channel_mean_std", "rgb_pca", "make_loader", "as_loader",
-    "stl10_source", "split_fingerprint", "DataFileError",
+    "stl10_source", "split_fingerprint", "DataFileError", "sample_photos", "try_load",
+    "STL10_DOWNLOAD_GB", "OFFICIAL_SIZES",
 ]
 
 DATASETS = ("fashion-mnist", "stl10")
@@ -50,6 +51,14 @@ FILES = {"fashion-mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                    "fold_indices.txt"]}
 FOLDER_TEST_FRACTION = 0.2                        # one image folder: 20 % becomes the test split
 
+# what a full download holds: (training images, test images)
+OFFICIAL_SIZES = {"fashion-mnist": (60_000, 10_000), "stl10": (5_000, 8_000)}
+STL10_DOWNLOAD_GB = 2.6                           # stl10_binary.tar.gz, with the unlabelled part
+# Natural colour photos every install has: four public-domain / CC0 photos from scikit-image's
+# sample data, shrunk to a 256 px shorter side (alexnet_edu/photos/), and scikit-learn's two
+# sample photos (CC BY 2.0, read from the installed scikit-learn). Licences: data/README.md.
+PHOTOS = ("astronaut", "cat", "coffee", "rocket")
+SKLEARN_PHOTOS = {"temple": "china.jpg", "flower": "flower.jpg"}
 
 # Datasets as uint8 tensors -----------------------------------------------------------------------
 class TensorImageDataset(Dataset):
@@ -119,6 +128,51 @@ def stl10_source() -> str | Path:
 
 
 def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
+def sample_photos() -> TensorImageDataset:
+    """Six natural colour photos that every install has (no download), brought to 256 x 256 the
+    paper's way (§2: shorter side to 256, central crop), one class per photo, named after what
+    it shows: astronaut, cat, coffee, flower, rocket, temple. For the colour lessons (crops,
+    flips, PCA lighting, ten patches) and for looking inside an ImageNet model."""
+    # scikit-learn is a dependency, and its two sample photos ship with it
+    from sklearn.datasets import load_sample_image
+
+    found = {name: read_image_tensor(Path(__file__).parent / "photos" / f"{name}.jpg")
+             for name in PHOTOS}
+    for name, file in SKLEARN_PHOTOS.items():
+        found[name] = torch.from_numpy(load_sample_image(file).copy()).permute(2, 0, 1)
+    classes = sorted(found)
+    images = torch.stack([_square(found[name], PAPER_RESIZE) for name in classes])
+    return TensorImageDataset(images, torch.arange(len(classes)), classes)
+
+
+def try_load(dataset: str | Path, **kwargs) -> Splits | None:
+    """`load_splits(dataset, **kwargs)`, or None when its files are not here and could not be
+    downloaded: then it prints what is missing, how big the download is and how to get it, so
+    that a notebook can go on without it (its cells that need the data say so and skip)."""
+    try:
+        return load_splits(dataset, **kwargs)
+    except FileNotFoundError as err:
+        print(_missing_brief(dataset, kwargs.get("root"), err))
+        return None
+
+
+def _missing_brief(dataset: str | Path, root: str | Path | None, err: Exception) -> str:
+    """The few lines `try_load` prints: no machine paths beyond the data folder's short name
+    ($ALEXNET_EDU_DATA or data/), so that a stored notebook output shows none."""
+    key = _dataset_key(dataset)
+    if key not in DATASETS:
+        return f"Not loaded: {err}"
+    where = (shown_path(root) if root is not None else "$ALEXNET_EDU_DATA"
+             if os.environ.get("ALEXNET_EDU_DATA", "").strip() else shown_path(data_root()))
+    folder = (Path(root) if root is not None else data_root()) / FOLDERS[key]
+    missing = _missing(key, folder) or FILES[key][:4]
+    failed = " (the download failed: offline?)" if "download failed" in str(err) else ""
+    size = f"{STL10_DOWNLOAD_GB} GB" if key == "stl10" else "30 MB"
+    return (f"{key} is not here: {where}/{FOLDERS[key].as_posix()}/ lacks {', '.join(missing)}"
+            f"{failed}. Get it with data.load_splits({key!r}, download=True) ({size}), or copy "
+            "the official files there (data/README.md). The cells that need it skip.")
+
+
     """SHA-256 of a split's images and labels: a checkpoint records them (``Splits.recipe``) so
     that `evaluate` can refuse a split its run did not hold out. A streamed folder's images are
     known by their file names and sizes (reading them all would take an epoch)."""

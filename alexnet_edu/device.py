@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["pick_device", "describe_device"]
+__all__ = ["pick_device", "describe_device", "synchronize"]
 
 
 def describe_device(device: torch.device | str) -> str:
@@ -23,6 +23,16 @@ def describe_device(device: torch.device | str) -> str:
         return (f"cpu ({cpu_name()}, {torch.get_num_threads()} threads, "
                 f"{torch.backends.cpu.get_cpu_capability()})")
     return str(device)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until the work queued on `device` is done, so that a timer around it measures the
+    work and not only its queueing: CUDA and Apple's MPS run asynchronously; the CPU does not."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

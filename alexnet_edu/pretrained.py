@@ -2,8 +2,10 @@
 
 Which model, in order: the one notebook 05 (or 04) trained, if its checkpoint exists;
 torchvision's ImageNet weights (Krizhevsky's one-tower "One weird trick" variant, 2014) when they
-are cached or can be downloaded; else a quick small model (`load_or_train`). Each function
-says which one it used, because what a network learned depends entirely on that.
+are cached or can be downloaded; else a quick small model (`load_or_train`). Which images: STL-10's
+test images when they are here, else the six photos every install has (`data.sample_photos`),
+or Fashion-MNIST's for a Fashion-MNIST model. Each function says which one it used, because
+what a network learned depends entirely on that. None of this needs STL-10.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ import torch
 import torchvision
 
 from .checkpoint import FORMAT, load_model
-from .data import load_image_folder, load_splits, stl10_source
+from .data import FOLDERS, load_image_folder, load_splits, sample_photos, stl10_source
 from .model import AlexNet
-from .profiles import current_profile
-from .settings import data_root, shown_path, smoke_mode
+from .settings import data_root, shown_path
 from .train import TrainConfig, build_model, fit, runs_dir
 
 __all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "load_or_train",
@@ -58,11 +59,10 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
     return model.to(device or "cpu").eval(), checkpoint
 
 
-def _stl10_images_here() -> bool:
-    """Whether `images_to_inspect` has STL-10 test images to show: the sample folder, the
-    official files, a profile that downloads them (full), or generated stand-ins (smoke)."""
-    return (stl10_source() != "stl10" or current_profile().name == "full" or smoke_mode()
-            or (data_root() / "stl10_binary" / "test_X.bin").is_file())
+def _stl10_test_here() -> bool:
+    """Whether STL-10's official test files are under the data root (else the sample folder or
+    the sample photos are shown: 07-09 never download STL-10)."""
+    return (data_root() / FOLDERS["stl10"] / "test_X.bin").is_file()
 
 
 MAX_INSPECT = 500   # images: enough for every figure; activations of all of them stay small
@@ -71,16 +71,14 @@ MAX_INSPECT = 500   # images: enough for every figure; activations of all of the
 def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None = None,
                      pretrained: bool = True) -> tuple[AlexNet, dict, str]:
     """(model, checkpoint, how): notebook 04/05's trained model for `dataset` when it exists,
-    else torchvision's ImageNet weights (`pretrained`, when available), else notebook 04's
-    Fashion-MNIST model when it exists (the `cpu` profile on a machine without STL-10's training
-    images or the ImageNet weights), else a quick model."""
+    else torchvision's ImageNet weights (`pretrained`, when available: they are shown STL-10's
+    test images when here, else the sample photos), else notebook 04's Fashion-MNIST model when
+    it exists (offline, without STL-10's training images), else a quick model."""
     path, fashion = trained_model_path(dataset), trained_model_path("fashion-mnist")
     model, no_imagenet = None, "no ImageNet weights (not asked for)"
     if path.is_file():
         model, checkpoint = load_model(path, device)
         how = f"the {dataset} model trained by notebook 04/05 ({shown_path(path)})"
-    elif pretrained and not _stl10_images_here():   # an ImageNet model is shown STL-10's photos
-        no_imagenet = "no STL-10 test images to show torchvision's ImageNet model"
     elif pretrained:
         try:
             model, checkpoint = imagenet_alexnet(device)
@@ -108,11 +106,10 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
 
 def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
     """(dataset of uint8 images with labels, how) for the model of `checkpoint`: Fashion-MNIST
-    test images for a Fashion-MNIST model; else STL-10's test images from what
-    `data.stl10_source` picks (the official dataset when its files are here or in the full
-    profile, else the real sample ``stl10-sample/test``; in smoke mode, generated stand-ins when
-    offline). At most `limit` images (default and upper bound: MAX_INSPECT), evenly spread over
-    the classes."""
+    test images for a Fashion-MNIST model; else STL-10's test images when here (its official
+    test files, else the real sample ``stl10-sample/test``), else the six sample photos
+    (`data.sample_photos`): never a download. At most `limit` images (default and upper bound:
+    MAX_INSPECT), evenly spread over the classes."""
     source = stl10_source()   # the official STL-10 when its files are here, else the sample
     if checkpoint is not None and checkpoint.get("dataset") == "fashion-mnist":
         splits = load_splits("fashion-mnist", limit=checkpoint.get("split", {}).get("limit"),
@@ -123,11 +120,15 @@ def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
     elif source != "stl10":
         data = load_image_folder(source)
         how = f"{len(data)} real STL-10 test images from {shown_path(source)}"
-    else:
-        splits = load_splits("stl10", limit=limit)
+    elif _stl10_test_here():
+        splits = load_splits("stl10", limit=limit, download=False)
         data = splits.test
         kind = "synthetic stand-ins for STL-10" if splits.synthetic else "STL-10 test images"
         how = f"{len(data)} {kind} ({shown_path(splits.source)})"
+    else:   # no STL-10 here, and none is downloaded for looking inside a model
+        data = sample_photos()
+        how = (f"the {len(data)} sample photos every install has (data.sample_photos; no "
+               "STL-10 test images here)")
     limit, total = min(limit or MAX_INSPECT, MAX_INSPECT), len(data)
     if total > limit:
         # every k-th image keeps all classes (sorted by class)

@@ -2,8 +2,13 @@
 
 - ``ALEXNET_EDU_SMOKE=1``: smoke mode. Notebooks and the CLI run the *same code* on less data,
   fewer epochs and smaller images, so that CI can execute every notebook in minutes on a CPU.
-- ``ALEXNET_EDU_DATA``: the data root, where torchvision's downloads land. Default: the
-  repository's ``data/`` folder (or ``./data`` when the package is installed elsewhere).
+- ``ALEXNET_EDU_DATA``: the data root, where torchvision's downloads land. Default: the working
+  folder's ``data/`` (`PROJECT_ROOT`).
+
+`PROJECT_ROOT` is the repository when the package is used from its clone (an editable install,
+or run from the clone's root); installed elsewhere (``pip install git+...`` on Colab, into
+site-packages) it is the folder Python started in (``/content`` on Colab), so that ``runs/``
+and ``data/`` land where the student works, never inside site-packages.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ __all__ = ["REPO_URL", "REPO_SLUG", "smoke_mode", "data_root", "PROJECT_ROOT", "
 REPO_SLUG = "alexnet-edu/alexnet-edu"
 REPO_URL = f"https://github.com/{REPO_SLUG}"
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root(package: Path, cwd: Path) -> Path:
+    """The clone that holds `package` (a pyproject.toml beside it), else the working folder."""
+    clone = package.resolve().parent
+    return clone if (clone / "pyproject.toml").is_file() else cwd.resolve()
+
+
+PROJECT_ROOT = _project_root(Path(__file__).parent, Path.cwd())
 
 
 def smoke_mode() -> bool:
@@ -27,13 +39,12 @@ def smoke_mode() -> bool:
 
 
 def data_root() -> Path:
-    """Where datasets live: $ALEXNET_EDU_DATA, else the repository's data/ folder."""
+    """Where datasets live: $ALEXNET_EDU_DATA, else PROJECT_ROOT/data (the clone's data/
+    folder, or the working folder's when the package is installed elsewhere)."""
     env = os.environ.get("ALEXNET_EDU_DATA", "").strip()
     if env:
         return Path(env).expanduser().resolve()
-    if (PROJECT_ROOT / "pyproject.toml").exists():
-        return PROJECT_ROOT / "data"
-    return Path.cwd() / "data"
+    return PROJECT_ROOT / "data"
 
 
 def shown_path(path: str | Path) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.torch_version import TorchVersion
 
 __all__ = ["BatchTransform", "resize_batch", "center_crop", "crop_and_flip", "pca_lighting",
            "ten_crop", "PAPER_RESIZE", "PAPER_CROP"]
@@ -29,9 +30,23 @@ def resize_batch(images: Tensor, size: int) -> Tensor:
         return center_crop(images, size)
     scale = size / min(h, w)
     new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
-    out = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                        antialias=min(h, w) > size)
+    antialias = min(h, w) > size
+    if antialias and not antialias_runs_on(images.device.type):   # MPS before torch 2.7
+        out = F.interpolate(images.cpu(), size=(new_h, new_w), mode="bilinear",
+                            align_corners=False, antialias=True).to(images.device)
+    else:
+        out = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False,
+                            antialias=antialias)
     return center_crop(out, size)
+
+
+def antialias_runs_on(device_type: str, version: str | None = None) -> bool:
+    """Whether antialiased bilinear shrinking runs on `device_type` with torch `version` (default:
+    this one): everywhere but on Apple's MPS before torch 2.7, which lacks the kernel (there
+    `resize_batch` shrinks on the CPU and moves the result back)."""
+    if device_type != "mps":
+        return True
+    return TorchVersion(version or torch.__version__) >= (2, 7)
 
 
 def center_crop(images: Tensor, size: int) -> Tensor:

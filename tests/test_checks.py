@@ -247,3 +247,54 @@ def test_check_close_atol_forgives_rounding_near_zero_only():
     wrong = torch.tensor([1.0, 1e-9, -0.4])        # a real error is still caught
     with pytest.raises(CheckFailed, match="relative error"):
         check_close("map", wrong, expected, tol=1e-3, atol=1e-6)
+
+
+def test_check_close_names_the_first_value_off_as_well_as_the_largest():
+    # notebook 04's exercise 3 written with >= for >: the learning rates first go wrong at
+    # index 4 (a division one epoch early); the largest relative error is at index 8
+    expected = torch.tensor([1e-2] * 5 + [1e-3] * 4 + [1e-4] * 2)
+    got = torch.tensor([1e-2] * 4 + [1e-3] * 4 + [1e-4] * 3)
+    message = failure(check_close, "learning rate per epoch", got, expected, tol=1e-9)
+    assert "2 of 11 values are off" in message
+    assert "the first at index (4,): got 0.001, expected 0.01" in message
+    assert "the largest at index (8,): got 0.0001, expected 0.001" in message
+    one = failure(check_close, "x", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 3.0]))
+    assert "the first and largest at index (1,): got 2, expected 3" in one
+
+
+def test_check_equal_rejects_a_float_where_a_whole_number_is_expected(capsys):
+    # notebook 01, exercise 1 written with / instead of //: (27 + 4 - 5) / 1 + 1 == 27.0
+    message = failure(check_equal, "conv2 output size", (27 + 2 * 2 - 5) / 1 + 1, 27)
+    assert message.startswith("conv2 output size: expected the whole number 27, got the float "
+                              "27.0: use integer arithmetic (// for a division that floors")
+    assert "the float 1800.0" in failure(check_equal, "views", torch.tensor(1800.0), 1800)
+    assert "the float 6.0" in failure(check_equal, "n", np.float64(6.0), 6)
+    assert "at index 1" in failure(check_equal, "sides", [55, 27.0], [55, 27])
+    check_equal("conv2 output size", np.int64(27), 27)     # any integer type is a whole number
+    check_equal("a float answer", 0.5, 0.5)
+    check_equal("a flag", True, True)
+    assert capsys.readouterr().out.count("\u2714") == 3
+
+
+def test_checks_name_common_mistakes():
+    # check_equal: an answer equal to a listed mistake says which mistake it is
+    assert failure(check_equal, "conv2 output size", 23, 27,
+                   mistakes={"the size without padding": 23}) == (
+        "conv2 output size: expected 27, got 23 - that is the size without padding")
+    # check_close: population (n) vs sample (n - 1) standard deviation of many values are
+    # within 1e-5 of each other, so a loose tolerance alone passes both
+    x = torch.rand(3, 20_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    population, sample = x.std(1, correction=0), x.std(1)
+    mistakes = {"the sample standard deviation (divides by n - 1)": sample}
+    check_close("std", population, population, tol=1e-4, mistakes=mistakes)
+    check_close("std without the mistakes named", sample, population, tol=1e-4)
+    message = failure(check_close, "std", sample, population, tol=1e-4, mistakes=mistakes)
+    assert message.startswith("std: this is the sample standard deviation (divides by n - 1)")
+    # a failing answer that is a known mistake: LRN's alpha times n for alpha / n, precision for
+    # recall, variance for mean square
+    message = failure(check_close, "factor", torch.tensor(0.1136), torch.tensor(1 / 6), tol=0.1,
+                      mistakes={"the ratio of variances, not of mean squares": 0.1136})
+    assert message.startswith("factor: this is the ratio of variances, not of mean squares")
+    # a wrong answer that is no listed mistake keeps the plain message
+    assert "relative error" in failure(check_close, "factor", 0.3, 1 / 6, tol=0.1,
+                                       mistakes={"the ratio of variances": 0.1136})

@@ -445,26 +445,25 @@ def test_model_to_inspect_says_which_model_in_one_line(tmp_path, monkeypatch, ca
     assert not model.training
 
 
-def test_model_to_inspect_skips_imagenet_weights_without_images_to_show(tmp_path, monkeypatch):
-    """Online, in the cpu profile, with neither STL-10 nor its sample: the ImageNet model would
-    have no photos to look at (the cpu profile never downloads STL-10), so notebook 04's
-    Fashion-MNIST model is shown instead, with its own test images."""
+def test_model_to_inspect_shows_imagenet_weights_the_sample_photos(tmp_path, monkeypatch, capsys):
+    """Online, in the cpu profile, with neither STL-10 nor its sample: torchvision's ImageNet
+    model is shown the six sample photos every install has (07-09 never need STL-10), and
+    nothing is downloaded into the data folder."""
     import alexnet_edu.pretrained as pretrained
+    from alexnet_edu.model import AlexNet
 
     monkeypatch.setattr(pretrained, "runs_dir", lambda: tmp_path / "runs")
     monkeypatch.setattr(pretrained, "data_root", lambda: tmp_path / "data")
     monkeypatch.setattr(pretrained, "stl10_source", lambda: "stl10")   # no sample folder
-    monkeypatch.setattr(pretrained, "smoke_mode", lambda: False)
     monkeypatch.setenv("ALEXNET_EDU_PROFILE", "cpu")
-    called = []
-    monkeypatch.setattr(pretrained, "imagenet_alexnet", lambda device=None: called.append(1))
-    monkeypatch.setitem(pretrained.QUICK, "limit", 48)
-    monkeypatch.setitem(pretrained.QUICK, "epochs", 1)
-    _, checkpoint, _ = pretrained.load_or_train("fashion-mnist")     # stands in for 04's run
-    save_checkpoint(checkpoint, pretrained.trained_model_path("fashion-mnist"))
+    imagenet = AlexNet(num_classes=1000, variant="torchvision", init="pytorch", image_size=224)
+    monkeypatch.setattr(pretrained, "imagenet_alexnet",
+                        lambda device=None: (imagenet, {"dataset": "imagenet"}))
     _, shown, how = pretrained.model_to_inspect("stl10", "cpu")
-    assert called == [] and shown["dataset"] == "fashion-mnist"
-    assert "no STL-10 test images to show torchvision's ImageNet model" in how
+    assert shown["dataset"] == "imagenet" and "ImageNet" in how
+    images, what = pretrained.images_to_inspect(checkpoint=shown)
+    assert len(images) == 6 and "sample photos" in what
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 
 def test_model_to_inspect_trains_on_fashion_mnist_without_stl10_training_images(

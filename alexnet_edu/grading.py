@@ -1,43 +1,67 @@
 """Grade a folder of student submissions with the check cells of the solution notebooks.
 
-    python -m alexnet_edu.grading notebooks/ submissions/ --out grades.csv
+    python -m alexnet_edu.grading notebooks/ submissions/ --out grades.csv [--workers 2]
 
 `submissions/` holds one folder per student, each with that student's copies of the released
-notebooks (same file names). Every submission is run top to bottom in a fresh kernel with the
-check cells of the *solution* notebook put back in place (hidden tests included, and a student's
-edits to a check cell undone), each cell bounded in time, and the result is one CSV row per
-student × exercise: passed or not, and the check's own message when not.
+notebooks (same file names). Each notebook is graded in two runs, each in its own sandbox
+(`alexnet_edu.sandbox`: bubblewrap, read-only system, no network, a separate user when the grader
+is root, everything killed at the deadline):
 
-Cells are matched by their id, which `release` keeps; an exercise whose cells the student
-deleted fails and says so. The run uses the `smoke` profile unless `--profile` says otherwise:
-the checks test the student's code, not how long a model was trained.
+1. the student's notebook runs top to bottom as handed in; after each answer cell, the names the
+   answer defines are written out as data (`alexnet_edu.values`: numbers, strings, tensors,
+   lists, dicts; never a pickled object);
+2. a fresh kernel runs the *solution* notebook with each answer replaced by the student's: the
+   data read back with `torch.load(weights_only=True)`, the student's functions defined from the
+   notebook's source (imports and `def`s only, `alexnet_edu.answers`); the solution's check cells,
+   hidden tests included, decide.
+
+So nothing the student's kernel does (hiding its errors, rebinding the checks, rewriting files)
+reaches a grade: only the values it defines do. What remains: a function the student defines runs
+inside the checking kernel when a check calls it, and can tamper with that notebook's checks from
+then on (never another notebook's, another student's, or the CSV). Cells are matched by their
+id, which `release` keeps. The run uses the `smoke` profile unless `--profile` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
 import csv
 import io
 import json
 import os
 import re
+import select
+import stat
+import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
-
-from .assignments import NotebookError, load_notebook, notebook_paths, scan_notebook
+from . import sandbox
+from .answers import AnswerNames, answer_names, define_names, student_parts
+from .assignments import (
+    NotebookError,
+    _cell_regions,
+    _released_source,
+    _text,
+    load_notebook,
+    notebook_paths,
+    scan_notebook,
+)
 from .files import write_atomic
+from .settings import data_root
+from .values import MANIFEST
 
-__all__ = ["Grade", "grade_submission", "grade_folder", "main"]
+__all__ = ["Grade", "Solution", "load_solution", "grade_submission", "grade_folder", "main"]
 
 FIELDS = ("student", "notebook", "exercise", "passed", "message")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STARTUP_S = 180      # importing torch and IPython in a new sandbox, on a busy machine
+GRACE_S = 15         # after a cell's timeout: the interrupt's own time before the kill
+_NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
 
 
 @dataclass(frozen=True)
@@ -51,103 +75,305 @@ class Grade:
     message: str   # empty when passed; else why not, in the check's own words
 
 
-def _with_checks_put_back(solution: dict, submission: dict, check_cells: set[int],
-                          hidden_only: set[int]) -> dict:
-    """A copy of `submission` whose check cells carry the solution's source (hidden tests
-    included); cells are matched by id. A cell of hidden tests alone is released empty, and a
-    student may delete it: it is put back after the nearest earlier cell the student kept."""
-    graded = copy.deepcopy(submission)
-    for index in sorted(check_cells):
-        original = solution["cells"][index]
-        ids = [cell.get("id") for cell in graded["cells"]]
-        if original.get("id") in ids:
-            graded["cells"][ids.index(original["id"])]["source"] = original["source"]
-        elif index in hidden_only:
-            before = next((ids.index(c.get("id")) for c in reversed(solution["cells"][:index])
-                           if c.get("id") in ids), -1)
-            graded["cells"].insert(before + 1, dict(copy.deepcopy(original), outputs=[],
-                                                    execution_count=None))
-    return graded
+@dataclass
+class _Exercise:
+    title: str
+    answer: int                 # index of the answer cell in the solution
+    names: AnswerNames
+    released: str               # the answer cell as released (stubs, no answer)
+    checks: list[int]           # indices of its check cells (hidden tests included)
 
 
-def _error(cell: dict) -> str | None:
-    """The error a code cell raised, as one line (None if it ran cleanly)."""
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "error":
-            name, value = output.get("ename", "Error"), _ANSI.sub("", output.get("evalue", ""))
-            first = value.strip().splitlines()[0] if value.strip() else ""
-            return f"{name}: {first}" if first else name
-    return None
+@dataclass
+class Solution:
+    """A solution notebook, read and scanned once, before any student's code runs."""
+
+    path: Path
+    cells: list[dict]
+    exercises: list[_Exercise]
 
 
-@contextlib.contextmanager
-def _profile(name: str) -> Iterator[None]:
-    """Run kernels in profile `name` (they inherit this process's environment)."""
-    wanted = {"ALEXNET_EDU_PROFILE": name, "ALEXNET_EDU_SMOKE": "1" if name == "smoke" else "0",
-              "MPLBACKEND": "Agg"}   # figures are rendered headless, nothing waits on a window
-    saved = {key: os.environ.get(key) for key in wanted}
-    os.environ.update(wanted)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def _key(cell: dict, index: int) -> str:
+    return cell.get("id") or f"#{index}"
 
 
-def _execute(nb: dict, folder: Path, timeout: int) -> dict:
-    """Run every cell (errors recorded, not fatal); a cell past `timeout` seconds is interrupted
-    and the run goes on."""
-    node = nbformat.reads(json.dumps(nb), as_version=4)   # sources as strings, as nbclient wants
-    client = NotebookClient(node, timeout=timeout, allow_errors=True, interrupt_on_timeout=True,
-                            kernel_name="python3", resources={"metadata": {"path": str(folder)}})
-    with contextlib.redirect_stderr(io.StringIO()):   # the kernel's start-up warnings
-        client.execute()
-    return node
-
-
-def grade_submission(solution_path: Path | str, submission_path: Path | str, student: str,
-                     timeout: int = 300, profile: str = "smoke") -> list[Grade]:
-    """Run one student's notebook with the solution's checks put back; one Grade per exercise."""
-    solution_path, submission_path = Path(solution_path), Path(submission_path)
-    scan = scan_notebook(solution_path)
-    solution, _ = load_notebook(solution_path)
-    submission, _ = load_notebook(submission_path)
-    graded = {ex.cell: sorted({*ex.check_cells, *ex.hidden_cells}) for ex in scan.exercises}
-    checks = {j for cells in graded.values() for j in cells}   # hidden-only cells included
-    hidden_only = {j for ex in scan.exercises for j in ex.hidden_cells if j not in ex.check_cells}
-    with _profile(profile):
-        ran = _execute(_with_checks_put_back(solution, submission, checks, hidden_only),
-                       submission_path.parent, timeout)
-    cells = {cell.get("id"): cell for cell in ran["cells"]}
-    grades = []
+def load_solution(path: Path | str) -> Solution:
+    """Read a solution notebook and work out, for each exercise, what its answer defines."""
+    path = Path(path)
+    scan = scan_notebook(path)
+    nb, _ = load_notebook(path)
+    regions = _cell_regions(nb, path)
+    exercises = []
+    previous = 0
     for ex in scan.exercises:
-        wanted = [solution["cells"][j].get("id") for j in [ex.cell, *graded[ex.cell]]]
-        missing = [i for i in wanted if i not in cells]
-        answer_error = _error(cells[wanted[0]]) if wanted[0] in cells else None
-        errors = [e for i in wanted[1:] if i in cells and (e := _error(cells[i]))]
-        if missing:
-            message = f"cell(s) {', '.join(missing)} of this exercise are missing from the notebook"
-        elif answer_error and answer_error.startswith("NotImplementedError"):
-            message = "not answered (the answer still raises NotImplementedError)"
-        elif any(e.startswith("NotImplementedError") for e in errors):
-            # a function the answer defines (or one an earlier exercise left) is still the stub
-            message = ("not (fully) answered: a function its check calls still raises "
-                       "NotImplementedError")
-        elif any(e.startswith("KeyboardInterrupt") for e in [answer_error or "", *errors]):
-            message = f"timed out: a cell ran longer than {timeout} s"
-        else:
-            message = errors[0] if errors else ""
-        grades.append(Grade(student, solution_path.name, ex.title, not message, message))
+        source = _text(nb["cells"][ex.cell]["source"])
+        task = "\n".join(_text(c["source"]) for c in nb["cells"][previous:ex.cell]
+                         if c["cell_type"] == "markdown")
+        spans = [(r.begin_line, r.end_line) for r in regions[ex.cell] if r.kind == "solution"]
+        try:
+            names = answer_names(source, spans, define_names(task))
+        except SyntaxError as err:
+            raise NotebookError(f"{path}: cell {ex.cell}: the answer does not parse as Python "
+                                f"({err.msg}, line {err.lineno})") from None
+        released = _released_source(source, "code", regions[ex.cell])
+        exercises.append(_Exercise(ex.title, ex.cell, names, released,
+                                   sorted({*ex.check_cells, *ex.hidden_cells})))
+        previous = ex.cell + 1
+    return Solution(path, nb["cells"], exercises)
+
+
+@dataclass
+class _Run:
+    """What one sandboxed run reported: each cell's error (None: ran cleanly) and, if it did not
+    finish, the cell where it stopped and why ("timed out" or "died")."""
+
+    errors: dict[int, str | None]
+    stopped_at: int | None = None
+    reason: str = ""
+
+
+def _environment(profile: str, workers: int = 1) -> dict[str, str]:
+    """The graded kernels' environment: the run profile, headless figures, and (with several
+    workers) CPU threads shared out between them unless OMP_NUM_THREADS says otherwise."""
+    env = {"ALEXNET_EDU_PROFILE": profile, "ALEXNET_EDU_SMOKE": "1" if profile == "smoke" else "0",
+           "MPLBACKEND": "Agg"}   # figures are rendered headless, nothing waits on a window
+    if workers > 1:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    for key in ("ALEXNET_EDU_DATA", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+def _execute(cells: list[dict], scratch: Path, timeout: int, env: dict[str, str], sandboxed: bool,
+             hide: Sequence[Path]) -> _Run:
+    """Run `cells` with `cell_runner` in a sandbox rooted at `scratch`; each cell gets `timeout`
+    seconds, then an interrupt, then (GRACE_S later) the whole sandbox is killed."""
+    inside = sandbox.SCRATCH if sandboxed else str(scratch)
+    (scratch / "job.json").write_text(json.dumps({"cells": cells, "timeout": timeout}))
+    read, write = os.pipe()
+    argv = [sys.executable, "-m", "alexnet_edu.cell_runner", f"{inside}/job.json", str(write)]
+    if sandboxed:
+        runs = sandbox.prepare(scratch.parent / f"{scratch.name}-runs")
+        readable = [data_root()] if data_root().is_dir() else []
+        argv = sandbox.command(argv, scratch, runs, env, readable, hide)
+        env = {}
+    process = subprocess.Popen(argv, pass_fds=(write,), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, cwd=scratch, env={**os.environ, **env})
+    os.close(write)
+    run = _Run({})
+    expected, running, buffer = 0, False, b""
+    deadline = time.monotonic() + STARTUP_S
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read], [], [], left)[0]:
+                run.stopped_at, run.reason = expected, "timed out"
+                break
+            chunk = os.read(read, 1 << 16)
+            if not chunk:
+                run.stopped_at, run.reason = expected, "died"
+                break
+            buffer = (buffer + chunk)[-(1 << 20):]   # a flood of output is dropped, not kept
+            *lines, buffer = buffer.split(b"\n")
+            done = False
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if not isinstance(event, dict):
+                    continue
+                # events are taken in order only: cell k starts, cell k ends, cell k+1 starts...
+                if event.get("event") == "start" and event.get("cell") == expected and not running:
+                    running, deadline = True, time.monotonic() + timeout + GRACE_S
+                elif event.get("event") == "end" and event.get("cell") == expected and running:
+                    error = event.get("error")
+                    run.errors[expected] = str(error)[:2000] if error is not None else None
+                    expected, running = expected + 1, False
+                    deadline = time.monotonic() + timeout + GRACE_S
+                elif event.get("event") == "done" and expected == len(cells):
+                    done = True
+            if done:
+                break
+    finally:
+        os.close(read)
+        sandbox.kill(process)
+    if run.stopped_at is not None and run.stopped_at >= len(cells):
+        run.stopped_at = None
+    return run
+
+
+def _copy_values(source: Path, target: Path, limit: int = 1 << 30) -> None:
+    """Copy the plain files a student's run wrote under values/<exercise>/ (no links, no
+    folders deeper than that, none over `limit` bytes)."""
+    if not source.is_dir() or source.is_symlink():
+        return
+    for folder in source.iterdir():
+        if folder.is_symlink() or not folder.is_dir() or not folder.name.isdigit():
+            continue
+        for file in folder.iterdir():
+            info = file.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_size <= limit:
+                (target / folder.name).mkdir(parents=True, exist_ok=True)
+                with open(file, "rb", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW)) as src:
+                    (target / folder.name / file.name).write_bytes(src.read())
+
+
+def _manifest(folder: Path) -> dict:
+    try:
+        if folder.is_symlink() or folder.stat().st_size > 1 << 20:
+            return {}
+        found = json.loads(folder.read_text())
+        return found if isinstance(found, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _stopped(run: _Run, timeout: int, where: str) -> str:
+    if run.reason == "timed out":
+        return f"timed out: a cell ran longer than {timeout} s"
+    return (f"the {where} kernel died (the process ended: os._exit, a crash or out of "
+            "memory)")
+
+
+def grade_submission(solution: Solution | Path | str, submission_path: Path | str, student: str,
+                     timeout: int = 300, profile: str = "smoke",
+                     sandboxed: bool = True, hide: Sequence[Path] = ()) -> list[Grade]:
+    """Grade one student's notebook (see the module's docstring); one Grade per exercise."""
+    sol = solution if isinstance(solution, Solution) else load_solution(solution)
+    return _grade_cells(sol, _read(Path(submission_path)), student, timeout,
+                        _environment(profile), sandboxed, hide)
+
+
+def _read(path: Path) -> list[dict] | str:
+    """A submission's cells, or why it cannot be graded."""
+    try:
+        return load_notebook(path)[0]["cells"]
+    except (NotebookError, OSError) as err:
+        return str(err).split(": ", 1)[-1]
+
+
+def _grade_cells(sol: Solution, cells: list[dict] | str | None, student: str, timeout: int,
+                 env: dict[str, str], sandboxed: bool, hide: Sequence[Path]) -> list[Grade]:
+    if cells is None or isinstance(cells, str):
+        return [Grade(student, sol.path.name, ex.title, False, cells or "not handed in")
+                for ex in sol.exercises]
+    with tempfile.TemporaryDirectory(prefix="alexnet-edu-grading-") as tmp:
+        return _grade(sol, cells, student, Path(tmp), timeout, env, sandboxed, hide)
+
+
+def _grade(sol: Solution, cells: list[dict], student: str, tmp: Path, timeout: int,
+           env: dict[str, str], sandboxed: bool, hide: Sequence[Path]) -> list[Grade]:
+    mine = {_key(c, i): i for i, c in enumerate(cells) if isinstance(c, dict)}
+    inside = {"a": sandbox.SCRATCH if sandboxed else str(tmp / "a"),
+              "b": sandbox.SCRATCH if sandboxed else str(tmp / "b")}
+    parts = {}
+    for k, ex in enumerate(sol.exercises):
+        i = mine.get(_key(sol.cells[ex.answer], ex.answer))
+        if i is not None and cells[i].get("cell_type") == "code":
+            parts[k] = student_parts(_text(cells[i].get("source", "")), ex.names)
+    # 1. the student's notebook, the answers written out after each answer cell
+    answer_of = {mine[_key(sol.cells[ex.answer], ex.answer)]: k
+                 for k, ex in enumerate(sol.exercises) if k in parts}
+    job_a: list[dict] = []
+    answer_at, export_at = {}, {}
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        if i in answer_of:
+            answer_at[answer_of[i]] = len(job_a)
+        job_a.append({"mode": "run", "source": _text(cell.get("source", ""))})
+        if i in answer_of:
+            k = answer_of[i]
+            export_at[k] = len(job_a)
+            job_a.append({"mode": "export", "names": parts[k][0],
+                          "folder": f"{inside['a']}/values/{k}"})
+    run_a = _execute(job_a, sandbox.prepare(tmp / "a"), timeout, env, sandboxed, hide) \
+        if job_a else _Run({})
+    # 2. a fresh kernel: the solution notebook, each answer replaced by the student's
+    b = sandbox.prepare(tmp / "b")
+    _copy_values(tmp / "a" / "values", b / "values")
+    for folder in (b / "values").glob("*"):
+        sandbox.prepare(folder)
+    exercise_of = {ex.answer: k for k, ex in enumerate(sol.exercises)}
+    check_of = {j: k for k, ex in enumerate(sol.exercises) for j in ex.checks}
+    job_b: list[dict] = []
+    checks_at: dict[int, list[int]] = {k: [] for k in range(len(sol.exercises))}
+    for i, cell in enumerate(sol.cells):
+        if cell["cell_type"] != "code":
+            continue
+        if i in exercise_of:
+            k = exercise_of[i]
+            ex = sol.exercises[k]
+            reached = k in export_at and (run_a.stopped_at is None
+                                          or run_a.stopped_at > export_at[k])
+            data, source, _ = parts[k] if reached else ([], "", [])
+            job_b.append({"mode": "lenient", "source": ex.released})
+            job_b.append({"mode": "load", "delete": sorted(ex.names.data | ex.names.functions),
+                          "names": sorted(ex.names.data & set(data)),
+                          "extra": sorted(set(data) - ex.names.data), "source": source,
+                          "functions": sorted(ex.names.functions),
+                          "folder": f"{inside['b']}/values/{k}"})
+            continue
+        if i in check_of:
+            checks_at[check_of[i]].append(len(job_b))
+        job_b.append({"mode": "run", "source": _text(cell["source"])})
+    run_b = _execute(job_b, b, timeout, env, sandboxed, hide)
+    grades = []
+    for k, ex in enumerate(sol.exercises):
+        grades.append(Grade(student, sol.path.name, ex.title, *_verdict(
+            k, ex, sol, parts, answer_at, export_at, checks_at[k], run_a, run_b, tmp, timeout)))
     return grades
 
 
+def _verdict(k: int, ex: _Exercise, sol: Solution, parts: dict, answer_at: dict, export_at: dict,
+             checks: list[int], run_a: _Run, run_b: _Run, tmp: Path,
+             timeout: int) -> tuple[bool, str]:
+    if k not in parts:
+        return False, (f"the answer cell (id {_key(sol.cells[ex.answer], ex.answer)}) is missing "
+                       "from the notebook")
+    answer_error = run_a.errors.get(answer_at[k]) or ""
+    if answer_error.startswith("NotImplementedError"):
+        return False, "not answered (the answer still raises NotImplementedError)"
+    if answer_error.startswith("KeyboardInterrupt"):
+        return False, f"timed out: a cell ran longer than {timeout} s"
+    if run_a.stopped_at is not None and run_a.stopped_at <= export_at[k]:
+        return False, _stopped(run_a, timeout, "notebook's")
+    errors = [run_b.errors.get(j) for j in checks]
+    if run_b.stopped_at is not None and run_b.stopped_at <= max(checks, default=-1):
+        return False, _stopped(run_b, timeout, "checking")
+    errors = [e for e in errors if e]
+    if any(e.startswith("NotImplementedError") for e in errors):
+        # a function the answer defines (or one an earlier exercise left) is still the stub
+        return False, ("not (fully) answered: a function its check calls still raises "
+                       "NotImplementedError")
+    if any(e.startswith("KeyboardInterrupt") for e in errors):
+        return False, f"timed out: a cell ran longer than {timeout} s"
+    if not errors:
+        return True, ""
+    missing = _NAME_ERROR.match(errors[0])
+    if missing:
+        why = _manifest(tmp / "b" / "values" / str(k) / MANIFEST).get(missing[1])
+        notes = parts[k][2]
+        if isinstance(why, str) and why != "ok":
+            return False, f"{missing[1]}: {why[:200]}"
+        if notes:
+            return False, f"{errors[0]} ({'; '.join(notes)})"
+    return False, errors[0]
+
+
+def _grade_one(args: tuple) -> list[Grade]:
+    return _grade_cells(*args)
+
+
 def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str,
-                 timeout: int = 300, profile: str = "smoke") -> list[Grade]:
+                 timeout: int = 300, profile: str = "smoke", workers: int = 1,
+                 unsafe: bool = False) -> list[Grade]:
     """Grade every student folder in `submissions` against the notebooks in `solutions`, and
-    write the CSV `out` (atomically). A notebook a student did not hand in fails every exercise."""
+    write the CSV `out` (atomically). A notebook a student did not hand in fails every exercise.
+    Without `unsafe`, refuses (NotebookError) where the sandbox cannot run."""
     solution_paths = notebook_paths([Path(solutions)])
     submissions = Path(submissions)
     if not submissions.is_dir():
@@ -158,15 +384,22 @@ def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str
     if not students:
         raise NotebookError(f"{submissions}: no student folders (expected one folder per "
                             "student holding their notebooks)")
-    grades: list[Grade] = []
-    for student in students:
-        for solution in solution_paths:
-            handed_in = student / solution.name
-            if handed_in.is_file():
-                grades += grade_submission(solution, handed_in, student.name, timeout, profile)
-            else:
-                grades += [Grade(student.name, solution.name, ex.title, False, "not handed in")
-                           for ex in scan_notebook(solution).exercises]
+    if not unsafe:
+        reason = sandbox.available()
+        if reason:
+            raise NotebookError(f"cannot sandbox the students' code: {reason}. Pass --unsafe to "
+                                "grade without a sandbox (their code then runs as you, with "
+                                "your files)")
+    loaded = [load_solution(p) for p in solution_paths]   # read once, before any student runs
+    hide = sorted({Path(solutions).absolute(), *(p.parent.absolute() for p in solution_paths),
+                   submissions.absolute(), Path(out).absolute().parent})
+    # every submission is read before any student's code runs
+    jobs = [(solution, _read(student / solution.path.name)
+             if (student / solution.path.name).is_file() else None, student.name, timeout,
+             _environment(profile, workers), not unsafe, hide)
+            for student in students for solution in loaded]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        grades = [g for result in pool.map(_grade_one, jobs) for g in result]
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(FIELDS)
@@ -187,10 +420,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=300, help="seconds per cell (default 300)")
     parser.add_argument("--profile", choices=("smoke", "cpu", "full"), default="smoke",
                         help="run profile of the graded notebooks (default smoke)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="notebooks graded at the same time (default 1)")
+    parser.add_argument("--unsafe", action="store_true",
+                        help="grade without the sandbox where bubblewrap cannot run: the "
+                             "students' code then runs as you, and can read and write your files")
     args = parser.parse_args(argv)
+    if args.timeout < 1 or args.workers < 1:
+        parser.error("--timeout and --workers must be at least 1")
     try:
         grades = grade_folder(args.solutions, args.submissions, args.out, args.timeout,
-                              args.profile)
+                              args.profile, args.workers, args.unsafe)
     except NotebookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

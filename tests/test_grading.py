@@ -1,6 +1,8 @@
 """The grading command on real released notebooks: right answers pass, wrong ones fail with the
-check's message, hidden tests are put back (and a student cannot edit a check away), a cell that
-runs forever is cut off, a missing notebook fails. Runs notebook 01 in smoke mode (seconds)."""
+check's message, the solution's checks decide (hidden tests included: a student's edits to a
+check cell do not count), a cell that runs too long is interrupted and the rest still runs, a
+missing notebook fails. Runs notebook 01 in smoke mode, sandboxed (skips without bubblewrap);
+the attacks of issue 30 are in test_grading_attacks.py."""
 
 from __future__ import annotations
 
@@ -10,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from alexnet_edu import sandbox
 from alexnet_edu.assignments import release
 from alexnet_edu.grading import main
+
+SANDBOX = sandbox.available()
+pytestmark = pytest.mark.skipif(SANDBOX is not None, reason=f"no sandbox here: {SANDBOX}")
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "notebooks" / "01_shape_arithmetic.ipynb"

@@ -1,0 +1,111 @@
+"""Run a list of cells in one IPython shell and report each cell's start and end on a pipe.
+
+    python -m alexnet_edu.cell_runner JOB.json FD
+
+Started by the grader inside the sandbox (`alexnet_edu.sandbox`), never by hand. A cell past the
+job's timeout gets a KeyboardInterrupt, as Jupyter's interrupt would; the grader kills the whole
+sandbox if that does not end it. Events are JSON lines on file descriptor FD:
+{"cell": k, "event": "start"} and {"cell": k, "event": "end", "error": "Name: message" | null}.
+Code in the cells can write to that pipe too: the grader believes it only about the notebook
+that this runner runs (see grading.py for what that means).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import sys
+import threading
+
+from . import values
+
+
+def _one_line(err: BaseException | None) -> str | None:
+    if err is None:
+        return None
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text and text[0] else type(err).__name__
+
+
+def _run(shell, source: str) -> str | None:
+    result = shell.run_cell(source, store_history=False)
+    return _one_line(result.error_before_exec or result.error_in_exec)
+
+
+def _lenient(shell, source: str) -> None:
+    """Each top-level statement on its own, errors ignored (the context a released answer cell
+    sets up around its stubs)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return
+    for node in tree.body:
+        segment = ast.get_source_segment(source, node)
+        if segment:
+            _run(shell, segment)
+
+
+def _load(ns: dict, cell: dict) -> str | None:
+    """Replace the answer's names by the student's: data read back from the student's kernel,
+    functions defined from their source. The student's other names are added only where the
+    checks' namespace has no such name (a helper may not replace what a check reads)."""
+    for name in cell["delete"]:
+        ns.pop(name, None)
+    values.load(ns, cell["names"], cell["folder"])
+    extra: dict = {}
+    values.load(extra, cell["extra"], cell["folder"])
+    defined: dict = {}
+    if cell["source"]:
+        try:
+            exec(compile(cell["source"], "<answer>", "exec"), ns, defined)   # noqa: S102
+        except Exception as err:   # noqa: BLE001 - reported as the answer's error
+            return _one_line(err)
+    for name, value in [*extra.items(), *defined.items()]:
+        if name in cell["functions"] or name not in ns:
+            ns[name] = value
+    return None
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(open(argv[0], encoding="utf-8").read())
+    events = os.fdopen(int(argv[1]), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)   # the notebook's own prints are not graded
+    os.dup2(devnull, 2)
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    timeout = float(job["timeout"])
+
+    def send(**event) -> None:
+        events.write(json.dumps(event) + "\n")
+
+    for k, cell in enumerate(job["cells"]):
+        send(cell=k, event="start")
+        # a real SIGINT to the main thread, as Jupyter's interrupt: it also wakes a sleep
+        timer = threading.Timer(timeout, signal.pthread_kill,
+                                (threading.main_thread().ident, signal.SIGINT))
+        timer.start()
+        error = None
+        try:
+            mode = cell["mode"]
+            if mode == "run":
+                error = _run(shell, cell["source"])
+            elif mode == "lenient":
+                _lenient(shell, cell["source"])
+            elif mode == "export":
+                values.export(shell.user_ns, cell["names"], cell["folder"])
+            elif mode == "load":
+                error = _load(shell.user_ns, cell)
+        except KeyboardInterrupt as err:   # the timeout arrived between two statements
+            error = _one_line(err) or "KeyboardInterrupt"
+        finally:
+            timer.cancel()
+        send(cell=k, event="end", error=error)
+    send(event="done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""Run an untrusted command inside bubblewrap, killed with everything it started at a deadline.
+
+What the sandbox gives the command (`python -m alexnet_edu.grading` runs each notebook in one):
+
+- a read-only view of the system (/usr, /etc), of Python and its packages, of this package's
+  source and of the data root, and nothing else of the machine: no home folder, no solutions,
+  no other student's files, no grades file, no repository besides `alexnet_edu/`;
+- one writable folder (its scratch, mounted at /scratch), a private /tmp and a private `runs/`;
+- no network (a new network namespace with only loopback), its own PID namespace (it sees only
+  its own processes and cannot signal others'), IPC and UTS namespaces, a new session (no
+  terminal to inject keystrokes into);
+- when the grader runs as root, a separate user (nobody, 65534) with no capabilities;
+- death with the grader: everything in the PID namespace is killed when the command's first
+  process exits, when the grader kills it at the deadline, or when the grader itself dies.
+
+What it does not limit: memory, disk space in the scratch folder, and CPU time up to the deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["SandboxUnavailable", "available", "command", "NOBODY", "kill"]
+
+NOBODY = 65534
+SCRATCH = "/scratch"
+PACKAGE = Path(__file__).resolve().parent
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces here; the message says what to do."""
+
+
+def _python_roots() -> list[Path]:
+    """The folders the running Python and its packages live in (a venv and its base)."""
+    roots = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix),
+             Path(sys.executable).resolve().parent.parent}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        roots.add(Path(sysconfig.get_paths()[key]))
+    return sorted({r.resolve() for r in roots if r.exists()} | {r for r in roots if r.exists()})
+
+
+def _bind_plan(readable: Sequence[Path]) -> list[Path]:
+    """Read-only folders, outermost only, never / itself."""
+    wanted = sorted({Path(p).absolute() for p in readable if Path(p).exists()},
+                    key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in wanted:
+        if path == Path("/") or any(path.is_relative_to(k) for k in kept):
+            continue
+        kept.append(path)
+    return kept
+
+
+def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
+            readable: Sequence[Path] = (), hide: Sequence[Path] = ()) -> list[str]:
+    """The bwrap command line running `argv` with `scratch` writable at /scratch (also its working
+    folder) and `runs` writable at the package's runs/ folder. `hide` are folders covered by an
+    empty one should a read-only bind expose them (the solutions, the submissions)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
+    args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+            "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    if os.geteuid() != 0:   # without root, a user namespace is what makes the mounts possible
+        args[1:1] = ["--unshare-user"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / top
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    made: set[Path] = {Path("/"), Path("/usr"), Path("/etc"), Path("/tmp"), Path("/proc"),
+                       Path("/dev")}
+
+    def parents(path: Path) -> list[str]:
+        # bwrap copies the mode of a parent it creates (/root is 0700): make them traversable
+        out = []
+        for parent in reversed(path.parents):
+            if parent not in made:
+                made.add(parent)
+                out += ["--perms", "0755", "--dir", str(parent)]
+        return out
+
+    project_runs = PACKAGE.parent / "runs"
+    bound = [Path("/usr"), Path("/etc")]
+    for path in _bind_plan([*_python_roots(), PACKAGE, *readable]):
+        if path.is_relative_to(Path("/usr")) or path.is_relative_to(Path("/etc")):
+            continue
+        args += parents(path) + ["--ro-bind", str(path), str(path)]
+        made.add(path)
+        bound.append(path)
+    args += parents(project_runs) + ["--bind", str(runs), str(project_runs)]
+    for path in hide:   # only a bind shows a folder's files: cover those inside one
+        path = Path(path).absolute()
+        if any(path.is_relative_to(p) for p in bound) and path.is_dir():
+            args += ["--tmpfs", str(path)]
+    args += ["--bind", str(scratch), SCRATCH, "--chdir", SCRATCH, "--dev", "/dev",
+             "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp", "--clearenv"]
+    for key, value in {"HOME": SCRATCH, "TMPDIR": "/tmp", "PATH": "/usr/bin:/bin",
+                       "LANG": "C.UTF-8", "MPLCONFIGDIR": f"{SCRATCH}/.matplotlib",
+                       "PYTHONDONTWRITEBYTECODE": "1", **env}.items():
+        args += ["--setenv", key, value]
+    args.append("--")
+    if os.geteuid() == 0:
+        # the command runs as nobody: the files it can write are its scratch and runs folders
+        args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={NOBODY}",
+                 f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+    return args + list(argv)
+
+
+def prepare(folder: Path) -> Path:
+    """Make `folder` (created if needed) writable by the sandbox's user."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(folder, NOBODY, NOBODY)
+    return folder
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL the sandbox's process group: the PID namespace's init goes, and with it every
+    process inside, detached or not."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+def available() -> str | None:
+    """None when a sandboxed command runs here, else why not (one line)."""
+    if shutil.which("bwrap") is None:
+        return ("bubblewrap is not installed (Debian/Ubuntu: `apt-get install bubblewrap`; "
+                "Fedora: `dnf install bubblewrap`)")
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is needed to drop root inside the sandbox"
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch, runs = prepare(Path(tmp) / "s"), prepare(Path(tmp) / "r")
+        os.chmod(tmp, 0o755)
+        argv = command([sys.executable, "-c", "print('ok')"], scratch, runs, {})
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return f"bubblewrap could not run: {err}"
+    if done.returncode != 0 or done.stdout.strip() != "ok":
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return (f"bubblewrap cannot create a sandbox here ({reason}); unprivileged user "
+                "namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1), or run "
+                "the grader as root")
+    return None

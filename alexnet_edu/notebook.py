@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -12,17 +13,23 @@ from . import __version__
 from .checks import CheckFailed
 from .device import pick_device
 from .profiles import Profile, current_profile
+from .settings import PROJECT_ROOT, REPO_URL, shown_path
 from .viz import show_figures_inline
 
-__all__ = ["set_up"]
+__all__ = ["set_up", "keep_runs_on_drive"]
+
+DRIVE = Path("/content/drive")            # where Colab mounts Google Drive
+DRIVE_FOLDER = "alexnet-edu"              # runs/ goes to MyDrive/alexnet-edu/runs
 
 
-def set_up() -> tuple[torch.device, Profile, bool]:
+def set_up(drive: bool = False) -> tuple[torch.device, Profile, bool]:
     """(device, profile, smoke) for a notebook, saying which. On Google Colab it also installs
-    what Colab lacks (torchsummary; ipywidgets when missing) and turns on Colab's widget manager
-    (Colab shows ipywidgets only with it on), and warns when the runtime has no GPU. In IPython,
-    failed checks and missing exercise names show one clear message (`brief_errors`), and the
-    package's figures show as pictures (`viz.show_figures_inline`)."""
+    what Colab lacks (torchsummary; ipywidgets when missing), saying what it installed, turns on
+    Colab's widget manager (Colab shows ipywidgets only with it on), warns when the runtime has
+    no GPU, and with `drive=True` keeps runs/ on Google Drive (`keep_runs_on_drive`). In
+    IPython, failed checks and missing exercise names show one clear message (`brief_errors`),
+    and the package's figures show as pictures (`viz.show_figures_inline`). Running it again
+    (after "Restart runtime") installs nothing twice."""
     brief_errors()
     show_figures_inline()
     in_colab = "google.colab" in sys.modules
@@ -30,9 +37,14 @@ def set_up() -> tuple[torch.device, Profile, bool]:
         missing = [m for m in ("torchsummary", "ipywidgets") if importlib.util.find_spec(m) is None]
         if missing:   # into the kernel's own interpreter
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+            print(f"Installed {', '.join(missing)} (Colab lacked them)")
+        print(f"alexnet_edu {__version__} is installed in this runtime (from {REPO_URL}: the "
+              "set-up cell installs it once per runtime; it survives \"Restart runtime\")")
         from google.colab import output  # only exists on Colab
 
         output.enable_custom_widget_manager()
+    if drive:
+        keep_runs_on_drive()
     device = pick_device()   # CUDA, then Apple MPS, then CPU (and says so)
     if in_colab and device.type != "cuda":
         print("This Colab runtime has no GPU. Training cells will be slow: choose "
@@ -41,6 +53,33 @@ def set_up() -> tuple[torch.device, Profile, bool]:
     profile = current_profile()
     print(f"alexnet_edu {__version__}; {profile}")
     return device, profile, profile.name == "smoke"
+
+
+def keep_runs_on_drive(mount: Path | None = None) -> Path:
+    """On Colab: mount Google Drive and make the working folder's runs/ a link to
+    MyDrive/alexnet-edu/runs, so that a model notebook 04 or 05 trained is found by 06-09 in
+    another runtime and survives a disconnect. Returns the Drive folder; anywhere but Colab a
+    ValueError (there runs/ is already on your disk)."""
+    if "google.colab" not in sys.modules:
+        raise ValueError("keep_runs_on_drive works on Google Colab only: elsewhere runs/ is "
+                         "already on your disk")
+    from google.colab import drive  # only exists on Colab
+
+    mount = mount or DRIVE
+    if not (mount / "MyDrive").is_dir():
+        drive.mount(str(mount))      # asks for permission once per runtime
+    target = mount / "MyDrive" / DRIVE_FOLDER / "runs"
+    target.mkdir(parents=True, exist_ok=True)
+    runs = PROJECT_ROOT / "runs"
+    if runs.is_symlink() and runs.resolve() == target.resolve():
+        pass                          # run again (after a restart): already linked
+    elif runs.exists() or runs.is_symlink():
+        raise FileExistsError(f"{shown_path(runs)} already exists here: move what it holds to "
+                              f"{target} (or delete it), then run this cell again")
+    else:
+        runs.symlink_to(target, target_is_directory=True)
+    print(f"runs/ is kept on your Google Drive: {target}")
+    return target
 
 
 def brief_errors() -> None:

@@ -39,7 +39,8 @@ if "google.colab" in sys.modules and importlib.util.find_spec("alexnet_edu") is 
     importlib.invalidate_caches()   # let this running kernel see the new package
 from alexnet_edu.notebook import set_up
 
-device, PROFILE, SMOKE = set_up()   # the device, and the run's size: smoke, cpu or full'''
+# drive=True on Colab keeps runs/ on your Google Drive: 06-09 then find notebook 04's model
+device, PROFILE, SMOKE = set_up(drive=False)   # the device; the run's size: smoke, cpu or full'''
 
 
 def badge(notebook: Path) -> str:

@@ -246,7 +246,15 @@ class RunFiles:
                                                                    scaler)
         self.splits, self.config = splits, config
 
-    def checkpoint(self, progress: Progress) -> dict:
+    def checkpoint(self, progress: Progress) -> dict | None:
+        """`progress` as a checkpoint, on rank 0 (None on the others). In data-parallel training
+        a collective: every process sends its own random state and partial sums, which the
+        checkpoint holds in rank order, ``rng`` and ``partial`` rank 0's, ``other_ranks`` the
+        rest's (``processes`` - 1 of them)."""
+        ranks = distributed.gather({"rng": progress.batch_rng or rng_state(),
+                                    "partial": dict(progress.sums)})
+        if ranks is None:
+            return None
         splits = self.splits
         return {
             "format": FORMAT, "model_config": dict(self.model.config),
@@ -256,9 +264,10 @@ class RunFiles:
             "in_channels_data": int(splits.in_channels), "dataset": splits.name,
             "synthetic": bool(getattr(splits, "synthetic", False)),
             "split": dict(getattr(splits, "recipe", {}) or {}),   # seed, fraction, fingerprints
-            "epoch": progress.epoch, "batch": progress.batch, "partial": dict(progress.sums),
+            "epoch": progress.epoch, "batch": progress.batch, "partial": ranks[0]["partial"],
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": progress.batch_rng or rng_state(),
+            "scaler": self.scaler.state_dict(), "rng": ranks[0]["rng"],
+            "other_ranks": ranks[1:],
             "history": list(progress.history), "best_val_acc": progress.best_val_acc,
             "train_config": dataclasses.asdict(self.config),
             "processes": distributed.world_size(),   # data-parallel processes that trained it
@@ -266,10 +275,11 @@ class RunFiles:
 
     def save(self, progress: Progress, best: bool = False) -> None:
         """last.pt (and best.pt when `best`) and history.json, each written atomically (by
-        rank 0 alone in data-parallel training: the processes hold the same weights)."""
-        if not distributed.is_main():
-            return
+        rank 0 alone in data-parallel training: the processes hold the same weights; every
+        process must call it, to send its random state)."""
         checkpoint = self.checkpoint(progress)
+        if checkpoint is None:   # not rank 0
+            return
         if best:
             save_checkpoint({k: v for k, v in checkpoint.items() if k != "optimizer"}, self.best)
         save_checkpoint(checkpoint, self.last)
@@ -278,7 +288,9 @@ class RunFiles:
     def resume(self) -> Progress | None:
         """Load last.pt into the model, optimizer, scheduler, scaler and RNGs; None if absent."""
         if not self.last.exists():
-            print(f"Nothing to resume in {shown_path(self.dir)} (no last.pt): starting a new run")
+            if distributed.is_main():
+                print(f"Nothing to resume in {shown_path(self.dir)} (no last.pt): starting a new "
+                      "run")
             return None
         checkpoint = load_checkpoint(self.last, map_location="cpu")
         check_compatible(checkpoint, self.model, self.splits.classes)
@@ -289,22 +301,45 @@ class RunFiles:
             raise ValueError(f"{self.last} was trained with another recipe: {', '.join(changed)}."
                              " A resumed run keeps its recipe (epochs may grow): resume "
                              "with the run's TrainConfig, or start a new run in another folder")
-        trained_by, now = checkpoint.get("processes", 1), distributed.world_size()
-        if checkpoint["batch"] and trained_by != now:
-            # inside an epoch, "batch k" means other images with another number of processes
-            raise ValueError(f"{self.last} was interrupted inside epoch {checkpoint['epoch'] + 1} "
-                             f"of a run with {trained_by} process(es): resume it with "
-                             f"{trained_by} (at an epoch's end any number can continue)")
+        mine = self._this_process(checkpoint, saved.get("batch_size"))
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self._resume_scaler(checkpoint.get("scaler") or {}, saved.get("amp"))
-        set_rng_state(checkpoint["rng"])
-        progress = Progress(checkpoint["epoch"], checkpoint["batch"], dict(checkpoint["partial"]),
+        set_rng_state(mine["rng"])
+        progress = Progress(checkpoint["epoch"], checkpoint["batch"], dict(mine["partial"]),
                             checkpoint["best_val_acc"], list(checkpoint["history"]))
-        print(f"Resuming {shown_path(self.last)} at epoch {progress.epoch + 1}"
-              + (f", batch {progress.batch + 1}" if progress.batch else ""))
+        if distributed.is_main():
+            print(f"Resuming {shown_path(self.last)} at epoch {progress.epoch + 1}"
+                  + (f", batch {progress.batch + 1}" if progress.batch else ""))
         return progress
+
+    def _this_process(self, checkpoint: dict, batch_size: int | None) -> dict:
+        """This process's random state and partial sums in `checkpoint` (``rng`` and ``partial``
+        in one process), after checking that as many processes resume it as trained it: the
+        batch size is per process, so another number would change the images per step (and
+        the gradient's noise) at the same learning rate, and each process continues its own
+        random stream."""
+        trained_by, now = checkpoint.get("processes", 1), distributed.world_size()
+        if trained_by != now:
+            how = ("in one process (without torchrun)" if trained_by == 1 else
+                   f"with {trained_by} processes (torchrun --nproc-per-node {trained_by})")
+            raise ValueError(f"{self.last} was trained by {trained_by} process(es) with batch "
+                             f"{batch_size} each, {now} would make its steps of "
+                             f"{(batch_size or 0) * now} images instead of "
+                             f"{(batch_size or 0) * trained_by} at the same learning rate: "
+                             f"resume it {how}, or start a new run in another folder")
+        others = checkpoint.get("other_ranks", [])
+        states = [{"rng": checkpoint["rng"], "partial": checkpoint["partial"]},
+                  *(others if isinstance(others, list) else [])]
+        if len(states) != trained_by or not all(
+                isinstance(s, dict) and isinstance(s.get("rng"), dict)
+                and isinstance(s.get("partial"), dict) for s in states):
+            raise ValueError(f"{self.last} holds the random states of {len(states)} of the "
+                             f"{trained_by} processes that trained it (an older alexnet-edu "
+                             "kept rank 0's only, or the file was edited): it cannot continue "
+                             "exactly; start a new run in another folder")
+        return states[distributed.rank()]
 
     def _resume_scaler(self, state: dict, saved_amp: str | None) -> None:
         """The float16 loss scale, when both runs use one. A run may change its precision
@@ -319,18 +354,25 @@ class RunFiles:
                   f"{saved_amp or '?'}): float16 continues with a fresh loss scaler")
 
     def save_interrupted(self, progress: Progress) -> None:
-        """Save where an interrupted run stands (inside an epoch) and say how to continue."""
-        if not distributed.is_main():
-            return
+        """Save where an interrupted run stands (inside an epoch) and say how to continue
+        (data-parallel: every process calls it, at the same step; rank 0 alone speaks)."""
+        speak = print if distributed.is_main() else _silent
         if progress.epoch == progress.batch == 0:   # nothing was trained: nothing to save
-            print("Interrupted before the first batch finished: nothing was saved"
+            speak("Interrupted before the first batch finished: nothing was saved"
                   + (f" ({shown_path(self.last)} is an earlier run's)" if self.last.exists()
                      else ""))
             return
         if progress.batch == 0:
-            print(f"Interrupted after epoch {progress.epoch}: {shown_path(self.last)} holds it; "
+            speak(f"Interrupted after epoch {progress.epoch}: {shown_path(self.last)} holds it; "
                   "fit(..., resume=True) continues")
             return
-        save_checkpoint(self.checkpoint(progress), self.last)
+        checkpoint = self.checkpoint(progress)   # every process sends its random state
+        if checkpoint is None:
+            return
+        save_checkpoint(checkpoint, self.last)
         print(f"Interrupted in epoch {progress.epoch + 1} after batch {progress.batch}: saved "
               f"{shown_path(self.last)}; fit(..., resume=True) continues exactly from there")
+
+
+def _silent(*args, **kwargs) -> None:
+    """print's stand-in in the data-parallel processes other than rank 0."""

@@ -298,7 +298,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise BadInput(f"--lr must be a positive finite number, got {args.lr}")
     device = distributed.start(args.device)   # under torchrun: this process's device
     if not distributed.is_main():  # data-parallel: rank 0 holds the folder and speaks for all
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with (open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet),
+              contextlib.redirect_stderr(quiet)):   # its errors still reach main's handler
             return _train(args, name, run_dir, device)
     with _run_folder(run_dir):
         return _train(args, name, run_dir, device)
@@ -330,12 +331,13 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
         raise BadInput(err.strerror or _first_line(err)) from None
     if len(history) < config.epochs and not last.exists():   # Ctrl-C in the very first batch
         print(f"Interrupted before the first batch finished: nothing was saved. Start again "
-              f"with: {PROG} {shlex.join(args.argv)}", file=sys.stderr)
+              f"with: {distributed.command_prefix(PROG)} {shlex.join(args.argv)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if len(history) < config.epochs:   # fit saved the state and returned: Ctrl-C
         again = args.argv + ([] if args.resume else ["--resume"])   # the same flags
         print(f"Interrupted after {len(history)} of {config.epochs} epoch(s); {last} holds the "
-              f"run. Continue it exactly with: {PROG} {shlex.join(again)}", file=sys.stderr)
+              f"run. Continue it exactly with: {distributed.command_prefix(PROG)} "
+              f"{shlex.join(again)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     if history:
         best = max(history, key=lambda row: row["val_acc"])

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torchvision
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
+from .distributed import ShardBatches
 from .images import IMAGE_EXTENSIONS, DataFileError, image_files, read_image_tensor
 from .profiles import current_profile
 from .settings import data_root, shown_path, smoke_mode
@@ -635,22 +636,25 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
         num_workers = 0 if in_memory or isinstance(dataset, TensorDataset) else min(
             2, os.cpu_count() or 1)
     # The order: torch.randperm drawn from `seed` alone, dealt out to the processes in turn, so
-    # W processes with batch B see in each step the images 1 process sees with batch W*B (a
-    # DistributedSampler of 1 process is a plain shuffle; with W processes it repeats a few
-    # images when W does not divide the dataset, so that every process gets as many). The
+    # W processes with batch B see in each step the images 1 process sees with batch W*B
+    # (distributed.ShardBatches; nothing repeated, so a process's last share may be empty). The
     # workers' base seed comes from its own generator: the global RNG's would break exact
     # resumption.
-    rank, processes = shard
-    order = DistributedSampler(dataset, num_replicas=processes, rank=rank, shuffle=shuffle,
-                               seed=seed)
+    batches = ShardBatches(len(dataset), batch_size, shuffle, seed, shard)
     common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=num_workers > 0,
                   generator=torch.Generator().manual_seed(seed))
     if not in_memory:
-        return DataLoader(dataset, batch_size=batch_size, sampler=order, **common)
-    batches = torch.utils.data.BatchSampler(order, batch_size, drop_last=False)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, **common)
     return DataLoader(_WholeBatches(dataset), sampler=batches, batch_size=None,
                       collate_fn=_as_is, **common)
+
+
+def _collate(batch: list) -> tuple[Tensor, Tensor]:
+    """default_collate, and an empty share (data-parallel's last step) as empty tensors."""
+    if not batch:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+    return default_collate(batch)
 
 
 def as_loader(data, batch_size: int) -> DataLoader:

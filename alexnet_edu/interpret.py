@@ -26,7 +26,9 @@ explanation of the *model* must change when the model does. `cascading_randomiza
 re-initializes the layers one at a time from fc8 down to conv1; `sanity_check` recomputes each
 method's maps at every step and compares them with the trained model's by Spearman rank
 correlation and SSIM (Wang et al. 2004). A method whose maps stay similar explains the image,
-not the model: `edge_map`, which never looks at the model, is the failing reference.
+not the model: `edge_map`, which never looks at the model, is the failing reference. Their
+second test, `train_on_shuffled_labels`, trains a copy of the network to memorize permuted
+labels: maps that look the same for that model cannot be about what links image and class.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from .model import eval_mode, find_layer
 
 __all__ = ["occlusion", "occlusion_positions", "saliency", "grad_cam", "upsample", "edge_map",
            "rank_correlation", "ssim", "cascading_randomization", "sanity_check",
-           "CASCADE_LAYERS"]
+           "train_on_shuffled_labels", "CASCADE_LAYERS"]
 
 Method = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 CASCADE_LAYERS = ("fc8", "fc7", "fc6", "conv5", "conv4", "conv3", "conv2", "conv1")
@@ -241,3 +243,35 @@ def sanity_check(model: nn.Module, images: torch.Tensor,
                 for name, m in maps.items()}
     similar = {name: [ssim(m[0], x).mean().item() for x in m] for name, m in maps.items()}
     return {"stages": ["trained", *layers], "maps": maps, "spearman": spearman, "ssim": similar}
+
+
+def train_on_shuffled_labels(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                             epochs: int = 30, lr: float = 1e-4, batch_size: int = 32,
+                             seed: int = 0) -> tuple[nn.Module, float]:
+    """Adebayo et al.'s data randomization test: a copy of `model`, every layer re-initialized
+    (PyTorch's defaults), trained with Adam on `images` (normalized, as the model takes them)
+    with `labels` permuted by `seed`, until it fits them all or `epochs` run out. Returns the
+    copy (in eval mode) and its accuracy on the permuted labels - it memorized them, since
+    they carry nothing to learn. A few hundred images are enough, and cheap."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        shuffled = labels[torch.randperm(len(labels))].to(images.device)
+        copy_ = copy.deepcopy(model)
+        for module in copy_.modules():
+            if module is not copy_ and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        optimizer = torch.optim.Adam(copy_.parameters(), lr=lr)
+        accuracy = 0.0
+        for _ in range(epochs):
+            copy_.train()
+            for batch in torch.randperm(len(images)).split(batch_size):
+                loss = F.cross_entropy(copy_(images[batch]), shuffled[batch])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            with eval_mode(copy_), torch.no_grad():
+                predicted = torch.cat([copy_(part).argmax(1) for part in images.split(256)])
+            accuracy = (predicted == shuffled).float().mean().item()
+            if accuracy == 1.0:
+                break
+    return copy_.eval(), accuracy

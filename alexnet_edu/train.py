@@ -325,7 +325,7 @@ def fit(model: AlexNet, splits, config: TrainConfig | None = None,
                 log.epoch(row)
                 if on_epoch_end is not None:
                     on_epoch_end(progress.history)
-                if stop.requested:
+                if stop.agreed():
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             files.save_interrupted(progress)
@@ -344,17 +344,21 @@ def train_one_epoch(step: _Step, loader: DataLoader, transform: nn.Module, progr
     for images, targets in itertools.islice(loader, progress.batch, None):
         progress.start_batch()   # an interrupted batch replays from this random state
         step.set_lr(progress.epoch * steps_per_epoch + progress.batch, steps_per_epoch)
+        # data-parallel: the step's images over all processes (the last step's shares differ)
+        step_images = int(distributed.sum_across([len(targets)])[0])
         images, targets = images.to(step.device), targets.to(step.device)
-        loss, correct = step.forward_backward(transform(images), targets, progress)
+        loss, correct = step.forward_backward(
+            transform(images) if len(targets) else step.no_input(), targets, progress,
+            step_images)
         with stop.atomic():   # the update and the counters that record it go together
             step.update()
             progress.end_batch(loss, correct, len(targets))
         seen += len(targets)
         bar.update()
-        bar.set_postfix(loss=f"{progress.sums['loss'] / progress.sums['seen']:.3f}",
-                        acc=f"{progress.sums['correct'] / progress.sums['seen']:.3f}",
-                        refresh=False)
-        if stop.requested:
+        shown = max(progress.sums["seen"], 1)
+        bar.set_postfix(loss=f"{progress.sums['loss'] / shown:.3f}",
+                        acc=f"{progress.sums['correct'] / shown:.3f}", refresh=False)
+        if stop.agreed():
             raise KeyboardInterrupt
     return time.perf_counter() - start, seen
 
@@ -388,19 +392,38 @@ class _Step:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
 
-    def forward_backward(self, x: torch.Tensor, targets: torch.Tensor,
-                         progress: Progress) -> tuple[float, int]:
+    def no_input(self) -> torch.Tensor:
+        """An empty batch: a process's share of data-parallel's last step may hold no image,
+        and it still takes the step (its gradient, zero, joins the others')."""
+        c = self.model.config
+        return torch.zeros(0, c["in_channels"], c["image_size"], c["image_size"],
+                           device=self.device)
+
+    def forward_backward(self, x: torch.Tensor, targets: torch.Tensor, progress: Progress,
+                         step_images: int | None = None) -> tuple[float, int]:
+        """Forward and backward on this process's share of a step of `step_images` images
+        (default: the share is the step); returns (mean loss, correct) of the share."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        processes = distributed.world_size()
         try:
             with _autocast(self.device, self.dtype):
                 logits = self.forward(x)
-                loss = F.cross_entropy(logits.float(), targets)
+                if processes == 1:
+                    loss = F.cross_entropy(logits.float(), targets)
+                else:
+                    # DistributedDataParallel averages the processes' gradients; weighting each
+                    # process's summed loss by W / step_images makes that average the gradient
+                    # of the step's mean loss, as one process with the whole step computes
+                    # it, also when the shares differ (the last step)
+                    total = F.cross_entropy(logits.float(), targets, reduction="sum")
+                    loss = total * (processes / (step_images or len(targets)))
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
         except torch.OutOfMemoryError:
             raise _out_of_memory(self.config, x.shape[-1], self.device) from None
-        value = loss.item()   # one host-device sync per step
+        # one host-device sync per step
+        value = loss.item() if processes == 1 else total.item() / max(len(targets), 1)
         if not math.isfinite(value):
             raise FloatingPointError(_nonfinite_loss(value, progress, self.dtype))
         return value, (logits.argmax(1) == targets).sum().item()
@@ -476,7 +499,13 @@ class _StopRequest:
     current batch, so that the weights are never saved half-updated. A second Ctrl-C stops at
     once -- except inside an `atomic` section (an optimizer update and the counters that record
     it; an epoch's bookkeeping), which it lets finish: a saved state is always one a run really
-    passed through."""
+    passed through.
+
+    Data-parallel processes stop together, after the first step at whose end any of them has
+    been asked (`agreed`); a second Ctrl-C does not stop one at once: a process that left alone
+    would leave the others waiting in a collective, and torchrun itself passes the terminal's
+    Ctrl-C on, so each process gets it twice. (torchrun kills the processes 30 s later, its
+    --shutdown-timeout; the last checkpoint stays intact.)"""
 
     def __init__(self):
         self.requested, self._atomic, self._previous = False, False, None
@@ -487,9 +516,14 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested and not self._atomic:
+        if self.requested and not self._atomic and distributed.world_size() == 1:
             raise KeyboardInterrupt
         self.requested = True
+
+    def agreed(self) -> bool:
+        """Stop now? When asked; in data-parallel training, when any process was asked (a
+        collective: every process calls it at the same step)."""
+        return distributed.sum_across([float(self.requested)])[0] > 0
 
     @contextmanager
     def atomic(self):

@@ -1,18 +1,27 @@
 """Data-parallel training through torchrun, on this CPU with gloo: two processes with batch B take
-the steps one process takes with batch 2B; rank 0 alone writes; a run resumes with another
-number of processes at an epoch's end, and refuses to inside an epoch."""
+the steps one process takes with batch 2B, also when 2B does not divide the data; rank 0 alone
+writes and speaks; an interrupted run resumes bit-exactly, each process with its own random
+stream; another number of processes is refused."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from alexnet_edu import distributed, standin
+from alexnet_edu.checkpoint import load_checkpoint
+from alexnet_edu.data import make_loader
 
-COMMON = ["--dataset", "fashion-mnist", "--limit", "32", "--image-size", "67", "--epochs", "1",
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+COMMON = ["--dataset", "fashion-mnist", "--limit", "33", "--image-size", "67", "--epochs", "1",
           "--no-augment", "--dropout", "0", "--amp", "off", "--device", "cpu"]
 
 
@@ -25,12 +34,15 @@ def _train(data: Path, out: Path, batch: int, processes: int, *extra: str) -> No
 def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ddp")
     standin.generate_fashion_mnist(root / "data", n_train=80, n_test=20, seed=0)
-    _train(root / "data", root / "one", batch=16, processes=1)     # 32 images: 2 steps of 16
-    _train(root / "data", root / "two", batch=8, processes=2)      # 2 x 8 per step
+    # 33 images, which 2 x 8 does not divide: steps of 16, 16 and 1
+    _train(root / "data", root / "one", batch=16, processes=1)
+    _train(root / "data", root / "two", batch=8, processes=2)      # 8 + 8, 8 + 8, 1 + 0
     return root
 
 
-def test_two_processes_with_batch_b_equal_one_with_batch_2b(runs):
+def test_two_processes_with_batch_b_equal_one_with_batch_2b_also_unevenly(runs):
+    """Also the last step, where rank 0's share is 1 image and rank 1's none: each process's
+    loss is weighted by its share, and no image is repeated to even the shares out."""
     one = torch.load(runs / "one" / "last.pt", weights_only=True)
     two = torch.load(runs / "two" / "last.pt", weights_only=True)
     assert two["processes"] == 2 and one["processes"] == 1
@@ -41,33 +53,130 @@ def test_two_processes_with_batch_b_equal_one_with_batch_2b(runs):
     h2 = json.loads((runs / "two" / "history.json").read_text())
     # the training loss is reduced over both processes' images: the one process's number
     assert h2[0]["train_loss"] == pytest.approx(h1[0]["train_loss"], rel=1e-4)
+    assert h2[0]["train_acc"] == h1[0]["train_acc"]     # correct / 33, each image once
+    assert round(h1[0]["train_acc"] * 33, 9).is_integer()
     assert h2[0]["val_acc"] == h1[0]["val_acc"]
 
 
-def test_rank_zero_alone_writes_and_another_count_resumes_at_an_epoch_end(runs):
+def test_rank_zero_alone_writes(runs):
     files = sorted(p.name for p in (runs / "two").iterdir() if p.name != ".lock")
     assert files == ["best.pt", "history.json", "last.pt"]     # no second writer's leftovers
-    _train(runs / "data", runs / "two", 8, 1, "--resume", "--epochs", "2")
-    again = torch.load(runs / "two" / "last.pt", weights_only=True)
-    assert again["epoch"] == 2 and again["processes"] == 1
 
 
-def test_resuming_inside_an_epoch_needs_the_same_number_of_processes(runs, tmp_path):
-    from alexnet_edu.checkpoint import RunFiles, load_checkpoint, save_checkpoint
-    from alexnet_edu.data import load_splits
-    from alexnet_edu.model import AlexNet
-    from alexnet_edu.train import TrainConfig, _Step
+def _torchrun(out: Path, *args: str, processes: int = 2) -> str:
+    """tests/ddp_worker.py in `processes` gloo processes; their output (the test fails on a
+    non-zero exit, and after 3 minutes: a process left waiting in a collective)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", str(WORKER), str(out), *args]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
-    checkpoint = load_checkpoint(runs / "one" / "last.pt")
-    save_checkpoint(dict(checkpoint, batch=1, processes=2), tmp_path / "last.pt")
-    model = AlexNet(**checkpoint["model_config"])
-    config = TrainConfig(**checkpoint["train_config"])   # the run's recipe: only W differs
-    step = _Step(model, config, torch.device("cpu"))
-    splits = load_splits("fashion-mnist", root=runs / "data", limit=32, download=False)
-    files = RunFiles(tmp_path, model, step.optimizer, step.scheduler, step.scaler, splits,
-                     config)
-    with pytest.raises(ValueError, match="inside epoch 2 of a run with 2 process"):
-        files.resume()
+
+def _ranks(run: Path) -> list[dict]:
+    return [json.loads((run / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def _without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("images_per_s", "seconds")}
+            for row in history]
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> tuple[Path, str, str]:
+    """A straight 2-epoch run of 2 processes (crops, flips, dropout), and the same run stopped
+    by Ctrl-C in rank 1 alone in step 5 (epoch 2, its 2nd of 3 steps), then resumed: (folder,
+    the interrupted run's output, the resumed run's); cut.pt is the interrupted run's last.pt."""
+    root = tmp_path_factory.mktemp("ddp-resume")
+    _torchrun(root / "straight")
+    stopped = _torchrun(root / "cut", "--stop-at", "5", "--stop-rank", "1")
+    shutil.copy(root / "cut" / "last.pt", root / "cut.pt")
+    resumed = _torchrun(root / "cut", "--resume")
+    return root, stopped, resumed
+
+
+def test_an_interrupted_run_resumes_bit_exactly_each_process_with_its_own_randomness(
+        interrupted):
+    root, _, _ = interrupted
+    straight, cut = _ranks(root / "straight"), _ranks(root / "cut")
+    # each process ends with the generator state of the straight run's same process ...
+    assert [r["rng"] for r in cut] == [r["rng"] for r in straight]
+    assert cut[0]["rng"] != cut[1]["rng"]     # ... and the two are different streams
+    a = load_checkpoint(root / "straight" / "last.pt")
+    b = load_checkpoint(root / "cut" / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    # the train loss and accuracy of the interrupted epoch count each process's images once
+    assert _without_timing(cut[0]["history"]) == _without_timing(straight[0]["history"])
+
+
+def test_an_interrupt_in_one_process_stops_all_at_one_step_and_saves_every_state(interrupted):
+    root, stopped, resumed = interrupted
+    # rank 1 alone was interrupted; both stopped after step 5; rank 0 alone speaks
+    assert stopped.count("Interrupted in epoch 2 after batch 2: saved") == 1
+    assert resumed.count("Resuming") == 1 and "Interrupted" not in resumed
+    saved = load_checkpoint(root / "cut.pt")
+    assert (saved["epoch"], saved["batch"], saved["processes"]) == (1, 2, 2)
+    (other,) = saved["other_ranks"]   # rank 1's own random state and partial sums
+    assert not torch.equal(other["rng"]["torch"], saved["rng"]["torch"])
+    assert other["partial"]["seen"] == saved["partial"]["seen"] == 16   # 2 steps of 8 each
+    assert other["partial"]["loss"] != saved["partial"]["loss"]
+
+
+def test_every_image_once_in_the_shares_of_each_step():
+    """33 images, batch 8, 2 processes: the shares of each step are together one process's
+    batch of 16 (the last: 1 image), none repeated, none left out."""
+    data = torch.utils.data.TensorDataset(torch.arange(33), torch.arange(33))
+    one = [b[0].tolist() for b in make_loader(data, 16, shuffle=True, seed=3)]
+    shares = [[b[0].tolist() for b in make_loader(data, 8, shuffle=True, seed=3, shard=(r, 2))]
+              for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == len(one) == 3   # the same number of steps
+    for step, batch in enumerate(one):
+        assert sorted(shares[0][step] + shares[1][step]) == sorted(batch)
+    assert [len(s) for s in shares[1]] == [8, 8, 0]
+
+
+def test_another_number_of_processes_is_refused(interrupted, tmp_path):
+    """Batch 8 per process in 2 processes is 16 images a step: one process would silently take
+    steps of 8 at the same learning rate. Refused, at an epoch's end as inside one."""
+    from ddp_worker import Tiny, _splits
+
+    from alexnet_edu.train import TrainConfig, fit
+
+    root, _, _ = interrupted
+    config = TrainConfig(epochs=3, batch_size=8, warmup_epochs=0.5, progress=False)
+    for saved in (root / "straight" / "last.pt", root / "cut.pt"):   # epoch end, inside one
+        shutil.copy(saved, tmp_path / "last.pt")
+        before = (tmp_path / "last.pt").read_bytes()
+        with pytest.raises(ValueError, match=r"trained by 2 process\(es\) with batch 8 each, "
+                                             r"1 would make its steps of 8 images instead of 16"
+                           ) as err:
+            fit(Tiny(), _splits(), config, tmp_path, "cpu", resume=True)
+        assert "torchrun --nproc-per-node 2" in str(err.value) and "\n" not in str(err.value)
+        assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_the_printed_command_to_continue_names_torchrun(runs, monkeypatch, capsys, tmp_path):
+    """Under torchrun (as its WORLD_SIZE and LOCAL_WORLD_SIZE say), `train` interrupted says to
+    continue with torchrun and as many processes (here rank 0 of 2, trained in-process)."""
+    import alexnet_edu.train as train_module
+    from alexnet_edu.cli import main
+
+    def interrupt(*args, **kwargs):   # Ctrl-C at the end of the first epoch
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "evaluate", interrupt)
+    monkeypatch.setattr(distributed, "start", lambda device: None)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    argv = ["train", *COMMON, "--data-root", str(runs / "data"), "--batch-size", "16",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 130
+    hint = capsys.readouterr().err.split("Continue it exactly with: ", 1)[1].splitlines()[0]
+    assert hint.startswith("torchrun --nproc-per-node 2 -m alexnet_edu train ")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert distributed.command_prefix("alexnet-edu") == (
+        "torchrun --nproc-per-node 2 --nnodes 2 -m alexnet_edu")
 
 
 def test_start_keeps_the_cpu_when_asked_even_beside_a_gpu(monkeypatch):

@@ -295,3 +295,20 @@ def test_sanity_check_passes_a_model_dependent_method_and_fails_an_edge_detector
     assert result["spearman"]["edges"][1] == pytest.approx(1.0)
     assert result["ssim"]["edges"][1] == pytest.approx(1.0, abs=1e-5)
     assert torch.equal(result["maps"]["saliency"][0], interpret.saliency(model, images, 0))
+
+
+def test_train_on_shuffled_labels_memorizes_a_permutation_on_a_fresh_copy() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(flat=nn.Flatten(), fc7=nn.Linear(3 * 8 * 8, 64),
+                                      relu=nn.ReLU(), fc8=nn.Linear(64, 4)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images, labels = torch.randn(32, 3, 8, 8), torch.arange(32) % 4
+    fitted, accuracy = interpret.train_on_shuffled_labels(model, images, labels, epochs=200,
+                                                          lr=1e-2, batch_size=8, seed=1)
+    assert accuracy == 1.0 and not fitted.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+    with torch.no_grad():
+        predicted = fitted(images).argmax(1)
+    torch.manual_seed(1)
+    shuffled = labels[torch.randperm(32)]
+    assert torch.equal(predicted, shuffled) and not torch.equal(shuffled, labels)

@@ -10,3 +10,9 @@ import os
 
 os.environ.setdefault("ALEXNET_EDU_SMOKE", "1")
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "newcomer: runs every notebook on a fresh clone with only Fashion-MNIST "
+        "(tests/test_newcomer.py; minutes)")

@@ -16,6 +16,8 @@ import json
 import math
 import random
 import shutil
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,16 +28,19 @@ from torch import nn
 
 from . import distributed
 from .files import write_atomic
-from .model import AlexNet
+from .model import ACTIVATIONS, INITS, VARIANTS, AlexNet, smallest_image_size
 from .settings import shown_path
 from .transforms import BatchTransform
 
-__all__ = ["FORMAT", "MAX_IMAGE_SIZE", "RECIPE", "save_checkpoint", "load_checkpoint", "load_model",
-           "check_compatible", "eval_transform", "Progress", "RunFiles", "rng_state",
-           "set_rng_state", "seed_everything"]
+__all__ = ["FORMAT", "MAX_IMAGE_SIZE", "MAX_CLASSES", "RECIPE", "save_checkpoint",
+           "load_checkpoint", "load_model", "check_fields", "check_resumable", "check_compatible",
+           "eval_transform", "Progress", "RunFiles", "rng_state", "set_rng_state",
+           "seed_everything"]
 
 FORMAT = "alexnet-edu/1"
 MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
+MAX_CLASSES = 100_000   # fc8 alone is 1.6 GB at 100k classes (ImageNet-21k has 21,841)
+MAX_CHANNELS = 4        # grey, RGB, RGBA
 # The TrainConfig fields that make a run what it is: a resumed run keeps them (epochs may grow;
 # amp, workers, logging may change). The optimizer's and scheduler's saved states would silently
 # replace a new lr, momentum, weight decay or patience; another batch size would skip the wrong
@@ -61,18 +66,23 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
             why += f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there"
         kept = (f"the previous {path.name} is intact" if path.exists()
                 else f"no {path.name} was written")
+        # the run's last.pt, where there is one, is what a resume continues from
+        then = ("then resume the run" if (path.parent / "last.pt").is_file() else
+                "then start the run again: no last.pt was written, so there is nothing to resume")
         raise OSError(getattr(err, "errno", None) or errno.EIO,
                       f"could not write the checkpoint {path} ({why.splitlines()[0]}); {kept}. "
-                      "Free disk space (or fix the folder's permissions), then resume the "
-                      "run") from err
+                      f"Free disk space (or fix the folder's permissions), {then}") from err
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load an alexnet-edu checkpoint with ``torch.load(weights_only=True)`` (no code runs)."""
+    """Load an alexnet-edu checkpoint with ``torch.load(weights_only=True)`` (no code runs),
+    after checking the CRC of every member of its zip archive: torch.load does not, and would
+    return weights with damaged bytes as if they were right. A ValueError says what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path} (train one with alexnet_edu.train.fit "
                                 "or notebook 04)")
+    _check_archive(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
@@ -83,6 +93,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path} is not an alexnet-edu checkpoint (format {found!r}, expected "
                          f"{FORMAT!r}); a bare state_dict loads with model.load_state_dict")
     return checkpoint
+
+
+def _check_archive(path: Path) -> None:
+    """A ValueError unless `path` is a zip archive (what torch.save writes) whose every member
+    matches the CRC-32 stored at save (zipfile's testzip: the whole file is read once)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a checkpoint: not the zip archive torch.save "
+                             "writes (another kind of file, or a truncated one); use a "
+                             "best.pt/last.pt that training wrote")
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        damaged = f"its archive ({err})"
+    if damaged is not None:
+        raise ValueError(f"{path} is damaged: {damaged} does not match the checksum stored when "
+                         "it was saved (bytes changed on disk or in a copy), so its weights "
+                         "cannot be trusted; use the run's other checkpoint (best.pt or "
+                         "last.pt) or an intact copy, or train again")
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None
@@ -106,15 +135,19 @@ def eval_transform(checkpoint: dict) -> nn.Module:
 
 
 def check_fields(checkpoint: dict, path: str | Path) -> None:
-    """Every field `load_model` and `eval_transform` use, checked, with the field named: a
-    hand-edited or corrupted checkpoint gets a clear ValueError, never a KeyError or NaN output."""
+    """Every field `load_model` and `eval_transform` use, checked before anything is built, with
+    the field named: a hand-edited or corrupted checkpoint gets a clear ValueError, never a
+    KeyError, a traceback from deep inside, gigabytes allocated, or NaN output. The model's
+    configuration is bounded and its weights must be exactly the tensors that configuration
+    builds (compared on PyTorch's meta device, which allocates nothing)."""
     def bad(field: str, why: str) -> ValueError:
         return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged - "
                           "use the best.pt/last.pt that training wrote")
 
     config = checkpoint.get("model_config")
-    if not isinstance(config, dict) or not isinstance(config.get("num_classes"), int):
-        raise bad("model_config", "is missing or has no integer num_classes")
+    if not isinstance(config, dict):
+        raise bad("model_config", "is missing")
+    _check_model_config(config, bad)
     classes = checkpoint.get("classes")
     if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
             or len(classes) != config["num_classes"]):
@@ -122,9 +155,18 @@ def check_fields(checkpoint: dict, path: str | Path) -> None:
                              f"(one per output), got {type(classes).__name__} "
                              f"{len(classes) if isinstance(classes, list) else ''}".rstrip())
     size = checkpoint.get("image_size")
-    if not isinstance(size, int) or not 63 <= size <= MAX_IMAGE_SIZE:
-        raise bad("image_size", f"must be an integer from 63 to {MAX_IMAGE_SIZE}, got {size!r}")
-    channels = checkpoint.get("in_channels_data", config.get("in_channels", 3))
+    if size != config["image_size"] or type(size) is not int:
+        raise bad("image_size", f"({size!r}) must be the model's, model_config['image_size'] = "
+                                f"{config['image_size']}")
+    resize = checkpoint.get("resize_size")
+    if resize is not None and (type(resize) is not int
+                               or not size <= resize <= 2 * MAX_IMAGE_SIZE):
+        raise bad("resize_size", f"must be an integer from the image size {size} to "
+                                 f"{2 * MAX_IMAGE_SIZE} (or absent), got {resize!r}")
+    channels = checkpoint.get("in_channels_data", config["in_channels"])
+    if channels not in (config["in_channels"], 1) or type(channels) is not int:
+        raise bad("in_channels_data", f"must be the model's {config['in_channels']} input "
+                                      f"channels (or 1, grey data repeated), got {channels!r}")
     for name in ("mean", "std"):
         value = checkpoint.get(name)
         if (not isinstance(value, list) or len(value) != channels
@@ -132,15 +174,130 @@ def check_fields(checkpoint: dict, path: str | Path) -> None:
                 or (name == "std" and min(value) <= 0)):
             raise bad(name, f"must be {channels} finite numbers (one per channel"
                             f"{', positive' if name == 'std' else ''}), got {value!r}")
-    weights = checkpoint.get("model")
-    if not isinstance(weights, dict):
+    _check_weights(checkpoint.get("model"), config, bad)
+
+
+def _check_model_config(config: dict, bad) -> None:
+    """Each AlexNet argument in `config` of the right type, within bounds (none missing, no
+    other): a crafted in_channels=50000 must not allocate gigabytes before it is refused."""
+    number = (lambda lo, hi: lambda v: type(v) is int and lo <= v <= hi)
+    allowed = {
+        "num_classes": (number(2, MAX_CLASSES), f"an integer from 2 to {MAX_CLASSES:,}"),
+        "in_channels": (number(1, MAX_CHANNELS), f"an integer from 1 to {MAX_CHANNELS}"),
+        "image_size": (number(1, MAX_IMAGE_SIZE), f"an integer up to {MAX_IMAGE_SIZE}"),
+        "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
+        "groups": (lambda v: v in (1, 2) and type(v) is int, "1 or 2"),
+        "lrn": (lambda v: type(v) is bool, "True or False"),
+        "dropout": (lambda v: type(v) in (int, float) and 0 <= v < 1, "a number in [0, 1)"),
+        "init": (lambda v: v in INITS, f"one of {INITS}"),
+        "activation": (lambda v: v in ACTIVATIONS, f"one of {tuple(ACTIVATIONS)}"),
+        "overlapping_pool": (lambda v: type(v) is bool, "True or False"),
+    }
+    unknown = sorted(map(str, set(config) - set(allowed)))
+    missing = [k for k in ("num_classes", "in_channels", "image_size") if k not in config]
+    if unknown or missing:
+        raise bad("model_config", f"has {'unknown' if unknown else 'no'} field(s) "
+                                  f"{', '.join(unknown or missing)}")
+    for key, (ok, what) in allowed.items():
+        if key in config and not ok(config[key]):
+            raise bad(f"model_config[{key!r}]", f"must be {what}, got {config[key]!r}")
+    smallest = smallest_image_size(config.get("variant", "paper"),
+                                   3 if config.get("overlapping_pool", True) else 2)
+    if config["image_size"] < smallest:
+        raise bad("model_config['image_size']", f"must be at least {smallest} (the smallest "
+                                                 f"input this layout takes), got "
+                                                 f"{config['image_size']}")
+
+
+def _check_weights(weights, config: dict, bad) -> None:
+    """Floating-point, finite tensors of exactly the names and shapes `config`'s AlexNet has."""
+    if not isinstance(weights, dict) or not weights:
         raise bad("model", "is missing (no weights)")
-    broken = [name for name, t in weights.items()
-              if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()]
+    odd = [str(k) for k, t in weights.items() if not (torch.is_tensor(t) and t.is_floating_point())]
+    if odd:
+        kind = weights[odd[0]].dtype if torch.is_tensor(weights[odd[0]]) else type(weights[odd[0]])
+        raise bad("model", f"holds {odd[0]} as {kind}, not floating-point weights "
+                           f"({len(odd)} such entries)")
+    with torch.device("meta"):   # shapes only: nothing is allocated
+        expected = AlexNet(**config)
+    try:
+        expected.load_state_dict(weights, assign=True)   # renames older layouts' keys too
+    except RuntimeError as err:
+        problem = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()),
+                       str(err))
+        raise bad("model", f"does not fit its model_config ({problem[:200]})") from None
+    broken = [name for name, t in weights.items() if not torch.isfinite(t).all()]
     if broken:
         raise bad("model", f"holds NaN or infinite weights in {', '.join(broken[:3])}"
                            f"{' ...' if len(broken) > 3 else ''} (a diverged run or corrupted "
                            "bytes), so every prediction would be meaningless")
+
+
+def check_resumable(checkpoint: dict, path: str | Path) -> None:
+    """Every field `RunFiles.resume` uses, checked before anything is loaded: a best.pt copied
+    to last.pt, an older or edited file gets one clear ValueError, not a KeyError or torch's
+    internals halfway through a resume."""
+    if not isinstance(checkpoint.get("optimizer"), dict):
+        raise ValueError(f"{path} is not a resumable last.pt: it has no optimizer state (a "
+                         "best.pt keeps only what using the model needs). Resume from the "
+                         "run's own last.pt, or start a new run in another folder")
+
+    def bad(field: str, why: str) -> ValueError:
+        return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged "
+                          "- it cannot continue the run exactly; start a new run in another "
+                          "folder (its best.pt still evaluates)")
+
+    count = (lambda v: type(v) is int and v >= 0)
+    for key, ok, what in (
+            ("epoch", count, "a count"), ("batch", count, "a count"),
+            ("scheduler", lambda v: isinstance(v, dict), "a dict"),
+            ("history", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+             "a list of epoch rows"),
+            ("best_val_acc", lambda v: type(v) in (int, float), "a number"),
+            ("train_config", lambda v: isinstance(v, dict), "a dict"),
+            ("partial", _partial_ok, "the epoch's sums (loss, correct, seen)")):
+        if not ok(checkpoint.get(key)):
+            raise bad(key, f"must be {what}, got {type(checkpoint.get(key)).__name__}")
+    others = checkpoint.get("other_ranks", [])   # data-parallel: the other processes' own
+    states = [checkpoint.get("rng"), *(r.get("rng") if isinstance(r, dict) else None
+                                       for r in (others if isinstance(others, list) else [0]))]
+    for rank, state in enumerate(states):
+        problem = _rng_problem(state)
+        if problem:
+            raise bad("rng" if rank == 0 else f"other_ranks[{rank - 1}]['rng']", problem)
+
+
+def _partial_ok(sums) -> bool:
+    return (isinstance(sums, dict) and type(sums.get("loss")) in (int, float)
+            and all(type(sums.get(k)) is int and sums[k] >= 0 for k in ("correct", "seen")))
+
+
+def _rng_problem(state) -> str | None:
+    """What is wrong with a saved `rng_state()` (None: it can be put back)."""
+    if not isinstance(state, dict):
+        return f"must be the saved random generators' states, got {type(state).__name__}"
+    now = torch.get_rng_state()
+    torch_state, cuda = state.get("torch"), state.get("cuda")
+    if not (torch.is_tensor(torch_state) and torch_state.dtype == now.dtype
+            and torch_state.shape == now.shape):
+        return f"['torch'] must be a {now.numel()}-byte generator state"
+    if not (isinstance(cuda, list) and all(torch.is_tensor(c) and c.dtype == torch.uint8
+                                           and c.dim() == 1 for c in cuda)):
+        return "['cuda'] must be a list of CUDA generator states"
+    n = state.get("numpy")
+    word = (lambda v: type(v) is int and 0 <= v < 2**32)
+    if not (isinstance(n, dict) and torch.is_tensor(n.get("keys")) and n["keys"].shape == (624,)
+            and not n["keys"].is_floating_point() and 0 <= n["keys"].min()
+            and n["keys"].max() < 2**32 and type(n.get("pos")) is int and 0 <= n["pos"] <= 624
+            and n.get("has_gauss") in (0, 1) and type(n.get("gauss")) is float):
+        return "['numpy'] must be NumPy's MT19937 state (624 keys, pos, has_gauss, gauss)"
+    python = state.get("python")
+    if not (isinstance(python, list) and len(python) == 3 and type(python[0]) is int
+            and isinstance(python[1], list) and len(python[1]) == 625
+            and all(map(word, python[1])) and python[1][-1] <= 624
+            and (python[2] is None or type(python[2]) is float)):
+        return "['python'] must be Python's random state (version, 625 words, gauss)"
+    return None
 
 
 def check_compatible(checkpoint: dict, model: nn.Module,
@@ -293,6 +450,7 @@ class RunFiles:
                       "run")
             return None
         checkpoint = load_checkpoint(self.last, map_location="cpu")
+        check_resumable(checkpoint, self.last)
         check_compatible(checkpoint, self.model, self.splits.classes)
         saved = checkpoint.get("train_config") or {}
         changed = [f"{k}={getattr(self.config, k)!r} (the run's: {saved[k]!r})" for k in RECIPE

@@ -87,6 +87,21 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, "
                              f"{self.batch_size}")
+        # (name, lowest, above it only, below): NaN fails every comparison, so is refused too
+        for name, low, strict, high in (
+                ("lr", 0, True, math.inf), ("momentum", 0, False, 1), ("weight_decay", 0, False, 1),
+                ("lr_factor", 0, True, 1), ("min_lr", 0, False, math.inf),
+                ("warmup_epochs", 0, False, math.inf), ("pca_std", 0, False, math.inf)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value < high
+                    and (value > low if strict else value >= low)):
+                raise ValueError(f"{name} must be a finite number in {'(' if strict else '['}"
+                                 f"{low}, {high}), got {value!r}")
+        if not (isinstance(self.patience, int) and self.patience >= 0):
+            raise ValueError(f"patience must be a whole number >= 0, got {self.patience!r}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**32):
+            raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1 (NumPy's "
+                             f"generator takes no other), got {self.seed}")
 
 
 def step_lr(config: TrainConfig, step: int, steps_per_epoch: int) -> float | None:
@@ -453,6 +468,10 @@ def _nonfinite_loss(value: float, progress: Progress, dtype: torch.dtype | None)
 
 def _check_fits(model: AlexNet, splits) -> None:
     classes, channels = len(splits.classes), model.config["in_channels"]
+    if classes < 2:   # softmax over one class is 1 for every image: "100 %" learns nothing
+        raise ValueError(f"{splits.name} has {classes} class{'es' if classes != 1 else ''} "
+                         f"({', '.join(map(repr, splits.classes))}): a classifier needs at "
+                         "least two (one folder of images per class)")
     if model.config["num_classes"] != classes:
         raise ValueError(f"the model has {model.config['num_classes']} outputs but the data has "
                          f"{classes} classes: build it with num_classes={classes}")

@@ -30,11 +30,14 @@ def _open_image(path: Path, max_pixels: int) -> Image.Image:
     """PIL's lazily opened image (header read only), or a clear error naming the file."""
     if not path.exists():
         raise FileNotFoundError(f"image {path} does not exist")
+    if not path.is_file():   # a pipe or a device would block the reader, or never end
+        raise DataFileError(f"{path} is not a regular file (a named pipe, device or socket): "
+                            "remove it, or copy the image into a file.")
     try:
         with warnings.catch_warnings():   # our own, lower limit below gives the clear message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except Exception as err:   # a damaged or crafted file may raise anything from PIL's parsers
         why = ("not an image (PIL cannot identify it; use PNG, JPEG, ...)"
                if isinstance(err, UnidentifiedImageError) else err)
         raise DataFileError(f"cannot read image {path}: {why}. Remove or replace this file.") \
@@ -99,7 +102,7 @@ def read_image(path: str | Path, max_side: int | None = MAX_IMAGE_SIDE,
     try:
         with img:
             return _to_rgb(_shrink(img, max_side, shorter_side))
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
+    except Exception as err:   # PIL's decoders raise TypeError, struct.error... on crafted files
         raise DataFileError(f"cannot read image {path}: {err}. Remove or replace this file.") \
             from err
 

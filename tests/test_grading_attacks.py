@@ -81,10 +81,13 @@ def attackers(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
                              "start_new_session=True)\n"
                              "subprocess.Popen([sys.executable, '-c', '''\n"
                              "import time\n"
-                             "for _ in range(100):\n"
+                             "for _ in range(6000):   # once the grades are written, forge them\n"
                              "    time.sleep(0.1)\n"
                              "    try:\n"
-                             "        open(" + repr(out) + ", 'w').write('forged')\n"
+                             "        if open(" + repr(out) + ").read().startswith('student,'):\n"
+                             "            time.sleep(0.5)\n"
+                             "            open(" + repr(out) + ", 'w').write('forged')\n"
+                             "            break\n"
                              "    except OSError:\n"
                              "        pass\n"
                              "'''], start_new_session=True)\n"},
@@ -211,7 +214,13 @@ def test_grading_refuses_without_a_sandbox_unless_unsafe(tmp_path, monkeypatch, 
     assert grading.main([str(tmp_path / "sol"), str(tmp_path / "subs"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "bubblewrap is not installed" in err and "--unsafe" in err and not out.exists()
-    # --unsafe grades (here nothing is handed in, so no code runs)
+    # --unsafe grades (no code runs here: one student handed in nothing, the other a file that
+    # is not a notebook, which fails that student only)
+    (tmp_path / "subs" / "bob").mkdir()
+    (tmp_path / "subs" / "bob" / "ex.ipynb").write_text('{"cells": [')
     assert grading.main([str(tmp_path / "sol"), str(tmp_path / "subs"), "--out", str(out),
                          "--unsafe"]) == 0
-    assert "not handed in" in out.read_text()
+    rows = list(csv.DictReader(out.open()))
+    assert {(r["student"], r["passed"], r["message"]) for r in rows} == {
+        ("ann", "0", "not handed in"),
+        ("bob", "0", "not a notebook (invalid JSON: Expecting value at line 1, column 12)")}

@@ -29,11 +29,12 @@ from .checkpoint import (
     MAX_IMAGE_SIZE,
     RECIPE,
     check_fields,
+    check_resumable,
     eval_transform,
     load_checkpoint,
     load_model,
 )
-from .data import DATASETS, load_splits, load_test_split, split_fingerprint
+from .data import DATASETS, folder_dataset, load_splits, load_test_split, split_fingerprint
 from .device import pick_device
 from .images import image_files, read_image_tensor
 from .metrics import per_class_report
@@ -66,6 +67,25 @@ def _printable(text: Any) -> str:
     """`text` with non-printable characters escaped: no fake lines, no cursor moves."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in str(text))
+
+
+def _shell_word(word: Any) -> str:
+    """`word` quoted for a POSIX shell on one line: shlex.quote, or bash's $'...' where the word
+    holds a newline or another control character (which shlex.quote would print raw)."""
+    word = str(word)
+    if word.isprintable():
+        return shlex.quote(word)
+    escapes = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    return "$'" + "".join(escapes.get(c) or (c if c.isprintable() else
+                                             f"\\x{ord(c):02x}" if ord(c) < 0x80 else
+                                             f"\\U{ord(c):08x}") for c in word) + "'"
+
+
+def _command(words: Sequence[Any], as_run_now: bool = True) -> str:
+    """The `alexnet-edu` command line with `words` on one line, each word quoted; `as_run_now`:
+    started as this process was (under torchrun, with its process count)."""
+    start = distributed.command_prefix(PROG) if as_run_now else PROG
+    return " ".join([start, *map(_shell_word, words)])
 
 
 def _json(value: Any) -> str:
@@ -122,9 +142,10 @@ def _load_model(path: str | Path, device: torch.device) -> tuple[AlexNet, dict]:
         if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
             raise BadInput(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save "
                            f"writes: another kind of file, or truncated); {hint}") from None
-        why = (_first_line(err) if isinstance(err, ValueError)   # names the file and the field
-               else f"{path} is not a usable checkpoint ({type(err).__name__}: {_first_line(err)})")
-        raise BadInput(f"{why}; {hint}") from None
+        if isinstance(err, ValueError):   # names the file, the field and what to do
+            raise BadInput(_first_line(err, limit=500)) from None
+        raise BadInput(f"{path} is not a usable checkpoint ({type(err).__name__}: "
+                       f"{_first_line(err)}); {hint}") from None
 
 
 def _inputs(names: Sequence[str]) -> Iterator[tuple[Path, str | None]]:
@@ -243,9 +264,12 @@ def _resumed(args: argparse.Namespace, last: Path) -> dict:
     try:
         checkpoint = load_checkpoint(last)
         check_fields(checkpoint, last)
+        check_resumable(checkpoint, last)
+    except ValueError as err:   # names the file, what is wrong with it and what to do
+        raise BadInput(f"--resume: {_first_line(err, limit=500)}") from None
     except Exception as err:
-        raise BadInput(f"--resume: {last} is not a usable checkpoint ({_first_line(err)})") \
-            from None
+        raise BadInput(f"--resume: {last} is not a usable checkpoint ({type(err).__name__}: "
+                       f"{_first_line(err)}); start a new run in another --out") from None
     conflicts = _identity_conflicts(args, checkpoint)
     if conflicts:
         raise BadInput(f"--resume: {'; '.join(conflicts)}: a resumed run keeps its architecture, "
@@ -288,6 +312,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train on a dataset; checkpoints go to RUN_DIR/last.pt and RUN_DIR/best.pt."""
     name = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
     run_dir = Path(args.out) if args.out else runs_dir() / name
+    args.run_dir = run_dir   # an interrupt says what it holds
     if args.resume and not (run_dir / "last.pt").is_file():
         raise BadInput(f"--resume: {run_dir / 'last.pt'} does not exist; start the run without "
                        "--resume")
@@ -329,25 +354,37 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
         raise BadInput(_first_line(err)) from None
     except OSError as err:   # a checkpoint that cannot be written (full disk): the last one stays
         raise BadInput(err.strerror or _first_line(err)) from None
-    if len(history) < config.epochs and not last.exists():   # Ctrl-C in the very first batch
-        print(f"Interrupted before the first batch finished: nothing was saved. Start again "
-              f"with: {distributed.command_prefix(PROG)} {shlex.join(args.argv)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if len(history) < config.epochs:   # fit saved the state and returned: Ctrl-C
-        again = args.argv + ([] if args.resume else ["--resume"])   # the same flags
-        print(f"Interrupted after {len(history)} of {config.epochs} epoch(s); {last} holds the "
-              f"run. Continue it exactly with: {distributed.command_prefix(PROG)} "
-              f"{shlex.join(again)}", file=sys.stderr)
+    if len(history) < config.epochs:   # Ctrl-C: fit saved what there was to save and returned
+        _say_interrupted(args, f"after {len(history)} of {config.epochs} epoch(s)")
         return EXIT_INTERRUPTED
     if history:
         best = max(history, key=lambda row: row["val_acc"])
         print(f"Done: {len(history)} epoch(s); best validation accuracy {best['val_acc']:.4f} "
               f"(epoch {best['epoch']})")
     checkpoint = run_dir / "best.pt" if (run_dir / "best.pt").exists() else last
-    print(f"Checkpoint: {checkpoint}\nNext: {PROG} evaluate --checkpoint {checkpoint}"
-          + (f" --dataset {args.dataset}" if Path(args.dataset).is_dir() else "")
-          + (f" --data-root {args.data_root}" if args.data_root else ""))
+    evaluate_it = (["evaluate", "--checkpoint", checkpoint]
+                   + (["--dataset", args.dataset] if Path(args.dataset).is_dir() else [])
+                   + (["--data-root", args.data_root] if args.data_root else []))
+    print(f"Checkpoint: {_shell_word(checkpoint)}\nNext: {_command(evaluate_it, False)}")
     return EXIT_OK
+
+
+def _say_interrupted(args: argparse.Namespace, when: str = "") -> None:
+    """What an interrupted `train` left (by rank 0 only) and the command that goes on from it:
+    --resume where the run folder holds a last.pt, else the same command."""
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is None or not distributed.is_main():
+        _error("interrupted")
+        return
+    last = run_dir / "last.pt"
+    if last.is_file():
+        again = args.argv + ([] if args.resume else ["--resume"])   # the same flags
+        text = (f"Interrupted {when or 'before training went on'}; {_shell_word(last)} holds "
+                f"the run. Continue it exactly with: {_command(again)}")
+    else:
+        stage = "before the first batch finished" if when else "before training started"
+        text = f"Interrupted {stage}: nothing was saved. Start again with: {_command(args.argv)}"
+    print(text, file=sys.stderr)
 
 
 # evaluate ----------------------------------------------------------------------------------------
@@ -355,6 +392,8 @@ def _held_out(args: argparse.Namespace, checkpoint: dict):
     """(dataset name, synthetic, the split to evaluate), rebuilt with the run's own seed,
     fraction and limit: another seed would put images the model trained on into "test". The
     test split is read without the training files where the dataset keeps them apart."""
+    if args.split == "all":
+        return _independent(args, checkpoint)
     dataset = args.dataset or checkpoint["dataset"]
     if args.dataset is None and dataset not in DATASETS and not Path(dataset).is_dir():
         raise BadInput(f"the checkpoint was trained on an image folder called {dataset!r}; "
@@ -390,6 +429,36 @@ def _held_out(args: argparse.Namespace, checkpoint: dict):
     if args.limit is not None:   # a subset of the held-out split, never a redrawn one
         split = split.subset(torch.arange(min(args.limit, len(split))))
     return dataset, synthetic, split
+
+
+def _independent(args: argparse.Namespace, checkpoint: dict):
+    """(dataset name, synthetic, every image of it): `--split all`, an independent labelled test
+    set the user names, scored whole. Nothing shows that none of its images were among the
+    run's training images, and the output says so; only its classes are checked."""
+    if args.dataset is None:
+        raise BadInput("--split all scores every image of data you name: pass --dataset FOLDER "
+                       "(one sub-folder of images per class), or a dataset name with "
+                       "--data-root; the run's own held-out images are --split test")
+    try:
+        if Path(args.dataset).is_dir():   # every image below its class folders
+            split, synthetic = folder_dataset(args.dataset), False
+        else:   # a named dataset: all its test files (its training files are what runs learn)
+            split, synthetic = load_test_split(args.dataset, args.data_root)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise BadInput(f"dataset {args.dataset!r}: {_first_line(err)}") from None
+    classes = list(checkpoint["classes"])
+    if list(split.classes) != classes:
+        raise BadInput(f"the checkpoint was trained on the classes {classes}, but "
+                       f"{args.dataset!r} has {list(split.classes)}: a test set must have the "
+                       "same classes (one sub-folder per class, named as in training)")
+    if len(split) == 0:
+        raise BadInput(f"{args.dataset!r} holds no images")
+    print(f"note: --split all scores all {len(split)} images of {_printable(args.dataset)} as "
+          "an independent test set: no split protection applies (nothing checks that the run "
+          "did not train on any of them; if it did, the accuracy is too high)", file=sys.stderr)
+    if args.limit is not None:
+        split = split.subset(torch.arange(min(args.limit, len(split))))
+    return str(args.dataset), synthetic, split
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -511,6 +580,24 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _in_range(low: float, high: float, what: str):
+    """An argparse type: a finite float in [low, high) (NaN is refused: it fails every test)."""
+    def parse(text: str) -> float:
+        value = float(text)
+        if not (math.isfinite(value) and low <= value < high):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    return parse
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1} (NumPy's "
+                                         f"generator takes no other), got {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", metavar="D", default=None,
                    help="cpu, cuda, cuda:1, mps (default: a GPU if there is one, else cpu)")
@@ -547,9 +634,9 @@ def _add_train(commands) -> None:
         "0.01 in full, the paper's; 0.02 in cpu)")
     add("--schedule", choices=("plateau", "cosine"), help="plateau (default): the paper's lr / "
         "10 when the validation error stops improving; cosine: down to min_lr over --epochs")
-    add("--momentum", type=float, metavar="M",
+    add("--momentum", type=_in_range(0, 1, "a number from 0 to below 1"), metavar="M",
         help=f"SGD momentum (default: {defaults.momentum}; the paper: 0.9)")
-    add("--weight-decay", type=float, metavar="WD",
+    add("--weight-decay", type=_in_range(0, 1, "a number from 0 to below 1"), metavar="WD",
         help=f"L2 weight decay (default: {defaults.weight_decay}; the paper: 5e-4)")
     add("--amp", choices=("auto", "bf16", "fp16", "off"), help="mixed precision. auto (the "
         "default): bfloat16 on NVIDIA GPUs of compute capability 8.0 or newer (A100, H100, "
@@ -561,7 +648,7 @@ def _add_train(commands) -> None:
     add("--no-augment", action="store_true", help="no random crops, flips, PCA noise")
     add("--workers", type=int, metavar="W", help="DataLoader worker processes")
     add("--tensorboard", action="store_true", help="also log to RUN_DIR/tensorboard")
-    add("--seed", type=int, metavar="S", help=f"random seed (default: {defaults.seed})")
+    add("--seed", type=_seed, metavar="S", help=f"random seed (default: {defaults.seed})")
     # architecture flags default to None, so --resume tells a flag given from one left out
     add("--image-size", type=_positive_int, metavar="S", help="side of the square input "
         "(default: the profile's: 227 in full, the paper's; 67, the smallest it takes, else)")
@@ -572,7 +659,7 @@ def _add_train(commands) -> None:
         "with LRN (Figure 2); torchvision: 64-192-384-256-256, no LRN (default: paper)")
     add("--groups", type=int, choices=(1, 2), help="2 splits conv2, conv4 and conv5 into the "
         "paper's two GPU towers (default: 1)")
-    add("--dropout", type=float, metavar="P",
+    add("--dropout", type=_in_range(0, 1, "a probability from 0 to below 1"), metavar="P",
         help="dropout probability in fc6 and fc7 (default: 0.5, Section 4.2)")
     add("--rgb", action="store_true", help="give grey data to a 3-channel network")
     _common(t)
@@ -587,8 +674,12 @@ def _add_evaluate(commands) -> None:
     e.add_argument("--checkpoint", required=True, metavar="C", help=CHECKPOINT_HELP)
     e.add_argument("--dataset", metavar="NAME_OR_DIR",
                    help=DATASET_HELP + " (default: the one the checkpoint was trained on)")
-    e.add_argument("--split", choices=("train", "val", "test"), default="test",
-                   help="which split (default: %(default)s)")
+    e.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
+                   help="which split of the run's data, rebuilt as the run drew it and checked "
+                        "against what it held out (default: %(default)s); all: every image of "
+                        "--dataset as given (a folder; a named dataset's test files at "
+                        "--data-root), an independent labelled test set with the checkpoint's "
+                        "classes, with no split protection")
     e.add_argument("--limit", type=_positive_int, metavar="N", help="use at most N images")
     e.add_argument("--tta", nargs="?", const="ten", choices=("ten", "flip"),
                    help="test-time averaging: ten (also plain --tta) = the 4 corner and centre "
@@ -651,5 +742,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _error("interrupted")
+        if args.command == "train":
+            _say_interrupted(args)
+        else:
+            _error("interrupted (nothing was written)")
         return EXIT_INTERRUPTED

@@ -175,6 +175,28 @@ def check_fields(checkpoint: dict, path: str | Path) -> None:
             raise bad(name, f"must be {channels} finite numbers (one per channel"
                             f"{', positive' if name == 'std' else ''}), got {value!r}")
     _check_weights(checkpoint.get("model"), config, bad)
+    _check_data_record(checkpoint, bad)
+
+
+def _check_data_record(checkpoint: dict, bad) -> None:
+    """What `evaluate` and `train --resume` rebuild the run's data from: the dataset's name and
+    the split recipe (seed, fraction, limit, fingerprints of the held-out splits)."""
+    if not isinstance(checkpoint.get("dataset", ""), str):
+        raise bad("dataset", f"must be the dataset's name, got {checkpoint['dataset']!r}")
+    split = checkpoint.get("split", {})
+    if not isinstance(split, dict):
+        raise bad("split", f"must be the run's split recipe, got {type(split).__name__}")
+    checks = {"seed": (lambda v: type(v) is int and 0 <= v < 2**32, "an integer seed"),
+              "val_fraction": (lambda v: type(v) in (int, float) and 0 <= v < 1,
+                               "a number in [0, 1)"),
+              "limit": (lambda v: v is None or (type(v) is int and v >= 1),
+                        "a positive integer or None"),
+              "test_images": (lambda v: type(v) is int and v >= 0, "a count"),
+              "val": (lambda v: v is None or isinstance(v, str), "a fingerprint"),
+              "test": (lambda v: v is None or isinstance(v, str), "a fingerprint")}
+    for key, (ok, what) in checks.items():
+        if key in split and not ok(split[key]):
+            raise bad(f"split[{key!r}]", f"must be {what}, got {split[key]!r}")
 
 
 def _check_model_config(config: dict, bad) -> None:

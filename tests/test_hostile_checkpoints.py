@@ -113,7 +113,9 @@ def _edited(source: Path, target: Path, **changes) -> Path:
     ({"mc_surprise": 1}, "surprise"),
     ({"resize_size": 100_000}, "'resize_size'"),                   # 400 GB as a resize target
     ({"resize_size": "abc"}, "'resize_size'"),
-    ({"in_channels_data": 7}, "'in_channels_data'")])
+    ({"in_channels_data": 7}, "'in_channels_data'"),
+    ({"dataset": 5}, "'dataset'"),                                 # evaluate opened Path(5)
+    ({"split": {"seed": "abc", "limit": 3}}, "split['seed']")])
 def test_crafted_checkpoint_fields_are_refused_before_building(changes, named, run, data_root,
                                                                tmp_path, capsys):
     path = _edited(run / "best.pt", tmp_path / "crafted.pt", **changes)

@@ -3,7 +3,9 @@ r"""The paper's design choices, tested small: one change at a time, the same bud
 Krizhevsky, Sutskever & Hinton (2012) justify four choices with a comparison:
 
 - **ReLU** instead of tanh (§3.1, Figure 1): a four-layer CNN on CIFAR-10 "reaches a 25 %
-  training error rate six times faster" with ReLUs.
+  training error rate six times faster" with ReLUs; "the learning rates for each network were
+  chosen independently to make training as fast as possible. No regularization of any kind was
+  employed." `run_speed` repeats that setting small: `SmallCNN` on Fashion-MNIST at 28 px.
 - **Local Response Normalization** (§3.3): "reduces our top-1 and top-5 error rates by 1.4 % and
   1.2 %".
 - **Overlapping pooling**, z = 3 > s = 2 (§3.4): "reduces the top-1 and top-5 error rates by
@@ -12,10 +14,15 @@ Krizhevsky, Sutskever & Hinton (2012) justify four choices with a comparison:
 - **Dropout** 0.5 in fc6/fc7 (§4.2): "Without dropout, our network exhibits substantial
   overfitting."
 
-`run_ablations` trains every variant with the same `TrainConfig` (epochs, batch, seed, data) via
-`alexnet_edu.train.fit`; `claims_table` says, from the histories alone, which claims held. The
-measures are small functions students can re-derive: `epochs_to_error`, `overfitting_gap`,
-`best_val_error`.
+`run_ablations` trains an AlexNet per variant with the same `TrainConfig` (epochs, batch, seed,
+data, one fixed learning rate: no plateau cut that would fall on another epoch in each arm) via
+`alexnet_edu.train.fit`, and keeps which validation and training images each final model got
+right. `claims_table` says from that, at the last epoch, which claims held: McNemar's exact test
+on the same validation images for an error rate, a paired band over training and validation
+images for the overfitting gap, a seed-to-seed interval of the ratio for the speed-up. A run
+whose first-epoch loss is above a uniform guess's, ln(classes), blew up and is reported as
+diverged, not as evidence. The measures are small functions students can re-derive:
+`epochs_to_error`, `overfitting_gap`, `val_error`.
 """
 
 from __future__ import annotations
@@ -32,17 +39,21 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from scipy.stats import binomtest
 from scipy.stats import t as student_t
+from torch import nn
 
+from .device import pick_device
 from .model import feature_map_size
 from .train import build_model, evaluate, fit
 from .transforms import BatchTransform
 from .viz import subplots
 
-__all__ = ["Ablation", "PAPER_ABLATIONS", "variants", "run_ablations", "epochs_to_error",
-           "overfitting_gap", "best_val_error", "check_pooling_fair", "run_folder_name",
-           "claims_table", "claims_markdown", "plot_ablation", "run_seeds", "seeds_table",
-           "seeds_markdown"]
+__all__ = ["Ablation", "PAPER_ABLATIONS", "RELU_VS_TANH", "SmallCNN", "variants",
+           "run_ablations", "run_speed", "speed_rows", "epochs_to_error", "overfitting_gap",
+           "val_error", "best_val_error", "diverged", "mcnemar", "check_pooling_fair",
+           "run_folder_name", "claims_table", "claims_markdown", "plot_ablation", "plot_speed",
+           "fixed_schedule", "run_seeds", "seeds_table", "seeds_markdown"]
 
 History = Sequence[Mapping[str, Any]]
 
@@ -52,7 +63,8 @@ class Ablation:
     """One claim of the paper: the paper's setting against one alternative.
 
     `measure` says how the claim is judged: "speed" (epochs to reach `target_error` training
-    error), "val_error" (best validation error) or "gap" (train minus validation accuracy)."""
+    error), "val_error" (validation error at the last epoch) or "gap" (train minus validation
+    accuracy at the last epoch, both in eval mode)."""
 
     name: str
     claim: str
@@ -68,27 +80,68 @@ class Ablation:
             raise ValueError(f"measure must be 'speed', 'val_error' or 'gap', got {self.measure!r}")
 
 
+# Figure 1's claim, measured with `run_speed` on `SmallCNN` (not on AlexNet: see the module doc)
+RELU_VS_TANH = Ablation(
+    "activation", "ReLU reaches 25 % training error ~6x sooner than tanh",
+    ("ReLU", {"activation": "relu"}), ("tanh", {"activation": "tanh"}), measure="speed",
+    section="§3.1, Figure 1",
+    effect="6x fewer epochs to 25 % training error (CIFAR-10, a four-layer CNN, lr per arm)")
+
+# the claims measured on AlexNet itself, with `run_ablations`
 PAPER_ABLATIONS: tuple[Ablation, ...] = (
-    Ablation("activation", "ReLU reaches 25 % training error ~6x sooner than tanh",
-             ("ReLU", {"activation": "relu"}), ("tanh", {"activation": "tanh"}),
-             measure="speed", section="§3.1, Figure 1",
-             effect="6x fewer epochs to 25 % training error (CIFAR-10, a four-layer CNN)"),
     Ablation("lrn", "LRN lowers the top-1 error (by 1.4 points on ImageNet)",
              ("LRN", {"lrn": True}), ("no LRN", {"lrn": False}), section="§3.3",
-             effect="+1.4 points of top-1 error (ImageNet)"),
+             effect="+1.4 points of top-1 error (ImageNet test set)"),
     Ablation("pooling", "Overlapping pooling (3/2) lowers the top-1 error (by 0.4 points) vs 2/2",
              ("overlapping 3/2", {"overlapping_pool": True}),
              ("non-overlapping 2/2", {"overlapping_pool": False}), section="§3.4",
-             effect="+0.4 points of top-1 error (ImageNet)"),
+             effect="+0.4 points of top-1 error (ImageNet test set)"),
     Ablation("dropout", "Without dropout the network overfits more (larger train-val gap)",
              ("dropout 0.5", {"dropout": 0.5}), ("no dropout", {"dropout": 0.0}),
              measure="gap", section="§4.2", effect="\"substantial overfitting\" without it"),
 )
 
 
+class SmallCNN(nn.Sequential):
+    """Figure 1's kind of network (§3.1: "a four-layer convolutional neural network"): three
+    5x5 convolutions (32, 32, 64 maps, padding 2), each followed by the activation and 3x3 max
+    pooling with stride 2, and one fully connected layer - the layout of cuda-convnet's CIFAR-10
+    example (layers-80sec.cfg). No dropout, no LRN: "no regularization of any kind". PyTorch's
+    default initialization; the same seed gives both activations the same weights."""
+
+    def __init__(self, activation: str = "relu", num_classes: int = 10, in_channels: int = 1,
+                 image_size: int = 28) -> None:
+        acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
+        if activation not in acts:
+            raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
+        side = image_size
+        for _ in range(3):
+            side = (side - 3) // 2 + 1   # each 3x3/2 pooling; the convolutions keep the side
+        if side < 1:
+            raise ValueError(f"SmallCNN needs inputs of at least 15 px, got {image_size}")
+        layers: list[nn.Module] = []
+        for c_in, c_out in ((in_channels, 32), (32, 32), (32, 64)):
+            layers += [nn.Conv2d(c_in, c_out, 5, padding=2), acts[activation](),
+                       nn.MaxPool2d(3, 2)]
+        super().__init__(*layers, nn.Flatten(), nn.Linear(64 * side * side, num_classes))
+        # what train.fit reads (input size, channels, classes), as AlexNet.config
+        self.config = {"num_classes": num_classes, "in_channels": in_channels,
+                       "image_size": image_size, "activation": activation}
+
+
+def fixed_schedule(config):
+    """`config` with one learning rate for the whole run: the plateau rule (§5) would cut it at
+    whichever epoch each arm's validation error stalls, and two arms would then not run the same
+    schedule. (A patience as long as the run never fires.)"""
+    if config.schedule == "plateau":
+        return dataclasses.replace(config, patience=config.epochs)
+    return config
+
+
 def variants(ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> dict[str, dict]:
     """{label: model overrides} for every distinct run the ablations need. The paper's settings
-    all coincide (ReLU, LRN, overlapping pooling, dropout 0.5), so they share one run: "paper"."""
+    all coincide (LRN, overlapping pooling, dropout 0.5, and our kaiming initialization), so they
+    share one run: "paper"."""
     runs: dict[str, dict] = {"paper": {}}
     for ab in ablations:
         for label, overrides in (ab.paper, ab.alternative):
@@ -97,13 +150,30 @@ def variants(ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> dict[str, dict]
     return runs
 
 
+# the "paper" run: the paper's layers with train.build_model's kaiming initialization
+_PAPER_RUN = {"activation": "relu", "lrn": True, "overlapping_pool": True, "dropout": 0.5,
+              "init": "kaiming"}
+
+
 def _is_paper_setting(overrides: Mapping[str, Any]) -> bool:
-    paper = {"activation": "relu", "lrn": True, "overlapping_pool": True, "dropout": 0.5}
-    return all(paper.get(k) == v for k, v in overrides.items())
+    return all(_PAPER_RUN.get(k) == v for k, v in overrides.items())
 
 
 def _run_label(overrides: Mapping[str, Any], label: str) -> str:
     return "paper" if _is_paper_setting(overrides) else label
+
+
+def _histories_of(ab: Ablation, histories: Mapping[str, History]) -> tuple[History, History]:
+    found = []
+    for label, overrides in (ab.paper, ab.alternative):
+        key = _run_label(overrides, label)
+        if key not in histories:
+            raise KeyError(f"no run {key!r} for the {ab.name!r} ablation ({label}: {overrides}); "
+                           f"the runs are {', '.join(map(repr, histories))}: train it with "
+                           f"run_ablations(..., runs={{{key!r}: {overrides}}}) and add its "
+                           f"history to the dict")
+        found.append(histories[key])
+    return found[0], found[1]
 
 
 def run_folder_name(label: str) -> str:
@@ -111,25 +181,64 @@ def run_folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-.") or "run"
 
 
+def _correct(model: nn.Module, images, transform: nn.Module, device) -> list[int]:
+    """1 for each image `model` classifies right, 0 for each it gets wrong, in order."""
+    result = evaluate(model, images, transform, device)
+    return (result["predictions"] == result["targets"]).int().tolist()
+
+
+def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: bool,
+               probe) -> list[dict]:
+    """`fit` one arm; with a `probe` (training images), every epoch also records the eval-mode
+    training accuracy on it, and the last epoch which probe and validation images were right."""
+    plain = BatchTransform(model.config["image_size"], tuple(splits.mean), tuple(splits.std),
+                           train=False, out_channels=model.config["in_channels"])
+    device = torch.device(device) if device is not None else pick_device(verbose=False)
+    # the untrained model's loss: a first epoch far above it blew up (see `diverged`)
+    initial_loss = evaluate(model.to(device), splits.val, plain, device)["loss"]
+
+    def train_probe(history: list[dict]) -> None:
+        if "train_acc_eval" not in history[-1]:
+            history[-1]["train_acc_eval"] = evaluate(model, probe, plain, device)["top1"]
+
+    try:
+        history = fit(model, splits, config, run_dir=folder, device=device, resume=resume,
+                      on_epoch_end=train_probe if probe is not None else None)
+    except FloatingPointError as err:   # a non-finite loss: the run diverged
+        return [{"epoch": 1, "train_loss": math.nan, "train_acc": 0.0, "val_loss": math.nan,
+                 "val_acc": 0.0, "diverged": str(err)}]
+    if history:
+        history[0].setdefault("initial_loss", initial_loss)
+    if history and probe is not None and len(history) >= config.epochs:
+        train_probe(history)
+        history[-1]["train_correct"] = _correct(model, probe, plain, device)
+        history[-1]["val_correct"] = _correct(model, splits.val, plain, device)
+    return history
+
+
 def run_ablations(splits, config, image_size: int, run_root: str | Path,
                   runs: Mapping[str, dict] | None = None, device: str | torch.device | None = None,
                   base: Mapping[str, Any] | None = None, resume: bool = False,
                   keep_checkpoints: bool = True) -> dict[str, list[dict]]:
-    """Train one model per entry of `runs` ({label: AlexNet overrides}; default: `variants()`),
-    each with the same `config` (epochs, batch size, seed), data and initial random state, into
+    """Train one AlexNet per entry of `runs` ({label: AlexNet overrides}; default:
+    `variants()`), each with the same `config` (epochs, batch size, seed) under one fixed
+    learning rate (`fixed_schedule`), the same data and initial random state, into
     ``run_root/<label>``. `base` holds overrides shared by all (e.g. ``{"variant": "paper"}``).
     ``resume=True`` continues or reuses finished runs (their ``last.pt``).
     ``keep_checkpoints=False`` deletes a *finished* run's ``.pt`` files (an AlexNet checkpoint
     with its optimizer state is hundreds of MB; an interrupted run keeps its ``last.pt``).
-    Each run folder keeps ``history.json``. Returns {label: history}. A run interrupted by
-    Ctrl-C stops them all (KeyboardInterrupt): the next runs would get another budget."""
+
+    Every epoch records ``train_acc_eval``, the eval-mode accuracy on a fixed training subset as
+    large as the validation split (the running ``train_acc`` has dropout on), and the last epoch
+    ``val_correct`` / ``train_correct``: which of those images the final model got right, for
+    paired tests. Each run folder keeps ``history.json``. Returns {label: history}. A run
+    interrupted by Ctrl-C stops them all (KeyboardInterrupt): the next runs would get another
+    budget. A run whose loss became NaN or infinite is returned as one row with ``diverged``."""
     runs = variants() if runs is None else runs
+    config = fixed_schedule(config)
     if any("overlapping_pool" in overrides for overrides in runs.values()):
         check_pooling_fair(image_size, (base or {}).get("variant", "paper"))
-    # Training accuracy for the train - validation gap: measured the way validation accuracy is
-    # (eval mode: no dropout, no augmentation) on a fixed training subset as large as the
-    # validation split - the running accuracy, with dropout on, would lower it by construction.
-    train_probe = splits.train.subset(torch.arange(min(len(splits.train), len(splits.val))))
+    probe = splits.train.subset(torch.arange(min(len(splits.train), len(splits.val))))
     histories: dict[str, list[dict]] = {}
     for label, overrides in runs.items():
         # the same initial weights wherever the layers agree
@@ -137,22 +246,28 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
                             **{**dict(base or {}), **overrides})
         print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
         folder = Path(run_root) / run_folder_name(label)
-        history = fit(model, splits, config, run_dir=folder, device=device, resume=resume)
-        if len(history) < config.epochs:   # fit returned early: Ctrl-C / "interrupt kernel"
-            # the next runs would otherwise train on, and be compared with a shorter one
-            print(f"Stopped at {label!r}, interrupted after {len(history)} of {config.epochs} "
-                  "epoch(s): run again with resume=True to continue")
-            raise KeyboardInterrupt
-        if history and "train_acc_eval" not in history[-1]:
-            plain = BatchTransform(image_size, tuple(splits.mean), tuple(splits.std),
-                                   train=False, out_channels=model.config["in_channels"])
-            history[-1]["train_acc_eval"] = evaluate(model, train_probe, plain, device)["top1"]
-        (folder / "history.json").write_text(json.dumps(history, indent=1))   # + train_acc_eval
-        if not keep_checkpoints and len(history) >= config.epochs:
-            for checkpoint in folder.glob("*.pt"):
-                checkpoint.unlink()
+        history = _train_one(model, splits, config, folder, device, resume, probe)
+        _stop_if_interrupted(label, history, config.epochs)
+        _save(folder, history, config.epochs, keep_checkpoints)
         histories[label] = history
     return histories
+
+
+def _stop_if_interrupted(label: str, history: History, epochs: int) -> None:
+    if len(history) < epochs and not (history and "diverged" in history[-1]):
+        # fit returned early (Ctrl-C / "interrupt kernel"): the next runs would otherwise train
+        # on, and be compared with a shorter one
+        print(f"Stopped at {label!r}, interrupted after {len(history)} of {epochs} "
+              "epoch(s): run again with resume=True to continue")
+        raise KeyboardInterrupt
+
+
+def _save(folder: Path, history: History, epochs: int, keep_checkpoints: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "history.json").write_text(json.dumps(history, indent=1))   # + what fit lacks
+    if not keep_checkpoints and (len(history) >= epochs or "diverged" in history[-1]):
+        for checkpoint in folder.glob("*.pt"):
+            checkpoint.unlink()
 
 
 def run_seeds(splits, config, image_size: int, run_root: str | Path, seeds: int,
@@ -164,59 +279,193 @@ def run_seeds(splits, config, image_size: int, run_root: str | Path, seeds: int,
                           Path(run_root) / f"seed-{seed}", **kwargs) for seed in range(seeds)]
 
 
-def _effect(ab: Ablation, histories: Mapping[str, History]) -> tuple[float, str]:
-    """(advantage, bound): how much better the paper's setting did in one set of runs, in the
-    measure's unit (positive: as the paper claims): points of validation error or of train-val
-    gap saved, or epochs saved to the target. A run that never got there counts one epoch past
-    its end, and the advantage is then only a bound: "≥" when the alternative never got there
-    (it would have needed more), "≤" when the paper's setting never did, "?" when neither did
-    (no bound at all); "" when the advantage is exact."""
-    a = histories[_run_label(ab.paper[1], ab.paper[0])]
-    b = histories[_run_label(ab.alternative[1], ab.alternative[0])]
-    if ab.measure == "speed":
-        ea, eb = (epochs_to_error(h, ab.target_error) for h in (a, b))
-        bound = {(False, False): "", (False, True): "≥", (True, False): "≤",
-                 (True, True): "?"}[(ea is None, eb is None)]
-        return float((eb or len(b) + 1) - (ea or len(a) + 1)), bound
+def run_speed(splits, config, run_root: str | Path, lrs: Sequence[float], seeds: int,
+              device: str | torch.device | None = None, ablation: Ablation = RELU_VS_TANH,
+              keep_checkpoints: bool = False) -> dict[str, Any]:
+    """Figure 1's experiment (§3.1), small: a `SmallCNN` per arm at the splits' native size, no
+    regularization (no weight decay, no augmentation), one learning rate per run. As in the
+    paper, each arm's learning rate is "chosen independently to make training as fast as
+    possible": seed 0 trains every rate in `lrs` and the one with the fewest epochs to the
+    target (then the lower final training error) is kept; seeds 1 .. seeds-1 repeat the chosen
+    rates. Every run has `config.epochs`. Returns {"lr": {label: rate}, "tuning": {label:
+    {rate: history}}, "per_seed": [{label: history}, ...]}."""
+    config = fixed_schedule(dataclasses.replace(config, weight_decay=0.0, augment=False))
+    image_size = int(splits.image_size)   # native: 28 px for Fashion-MNIST
+    tuning: dict[str, dict[float, list[dict]]] = {}
+    chosen: dict[str, float] = {}
+    per_seed: list[dict[str, list[dict]]] = [{} for _ in range(seeds)]
+
+    def train_arm(label: str, overrides: dict, lr: float, seed: int) -> list[dict]:
+        torch.manual_seed(seed)   # the same initial weights in both arms
+        model = SmallCNN(num_classes=len(splits.classes), in_channels=splits.in_channels,
+                         image_size=image_size, **overrides)
+        print(f"--- {label}, lr {lr:g}, seed {seed}")
+        folder = Path(run_root) / f"seed-{seed}" / run_folder_name(f"{label}-lr-{lr:g}")
+        run_config = dataclasses.replace(config, lr=lr, seed=seed)
+        history = _train_one(model, splits, run_config, folder, device, False, None)
+        _stop_if_interrupted(label, history, config.epochs)
+        _save(folder, history, config.epochs, keep_checkpoints)
+        return history
+
+    for label, overrides in (ablation.paper, ablation.alternative):
+        tuning[label] = {lr: train_arm(label, overrides, lr, 0) for lr in lrs}
+        chosen[label] = min(lrs, key=lambda lr: _speed_key(tuning[label][lr],
+                                                            ablation.target_error))
+        per_seed[0][label] = tuning[label][chosen[label]]
+        for seed in range(1, seeds):
+            per_seed[seed][label] = train_arm(label, overrides, chosen[label], seed)
+    return {"lr": chosen, "tuning": tuning, "per_seed": per_seed}
+
+
+def _speed_key(history: History, target: float) -> tuple[float, float]:
+    reached = epochs_to_error(history, target) if not diverged(history) else None
+    last = 1.0 - float(history[-1]["train_acc"]) if history else 1.0
+    return (math.inf if reached is None else reached, last if math.isfinite(last) else 1.0)
+
+
+def speed_rows(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
+               num_classes: int = 10) -> list[dict]:
+    """The claims-table row of the speed claim from `run_speed`'s result: per seed, the epochs
+    each arm took to the target, and the ratio alternative / paper with a 95 % interval. An
+    epoch count is whole epochs, so a crossing at epoch T lies in (T-1, T]: a seed's ratio lies
+    between (T_b - 1) / T_a and T_b / (T_a - 1). The interval runs from the lower end of
+    Student's t interval (over seeds) of the log of the smallest ratios to the upper end of that
+    of the largest. "held" only when it excludes 1 (ratio > 1), "did not hold" when it is below
+    1, else "undecided"; one seed gives no interval ("one seed")."""
+    a_label, b_label = ablation.paper[0], ablation.alternative[0]
+    per_seed = result["per_seed"]
+    target = ablation.target_error
+    what = f"epochs to {target:.0%} training error (lr per arm: " + ", ".join(
+        f"{label} {lr:g}" for label, lr in result["lr"].items()) + ")"
+    pairs, notes = [], []
+    for seed, runs in enumerate(per_seed):
+        bad = [label for label in (a_label, b_label) if diverged(runs[label], num_classes)]
+        if bad:
+            notes.append(f"seed {seed}: {', '.join(bad)} diverged")
+            continue
+        ta, tb = (epochs_to_error(runs[label], target) for label in (a_label, b_label))
+        pairs.append((ta, tb))
+    epochs = len(per_seed[0][a_label])
+    va = ", ".join("–" if ta is None else str(ta) for ta, _ in pairs)
+    vb = ", ".join("–" if tb is None else str(tb) for _, tb in pairs)
+    row = {"ablation": ablation.name, "claim": f"{ablation.claim} ({ablation.section})",
+           "measure": what, "paper": f"{a_label}: {va}", "alternative": f"{b_label}: {vb}",
+           "epochs": epochs, "ratio": None, "interval": None}
+    missing = [i for i, (ta, tb) in enumerate(pairs) if ta is None or tb is None]
+    if not pairs:
+        row.update(verdict="diverged", why="; ".join(notes) + ": not evidence")
+        return [row]
+    if missing:
+        row.update(verdict="undecided", why=f"not every run reached {target:.0%} in {epochs} "
+                   f"epochs (– in seeds {', '.join(map(str, missing))}): train longer")
+        return [row]
+    ratio = math.exp(sum(math.log(tb / ta) for ta, tb in pairs) / len(pairs))
+    low = [(tb - 1) / ta for ta, tb in pairs]
+    high = [tb / (ta - 1) if ta > 1 else math.inf for ta, tb in pairs]
+    row["ratio"] = ratio
+    if len(pairs) < 2:
+        row.update(verdict="one seed", why=f"{ratio:.1f}x in one seed (between {low[0]:.1f}x "
+                   f"and {high[0]:.1f}x from whole epochs): no spread over seeds")
+        return [row]
+    lo, hi = _log_interval(low, "low"), _log_interval(high, "high")
+    row["interval"] = (lo, hi)
+    verdict = "held" if lo > 1 else "did not hold" if hi < 1 else "undecided"
+    row.update(verdict=verdict, why=f"{ratio:.1f}x sooner (geometric mean of {len(pairs)} "
+               f"seeds; 95 % interval {lo:.2f}x to {hi:.2f}x, whole epochs included)"
+               + (f"; {'; '.join(notes)}" if notes else ""))
+    return [row]
+
+
+def _log_interval(ratios: Sequence[float], end: str) -> float:
+    """One end of Student's t 95 % interval of the mean of log(ratios) (over seeds), as a
+    ratio."""
+    if any(math.isinf(r) for r in ratios):
+        return math.inf
+    if any(r <= 0 for r in ratios):
+        return 0.0
+    logs = [math.log(r) for r in ratios]
+    k, mean = len(logs), sum(logs) / len(logs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (k - 1))
+    half = float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+    return math.exp(mean - half if end == "low" else mean + half)
+
+
+def diverged(history: History, num_classes: int = 10) -> str | None:
+    """Why a run counts as diverged, or None: a loss that became NaN or infinite, or a
+    first-epoch training loss above ln(num_classes), the loss of a uniform guess, and above the
+    untrained model's loss (``initial_loss``, recorded by `run_ablations` and `run_speed`): the
+    run blew up in its first steps and spent its epochs recovering. (A model whose initial loss
+    is above ln(classes) and falls during the first epoch averages above ln(classes) there too,
+    without blowing up.)"""
+    if not history:
+        return None
+    if "diverged" in history[-1]:
+        return str(history[-1]["diverged"])
+    losses = [float(r[k]) for r in history for k in ("train_loss", "val_loss") if k in r]
+    if any(not math.isfinite(x) for x in losses):
+        return "its loss became NaN or infinite"
+    first = float(history[0].get("train_loss", 0.0))
+    start = float(history[0].get("initial_loss", 0.0))
+    if first > max(math.log(num_classes), start):
+        return (f"its first-epoch training loss {first:.2f} is above ln {num_classes} = "
+                f"{math.log(num_classes):.2f}, a uniform guess's"
+                + (f", and above its loss before training, {start:.2f}" if start else ""))
+    return None
+
+
+def _effect(ab: Ablation, histories: Mapping[str, History], num_classes: int) -> float | None:
+    """How much better the paper's setting did in one set of runs, in points (positive: as the
+    paper claims) of validation error or of train - val gap at the last epoch; None when a run
+    diverged."""
+    a, b = _histories_of(ab, histories)
+    if diverged(a, num_classes) or diverged(b, num_classes):
+        return None
     if ab.measure == "val_error":
-        return 100 * (best_val_error(b) - best_val_error(a)), ""
-    return 100 * (overfitting_gap(b) - overfitting_gap(a)), ""
+        return 100 * (val_error(b) - val_error(a))
+    if ab.measure == "gap":
+        return 100 * (overfitting_gap(b) - overfitting_gap(a))
+    raise ValueError(f"seeds_table measures val_error and gap; {ab.name!r} is {ab.measure!r}: "
+                     "use run_speed and speed_rows")
 
 
 def seeds_table(per_seed: Sequence[Mapping[str, History]],
-                ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> list[dict]:
+                ablations: Sequence[Ablation] = PAPER_ABLATIONS,
+                num_classes: int = 10) -> list[dict]:
     """One row per ablation over several seeds' runs (`run_seeds`): the paper setting's
     advantage in each, their mean ± sample standard deviation, and a verdict only when the mean
     is outside the 95 % confidence interval of zero, t(0.975, k-1) sd / sqrt(k) for k seeds
     (Student's t: with 3 seeds the factor is 4.30, not 2). One seed gives no spread: its verdict
-    is "one seed". An advantage that is only a bound (a run never reached the target) is marked
-    in ``bound`` (see `_effect`)."""
+    is "one seed". A seed in which either run diverged (`diverged`) counts for nothing: its
+    entry is None, and with no seed left the verdict is "diverged"."""
     rows = []
     for ab in ablations:
-        effects, bounds = zip(*(_effect(ab, histories) for histories in per_seed))
-        k, mean = len(effects), sum(effects) / len(effects)
-        unit = "epochs" if ab.measure == "speed" else "points"
+        effects = [_effect(ab, histories, num_classes) for histories in per_seed]
+        kept = [e for e in effects if e is not None]
         row = {"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "paper": ab.effect,
-               "effects": list(effects), "bound": list(bounds), "mean": mean, "sd": None,
-               "unit": unit, "verdict": "one seed"}
-        if k > 1:
-            sd = math.sqrt(sum((e - mean) ** 2 for e in effects) / (k - 1))
-            half_width = float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
-            row["sd"] = sd
-            row["verdict"] = ("undecided" if abs(mean) <= half_width else
-                              "held" if mean > 0 else "did not hold")
+               "effects": effects, "mean": None, "sd": None, "unit": "points",
+               "verdict": "diverged" if not kept else "one seed"}
+        if kept:
+            k = len(kept)
+            row["mean"] = mean = sum(kept) / k
+            if k > 1:
+                sd = math.sqrt(sum((e - mean) ** 2 for e in kept) / (k - 1))
+                half_width = float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+                row["sd"] = sd
+                row["verdict"] = ("undecided" if abs(mean) <= half_width else
+                                  "held" if mean > 0 else "did not hold")
         rows.append(row)
     return rows
 
 
 def seeds_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """`seeds_table` as Markdown."""
-    head = ("| claim | the paper's advantage | ours, per seed (≥ or ≤: a bound, a run never got "
-            "there; ?: neither did) | mean ± sd | verdict |\n|---|---|---|---|---|")
+    """`seeds_table` as Markdown; a seed whose run diverged shows "diverged", not a number."""
+    head = ("| claim | the paper's effect | ours, per seed (last epoch) | mean ± sd | verdict |\n"
+            "|---|---|---|---|---|")
     lines = []
     for r in rows:
-        each = ", ".join(f"{b}{e:+.1f}" for e, b in zip(r["effects"], r["bound"]))
-        spread = f"{r['mean']:+.1f}" + (f" ± {r['sd']:.1f}" if r["sd"] is not None else "")
+        each = ", ".join("diverged" if e is None else f"{e:+.1f}" for e in r["effects"])
+        spread = ("–" if r["mean"] is None else f"{r['mean']:+.1f}"
+                  + (f" ± {r['sd']:.1f}" if r["sd"] is not None else ""))
         lines.append(f"| {r['claim']} | {r['paper']} | {each} {r['unit']} | {spread} | "
                      f"**{r['verdict']}** |")
     return "\n".join([head, *lines])
@@ -266,21 +515,93 @@ def _pool5_sides_agree(size: int, variant: str) -> bool:
         return False
 
 
+def val_error(history: History) -> float:
+    """1 - the validation accuracy at the last epoch: one fixed epoch for every arm."""
+    if not history:
+        raise ValueError("the history is empty: train at least one epoch")
+    return 1.0 - float(history[-1]["val_acc"])
+
+
 def best_val_error(history: History) -> float:
-    """1 - the best validation accuracy over the run."""
+    """1 - the best validation accuracy over the run. Optimistic: the best of N noisy epochs is
+    chosen on the very images it is measured on; the claims use `val_error` (last epoch)."""
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     return 1.0 - max(float(r["val_acc"]) for r in history)
 
 
 def _noise(error: float, n_val: int) -> float:
-    """Two standard errors of the difference of two error rates measured on n_val images."""
+    """Two standard errors of the difference of two independent error rates measured on n_val
+    images (unpaired: the fallback when a history has no per-image results)."""
     p = min(max(error, 1.0 / max(n_val, 1)), 1 - 1.0 / max(n_val, 1))
     return 2 * math.sqrt(2 * p * (1 - p) / max(n_val, 1))
 
 
+def mcnemar(correct_a: Sequence[int], correct_b: Sequence[int]) -> dict[str, float]:
+    """McNemar's exact test of two classifiers on the same images: only the images exactly one
+    of them gets right count. ``only_a``/``only_b``: how many only a / only b got right; ``p``:
+    the two-sided exact binomial p-value of that split against 50:50; ``diff``: b's error minus
+    a's (a fraction) and ``half_width``: 1.96 standard errors of it (paired)."""
+    if len(correct_a) != len(correct_b) or not correct_a:
+        raise ValueError(f"mcnemar needs two equally long, non-empty lists of 0/1, got "
+                         f"{len(correct_a)} and {len(correct_b)}")
+    n = len(correct_a)
+    only_a = sum(1 for x, y in zip(correct_a, correct_b) if x and not y)
+    only_b = sum(1 for x, y in zip(correct_a, correct_b) if y and not x)
+    discordant = only_a + only_b
+    p = binomtest(min(only_a, only_b), discordant, 0.5).pvalue if discordant else 1.0
+    diff = (only_a - only_b) / n
+    se = math.sqrt(max(discordant - (only_a - only_b) ** 2 / n, 0.0)) / n
+    return {"only_a": only_a, "only_b": only_b, "n": n, "p": float(p), "diff": diff,
+            "half_width": 1.96 * se}
+
+
+def _paired_se(a: Sequence[int], b: Sequence[int]) -> float:
+    """Standard error of mean(b) - mean(a) over the same images."""
+    d = [y - x for x, y in zip(a, b)]
+    n, mean = len(d), sum(d) / len(d)
+    return math.sqrt(sum((x - mean) ** 2 for x in d) / max(n - 1, 1) / n)
+
+
+def _val_error_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[str, str]:
+    a_label = ab.paper[0]
+    ea, eb = val_error(a), val_error(b)
+    if "val_correct" in a[-1] and "val_correct" in b[-1]:
+        test = mcnemar(a[-1]["val_correct"], b[-1]["val_correct"])
+        detail = (f"{100 * test['diff']:+.1f} ± {100 * test['half_width']:.1f} points (95 %, "
+                  f"paired on {test['n']} images); right only with {a_label}: "
+                  f"{test['only_a']}, only without: {test['only_b']}; McNemar p = "
+                  f"{test['p']:.2g}")
+        if test["p"] >= 0.05:
+            return "undecided", f"{detail}: within noise"
+        return ("held" if ea < eb else "did not hold"), detail
+    return _lower_wins(ea, eb, _noise((ea + eb) / 2, n_val), a_label, "error difference")
+
+
+def _gap_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[str, str]:
+    a_label = ab.paper[0]
+    ga, gb = overfitting_gap(a), overfitting_gap(b)
+    diff = gb - ga
+    paired = all(k in h[-1] for h in (a, b) for k in ("val_correct", "train_correct"))
+    if paired:
+        se = math.hypot(_paired_se(a[-1]["train_correct"], b[-1]["train_correct"]),
+                        _paired_se(a[-1]["val_correct"], b[-1]["val_correct"]))
+        n_train = len(a[-1]["train_correct"])
+        how = f"paired on {n_train} training and {len(a[-1]['val_correct'])} validation images"
+    else:   # the four accuracies as independent
+        rates = [float(h[-1][k]) for h in (a, b) for k in ("train_acc_eval", "val_acc")]
+        se = math.sqrt(sum(p * (1 - p) for p in rates) / max(n_val, 1))
+        how = f"unpaired, {n_val} images each"
+    band = 1.96 * se
+    detail = f"gap difference {100 * diff:+.1f} ± {100 * band:.1f} points (95 %, {how})"
+    if abs(diff) <= band:
+        return "undecided", f"{detail}: within noise"
+    return ("held" if diff > 0 else "did not hold"), (
+        f"{detail}: {'smaller' if diff > 0 else 'larger'} with {a_label}")
+
+
 def _lower_wins(a: float, b: float, noise: float, a_label: str, what: str) -> tuple[str, str]:
-    """Verdict for "a is lower than b", honest about noise."""
+    """Verdict for "a is lower than b", honest about noise (unpaired)."""
     diff = 100 * (b - a)
     if abs(b - a) <= noise:
         return "undecided", f"{what} {diff:+.1f} points is within noise (±{100 * noise:.1f})"
@@ -290,44 +611,41 @@ def _lower_wins(a: float, b: float, noise: float, a_label: str, what: str) -> tu
 
 
 def claims_table(histories: Mapping[str, History], n_val: int,
-                 ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> list[dict]:
-    """One row per ablation, computed from the histories: the two values, the verdict
-    ("held", "did not hold" or "undecided") and why. A validation-error difference within two
-    standard errors of the validation set (n_val images) is "undecided", not a win."""
+                 ablations: Sequence[Ablation] = PAPER_ABLATIONS,
+                 num_classes: int = 10) -> list[dict]:
+    """One row per ablation, computed from the histories at their last epoch (the same epoch
+    for every arm): the two values, the verdict ("held", "did not hold", "undecided" or
+    "diverged") and why. Error rates are compared with McNemar's exact test on the same
+    validation images, the overfitting gap with a paired band over the training probe and the
+    validation images (`run_ablations` records which images each model got right; without them,
+    an unpaired band for n_val images). A run that diverged (`diverged`) is not evidence."""
     rows = []
     for ab in ablations:
         a_label, b_label = ab.paper[0], ab.alternative[0]
-        a = histories[_run_label(ab.paper[1], a_label)]
-        b = histories[_run_label(ab.alternative[1], b_label)]
-        epochs = len(a)
+        a, b = _histories_of(ab, histories)
+        blown = {label: why for label, h in ((a_label, a), (b_label, b))
+                 if (why := diverged(h, num_classes))}
         if ab.measure == "speed":
             ea, eb = epochs_to_error(a, ab.target_error), epochs_to_error(b, ab.target_error)
             what = f"epochs to {ab.target_error:.0%} training error"
-            va = "not reached" if ea is None else str(ea)
-            vb = "not reached" if eb is None else str(eb)
-            if ea is None and eb is None:
-                verdict, why = "undecided", f"neither reached it in {epochs} epochs"
-            elif ea is not None and (eb is None or ea < eb):
-                verdict = "held"
-                why = (f"{b_label} did not reach it in {epochs} epochs" if eb is None
-                       else f"{eb / ea:.1f}x sooner")
-            elif ea == eb:
-                verdict, why = "undecided", "both in the same epoch (measure per epoch)"
-            else:
-                verdict, why = "did not hold", f"{b_label} got there first"
+            va, vb = ("–" if e is None else str(e) for e in (ea, eb))
+            verdict, why = "one seed", "a ratio needs several seeds: use run_speed, speed_rows"
         elif ab.measure == "val_error":
-            ea, eb = best_val_error(a), best_val_error(b)
-            what, va, vb = "best validation error", f"{ea:.1%}", f"{eb:.1%}"
-            verdict, why = _lower_wins(ea, eb, _noise((ea + eb) / 2, n_val), a_label,
-                                       "error difference")
+            what = f"validation error at epoch {len(a)} (the last)"
+            va, vb = f"{val_error(a):.1%}", f"{val_error(b):.1%}"
+            verdict, why = _val_error_row(ab, a, b, n_val) if not blown else ("", "")
         else:  # gap
-            ga, gb = overfitting_gap(a), overfitting_gap(b)
-            what, va, vb = "train - val accuracy (last epoch)", f"{ga:+.1%}", f"{gb:+.1%}"
-            verdict, why = _lower_wins(ga, gb, _noise(1 - float(a[-1]["val_acc"]), n_val),
-                                       a_label, "gap difference")
+            what = f"train - val accuracy at epoch {len(a)} (the last; both eval mode)"
+            va, vb = (f"{overfitting_gap(h):+.1%}" if "train_acc_eval" in h[-1] else "–"
+                      for h in (a, b))
+            verdict, why = _gap_row(ab, a, b, n_val) if not blown else ("", "")
+        if blown:
+            verdict = "diverged"
+            why = "; ".join(f"{label}: {reason}" for label, reason in blown.items()) + (
+                ": not evidence for or against the claim")
         rows.append({"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "measure": what,
                      "paper": f"{a_label}: {va}", "alternative": f"{b_label}: {vb}",
-                     "verdict": verdict, "why": why, "epochs": epochs})
+                     "verdict": verdict, "why": why, "epochs": len(a)})
     return rows
 
 
@@ -340,25 +658,84 @@ def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join([head, *lines])
 
 
-def plot_ablation(ablation: Ablation, histories: Mapping[str, History]) -> Figure:
-    """Training and validation error per epoch of the paper's setting against the alternative
-    (two panels), with the 25 % line for the speed claim."""
-    fig, axes = subplots(1, 2, figsize=(10, 3.2))
-    for (label, overrides), style in ((ablation.paper, "-o"), (ablation.alternative, "--s")):
-        rows = histories[_run_label(overrides, label)]
-        epochs = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
-        for ax, key in zip(axes, ("train_acc", "val_acc")):
-            ax.plot(epochs, [100 * (1 - float(r[key])) for r in rows], style, ms=4, label=label)
-    for ax, split in zip(axes, ("training", "validation")):
+def _epochs(rows: History) -> list[int]:
+    return [int(r.get("epoch", i + 1)) for i, r in enumerate(rows)]
+
+
+def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
+                  n_val: int | None = None) -> Figure:
+    """What the verdict of `ablation` uses, per epoch, paper's setting (solid) against the
+    alternative (dashed): for an error-rate claim the running training error and the validation
+    error (compared at the last epoch); for the gap claim the eval-mode training and validation
+    errors and their gap."""
+    runs = dict(zip((ablation.paper[0], ablation.alternative[0]),
+                    _histories_of(ablation, histories)))
+    fig, axes = subplots(1, 2, figsize=(10, 3.4))
+    gap = ablation.measure == "gap"
+    images = f" ({n_val} images)" if n_val else ""
+    for (label, rows), style in zip(runs.items(), ("-o", "--s")):
+        x = _epochs(rows)
+        if gap:
+            tr = [100 * (1 - float(r.get("train_acc_eval", math.nan))) for r in rows]
+            va = [100 * (1 - float(r["val_acc"])) for r in rows]
+            axes[0].plot(x, tr, style, ms=4, label=f"{label}: training (eval mode)")
+            axes[0].plot(x, va, style, ms=4, alpha=0.5, label=f"{label}: validation")
+            axes[1].plot(x, [v - t for t, v in zip(tr, va)], style, ms=4, label=label)
+        else:
+            for ax, key in zip(axes, ("train_acc", "val_acc")):
+                ax.plot(x, [100 * (1 - float(r[key])) for r in rows], style, ms=4, label=label)
+    if gap:
+        titles = (f"eval-mode error: training probe and validation{images}",
+                  "gap = train - val accuracy (points)")
+        ylabels = ("error (%)", "train - val accuracy (points)")
+    else:
+        titles = ("running training error (dropout, augmentation on)",
+                  f"validation error{images}; compared at the last epoch")
+        ylabels = ("training error (%)", "validation error (%)")
+    for ax, title, ylabel in zip(axes, titles, ylabels):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        ax.set_ylim(0, 100)  # the whole error scale: small differences look small
+        if not (gap and ax is axes[1]):
+            ax.set_ylim(0, 100)  # the whole error scale: small differences look small
+        else:
+            ax.axhline(0, color="grey", lw=1)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(f"{split} error (%)")
-        ax.set_title(f"{split} error")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        if ablation.measure == "speed" and split == "training":
-            ax.axhline(100 * ablation.target_error, color="grey", lw=1, ls=":",
-                       label=f"{ablation.target_error:.0%} target")
-        ax.legend()
-    fig.suptitle(f"{ablation.claim} ({ablation.section})")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{ablation.paper[0]} vs {ablation.alternative[0]}, AlexNet: measured per "
+                 f"epoch ({ablation.section} claims: {ablation.claim})", fontsize=10)
+    return fig
+
+
+def plot_speed(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
+               what: str = "") -> Figure:
+    """`run_speed`'s curves: the running training error per epoch of every seed, each arm at
+    its chosen learning rate (left), and seed 0's learning-rate search (right), with the
+    target line."""
+    fig, axes = subplots(1, 2, figsize=(10, 3.4))
+    colours = dict(zip((ablation.paper[0], ablation.alternative[0]), ("tab:blue", "tab:orange")))
+    for seed, runs in enumerate(result["per_seed"]):
+        for label, rows in runs.items():
+            axes[0].plot(_epochs(rows), [100 * (1 - float(r["train_acc"])) for r in rows],
+                         "-" if label == ablation.paper[0] else "--", color=colours[label],
+                         alpha=0.8, label=f"{label}, lr {result['lr'][label]:g}" if not seed
+                         else None)
+    for label, by_lr in result["tuning"].items():
+        for lr, rows in by_lr.items():
+            axes[1].plot(_epochs(rows), [100 * (1 - float(r["train_acc"])) for r in rows],
+                         "-" if label == ablation.paper[0] else "--", color=colours[label],
+                         alpha=0.35 + 0.65 * (lr == result["lr"][label]), label=f"{label} {lr:g}")
+    seeds = len(result["per_seed"])
+    for ax, title in zip(axes, (f"chosen lr, {seeds} seed(s)", "seed 0, every lr tried")):
+        ax.axhline(100 * ablation.target_error, color="grey", lw=1, ls=":")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("running training error (%)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"ReLU vs tanh, four-layer CNN{what}: training error per epoch, "
+                 f"{ablation.target_error:.0%} target dotted ({ablation.section})", fontsize=10)
     return fig

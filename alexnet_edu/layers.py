@@ -52,64 +52,84 @@ def local_response_norm_reference(a: torch.Tensor, size: int = 5, alpha: float =
     return b
 
 
-# The fast path works on blocks of about this many elements. Why blocks: LRN is a dozen cheap
-# element-wise passes (square, window sum, scale, multiply; more in the backward pass). Over a
-# whole conv1 batch (64x96x55x55 floats = 74 MB) every pass goes out to main memory; over a block
-# of a few MB the temporaries stay in the CPU's cache. Too small a block costs a dozen op launches
-# per block instead. The size is a measured optimum (`python benchmarks/lrn.py --sweep-blocks`).
+# Why the fast path looks like this. LRN is a dozen cheap element-wise passes (square, window
+# sum, power, multiply; more in the backward pass), so its speed is memory traffic and the number
+# of passes, not arithmetic. Three choices keep both low:
+# - Blocks: over a whole conv1 batch (64x96x55x55 floats = 74 MB) every pass goes out to main
+#   memory; over a block of a few hundred thousand elements the temporaries stay in the CPU's
+#   cache (`_BLOCK`, chosen with `python benchmarks/lrn.py --sweep-blocks`).
+# - One loop for both memory formats: NCHW is viewed as (N, C, H*W) and channels-last as
+#   (N*H*W, C, 1), both contiguous, window along dim 1. The squares go into a buffer with `pad`
+#   zero channels after the last one, so the window sum is a few shifted adds over the *flat*
+#   buffer (a shift that runs off one row's channels lands in zeros): every pass is one long
+#   contiguous loop, and channels-last needs no transposed copy.
+# - float16/bfloat16 blocks are converted to float32 in cache (the window sum and the power need
+#   float32's precision) and rounded once when written back: no whole-tensor dtype round trip.
 _BLOCK = 600_000
 
 
-def _channel_window_sum(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
-    """s[i] = t[i-before] + ... + t[i+after] along the channel dim -2 of a (..., C, L) block
-    (clipped at the edges): shifted adds."""
-    c = t.shape[-2]
-    s = t.clone()
-    for shift in range(1, min(before, c - 1) + 1):  # channel i - shift contributes to i
-        s[..., shift:, :].add_(t[..., : c - shift, :])
-    for shift in range(1, min(after, c - 1) + 1):   # channel i + shift contributes to i
-        s[..., : c - shift, :].add_(t[..., shift:, :])
-    return s
+def _blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[slice, slice]]]:
+    """A contiguous (R, C, L) view of `t` with the channels on dim 1, and the blocks to visit as
+    (row range, column range) pairs: `v[rows, :, cols]` is one block.
+
+    Contiguous (N, C, H, W) -> (N, C, H*W); channels-last (memory N, H, W, C) -> (N*H*W, C, 1).
+    A block holds whole rows where a row fits (several images, or a run of pixels), else part
+    of one image's columns.
+    """
+    channels = t.shape[1]
+    if t.is_contiguous():
+        v = t.reshape(t.shape[0], channels, math.prod(t.shape[2:]))
+    else:
+        v = t.permute(0, *range(2, t.dim()), 1).reshape(-1, channels, 1)
+    rows, _, length = v.shape
+    per_row = max(1, channels * length)
+    if per_row <= _BLOCK:
+        step = _BLOCK // per_row
+        return v, [(slice(r, r + step), slice(None)) for r in range(0, rows, step)]
+    step = max(1, _BLOCK // max(1, channels))
+    return v, [(slice(r, r + 1), slice(j, j + step)) for r in range(rows)
+               for j in range(0, length, step)]
 
 
-def _denominator(x: torch.Tensor, before: int, after: int, alpha: float,
-                 k: float) -> torch.Tensor:
-    """d = k + alpha * sum over the window of x^2, for one (C, L) block."""
-    return _channel_window_sum(x * x, before, after).mul_(alpha).add_(k)
+class _Buffers:
+    """Buffers of shape (rows, C + pad, cols) in the compute dtype, reused block after block.
+    Their pad channels start at zero; the kernel writes the channels [:C] and only keeps zeros
+    in the pads of the buffers it shifts (`d` gets ones there, see `_denominator`)."""
+
+    def __init__(self, count: int, channels: int, pad: int, dtype: torch.dtype):
+        self.count, self.width, self.dtype = count, channels + pad, dtype
+        self.buffers: list[torch.Tensor] = []
+
+    def take(self, rows: int, cols: int) -> list[torch.Tensor]:
+        if not self.buffers or self.buffers[0].shape[2] != cols or self.buffers[0].shape[0] < rows:
+            self.buffers = [torch.zeros(rows, self.width, cols, dtype=self.dtype)
+                            for _ in range(self.count)]
+        return [buf[:rows] for buf in self.buffers]   # contiguous: rows is the outer dim
+
+
+def _window_add(out: torch.Tensor, t: torch.Tensor, before: int, after: int, scale: float,
+                channels: int) -> torch.Tensor:
+    """out[i] += scale * (t[i-before] + ... + t[i+after]) without t[i], on padded (R, C+pad, L)
+    buffers: flat shifted adds, one contiguous pass each."""
+    cols = t.shape[2]
+    o, f = out.view(-1), t.view(-1)
+    for shift in range(1, min(before, channels - 1) + 1):   # channel i - shift contributes to i
+        n = shift * cols
+        o[n:].add_(f[:-n], alpha=scale)
+    for shift in range(1, min(after, channels - 1) + 1):    # channel i + shift contributes to i
+        n = shift * cols
+        o[:-n].add_(f[n:], alpha=scale)
+    return out
 
 
 def _inverse_power(d: torch.Tensor, beta: float) -> torch.Tensor:
-    """d^(-beta). For the paper's beta = 3/4, d^(-1/2) / d^(1/4) = rsqrt(d) / rsqrt(rsqrt(d)):
-    two cheap rsqrt passes instead of a general pow (exp and log); the same float32 result to a
-    few ulp."""
+    """d^(-beta). For the paper's beta = 3/4, d^(-1/2) * d^(-1/4) = r * sqrt(r) with
+    r = rsqrt(d): two cheap passes and a multiply instead of a general pow (exp and log); the same
+    float32 result to a few ulp."""
     if beta == 0.75:
         r = d.rsqrt()
-        return r.div_(r.rsqrt())
+        return r.sqrt().mul_(r)
     return d.pow(-beta)
-
-
-def _channel_blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[slice, slice]]]:
-    """A (B, C, L) view of `t` (channels on dim 1, no copy) and the blocks to visit, as
-    (b-range, l-range) pairs: `v[b_range, :, l_range]` is a (b, C, l) block.
-
-    `t` must be contiguous or channels-last. Contiguous (N, C, H, W) -> (N, C, H*W); where one
-    image is smaller than a block (small maps: 67 px inputs), a block takes several whole images.
-    Channels-last memory is (N, H, W, C) -> (1, C, N*H*W) with channel stride 1: a block is then
-    a run of whole pixels, and the window sum adds neighbours that sit next to each other.
-    """
-    if t.is_contiguous():
-        v = t.reshape(t.shape[0], t.shape[1], math.prod(t.shape[2:]))
-    else:
-        perm = (0, *range(2, t.dim()), 1)
-        v = t.permute(perm).reshape(1, -1, t.shape[1]).transpose(1, 2)
-    batch, channels, length = v.shape
-    step = max(1, _BLOCK // max(1, channels))
-    if step >= length:   # whole images per block
-        per = max(1, _BLOCK // max(1, channels * length))
-        return v, [(slice(b, b + per), slice(None)) for b in range(0, batch, per)]
-    blocks = [(slice(b, b + 1), slice(j, j + step)) for b in range(batch)
-              for j in range(0, length, step)]
-    return v, blocks
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -124,6 +144,18 @@ def _dense(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
+def _denominator(x: torch.Tensor, sq: torch.Tensor, d: torch.Tensor, before: int, after: int,
+                 alpha: float, k: float) -> torch.Tensor:
+    """d = k + alpha * (window sum of x^2) into the padded buffer `d`, via `sq` (x^2, padded).
+    Returns `d` with its pad channels set to 1 (finite powers there, even for k = 0)."""
+    c = x.shape[1]
+    torch.mul(x, x, out=sq[:, :c])
+    torch.add(torch.tensor(k, dtype=d.dtype), sq, alpha=alpha, out=d)   # one pass: k + alpha x^2
+    _window_add(d, sq, before, after, alpha, c)
+    d[:, c:].fill_(1.0)
+    return d
+
+
 class _LRNFunction(torch.autograd.Function):
     r"""b = a * d^{-beta}, d = k + alpha * W(a^2), W = the channel-window sum.
 
@@ -133,8 +165,8 @@ class _LRNFunction(torch.autograd.Function):
 
     where W^T is the window sum with `before` and `after` swapped (the same for odd n).
     Only the input is saved; d and d^{-beta} are recomputed block by block in the backward pass
-    (cheaper than writing them to memory and reading them back). float16/bfloat16 blocks are
-    computed in float32 and rounded once at the end.
+    (cheaper than writing them to memory and reading them back). The output and the gradient
+    keep the input's dtype and memory format.
     """
 
     @staticmethod
@@ -142,14 +174,16 @@ class _LRNFunction(torch.autograd.Function):
         a = _dense(a)
         before, after = _window(size)
         b = torch.empty_like(a)                     # same memory format as a
-        va, blocks = _channel_blocks(a)
-        vb, _ = _channel_blocks(b)
-        compute = _compute_dtype(a.dtype)
-        for n, cols in blocks:
-            x = va[n, :, cols].to(compute)          # a view (no copy) unless a is half precision
+        va, blocks = _blocks(a)
+        vb, _ = _blocks(b)
+        c = a.shape[1]
+        buffers = _Buffers(2, c, max(before, after), _compute_dtype(a.dtype))
+        for rows, cols in blocks:
+            x = va[rows, :, cols].to(buffers.dtype)  # a view (no copy) unless a is half precision
+            sq, d = buffers.take(x.shape[0], x.shape[2])
             # d^i = k + alpha * sum_{j in window(i)} (a^j)^2;   b^i = a^i * (d^i)^{-beta}
-            scale = _inverse_power(_denominator(x, before, after, alpha, k), beta)
-            torch.mul(x, scale, out=vb[n, :, cols])
+            scale = _inverse_power(_denominator(x, sq, d, before, after, alpha, k), beta)
+            torch.mul(x, scale[:, :c], out=vb[rows, :, cols])
         ctx.save_for_backward(a)
         ctx.params = (before, after, alpha, beta, k)
         return b
@@ -162,18 +196,24 @@ class _LRNFunction(torch.autograd.Function):
         if g.stride() != a.stride():                # walk g in the same blocks as a
             g = torch.empty_like(a, dtype=g.dtype).copy_(g)
         grad = torch.empty_like(a)
-        va, blocks = _channel_blocks(a)
-        vg, _ = _channel_blocks(g)
-        vr, _ = _channel_blocks(grad)
-        compute = _compute_dtype(a.dtype)
-        for n, cols in blocks:
-            x, gb = va[n, :, cols].to(compute), vg[n, :, cols].to(compute)
-            d = _denominator(x, before, after, alpha, k)
-            scale = _inverse_power(d, beta)
+        va, blocks = _blocks(a)
+        vg, _ = _blocks(g)
+        vr, _ = _blocks(grad)
+        c = a.shape[1]
+        buffers = _Buffers(3, c, max(before, after), _compute_dtype(a.dtype))
+        for rows, cols in blocks:
+            x = va[rows, :, cols].to(buffers.dtype)
+            gb = vg[rows, :, cols].to(buffers.dtype)
+            sq, d, w = buffers.take(x.shape[0], x.shape[2])
+            scale = _inverse_power(_denominator(x, sq, d, before, after, alpha, k), beta)
             # dL/da_i = g_i d_i^{-beta} - 2 alpha beta a_i W^T(g * b / d)_i
-            t = (gb * x).mul_(scale).div_(d)        # g * b / d
-            w = _channel_window_sum(t, after, before).mul_(x).mul_(-2.0 * alpha * beta)
-            torch.addcmul(w, gb, scale, out=vr[n, :, cols])
+            t = sq                                  # x^2 is no longer needed; pads still zero
+            torch.mul(gb, x, out=t[:, :c])
+            t.mul_(scale).div_(d)                   # g * b / d, zero in the pads
+            w.copy_(t)
+            _window_add(w, t, after, before, 1.0, c)
+            u = gb * scale[:, :c]
+            torch.addcmul(u, x, w[:, :c], value=-2.0 * alpha * beta, out=vr[rows, :, cols])
         return grad, None, None, None, None
 
 

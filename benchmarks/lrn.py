@@ -1,7 +1,8 @@
 """How fast is alexnet_edu's Local Response Normalization, and what does LRN cost in training?
 
-    python benchmarks/lrn.py                  # ~1-2 min on 2 CPU cores
+    python benchmarks/lrn.py                  # ~5 min on 2 CPU cores
     python benchmarks/lrn.py --reps 5 --batch 64 --step-batch 32 --threads 2
+    python benchmarks/lrn.py --device cuda --precisions fp32,bf16,fp16
     python benchmarks/lrn.py --sweep-blocks   # how layers._BLOCK was chosen
 
 1. conv1-sized activations (batch x 96 x 55 x 55, float32, NCHW): forward + backward of
@@ -10,9 +11,14 @@
    Prints the largest differences of outputs and input gradients.
 2. The same in bfloat16, channels-last, plain and under `torch.autocast` (how a bf16 trainer runs
    it). PyTorch's layer may refuse bfloat16 input outside autocast: that is reported, not hidden.
-3. LRN's share of a paper-AlexNet training step (forward + backward + SGD step): the model with
-   lrn=True against lrn=False, in float32 and in bf16 autocast + channels-last; also with
-   PyTorch's layer swapped in (`to_torch()`), for comparison.
+3. LRN's share of a paper-AlexNet training step (forward + backward + SGD step) in every
+   precision x layout (--precisions, default fp32 and bf16 autocast: float16 convolutions on a
+   CPU have no fast kernels, a step takes minutes; --device cuda runs fp16 too), as a table:
+   - "A/B": 1 - step(lrn=False) / step(lrn=True), same weights and data, the models taking
+     turns in every round;
+   - "layer": LRN's own forward + backward on the activations that step feeds it (norm1's and
+     norm2's inputs, same dtype and memory format), as a share of step(lrn=False) + that time.
+     Less noisy than A/B (not a difference of two large times) on a busy machine.
 
 Every figure is a ratio or a share of timings taken in this process, so a busy machine slows
 both sides alike. The last line is `speedup: N.NN` (ours vs nn, float32 forward + backward).
@@ -33,6 +39,10 @@ from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.model import AlexNet
 
 SIZE, ALPHA, BETA, K = 5, 1e-4, 0.75, 2.0  # the paper's constants, Section 3.3
+# --clock cpu: this process's CPU time, which a machine busy with other work inflates far less
+# than wall time (with --threads 1: idle OpenMP threads would spin and count too)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+clock = CLOCKS["wall"]
 
 
 def best_time(fn, reps: int) -> float:
@@ -40,9 +50,9 @@ def best_time(fn, reps: int) -> float:
     fn()
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
@@ -78,61 +88,93 @@ def lrn_layers(x: torch.Tensor, g: torch.Tensor, reps: int, label: str, autocast
     return t_nn / t_ours, dy, dg, rel
 
 
-def training_steps(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, reps: int,
-                   bf16: bool) -> dict[str, float]:
-    """Best seconds per SGD step (forward + cross-entropy + backward + momentum/weight-decay
-    update) of each model. The models take turns in every round, so a change in the machine's
-    load during the run hits them all alike."""
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+LAYOUTS = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def lrn_share(batch: int, image_size: int, reps: int, precision: str, layout: str,
+              device: torch.device) -> dict[str, float]:
+    """Seconds per SGD step (forward + cross-entropy + backward + momentum/weight-decay update)
+    with and without LRN, and of LRN's layers alone on that step's activations; best of `reps`
+    rounds after a warm-up, the three taking turns in every round (a change in the machine's
+    load hits them alike)."""
+    dtype, fmt = PRECISIONS[precision], LAYOUTS[layout]
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, image_size, image_size, device=device).contiguous(
+        memory_format=fmt)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    with_lrn = AlexNet(image_size=image_size, lrn=True)
+    without = AlexNet(image_size=image_size, lrn=False)
+    without.load_state_dict(with_lrn.state_dict())
     loss_fn = nn.CrossEntropyLoss()
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype or torch.float32,
+                              enabled=dtype is not None)
+
+    inputs = {}                                  # norm1's and norm2's inputs, as the step has them
+    hooks = [with_lrn.layer(name).register_forward_pre_hook(
+        lambda m, args, name=name: inputs.__setitem__(name, args[0].detach()))
+        for name in ("norm1", "norm2")]
     steps = {}
-    for name, model in models.items():
+    for name, model in (("with", with_lrn), ("without", without)):
+        model.train().to(device=device, memory_format=fmt)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
         def step(model=model, opt=opt):
             opt.zero_grad(set_to_none=True)
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-            with ctx:
+            with autocast():
                 loss = loss_fn(model(x), y)
             loss.backward()
             opt.step()
 
         steps[name] = step
+    steps["with"]()
+    for hook in hooks:
+        hook.remove()
+    norm = LocalResponseNorm(SIZE, ALPHA, BETA, K)
+    grads = {name: torch.randn_like(a) for name, a in inputs.items()}
+
+    def layer():
+        for name, a in inputs.items():
+            a = a.detach().requires_grad_()
+            with autocast():
+                out = norm(a)
+            out.backward(grads[name])
+
+    steps["layer"] = layer
     best = {name: float("inf") for name in steps}
     for round_ in range(reps + 1):              # round 0 is a warm-up
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
+        for name, fn in steps.items():
+            _sync(device)
+            start = clock()
+            fn()
+            _sync(device)
             if round_:
-                best[name] = min(best[name], time.perf_counter() - start)
+                best[name] = min(best[name], clock() - start)
     return best
 
 
-def lrn_share(batch: int, image_size: int, reps: int, bf16: bool) -> None:
-    """Time a training step with LRN (ours, and PyTorch's) and without it, same weights/data."""
-    torch.manual_seed(0)
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
-    x = torch.randn(batch, 3, image_size, image_size).contiguous(memory_format=fmt)
-    y = torch.randint(0, 1000, (batch,))
-    base = AlexNet(image_size=image_size, lrn=True)
-    models = {"with ours": base}
-    torch_lrn = AlexNet(image_size=image_size, lrn=True)
-    torch_lrn.load_state_dict(base.state_dict())
-    for name in ("norm1", "norm2"):
-        setattr(torch_lrn, name, torch_lrn.layer(name).to_torch())
-    models["with nn"] = torch_lrn
-    no_lrn = AlexNet(image_size=image_size, lrn=False)
-    no_lrn.load_state_dict(base.state_dict())
-    models["without"] = no_lrn
-    label = "bf16 autocast + channels_last" if bf16 else "float32 NCHW"
-    for model in models.values():
-        model.train().to(memory_format=fmt)
-    times = training_steps(models, x, y, reps, bf16)
-    parts = [f"{name} LRN {t * 1e3:.0f} ms ({batch / t:.1f} img/s)" for name, t in times.items()]
-    print(f"step {label}, batch {batch} at {image_size}px: " + " | ".join(parts))
-    for name in ("with ours", "with nn"):
-        if name in times and "without" in times:
-            share = 1 - times["without"] / times[name]
-            print(f"  LRN share of the step, {name.split()[1]:>4}: {100 * share:5.1f} %")
+def share_table(batch: int, image_size: int, reps: int, precisions: list[str],
+                device: torch.device) -> None:
+    """LRN's share of a training step per precision x layout, one row each."""
+    print(f"LRN's share of a paper-AlexNet training step, batch {batch} at {image_size}px on "
+          f"{device}, best of {reps}:")
+    print(f"  {'precision':<9} {'layout':<13} {'with LRN':>10} {'without':>10} {'A/B':>7} "
+          f"{'LRN layers':>11} {'layer':>7}")
+    for precision in precisions:
+        for layout in LAYOUTS:
+            t = lrn_share(batch, image_size, reps, precision, layout, device)
+            ab = 1 - t["without"] / t["with"]
+            direct = t["layer"] / (t["without"] + t["layer"])
+            print(f"  {precision:<9} {layout:<13} {batch / t['with']:6.1f} img/s "
+                  f"{batch / t['without']:6.1f} img/s {100 * ab:5.1f} % {t['layer'] * 1e3:8.1f} ms "
+                  f"{100 * direct:5.1f} %", flush=True)
 
 
 def sweep_blocks(reps: int) -> None:
@@ -159,17 +201,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2, help="timed runs; the best counts")
     parser.add_argument("--batch", type=int, default=64, help="batch of conv1 activations")
-    parser.add_argument("--step-batch", type=int, default=8, help="batch of the training step")
+    parser.add_argument("--step-batch", type=int, default=32, help="batch of the training step")
     parser.add_argument("--image-size", type=int, default=227, help="training-step image side")
     parser.add_argument("--threads", type=int, default=min(2, torch.get_num_threads()))
     parser.add_argument("--skip-step", action="store_true", help="only time the LRN layers")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help=f"training-step precisions, comma-separated, of {list(PRECISIONS)}")
+    parser.add_argument("--device", default="cpu", help="training-step device (cpu, cuda)")
+    parser.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                        help="wall time, or CPU time (on a busy CPU; use with --threads 1)")
     parser.add_argument("--sweep-blocks", action="store_true",
                         help="only time our LRN at several block sizes")
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu times CPU work only: use it with --device cpu")
+    precisions = args.precisions.split(",")
+    if not set(precisions) <= set(PRECISIONS):
+        parser.error(f"--precisions takes {list(PRECISIONS)}, got {args.precisions!r}")
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}")
+          f"{torch.backends.cpu.get_cpu_capability()}, {args.clock} clock")
 
     if args.sweep_blocks:
         return sweep_blocks(args.reps)
@@ -182,10 +236,12 @@ def main() -> None:
     xb = x.bfloat16().contiguous(memory_format=torch.channels_last)
     lrn_layers(xb, g.bfloat16(), args.reps, "  bf16 channels_last    ")
     lrn_layers(xb, g.bfloat16(), args.reps, "  bf16 cl + autocast    ", autocast=True)
+    xh = x.half().contiguous(memory_format=torch.channels_last)
+    lrn_layers(xh, g.half(), args.reps, "  fp16 channels_last    ")
 
     if not args.skip_step:
-        lrn_share(args.step_batch, args.image_size, args.reps, bf16=False)
-        lrn_share(args.step_batch, args.image_size, args.reps, bf16=True)
+        share_table(args.step_batch, args.image_size, args.reps, precisions,
+                    torch.device(args.device))
 
     speedup, dy, dg, rel = result
     print(f"max difference (float32, vs nn): output {dy:.1e}, gradient {dg:.1e} "

@@ -82,7 +82,7 @@ def test_many_ragged_blocks_agree(monkeypatch, block):
     # 23: 2 pixels x 10 channels per block, ragged tail; 1260: two whole 10x7x9 samples per
     # block, then the third alone
     monkeypatch.setattr(layers, "_BLOCK", block)
-    samples = [b.indices(3) for b, _ in layers._channel_blocks(x)[1]]
+    samples = [b.indices(3) for b, _ in layers._blocks(x)[1]]
     assert samples == ([(0, 2, 1), (2, 3, 1)] if block > 23 else [(n, n + 1, 1) for n in range(3)
                                                                   for _ in range(32)])
     for name, view in layouts(x).items():
@@ -138,6 +138,54 @@ def test_bfloat16_channels_last_agrees_with_float32():
     torch.testing.assert_close(a16.grad.float(), a32.grad, rtol=8e-3, atol=1e-3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.testing.assert_close(local_response_norm(x, 5, **STRONG), y16)
+
+
+# Each precision's tolerance for one rounding of the output (bfloat16 keeps 8 significant bits,
+# float16 11) plus a few float32 roundings inside.
+HALF = {torch.bfloat16: dict(rtol=8e-3, atol=1e-3), torch.float16: dict(rtol=1e-3, atol=1e-4)}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("size", [4, 5])
+def test_half_precision_equals_the_reference(dtype, layout, size):
+    """From the same half-precision input and upstream gradient, the fast path's output and input
+    gradient equal the float64 reference (the loop over channels, and PyTorch's layer), rounded
+    to the input's precision; they keep its dtype and memory format."""
+    torch.manual_seed(size)
+    x = layouts((torch.randn(2, 12, 9, 9).relu_() * 30).to(dtype))[layout]
+    g = torch.randn(2, 12, 9, 9).to(dtype)
+    a = x.detach().requires_grad_()
+    y = local_response_norm(a, size, **STRONG)
+    y.backward(g)
+    a64 = x.double().requires_grad_()
+    y64 = torch_lrn(a64, size, **STRONG)
+    y64.backward(g.double())
+    torch.testing.assert_close(local_response_norm_reference(x.double(), size, **STRONG), y64,
+                               **FP32)
+    assert y.dtype == a.grad.dtype == dtype
+    dense = x if layout != "strided" else x.contiguous()   # other strides: made contiguous
+    assert y.stride() == dense.stride() and a.grad.stride() == x.stride(), "memory format"
+    torch.testing.assert_close(y.double(), y64, **HALF[dtype])
+    # gradients cancel to ~0 in places: compare with a tolerance relative to the largest
+    tol = HALF[dtype]["rtol"] * a64.grad.abs().max().item()
+    torch.testing.assert_close(a.grad.double(), a64.grad, rtol=HALF[dtype]["rtol"], atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_channels_last_and_nchw_give_the_same_numbers(dtype):
+    """The two memory formats take different block shapes through the kernel: same results."""
+    torch.manual_seed(6)
+    x = (torch.randn(3, 20, 11, 13).relu_() * 30).to(dtype)
+    g = torch.randn(3, 20, 11, 13).to(dtype)
+    results = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        a = x.contiguous(memory_format=fmt).detach().requires_grad_()
+        y = local_response_norm(a, 5, **STRONG)
+        y.backward(g.contiguous(memory_format=fmt))
+        assert y.is_contiguous(memory_format=fmt) and a.grad.is_contiguous(memory_format=fmt)
+        results.append((y, a.grad))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
 
 
 def test_module_defaults_are_the_papers_constants():

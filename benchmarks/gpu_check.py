@@ -203,21 +203,27 @@ def cuda_tests(paths: tuple[str, ...], out: Path, seconds: float) -> dict:
         raise RuntimeError(f"pytest wrote no report (exit {done.returncode}): "
                            f"{(done.stdout + done.stderr)[-1500:]}")
     result = {"command": "pytest -m cuda " + " ".join(paths), **junit_counts(junit)}
-    if result["failed"] or result["errors"]:
-        raise Finding(f"{result['failed']} failed, {result['errors']} errors: "
-                      f"{'; '.join(result['problems'])}", result)
+    if result["failed"] or result["errors"] or not result["passed"] + result["skipped"]:
+        raise Finding(f"{result['failed']} failed, {result['errors']} errors, "
+                      f"{result['passed'] + result['skipped']} ran or skipped: "
+                      f"{'; '.join(result['problems'] + result['not_collected'])}", result)
     return result
 
 
 def junit_counts(path: Path) -> dict:
-    """passed / failed / errors / skipped, the failures' first lines and the skip reasons."""
+    """passed / failed / errors / skipped, the failures' first lines, the skip reasons, and the
+    test modules that could not be imported (reported, not counted: on a GPU machine without
+    the notebook tools, modules that need them cannot be, and hold no cuda test)."""
     counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    problems, reasons = [], set()
+    problems, reasons, not_collected = [], set(), []
     for case in ElementTree.parse(path).getroot().iter("testcase"):
         name = f"{case.get('classname', '')}::{case.get('name', '')}"
         outcome = next((c for c in case if c.tag in ("failure", "error", "skipped")), None)
         if outcome is None:
             counts["passed"] += 1
+        elif outcome.get("message") == "collection failure":
+            last = (outcome.text or "").strip().splitlines() or [""]
+            not_collected.append(f"{case.get('name')}: {last[-1].removeprefix('E').strip()}")
         elif outcome.tag == "skipped":
             counts["skipped"] += 1
             reasons.add(outcome.get("message", ""))
@@ -225,7 +231,8 @@ def junit_counts(path: Path) -> dict:
             counts["failed" if outcome.tag == "failure" else "errors"] += 1
             first = (outcome.get("message") or "").strip().splitlines() or [""]
             problems.append(f"{name}: {first[0]}")
-    return {**counts, "problems": problems, "skip_reasons": sorted(reasons)}
+    return {**counts, "problems": problems, "skip_reasons": sorted(reasons),
+            "not_collected": not_collected}
 
 
 # ---------------------------------------------------------------------------------------------

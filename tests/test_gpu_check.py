@@ -140,3 +140,25 @@ def test_same_weights_tells_rounding_from_another_run(gpu_check, tmp_path):
     assert gpu_check.same_weights(tmp_path / "one.pt", tmp_path / "rounded.pt")["equal"]
     other = gpu_check.same_weights(tmp_path / "one.pt", tmp_path / "other.pt")
     assert not other["equal"] and other["max_abs_difference"] == pytest.approx(1e-2, rel=1e-3)
+
+
+def test_junit_counts_tell_failures_from_modules_that_could_not_be_imported(gpu_check,
+                                                                            tmp_path):
+    xml = tmp_path / "junit.xml"
+    xml.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.test_cuda" name="test_a" />'
+        '<testcase classname="tests.test_cuda" name="test_b">'
+        '<failure message="AssertionError: conv1.weight&#10;assert False">x</failure></testcase>'
+        '<testcase classname="tests.test_cuda" name="test_c">'
+        '<skipped message="needs a CUDA GPU">y</skipped></testcase>'
+        '<testcase classname="" name="tests.test_viz"><error message="collection failure">'
+        "Traceback:\nE   ModuleNotFoundError: No module named 'ipywidgets'</error></testcase>"
+        '</testsuite></testsuites>')
+    counts = gpu_check.junit_counts(xml)
+    assert {k: counts[k] for k in ("passed", "failed", "errors", "skipped")} == {
+        "passed": 1, "failed": 1, "errors": 0, "skipped": 1}
+    assert counts["problems"] == ["tests.test_cuda::test_b: AssertionError: conv1.weight"]
+    assert counts["skip_reasons"] == ["needs a CUDA GPU"]
+    assert counts["not_collected"] == [
+        "tests.test_viz: ModuleNotFoundError: No module named 'ipywidgets'"]

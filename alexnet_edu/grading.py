@@ -434,6 +434,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotebookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:   # e.g. the CSV's folder is not writable: nothing was written
+        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    if args.unsafe:
+        print("warning: --unsafe: the students' code ran without a sandbox, as you",
+              file=sys.stderr)
     for student in sorted({g.student for g in grades}):
         mine = [g for g in grades if g.student == student]
         print(f"{student}: {sum(g.passed for g in mine)} of {len(mine)} exercises passed")

@@ -384,6 +384,10 @@ def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str
     if not students:
         raise NotebookError(f"{submissions}: no student folders (expected one folder per "
                             "student holding their notebooks)")
+    folder = Path(out).absolute().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):   # found out now, not after hours
+        raise NotebookError(f"{out}: cannot write the grades there (no such folder, or not "
+                            "writable)")
     if not unsafe:
         reason = sandbox.available()
         if reason:

@@ -76,13 +76,15 @@ def pca_lighting(images: Tensor, eigval: Tensor, eigvec: Tensor, alpha: Tensor) 
     (columns of `eigvec`) and eigenvalues l_i (variances, as `data.rgb_pca` returns them) of the
     pixels' 3 x 3 covariance, and that image's alpha (N x 3, drawn from N(0, 0.1^2)).
 
-    The paper prints alpha_i * lambda_i; the code multiplies by the standard deviation sqrt(l_i),
-    so the shift along p_i is alpha_i times the data's own spread along p_i, whatever the pixel
-    scale (alpha * lambda, a variance, would change with it). Krizhevsky's cuda-convnet2
-    (convdata.py, `ColorNoiseMakerThread`) multiplies its Gaussian draws by `pca_stdevs`;
-    fb.resnet.torch (datasets/imagenet.lua), GluonCV (`random_pca_lighting`) and chainercv
-    (`pca_lighting`) use standard deviations too: 0.2175 on a 0-1 scale is 55.46 on 0-255
-    (GluonCV's default), the pixel range, not its square. The RMS length of the shift is
+    The paper prints alpha_i * lambda_i. Krizhevsky's released code multiplies by the standard
+    deviation sqrt(l_i) instead (cuda-convnet2, convdata.py: `ColorNoiseMakerThread` scales its
+    Gaussian draws by `pca_stdevs`; its ImageNet `color_pca` holds 19.7, 37.1, 121.8 on 0-255),
+    and so do we: the shift along p_i is alpha_i times the data's own spread along p_i, whatever
+    the pixel scale, where alpha * lambda (a variance) changes with it. fb.resnet.torch
+    (datasets/imagenet.lua, `eigval = {0.2175, 0.0188, 0.0045}`: ImageNet's variances on 0-1,
+    cf. 121.8^2 / 255^2 = 0.228), GluonCV and chainercv multiply by lambda at the 0-1 scale: on
+    ImageNet about half of this shift along p1, an eighth or less along the colour axes. The RMS
+    length of the shift is
     std(alpha) * sqrt(l_1 + l_2 + l_3), i.e. 0.1 x the root of the covariance's trace."""
     shift = (alpha.to(eigval) * eigval.clamp_min(0).sqrt()) @ eigvec.T       # N x 3
     return images + shift[:, :, None, None].to(images.dtype)

@@ -1,6 +1,6 @@
 """PCA lighting (§4.1) adds noise in units of the data's standard deviation along each principal
-axis (alpha * sqrt(lambda), as Krizhevsky's cuda-convnet2 and fb.resnet.torch do), so its size
-does not depend on the pixel scale."""
+axis (alpha * sqrt(lambda), as Krizhevsky's cuda-convnet2 does), so its size does not depend on
+the pixel scale."""
 
 from __future__ import annotations
 

@@ -84,8 +84,7 @@ def pca_lighting(images: Tensor, eigval: Tensor, eigvec: Tensor, alpha: Tensor) 
     (datasets/imagenet.lua, `eigval = {0.2175, 0.0188, 0.0045}`: ImageNet's variances on 0-1,
     cf. 121.8^2 / 255^2 = 0.228), GluonCV and chainercv multiply by lambda at the 0-1 scale: on
     ImageNet about half of this shift along p1, an eighth or less along the colour axes. The RMS
-    length of the shift is
-    std(alpha) * sqrt(l_1 + l_2 + l_3), i.e. 0.1 x the root of the covariance's trace."""
+    length of the shift is std(alpha) * sqrt(l_1 + l_2 + l_3): 0.1 x the root of the trace."""
     shift = (alpha.to(eigval) * eigval.clamp_min(0).sqrt()) @ eigvec.T       # N x 3
     return images + shift[:, :, None, None].to(images.dtype)
 

@@ -165,3 +165,36 @@ def test_harness_fails_on_broken_released_notebooks(workdir, tmp_path, sources, 
     nbformat.write(_notebook(*sources), src)
     with pytest.raises(AssertionError, match=complaint):
         check_released(src, tmp_path / "out", cwd=workdir)
+
+
+# ---------------------------------------------------- an exercise done as its text says
+
+# Notebook 10, exercise 3, answered by following its three numbered steps literally (a student's
+# claim text and nothing the steps do not say: the solution once needed a line they did not).
+EXERCISE_10_3 = '''init_ablation = experiments.Ablation(
+    "init", "Kaiming initialization trains where N(0, 0.01) does not",
+    ("kaiming", {"init": "kaiming"}), ("N(0, 0.01)", {"init": "paper"}), measure="val_error",
+    section="§5")
+new = experiments.run_ablations(splits, config, IMAGE_SIZE, run_root, runs={"N(0, 0.01)":
+    {"init": "paper"}}, device=device, keep_checkpoints=False)
+histories.update(new)
+init_row = experiments.claims_table(histories, len(splits.val), [init_ablation])[0]
+'''
+
+
+def test_notebook_10_exercise_3_is_doable_from_its_text(tmp_path):
+    solution = NOTEBOOK_DIR / "10_paper_experiments.ipynb"
+    scan = scan_notebook(solution)
+    third = next(e for e in scan.exercises if e.title.startswith("Exercise 3"))
+    (released,) = release(solution, tmp_path / "release")
+    nb = nbformat.read(released, as_version=4)
+    solved = nbformat.read(solution, as_version=4)
+    for earlier in scan.exercises:   # exercises 1 and 2 as solved; they feed nothing to 3
+        if earlier.cell < third.cell:
+            nb.cells[earlier.cell].source = solved.cells[earlier.cell].source
+    nb.cells[third.cell].source = EXERCISE_10_3
+    nbformat.write(nb, released)
+    outcome = run_until(released, third.check_cells[0], NOTEBOOK_DIR)
+    assert outcome.error_cell is None, (
+        f"exercise 3 done as its text says fails in cell {outcome.error_cell}: "
+        f"{outcome.ename}: {outcome.evalue}")

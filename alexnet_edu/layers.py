@@ -6,12 +6,17 @@ activity of the $n$ "adjacent" kernel maps at the same position:
 $$ b^i_{x,y} = a^i_{x,y} \Big/ \Big(k + \alpha \sum_{j=\max(0,\,i-n/2)}^{\min(N-1,\,i+n/2)}
    (a^j_{x,y})^2\Big)^{\beta}, \qquad k=2,\; n=5,\; \alpha=10^{-4},\; \beta=0.75. $$
 
-**The pitfall.** `torch.nn.LocalResponseNorm(size, alpha, beta, k)` divides `alpha` by `size`:
-it computes $k + \frac{\alpha}{n}\sum a^2$ (an average, not a sum). So
-`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` -- what most public AlexNet code writes -- uses an
-effective $\alpha$ five times smaller than the paper's. The paper's layer is
-`nn.LocalResponseNorm(size, alpha * size, beta, k)`, which is what our `LocalResponseNorm`
-equals.
+**The paper's text vs its code.** `torch.nn.LocalResponseNorm(size, alpha, beta, k)` divides
+`alpha` by `size`: it computes $k + \frac{\alpha}{n}\sum a^2$ (an average, not a sum). So did
+the code that trained AlexNet: cuda-convnet's parser divides the configured `scale` by `size`
+for cross-map normalization (`dic['scale'] /= dic['size']`, layer.py), and cuda-convnet2's
+ImageNet layer files set scale=0.0001, pow=0.75, minDiv=2 (k). Caffe uses `alpha_ / size_`
+(lrn_layer.cpp), and its bvlc_alexnet keeps the default k = 1. So
+`nn.LocalResponseNorm(5, 1e-4, 0.75, 2)` is the released code's layer, five times weaker than
+the printed formula. This module follows the printed formula:
+`nn.LocalResponseNorm(size, alpha * size, beta, k)` equals our `LocalResponseNorm`, and
+`LocalResponseNorm(alpha=1e-4 / 5)` is the code's layer (notebook 02, section 3).
+torchvision's AlexNet has no LRN.
 
 Two implementations:
 - `local_response_norm_reference`: the formula above as a loop over channels, for reading.

@@ -51,7 +51,6 @@ FILES = {"fashion-mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "stl10": ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt",
                    "fold_indices.txt"]}
 FOLDER_TEST_FRACTION = 0.2                        # one image folder: 20 % becomes the test split
-
 # what a full download holds: (training images, test images)
 OFFICIAL_SIZES = {"fashion-mnist": (60_000, 10_000), "stl10": (5_000, 8_000)}
 STL10_DOWNLOAD_GB = 2.6                           # stl10_binary.tar.gz, with the unlabelled part
@@ -60,6 +59,7 @@ STL10_DOWNLOAD_GB = 2.6                           # stl10_binary.tar.gz, with th
 # sample photos (CC BY 2.0, read from the installed scikit-learn). Licences: data/README.md.
 PHOTOS = ("astronaut", "cat", "coffee", "rocket")
 SKLEARN_PHOTOS = {"temple": "china.jpg", "flower": "flower.jpg"}
+
 
 # Datasets as uint8 tensors -----------------------------------------------------------------------
 class TensorImageDataset(Dataset):
@@ -128,7 +128,6 @@ def stl10_source() -> str | Path:
     return sample if use_sample else "stl10"
 
 
-def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
 def sample_photos() -> TensorImageDataset:
     """Six natural colour photos that every install has (no download), brought to 256 x 256 the
     paper's way (§2: shorter side to 256, central crop), one class per photo, named after what
@@ -174,6 +173,7 @@ def _missing_brief(dataset: str | Path, root: str | Path | None, err: Exception)
             "the official files there (data/README.md). The cells that need it skip.")
 
 
+def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
     """SHA-256 of a split's images and labels: a checkpoint records them (``Splits.recipe``) so
     that `evaluate` can refuse a split its run did not hold out. A streamed folder's images are
     known by their file names and sizes (reading them all would take an epoch)."""

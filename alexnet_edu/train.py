@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import Progress, RunFiles, eval_transform, seed_everything
 from .data import as_loader, first_images, make_loader
-from .device import describe_device, pick_device
+from .device import describe_device, pick_device, synchronize
 from .metrics import average_crops, topk_accuracy
 from .model import AlexNet, eval_mode
 from .profiles import current_profile
@@ -665,8 +665,7 @@ def estimate_epoch_seconds(model: nn.Module, splits, config: TrainConfig, device
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)   # CUDA and MPS run asynchronously: wait for the step
             times.append(time.perf_counter() - start)
     step = sorted(times[1:])[len(times[1:]) // 2] / batch          # seconds per image
     # a forward pass without gradients costs about a third of a training step

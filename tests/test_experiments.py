@@ -186,6 +186,21 @@ def test_plots_show_what_the_verdicts_use():
     assert [round(y, 6) for y in lrn.axes[1].get_lines()[0].get_ydata()] == [50.0, 50.0, 25.0]
 
 
+@pytest.mark.parametrize("ablation", ex.PAPER_ABLATIONS, ids=lambda a: a.alternative[0])
+def test_ablation_figures_keep_their_text_inside(ablation):
+    """The claim's wording in the title is long: every title and label stays in the figure
+    (the overlapping-pooling title stuck out of it in one line)."""
+    from alexnet_edu.viz import layout_problems
+
+    hs = {ablation.paper[0]: _run(range(100), range(60)),
+          ablation.alternative[0]: _run(range(100), range(30))}
+    for h in hs.values():
+        for r in h:
+            r.setdefault("train_acc_eval", 0.8)
+    hs = {"paper": hs[ablation.paper[0]], ablation.alternative[0]: hs[ablation.alternative[0]]}
+    assert layout_problems(ex.plot_ablation(ablation, hs, n_val=400)) == []
+
+
 def test_fixed_schedule_never_cuts_the_learning_rate():
     from alexnet_edu.train import TrainConfig
 

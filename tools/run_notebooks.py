@@ -8,7 +8,8 @@
 Run it from the repository root with ALEXNET_EDU_DATA pointing at the data, after removing
 runs/cpu/: the outputs show a student's first run, not one that replaces earlier checkpoints.
 A notebook is only written when every cell ran without an error, no output came from smoke
-mode or generated stand-in data, and no output shows a path of this machine. Cells tagged
+mode or generated stand-in data, no output shows a path of this machine, and no figure has text
+outside it or on other text (`viz.layout_problems`, run after every draw). Cells tagged
 ``needs-stl10-train`` are left without output when STL-10's training images are not there
 (they are a 2.6 GB download this machine cannot make); the notebook's text says what a
 full-profile GPU run gives instead.
@@ -25,6 +26,7 @@ import hashlib
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from alexnet_edu.device import describe_device
+from alexnet_edu.viz import FIGURE_CHECK_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -99,8 +102,12 @@ def stl10_train_available() -> bool:
 
 
 def execute(path: Path, profile: str, timeout: int | None) -> nbformat.NotebookNode:
-    """Run the notebook in a fresh kernel (cwd: notebooks/) and stamp every code cell."""
+    """Run the notebook in a fresh kernel (cwd: notebooks/) and stamp every code cell. Every
+    figure `viz.subplots` makes is checked after each draw (`viz.layout_problems`); what the check
+    found is in ``nb.metadata["figure_problems"]`` (not stored: `main` refuses such a notebook)."""
     nb = nbformat.read(path, as_version=4)
+    report = Path(tempfile.mkstemp(prefix="figure-check-", suffix=".txt")[1])
+    os.environ[FIGURE_CHECK_VARIABLE] = str(report)   # the kernel inherits it
     skip = not stl10_train_available()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
@@ -118,6 +125,8 @@ def execute(path: Path, profile: str, timeout: int | None) -> nbformat.NotebookN
                 cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
             cell.metadata["alexnet_edu"] = {"source": source_hash(cell.source)}
     seconds = time.perf_counter() - started
+    nb.metadata["figure_problems"] = report.read_text(encoding="utf-8").splitlines()
+    report.unlink()
     nb.metadata["alexnet_edu"] = {
         "profile": profile, "seconds": round(seconds),
         "date": datetime.date.today().isoformat(),
@@ -173,7 +182,7 @@ def main() -> int:
             failed += 1
             print(f"{path.name}: NOT written: a cell failed:\n{str(err)[-2000:]}")
             continue
-        found = problems(nb)
+        found = problems(nb) + nb.metadata.pop("figure_problems")
         if found:
             failed += 1
             print(f"{path.name}: NOT written:\n  " + "\n  ".join(found[:10]))

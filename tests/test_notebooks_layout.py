@@ -302,3 +302,30 @@ def test_failed_checks_and_missing_names_show_one_line_in_ipython(capsys) -> Non
         assert "ZeroDivisionError" in "".join(capsys.readouterr())
     finally:
         InteractiveShell.clear_instance()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_question_is_checked_or_marked_as_discussion(path: Path) -> None:
+    """An exercise that asks a question ("why ...?") either gives it an answer slot the check
+    reads (its **Define:** line) or says that it is for discussion: a question nothing reads
+    is graded as done whatever the student writes."""
+    texts, in_exercises = [], False
+    for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+        if cell.cell_type != "markdown":
+            continue
+        before, heading, after = cell.source.partition("## Exercises")
+        if heading and not in_exercises and (not before or before.endswith("\n")):
+            in_exercises = True
+            texts.append((i, after))
+        elif in_exercises:
+            texts.append((i, cell.source))
+    assert texts, f"{path.name}: no '## Exercises' section"
+    problems = []
+    for i, text in texts:
+        questions = [line for line in text.splitlines()
+                     if "?" in line and not line.lstrip().startswith("#")]
+        answered = "**Define:**" in text or "discussion" in text.lower()
+        if questions and not answered:
+            problems.append(f"cell {i}: {questions[0].strip()[:80]!r}")
+    assert not problems, (f"{path.name}: questions with no answer slot and not for discussion: "
+                          f"{problems}")

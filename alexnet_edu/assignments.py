@@ -60,6 +60,17 @@ def _near_marker(line: str) -> str | None:
             return (_BEGIN if action == "begin" else _END)[kind]
     return None
 
+def _marker_like(line: str, cell_type: str) -> str:
+    """The part of `line` that could be a mistyped marker: a `#` line of at most three words
+    after the hashes (markers are short lines of their own), else "". In code only a comment
+    can be one (`def end(solution):` is not); in markdown, prose such as "an end-to-end
+    solution" or a heading "## The end: solution" with more words is not."""
+    text = line[line.find("#"):] if cell_type == "code" and "#" in line else line.strip()
+    if not text.startswith("#") or len(text.lstrip("#").split()) > 3:
+        return ""
+    return text
+
+
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's stubs
 TEXT_STUB = ("YOUR ANSWER HERE",)
 
@@ -156,9 +167,7 @@ def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region
     for number, line in enumerate(source.split("\n"), start=1):
         marker = _MARKERS.get(line.strip())
         if marker is None:
-            # in code, only comments can be markers: `def end(solution):` is not a near miss
-            meant = _near_marker(line if cell_type != "code" else line[line.find("#"):]
-                                 if "#" in line else "")
+            meant = _near_marker(_marker_like(line, cell_type))
             if meant:
                 raise NotebookError(f"{where}: line {number} ({line.strip()[:60]!r}) is not a "
                                     f"marker, though it looks like one: write exactly {meant!r} "

@@ -139,9 +139,14 @@ def _environment(profile: str, workers: int = 1) -> dict[str, str]:
            "MPLBACKEND": "Agg"}   # figures are rendered headless, nothing waits on a window
     if workers > 1:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
-    for key in ("ALEXNET_EDU_DATA", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(key):
             env[key] = os.environ[key]
+    # the data root by name: in the sandbox the package has no clone around it, so the default
+    # (the clone's data/) would become the scratch folder's, empty. None here: the scratch
+    # folder's it is (smoke mode writes its stand-ins there)
+    if data_root().is_dir():
+        env["ALEXNET_EDU_DATA"] = str(data_root())
     return env
 
 

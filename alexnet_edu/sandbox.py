@@ -62,8 +62,9 @@ def _bind_plan(readable: Sequence[Path]) -> list[Path]:
 def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
             readable: Sequence[Path] = (), hide: Sequence[Path] = ()) -> list[str]:
     """The bwrap command line running `argv` with `scratch` writable at /scratch (also its working
-    folder) and `runs` writable at the package's runs/ folder. `hide` are folders covered by an
-    empty one should a read-only bind expose them (the solutions, the submissions)."""
+    folder) and `runs` writable at /scratch/runs (the kernel's runs_dir()). `hide` are folders
+    covered by an empty one should a read-only bind expose them (the solutions, the
+    submissions)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
@@ -90,7 +91,6 @@ def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
                 out += ["--perms", "0755", "--dir", str(parent)]
         return out
 
-    project_runs = PACKAGE.parent / "runs"
     bound = [Path("/usr"), Path("/etc")]
     for path in _bind_plan([*_python_roots(), PACKAGE, *readable]):
         if path.is_relative_to(Path("/usr")) or path.is_relative_to(Path("/etc")):
@@ -98,12 +98,15 @@ def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
         args += parents(path) + ["--ro-bind", str(path), str(path)]
         made.add(path)
         bound.append(path)
-    args += parents(project_runs) + ["--bind", str(runs), str(project_runs)]
     for path in hide:   # only a bind shows a folder's files: cover those inside one
-        path = Path(path).absolute()
-        if any(path.is_relative_to(p) for p in bound) and path.is_dir():
-            args += ["--tmpfs", str(path)]
-    args += ["--bind", str(scratch), SCRATCH, "--chdir", SCRATCH, "--dev", "/dev",
+        # as given and with its links resolved: a bound folder may hold it under either name
+        for form in {Path(path).absolute(), Path(path).resolve()}:
+            if form.is_dir() and any(form.is_relative_to(p) for p in bound):
+                args += ["--tmpfs", str(form)]
+    # runs/: inside the sandbox the package has no pyproject.toml beside it, so runs_dir() is
+    # the working folder's (settings.PROJECT_ROOT), /scratch/runs
+    args += ["--bind", str(scratch), SCRATCH, "--bind", str(runs), f"{SCRATCH}/runs",
+             "--chdir", SCRATCH, "--dev", "/dev",
              "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp", "--clearenv"]
     for key, value in {"HOME": SCRATCH, "TMPDIR": "/tmp", "PATH": "/usr/bin:/bin",
                        "LANG": "C.UTF-8", "MPLCONFIGDIR": f"{SCRATCH}/.matplotlib",

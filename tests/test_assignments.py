@@ -164,12 +164,24 @@ def test_near_miss_markers_are_errors_for_release_and_check(tmp_path, capsys, ma
 
 
 @pytest.mark.parametrize("line", ["# the end of the solution", "def end(solution):",
-                                  "x = begin + 1  # hidden layer size"])
+                                  "x = begin + 1  # hidden layer size",
+                                  "# at the end hidden units are pruned"])
 def test_ordinary_lines_are_not_taken_for_markers(tmp_path, line):
     nb = solution_notebook()
     nb.cells[6].source = f"{line}\n    pass\n" if line.startswith("def") else line
     (released,) = release(write(nb, tmp_path / "01_demo.ipynb"), tmp_path / "out")
     assert "".join(json.loads(released.read_text())["cells"][6]["source"]) == nb.cells[6].source
+
+
+@pytest.mark.parametrize("line", ["An end-to-end solution: begin solution, end solution.",
+                                  "## The end: a solution in three parts"])
+def test_markdown_prose_is_not_taken_for_a_marker(tmp_path, line):
+    """Only a short `#` line of its own can be a mistyped marker: prose that happens to hold
+    'end solution' was refused by release and check."""
+    nb = solution_notebook()
+    nb.cells[0].source += f"\n\n{line}"
+    (released,) = release(write(nb, tmp_path / "01_demo.ipynb"), tmp_path / "out")
+    assert "".join(json.loads(released.read_text())["cells"][0]["source"]) == nb.cells[0].source
 
 
 def test_error_leaves_an_existing_output_folder_unchanged(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -159,6 +160,14 @@ def quick_size() -> dict:
     return {**QUICK, **{k: min(QUICK[k], v) for k, v in QUICK_SMOKE.items()}}
 
 
+def _finished(run: Path, epochs: int) -> bool:
+    """Did the run in `run` train all `epochs` (its history.json has a row for each)?"""
+    try:
+        return len(json.loads((run / "history.json").read_text())) >= epochs
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def trained_model_path(dataset: str) -> Path:
     """Where notebook 04/05 (or `alexnet-edu train`) leaves the best model for `dataset`."""
     return runs_dir() / Path(dataset).name / "best.pt"
@@ -170,15 +179,16 @@ def load_or_train(dataset: str, device: str | torch.device | None = None
     small quick model (trained once into ``runs_dir()/quick/<dataset>``) - `how` says which, so
     notebooks can tell the reader."""
     name = Path(dataset).name
-    for path, how in ((trained_model_path(name), "the model trained by notebook 04/05"),
-                      (runs_dir() / "quick" / name / "best.pt", "a quick model trained earlier")):
+    size, run = quick_size(), runs_dir() / "quick" / name
+    found = [(trained_model_path(name), "the model trained by notebook 04/05")]
+    if _finished(run, size["epochs"]):   # an interrupted quick run is trained again
+        found.append((run / "best.pt", "a quick model trained earlier"))
+    for path, how in found:
         if path.is_file():
             model, checkpoint = load_model(path, device)
             return model, checkpoint, f"loaded {how} ({shown_path(path)})"
-    size = quick_size()
     splits = load_splits(dataset, limit=size["limit"])
     model = build_model(splits, image_size=size["image_size"])
-    run = runs_dir() / "quick" / name
     fit(model, splits, TrainConfig(epochs=size["epochs"], lr=size["lr"],
                                    schedule=size["schedule"], progress=False), run, device=device)
     model, checkpoint = load_model(run / "best.pt", device)

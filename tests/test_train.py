@@ -9,6 +9,7 @@ dropout RNG matters); one test trains the real AlexNet at its smallest input siz
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pickle
 
@@ -421,6 +422,24 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
     save_checkpoint(dict(checkpoint, epoch=30), tmp_path / "fashion-mnist" / "best.pt")
     _, real, how = train_module.load_or_train("fashion-mnist")
     assert "notebook 04" in how and real["epoch"] == 30
+
+
+def test_load_or_train_trains_again_after_an_interrupted_quick_run(tmp_path, monkeypatch):
+    """A quick run stopped in its first epochs (Ctrl-C in notebook 06's set-up) left a best.pt
+    that every later notebook reused as 'a quick model trained earlier'."""
+    import alexnet_edu.pretrained as train_module
+
+    monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
+    monkeypatch.setitem(train_module.QUICK, "limit", 48)
+    monkeypatch.setitem(train_module.QUICK, "epochs", 2)
+    _, checkpoint, how = train_module.load_or_train("fashion-mnist")
+    run = tmp_path / "quick" / "fashion-mnist"
+    history = json.loads((run / "history.json").read_text())
+    (run / "history.json").write_text(json.dumps(history[:1]))   # as if stopped after epoch 1
+    _, again, how = train_module.load_or_train("fashion-mnist")
+    assert how.startswith("trained a quick model") and again["epoch"] == checkpoint["epoch"]
+    _, third, how = train_module.load_or_train("fashion-mnist")
+    assert how.startswith("loaded a quick model")
 
 
 def test_model_to_inspect_says_which_model_in_one_line(tmp_path, monkeypatch, capsys):

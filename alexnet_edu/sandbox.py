@@ -79,6 +79,9 @@ def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
+    # a private /tmp first: the binds below then show through it (a clone, its venv or the data
+    # may live under /tmp; a tmpfs mounted after them would hide them)
+    args += ["--perms", "1777", "--tmpfs", "/tmp"]
     made: set[Path] = {Path("/"), Path("/usr"), Path("/etc"), Path("/tmp"), Path("/proc"),
                        Path("/dev")}
 
@@ -106,8 +109,7 @@ def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
     # runs/: inside the sandbox the package has no pyproject.toml beside it, so runs_dir() is
     # the working folder's (settings.PROJECT_ROOT), /scratch/runs
     args += ["--bind", str(scratch), SCRATCH, "--bind", str(runs), f"{SCRATCH}/runs",
-             "--chdir", SCRATCH, "--dev", "/dev",
-             "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp", "--clearenv"]
+             "--chdir", SCRATCH, "--dev", "/dev", "--proc", "/proc", "--clearenv"]
     for key, value in {"HOME": SCRATCH, "TMPDIR": "/tmp", "PATH": "/usr/bin:/bin",
                        "LANG": "C.UTF-8", "MPLCONFIGDIR": f"{SCRATCH}/.matplotlib",
                        "PYTHONDONTWRITEBYTECODE": "1", **env}.items():

@@ -52,3 +52,14 @@ def test_graded_kernels_read_the_graders_data_root_by_name(tmp_path, monkeypatch
     monkeypatch.setattr(grading, "data_root", lambda: tmp_path / "missing")
     assert "ALEXNET_EDU_DATA" not in grading._environment("smoke")   # stand-ins in scratch
     assert Path(tmp_path).is_dir()
+
+
+@needs_bwrap
+def test_folders_under_tmp_are_bound_after_the_private_tmp(tmp_path):
+    """A clone (and its venv) under /tmp: the sandbox's private /tmp was mounted after the binds
+    and hid them ('setpriv: failed to execute .../.venv/bin/python: No such file')."""
+    argv = sandbox.command(["true"], tmp_path / "scratch", tmp_path / "runs", {},
+                           readable=[tmp_path])
+    private_tmp = argv.index("/tmp", argv.index("--tmpfs"))
+    binds = [i for i, a in enumerate(argv) if a == "--ro-bind" and argv[i + 1] == str(tmp_path)]
+    assert binds and all(private_tmp < i for i in binds)

@@ -30,6 +30,8 @@ def _open_image(path: Path, max_pixels: int) -> Image.Image:
     """PIL's lazily opened image (header read only), or a clear error naming the file."""
     if not path.exists():
         raise FileNotFoundError(f"image {path} does not exist")
+    if path.is_dir():
+        raise DataFileError(f"cannot read image {path}: it is a folder, not an image file")
     if not path.is_file():   # a pipe or a device would block the reader, or never end
         raise DataFileError(f"{path} is not a regular file (a named pipe, device or socket): "
                             "remove it, or copy the image into a file.")

@@ -76,7 +76,7 @@ def test_describe_device(hardware):
     cpu = describe_device(torch.device("cpu"))
     assert cpu.startswith("cpu (") and f"{torch.get_num_threads()} threads" in cpu
     assert device_module.cpu_name() in cpu
-    assert device_module.__all__ == ["pick_device", "describe_device"]
+    assert device_module.__all__ == ["pick_device", "describe_device", "synchronize"]
 
 
 def test_cpu_name_reads_the_model_without_trademark_noise(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ whole batches), `images` (reading image files), `standin` (generated smoke data)
 `notebook` (the notebooks' set-up cell), `settings` (smoke mode, data root).
 
 The names below are imported on first use, so `import alexnet_edu` (and command-line tools such
-as `python -m alexnet_edu.assignments`) start without loading PyTorch.
+as `python -m alexnet_edu.course.release`) start without loading PyTorch.
 """
 
 from importlib import import_module

@@ -5,7 +5,7 @@
 
 Builds a synthetic class in a temporary folder: every student hands in the solution notebooks
 themselves (every answer right, so every cell runs and every check passes: the slowest honest
-submission), then grades it with `alexnet_edu.grading` (sandboxed, smoke profile) once per
+submission), then grades it with `alexnet_edu.course.grading` (sandboxed, smoke profile) once per
 --workers value, and prints the wall time, the time per graded notebook, and the extrapolation
 to 30 students x 11 notebooks. It fails loudly if any exercise does not pass (a grader that
 fails right answers is not measured). Timings are noisy on a shared machine: compare the
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from alexnet_edu.grading import grade_folder
+from alexnet_edu.course.grading import grade_folder
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

@@ -1,4 +1,4 @@
-"""The release tool (alexnet_edu.assignments) on small synthetic notebooks, and the exercise
+"""The release tool (alexnet_edu.course.release) on small synthetic notebooks, and the exercise
 convention on the real ones: >= 3 exercises per notebook, each followed by a check cell."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from alexnet_edu import assignments
-from alexnet_edu.assignments import NotebookError, release, scan_notebook
+from alexnet_edu.course import release as assignments
+from alexnet_edu.course.release import NotebookError, release, scan_notebook
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -28,7 +28,7 @@ SOLVED_FUNCTION = """def conv_size(n, k, s, p=0):
 
 answer = conv_size(227, 11, 4)"""
 
-CHECK = """from alexnet_edu.checks import check_equal
+CHECK = """from alexnet_edu.notebook.checks import check_equal
 check_equal("conv1 output size", answer, 55)
 ### BEGIN HIDDEN TESTS
 check_equal("conv2", conv_size(27, 5, 1, 2), 27)
@@ -73,7 +73,8 @@ def test_release_replaces_solutions_keeping_indentation_and_everything_else(tmp_
                     "answer = conv_size(227, 11, 4)")
     compile(code, "released", "exec")  # the function body is still valid Python
     assert "".join(after["cells"][4]["source"]) == (
-        'from alexnet_edu.checks import check_equal\ncheck_equal("conv1 output size", answer, 55)')
+        'from alexnet_edu.notebook.checks import check_equal\n'
+        'check_equal("conv1 output size", answer, 55)')
     assert "".join(after["cells"][5]["source"]) == (
         "### Exercise 2 · Why overlap?\n\nYOUR ANSWER HERE\n\nThanks.")
     assert "".join(after["cells"][6]["source"]) == (
@@ -284,7 +285,7 @@ def test_python_dash_m_reports_bad_input_without_traceback(tmp_path):
     nb = solution_notebook()
     nb.cells[4].source = "### END HIDDEN TESTS"
     write(nb, tmp_path / "notebooks" / "01_demo.ipynb")
-    done = subprocess.run([sys.executable, "-m", "alexnet_edu.assignments", "release",
+    done = subprocess.run([sys.executable, "-m", "alexnet_edu.course.release", "release",
                            "notebooks/", "--out", "release/"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2

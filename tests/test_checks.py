@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet_edu.checks import (
+from alexnet_edu.model import AlexNet
+from alexnet_edu.notebook.checks import (
     CheckFailed,
     check_close,
     check_equal,
@@ -18,7 +19,6 @@ from alexnet_edu.checks import (
     check_true,
     relative_error,
 )
-from alexnet_edu.model import AlexNet
 
 
 def failure(fn, *args, **kwargs) -> str:

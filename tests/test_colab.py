@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from alexnet_edu import notebook
+from alexnet_edu.notebook import setup as notebook
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""alexnet_edu.experiments: the measures and verdicts of notebook 10, on hand-made histories
+"""notebook.experiments: the measures and verdicts of notebook 10, on hand-made histories
 (fast), and one tiny real ablation run through train.fit (same budget, same initial weights)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alexnet_edu import experiments as ex
+from alexnet_edu.notebook import experiments as ex
 
 
 def _history(train_acc, val_acc):
@@ -195,7 +195,7 @@ def test_plots_show_what_the_verdicts_use():
 def test_ablation_figures_keep_their_text_inside(ablation):
     """The claim's wording in the title is long: every title and label stays in the figure
     (the overlapping-pooling title stuck out of it in one line)."""
-    from alexnet_edu.viz import layout_problems
+    from alexnet_edu.notebook.viz import layout_problems
 
     hs = {ablation.paper[0]: _run(range(100), range(60)),
           ablation.alternative[0]: _run(range(100), range(30))}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet_edu import viz
 from alexnet_edu.model import AlexNet
+from alexnet_edu.notebook import viz
 from alexnet_edu.shapes import trace
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_edu import sandbox
-from alexnet_edu.assignments import release
-from alexnet_edu.grading import main
+from alexnet_edu.course import sandbox
+from alexnet_edu.course.grading import main
+from alexnet_edu.course.release import release
 
 SANDBOX = sandbox.available()
 pytestmark = pytest.mark.skipif(SANDBOX is not None, reason=f"no sandbox here: {SANDBOX}")
@@ -53,8 +53,8 @@ def graded(tmp_path_factory) -> dict[tuple[str, str], tuple[bool, str]]:
         "            return []")
     _answer(ada, ex4, chain[:chain.index("### BEGIN SOLUTION\nsmallest_input")]
             + "smallest_input = 67\n")
-    check1 = _cell_id(ada, "from alexnet_edu import checks")
-    _answer(ada, check1, "from alexnet_edu import checks\n")
+    check1 = _cell_id(ada, "from alexnet_edu.notebook import checks")
+    _answer(ada, check1, "from alexnet_edu.notebook import checks\n")
     # bob: exercise 1 wrong, exercise 2 never finishes, the rest not answered
     bob = json.loads(json.dumps(student))
     _answer(bob, ex1, "conv2_out = 26\n")
@@ -112,11 +112,11 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
     solution.write_text(json.dumps(_notebook([
         ("markdown", "### Exercise 1 (easy)\n**Define:** `double`"),
         ("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
-        ("code", "from alexnet_edu.checks import check_equal\n"
+        ("code", "from alexnet_edu.notebook.checks import check_equal\n"
                  "check_equal('double(2)', double(2), 4)"),
         ("markdown", "### Exercise 2 (easy)\n**Define:** `triple`"),
         ("code", "### BEGIN SOLUTION\ntriple = 3\n### END SOLUTION"),
-        ("code", "### BEGIN HIDDEN TESTS\nfrom alexnet_edu.checks import check_equal\n"
+        ("code", "### BEGIN HIDDEN TESTS\nfrom alexnet_edu.notebook.checks import check_equal\n"
                  "check_equal('triple', triple, 3)\n### END HIDDEN TESTS"),
     ])))
     (released,) = release(solution, tmp_path / "release")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_edu import grading, sandbox
-from alexnet_edu.assignments import release
+from alexnet_edu.course import grading, sandbox
+from alexnet_edu.course.release import release
 
 SANDBOX = sandbox.available()
 TIMEOUT = 10
@@ -32,7 +32,7 @@ def notebook(cells: list[tuple[str, str]]) -> dict:
 
 
 SOLUTION = notebook([
-    ("code", "import torch\nfrom alexnet_edu import checks\nTARGET = 42"),
+    ("code", "import torch\nfrom alexnet_edu.notebook import checks\nTARGET = 42"),
     ("markdown", "### Exercise 1 (easy)\n**Define:** `double`"),
     ("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
     ("code", "checks.check_equal('double(3)', double(3), 6)\n### BEGIN HIDDEN TESTS\n"
@@ -58,7 +58,7 @@ def attackers(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
         "attack1": {"cell2": "get_ipython().set_custom_exc((BaseException,), "
                              "lambda *a, **k: None)\n"},
         # 2: checks that pass anything; and a context name the check reads, replaced
-        "attack2": {"cell2": "from alexnet_edu import checks\n"
+        "attack2": {"cell2": "from alexnet_edu.notebook import checks\n"
                              "checks.check_equal = checks.check_true = checks.check_close = "
                              "lambda *a, **k: None\n"
                              "checks.CheckFailed = type('CheckFailed', (Exception,), {})\n",

@@ -218,7 +218,7 @@ def test_json_never_holds_nan_or_infinity(run, data_root, monkeypatch, capsys):
 def test_imagenet_weights_are_loaded_hash_checked_and_weights_only(monkeypatch):
     import torchvision
 
-    from alexnet_edu.pretrained import imagenet_alexnet
+    from alexnet_edu.notebook.pretrained import imagenet_alexnet
 
     calls = []
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_edu import AlexNet, activations, interpret
-from alexnet_edu.embeddings import extract_features, nearest_neighbours
-from alexnet_edu.interpret import grad_cam, occlusion, occlusion_positions, saliency
+from alexnet_edu import AlexNet, activations
+from alexnet_edu.notebook import interpret
+from alexnet_edu.notebook.embeddings import extract_features, nearest_neighbours
+from alexnet_edu.notebook.interpret import grad_cam, occlusion, occlusion_positions, saliency
 
 REGION = (slice(4, 10), slice(12, 20))   # rows 4..9, columns 12..19 of a 24 x 24 image
 

@@ -281,13 +281,13 @@ def test_one_place_names_the_repository() -> None:
 def test_failed_checks_and_missing_names_show_one_line_in_ipython(capsys) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from alexnet_edu.checks import CheckFailed
     from alexnet_edu.notebook import brief_errors
+    from alexnet_edu.notebook.checks import CheckFailed
 
     shell = InteractiveShell.instance()
     try:
         brief_errors()
-        failed = shell.run_cell("from alexnet_edu.checks import check_equal\n"
+        failed = shell.run_cell("from alexnet_edu.notebook.checks import check_equal\n"
                                 "check_equal('conv2 output size', 26, 27)")
         out = capsys.readouterr()
         assert isinstance(failed.error_in_exec, CheckFailed)   # the cell still fails

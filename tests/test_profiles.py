@@ -175,7 +175,7 @@ def test_images_to_inspect_reads_the_sample_and_bounds_the_count(tmp_path, no_en
     import numpy as np
     from PIL import Image
 
-    from alexnet_edu import pretrained
+    from alexnet_edu.notebook import pretrained
 
     for c in range(3):
         folder = tmp_path / "stl10-sample" / "test" / f"class{c}"

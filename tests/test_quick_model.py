@@ -3,7 +3,7 @@ recipe QUICK names (benchmarked: benchmarks/time_to_accuracy.py), shrunk only in
 
 from __future__ import annotations
 
-from alexnet_edu import pretrained
+from alexnet_edu.notebook import pretrained
 
 
 def test_quick_size_is_the_benchmarked_recipe_outside_smoke(monkeypatch):

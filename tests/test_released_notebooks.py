@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from alexnet_edu.assignments import release, scan_notebook
+from alexnet_edu.course.release import release, scan_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -123,7 +123,7 @@ def _notebook(*sources: str) -> nbformat.NotebookNode:
 
 SETUP = "import os\nassert os.environ['ALEXNET_EDU_SMOKE'] == '1'\nopen('marker.txt').read()"
 EXERCISE = "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION"
-CHECK = "from alexnet_edu.checks import check_equal\ncheck_equal('f', f(1), 1)"
+CHECK = "from alexnet_edu.notebook.checks import check_equal\ncheck_equal('f', f(1), 1)"
 LATER = "raise ValueError('cells after the first exercise must not run')"
 
 
@@ -156,7 +156,8 @@ SWALLOWED = ("try:\n    ### BEGIN SOLUTION\n    z = 1\n    ### END SOLUTION\n"
 @pytest.mark.parametrize("sources, complaint", [
     ((SETUP, "1 / 0", EXERCISE, CHECK), "fails before its first exercise"),
     ((SETUP, EXERCISE, "1 / 0\n" + CHECK), "got ZeroDivisionError"),
-    ((SETUP, SWALLOWED, "from alexnet_edu.checks import check_true\ncheck_true('ok', 1, '')"),
+    ((SETUP, SWALLOWED,
+      "from alexnet_edu.notebook.checks import check_true\ncheck_true('ok', 1, '')"),
      "ran through its first exercise"),
 ], ids=["error-before", "other-error", "no-error"])
 def test_harness_fails_on_broken_released_notebooks(workdir, tmp_path, sources, complaint):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from alexnet_edu import data, pretrained
+from alexnet_edu import data
+from alexnet_edu.notebook import pretrained
 from alexnet_edu.standin import generate_stl10
 
 

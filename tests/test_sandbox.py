@@ -1,4 +1,5 @@
-"""The grader's sandbox command line (alexnet_edu/sandbox.py) and environment, without running it:
+"""The grader's sandbox command line (alexnet_edu/course/sandbox.py) and environment, without
+running it:
 what is bound where, what is hidden, and the data root the graded kernels read."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_edu import grading, sandbox
+from alexnet_edu.course import grading, sandbox
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap is not installed (.ci/run installs it)")

@@ -407,7 +407,7 @@ def test_fit_never_touches_the_test_split(tmp_path):
 
 
 def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
-    import alexnet_edu.pretrained as train_module  # load_or_train's home
+    import alexnet_edu.notebook.pretrained as train_module  # load_or_train's home
 
     monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
     monkeypatch.setitem(train_module.QUICK, "limit", 48)
@@ -427,7 +427,7 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
 def test_load_or_train_trains_again_after_an_interrupted_quick_run(tmp_path, monkeypatch):
     """A quick run stopped in its first epochs (Ctrl-C in notebook 06's set-up) left a best.pt
     that every later notebook reused as 'a quick model trained earlier'."""
-    import alexnet_edu.pretrained as train_module
+    import alexnet_edu.notebook.pretrained as train_module
 
     monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
     monkeypatch.setitem(train_module.QUICK, "limit", 48)
@@ -445,7 +445,7 @@ def test_load_or_train_trains_again_after_an_interrupted_quick_run(tmp_path, mon
 def test_model_to_inspect_says_which_model_in_one_line(tmp_path, monkeypatch, capsys):
     """Offline, with no trained STL-10 model: one line naming the quick model and why, not the
     download error's traceback text and a second copy of the training message."""
-    import alexnet_edu.pretrained as pretrained
+    import alexnet_edu.notebook.pretrained as pretrained
 
     def offline(device=None):
         raise RuntimeError("torchvision's ImageNet AlexNet weights are not available "
@@ -468,7 +468,7 @@ def test_model_to_inspect_shows_imagenet_weights_the_sample_photos(tmp_path, mon
     """Online, in the cpu profile, with neither STL-10 nor its sample: torchvision's ImageNet
     model is shown the six sample photos every install has (07-09 never need STL-10), and
     nothing is downloaded into the data folder."""
-    import alexnet_edu.pretrained as pretrained
+    import alexnet_edu.notebook.pretrained as pretrained
     from alexnet_edu.model import AlexNet
 
     monkeypatch.setattr(pretrained, "runs_dir", lambda: tmp_path / "runs")
@@ -489,7 +489,7 @@ def test_model_to_inspect_trains_on_fashion_mnist_without_stl10_training_images(
         tmp_path, monkeypatch, capsys):
     """The cpu profile offline, before notebook 04 ran, with no STL-10 training files: the quick
     model is trained on Fashion-MNIST (not a FileNotFoundError for STL-10's train_X.bin)."""
-    import alexnet_edu.pretrained as pretrained
+    import alexnet_edu.notebook.pretrained as pretrained
     from alexnet_edu.standin import generate_fashion_mnist
 
     generate_fashion_mnist(tmp_path / "data", n_train=60, n_test=20, seed=0)

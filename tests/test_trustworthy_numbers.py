@@ -18,11 +18,12 @@ from PIL import Image
 from test_train import _same_weights, _splits, _tiny
 from torch import nn
 
-from alexnet_edu import experiments, train
+from alexnet_edu import train
 from alexnet_edu.checkpoint import eval_transform, load_checkpoint
 from alexnet_edu.cli import main
 from alexnet_edu.data import load_splits, split_fingerprint
 from alexnet_edu.metrics import topk_accuracy, topk_correct
+from alexnet_edu.notebook import experiments
 from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import (
     TrainConfig,

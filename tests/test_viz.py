@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet_edu import AlexNet, activations, viz
+from alexnet_edu import AlexNet, activations
+from alexnet_edu.notebook import viz
+from alexnet_edu.notebook.widgets import FeatureMapViewer
 from alexnet_edu.shapes import conv_output_size, unread_pixels, unused_pixels
-from alexnet_edu.widgets import FeatureMapViewer
 
 
 @pytest.fixture(scope="module")

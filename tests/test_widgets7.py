@@ -62,7 +62,7 @@ print("{name} ok")
 CHECK_VIEWER = """
 import torch
 from alexnet_edu.model import AlexNet
-from alexnet_edu.widgets import FeatureMapViewer
+from alexnet_edu.notebook.widgets import FeatureMapViewer
 
 torch.manual_seed(0)
 model = AlexNet(num_classes=10, in_channels=3, image_size=67).eval()
@@ -95,7 +95,7 @@ def test_explorer_and_viewer_work_with_ipywidgets_7(widgets7, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(widgets7)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    cells = ["from alexnet_edu import viz", _explorer_source(), EXPLORER_START]
+    cells = ["from alexnet_edu.notebook import viz", _explorer_source(), EXPLORER_START]
     for name, value in EXPLORER_CHANGES:
         cells += [f"slider({name!r}).value = {value}", EXPLORER_CHECK.format(name=name)]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c)

@@ -36,7 +36,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from alexnet_edu.device import describe_device
-from alexnet_edu.viz import FIGURE_CHECK_VARIABLE
+from alexnet_edu.notebook.viz import FIGURE_CHECK_VARIABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

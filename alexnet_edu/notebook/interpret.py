@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import eval_mode, find_layer
+from ..model import eval_mode, find_layer
 
 __all__ = ["occlusion", "occlusion_positions", "saliency", "grad_cam", "upsample", "edge_map",
            "rank_correlation", "ssim", "cascading_randomization", "sanity_check",

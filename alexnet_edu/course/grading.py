@@ -1,18 +1,18 @@
 """Grade a folder of student submissions with the check cells of the solution notebooks.
 
-    python -m alexnet_edu.grading notebooks/ submissions/ --out grades.csv [--workers 2]
+    python -m alexnet_edu.course.grading notebooks/ submissions/ --out grades.csv [--workers 2]
 
 `submissions/` holds one folder per student, each with that student's copies of the released
 notebooks (same file names). Each notebook is graded in two runs, each in its own sandbox
-(`alexnet_edu.sandbox`: bubblewrap, read-only system, no network, a separate user when the grader
+(`sandbox`: bubblewrap, read-only system, no network, a separate user when the grader
 is root, everything killed at the deadline):
 
 1. the student's notebook runs top to bottom as handed in; after each answer cell, the names the
-   answer defines are written out as data (`alexnet_edu.values`: numbers, strings, tensors,
+   answer defines are written out as data (`alexnet_edu.course.values`: numbers, strings, tensors,
    lists, dicts; never a pickled object);
 2. a fresh kernel runs the *solution* notebook with each answer replaced by the student's: the
    data read back with `torch.load(weights_only=True)`, the student's functions defined from the
-   notebook's source (imports and `def`s only, `alexnet_edu.answers`); the solution's check cells,
+   notebook's source (imports and `def`s only, `answers`); the solution's check cells,
    hidden tests included, decide.
 
 So nothing the student's kernel does (hiding its errors, rebinding the checks, rewriting files)
@@ -41,9 +41,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import write_atomic
+from ..settings import data_root
 from . import sandbox
 from .answers import AnswerNames, answer_names, define_names, student_parts
-from .assignments import (
+from .release import (
     NotebookError,
     _cell_regions,
     _released_source,
@@ -52,8 +54,6 @@ from .assignments import (
     notebook_paths,
     scan_notebook,
 )
-from .files import write_atomic
-from .settings import data_root
 from .values import MANIFEST
 
 __all__ = ["Grade", "Solution", "load_solution", "grade_submission", "grade_folder", "main"]
@@ -157,7 +157,8 @@ def _execute(cells: list[dict], scratch: Path, timeout: int, env: dict[str, str]
     inside = sandbox.SCRATCH if sandboxed else str(scratch)
     (scratch / "job.json").write_text(json.dumps({"cells": cells, "timeout": timeout}))
     read, write = os.pipe()
-    argv = [sys.executable, "-m", "alexnet_edu.cell_runner", f"{inside}/job.json", str(write)]
+    argv = [sys.executable, "-m", "alexnet_edu.course.cell_runner", f"{inside}/job.json",
+            str(write)]
     if sandboxed:
         runs = sandbox.prepare(scratch.parent / f"{scratch.name}-runs")
         readable = [data_root()] if data_root().is_dir() else []
@@ -420,9 +421,10 @@ def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m alexnet_edu.grading", description=__doc__.split("\n\n")[0],
+        prog="python -m alexnet_edu.course.grading", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m alexnet_edu.grading notebooks/ submissions/ --out grades.csv")
+        epilog="example:\n  python -m alexnet_edu.course.grading notebooks/ submissions/ "
+               "--out grades.csv")
     parser.add_argument("solutions", type=Path, help="folder (or file) of solution notebooks")
     parser.add_argument("submissions", type=Path, help="folder with one folder per student")
     parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="the CSV to write")

@@ -1,8 +1,8 @@
 """Run a list of cells in one IPython shell and report each cell's start and end on a pipe.
 
-    python -m alexnet_edu.cell_runner JOB.json FD
+    python -m alexnet_edu.course.cell_runner JOB.json FD
 
-Started by the grader inside the sandbox (`alexnet_edu.sandbox`), never by hand. A cell past the
+Started by the grader inside the sandbox (`course.sandbox`), never by hand. A cell past the
 job's timeout gets a KeyboardInterrupt, as Jupyter's interrupt would; the grader kills the whole
 sandbox if that does not end it. Events are JSON lines on file descriptor FD:
 {"cell": k, "event": "start"} and {"cell": k, "event": "end", "error": "Name: message" | null}.

@@ -15,9 +15,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .checkpoint import eval_transform
-from .data import as_loader
-from .model import activations, eval_mode
+from ..checkpoint import eval_transform
+from ..data import as_loader
+from ..model import activations, eval_mode
 
 __all__ = ["extract_features", "nearest_neighbours", "retrieval_precision"]
 

@@ -1,13 +1,13 @@
 """Student versions of the solution notebooks, whose answers sit between nbgrader's markers.
 
-    python -m alexnet_edu.assignments release notebooks/ --out release/
-    python -m alexnet_edu.assignments check notebooks/
+    python -m alexnet_edu.course.release release notebooks/ --out release/
+    python -m alexnet_edu.course.release check notebooks/
 
 `release` replaces each solution region by nbgrader's stub at the region's indentation (so a
 solution inside a function body stays valid Python), removes hidden tests and clears outputs.
 Every other byte is kept: the JSON is edited, not re-modelled. `check` validates the markers and
 this project's convention (at least three exercises, each followed by a cell that calls
-`alexnet_edu.checks`). Exit status: 0 fine, 1 convention problems, 2 bad input.
+`alexnet_edu.notebook.checks`). Exit status: 0 fine, 1 convention problems, 2 bad input.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import write_atomic
+from ..files import write_atomic
 
 __all__ = ["NotebookError", "Region", "Exercise", "NotebookScan", "scan_notebook",
            "release_notebook", "release", "notebook_paths", "convention_problems", "main"]
@@ -74,9 +74,10 @@ def _marker_like(line: str, cell_type: str) -> str:
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's stubs
 TEXT_STUB = ("YOUR ANSWER HERE",)
 
-# A check cell calls a check_* function of alexnet_edu.checks, which the notebook imports.
+# A check cell calls a check_* function of alexnet_edu.notebook.checks, which the notebook imports.
 _CHECK_CALL = re.compile(r"\bcheck_[a-z_]+\s*\(")
-_CHECKS_IMPORT = re.compile(r"alexnet_edu\.checks\b|from\s+alexnet_edu\s+import\s+[^\n]*\bchecks\b")
+_CHECKS_IMPORT = re.compile(r"alexnet_edu\.notebook\.checks\b"
+                            r"|from\s+alexnet_edu\.notebook\s+import\s+[^\n]*\bchecks\b")
 
 
 class NotebookError(ValueError):
@@ -332,9 +333,9 @@ def convention_problems(scan: NotebookScan, min_exercises: int = 3) -> list[str]
     for ex in scan.exercises:
         if not ex.check_cells:
             problems.append(f"the exercise in cell {ex.cell} ({ex.title or 'untitled'}) has no "
-                            "check cell after it calling alexnet_edu.checks (check_close, ...)")
+                            "check cell after it calling notebook.checks (check_close, ...)")
     if scan.exercises and not scan.imports_checks:
-        problems.append("no cell imports alexnet_edu.checks")
+        problems.append("no cell imports alexnet_edu.notebook.checks")
     return problems
 
 
@@ -356,7 +357,7 @@ def _report(scan: NotebookScan, problems: list[str]) -> str:
 # The command line ---------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m alexnet_edu.assignments",
+        prog="python -m alexnet_edu.course.release",
         description="Release student versions of solution notebooks (nbgrader markers).")
     sub = parser.add_subparsers(dest="command", required=True)
     rel = sub.add_parser("release", help="write student notebooks (solutions stripped)")

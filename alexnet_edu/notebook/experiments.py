@@ -43,10 +43,10 @@ from scipy.stats import binomtest
 from scipy.stats import t as student_t
 from torch import nn
 
-from .device import pick_device
-from .model import feature_map_size
-from .train import build_model, evaluate, fit
-from .transforms import BatchTransform
+from ..device import pick_device
+from ..model import feature_map_size
+from ..train import build_model, evaluate, fit
+from ..transforms import BatchTransform
 from .viz import subplots
 
 __all__ = ["Ablation", "PAPER_ABLATIONS", "RELU_VS_TANH", "SmallCNN", "variants",

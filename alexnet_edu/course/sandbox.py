@@ -1,6 +1,7 @@
 """Run an untrusted command inside bubblewrap, killed with everything it started at a deadline.
 
-What the sandbox gives the command (`python -m alexnet_edu.grading` runs each notebook in one):
+What the sandbox gives the command (`python -m alexnet_edu.course.grading` runs each notebook
+in one):
 
 - a read-only view of the system (/usr, /etc), of Python and its packages, of this package's
   source and of the data root, and nothing else of the machine: no home folder, no solutions,

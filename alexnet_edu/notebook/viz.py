@@ -32,7 +32,7 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .shapes import conv_output_size, unread_pixels
+from ..shapes import conv_output_size, unread_pixels
 
 __all__ = ["subplots", "draw_windows", "to_unit_range", "denormalize", "figure_to_png",
            "image_grid", "filter_grid", "feature_map_grid", "plot_confusion_matrix",

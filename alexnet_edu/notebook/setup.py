@@ -9,11 +9,11 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from .. import __version__
+from ..device import pick_device
+from ..profiles import Profile, current_profile
+from ..settings import PROJECT_ROOT, REPO_URL, shown_path
 from .checks import CheckFailed
-from .device import pick_device
-from .profiles import Profile, current_profile
-from .settings import PROJECT_ROOT, REPO_URL, shown_path
 from .viz import show_figures_inline
 
 __all__ = ["set_up", "keep_runs_on_drive"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .model import eval_mode, find_layer
+from ..model import eval_mode, find_layer
 
 __all__ = ["CheckFailed", "relative_error", "check_equal", "check_shape", "check_close",
            "check_true", "check_layers"]

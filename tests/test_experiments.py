@@ -23,10 +23,10 @@ def test_epochs_to_error_first_epoch_at_or_below_target():
     assert ex.epochs_to_error([], 0.25) is None
 
 
-def test_gap_and_best_val_error():
-    h = _history([0.6, 0.95], [0.7, 0.8])
-    assert ex.overfitting_gap(h) == pytest.approx(0.15)
-    assert ex.best_val_error(h) == pytest.approx(0.2)
+def test_gap_and_val_error_at_the_last_epoch():
+    h = _history([0.6, 0.95], [0.8, 0.7])
+    assert ex.overfitting_gap(h) == pytest.approx(0.25)
+    assert ex.val_error(h) == pytest.approx(0.3)          # the last epoch, not the best
     with pytest.raises(ValueError, match="empty"):
         ex.overfitting_gap([])
 

@@ -1,28 +1,17 @@
 r"""The paper's design choices, tested small: one change at a time, the same budget for each.
 
-Krizhevsky, Sutskever & Hinton (2012) justify four choices with a comparison:
+Krizhevsky, Sutskever & Hinton (2012) justify four choices with a comparison: **ReLU** over tanh
+(§3.1, Figure 1: "six times faster" to 25 % training error on CIFAR-10, learning rate chosen per
+network, no regularization; `run_speed` repeats it with `SmallCNN` on Fashion-MNIST),
+**Local Response Normalization** (§3.3: -1.4 points of top-1 error), **overlapping pooling**
+z = 3 > s = 2 (§3.4: -0.4 points) and **dropout** in fc6/fc7 (§4.2: "substantial overfitting"
+without it).
 
-- **ReLU** instead of tanh (§3.1, Figure 1): a four-layer CNN on CIFAR-10 "reaches a 25 %
-  training error rate six times faster" with ReLUs; "the learning rates for each network were
-  chosen independently to make training as fast as possible. No regularization of any kind was
-  employed." `run_speed` repeats that setting small: `SmallCNN` on Fashion-MNIST at 28 px.
-- **Local Response Normalization** (§3.3): "reduces our top-1 and top-5 error rates by 1.4 % and
-  1.2 %".
-- **Overlapping pooling**, z = 3 > s = 2 (§3.4): "reduces the top-1 and top-5 error rates by
-  0.4 % and 0.3 %" against z = s = 2, and "models with overlapping pooling find it slightly more
-  difficult to overfit".
-- **Dropout** 0.5 in fc6/fc7 (§4.2): "Without dropout, our network exhibits substantial
-  overfitting."
-
-`run_ablations` trains an AlexNet per variant with the same `TrainConfig` (epochs, batch, seed,
-data, one fixed learning rate: no plateau cut that would fall on another epoch in each arm) via
-`alexnet_edu.train.fit`, and keeps which validation and training images each final model got
-right. `claims_table` says from that, at the last epoch, which claims held: McNemar's exact test
-on the same validation images for an error rate, a paired band over training and validation
-images for the overfitting gap, a seed-to-seed interval of the ratio for the speed-up. A run
-whose first-epoch loss is well above a uniform guess's, ln(classes), and its own loss before
-training blew up and is reported as diverged, not as evidence. The measures are small functions
-students can re-derive: `epochs_to_error`, `overfitting_gap`, `val_error`.
+`run_ablations` trains an AlexNet per variant with one `TrainConfig` (one fixed learning rate:
+a plateau cut would fall on another epoch in each arm) and keeps which validation and training
+images each final model got right; `claims_table` judges each claim at the last epoch
+(McNemar's exact test for an error rate, a paired band for the overfitting gap, a seed-to-seed
+interval for the speed-up). A run that blew up (`diverged`) is not evidence.
 """
 
 from __future__ import annotations
@@ -51,7 +40,7 @@ from .viz import subplots
 
 __all__ = ["Ablation", "PAPER_ABLATIONS", "RELU_VS_TANH", "SmallCNN", "variants",
            "run_ablations", "run_speed", "speed_rows", "epochs_to_error", "overfitting_gap",
-           "val_error", "best_val_error", "diverged", "mcnemar", "check_pooling_fair",
+           "val_error", "diverged", "mcnemar", "check_pooling_fair",
            "run_folder_name", "claims_table", "claims_markdown", "plot_ablation", "plot_speed",
            "fixed_schedule", "run_seeds", "seeds_table", "seeds_markdown"]
 
@@ -159,14 +148,10 @@ def _is_paper_setting(overrides: Mapping[str, Any]) -> bool:
     return all(_PAPER_RUN.get(k) == v for k, v in overrides.items())
 
 
-def _run_label(overrides: Mapping[str, Any], label: str) -> str:
-    return "paper" if _is_paper_setting(overrides) else label
-
-
 def _histories_of(ab: Ablation, histories: Mapping[str, History]) -> tuple[History, History]:
     found = []
     for label, overrides in (ab.paper, ab.alternative):
-        key = _run_label(overrides, label)
+        key = "paper" if _is_paper_setting(overrides) else label
         if key not in histories:
             raise KeyError(f"no run {key!r} for the {ab.name!r} ablation ({label}: {overrides}); "
                            f"the runs are {', '.join(map(repr, histories))}: train it with "
@@ -188,9 +173,10 @@ def _correct(model: nn.Module, images, transform: nn.Module, device) -> list[int
 
 
 def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: bool,
-               probe) -> list[dict]:
-    """`fit` one arm; with a `probe` (training images), every epoch also records the eval-mode
-    training accuracy on it, and the last epoch which probe and validation images were right."""
+               probe, keep_checkpoints: bool) -> list[dict]:
+    """`fit` one arm into `folder` and keep its history.json; with a `probe` (training images),
+    every epoch also records the eval-mode training accuracy on it, and the last epoch which
+    probe and validation images were right."""
     plain = BatchTransform(model.config["image_size"], tuple(splits.mean), tuple(splits.std),
                            train=False, out_channels=model.config["in_channels"])
     device = torch.device(device) if device is not None else pick_device(verbose=False)
@@ -205,14 +191,21 @@ def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: b
         history = fit(model, splits, config, run_dir=folder, device=device, resume=resume,
                       on_epoch_end=train_probe if probe is not None else None)
     except FloatingPointError as err:   # a non-finite loss: the run diverged
-        return [{"epoch": 1, "train_loss": math.nan, "train_acc": 0.0, "val_loss": math.nan,
-                 "val_acc": 0.0, "diverged": str(err)}]
-    if history:
-        history[0].setdefault("initial_loss", initial_loss)
-    if history and probe is not None and len(history) >= config.epochs:
-        train_probe(history)
-        history[-1]["train_correct"] = _correct(model, probe, plain, device)
-        history[-1]["val_correct"] = _correct(model, splits.val, plain, device)
+        history = [{"epoch": 1, "train_loss": math.nan, "train_acc": 0.0, "val_loss": math.nan,
+                    "val_acc": 0.0, "diverged": str(err)}]
+    else:
+        if history:
+            history[0].setdefault("initial_loss", initial_loss)
+        if history and probe is not None and len(history) >= config.epochs:
+            train_probe(history)
+            history[-1]["train_correct"] = _correct(model, probe, plain, device)
+            history[-1]["val_correct"] = _correct(model, splits.val, plain, device)
+    _stop_if_interrupted(folder.name, history, config.epochs)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "history.json").write_text(json.dumps(history, indent=1))   # + what fit lacks
+    if not keep_checkpoints:
+        for checkpoint in folder.glob("*.pt"):
+            checkpoint.unlink()
     return history
 
 
@@ -220,20 +213,15 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
                   runs: Mapping[str, dict] | None = None, device: str | torch.device | None = None,
                   base: Mapping[str, Any] | None = None, resume: bool = False,
                   keep_checkpoints: bool = True) -> dict[str, list[dict]]:
-    """Train one AlexNet per entry of `runs` ({label: AlexNet overrides}; default:
-    `variants()`), each with the same `config` (epochs, batch size, seed) under one fixed
-    learning rate (`fixed_schedule`), the same data and initial random state, into
-    ``run_root/<label>``. `base` holds overrides shared by all (e.g. ``{"variant": "paper"}``).
-    ``resume=True`` continues or reuses finished runs (their ``last.pt``).
-    ``keep_checkpoints=False`` deletes a *finished* run's ``.pt`` files (an AlexNet checkpoint
-    with its optimizer state is hundreds of MB; an interrupted run keeps its ``last.pt``).
-
-    Every epoch records ``train_acc_eval``, the eval-mode accuracy on a fixed training subset as
-    large as the validation split (the running ``train_acc`` has dropout on), and the last epoch
-    ``val_correct`` / ``train_correct``: which of those images the final model got right, for
-    paired tests. Each run folder keeps ``history.json``. Returns {label: history}. A run
-    interrupted by Ctrl-C stops them all (KeyboardInterrupt): the next runs would get another
-    budget. A run whose loss became NaN or infinite is returned as one row with ``diverged``."""
+    """Train one AlexNet per entry of `runs` ({label: overrides}; default `variants()`) into
+    ``run_root/<label>``, each with the same `config` under one fixed learning rate
+    (`fixed_schedule`), the same data and initial weights; `base`: overrides shared by all.
+    ``resume=True`` continues or reuses runs (their ``last.pt``); ``keep_checkpoints=False``
+    deletes a finished run's ``.pt`` files (hundreds of MB each). Every epoch records
+    ``train_acc_eval`` (eval-mode accuracy on a training subset as large as the validation
+    split), the last epoch ``val_correct`` / ``train_correct`` (which images the final model
+    got right). Returns {label: history}; Ctrl-C stops them all (the next runs would get another
+    budget); a run whose loss became NaN or infinite is one row with ``diverged``."""
     runs = variants() if runs is None else runs
     config = fixed_schedule(config)
     if any("overlapping_pool" in overrides for overrides in runs.values()):
@@ -246,10 +234,8 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
                             **{**dict(base or {}), **overrides})
         print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
         folder = Path(run_root) / run_folder_name(label)
-        history = _train_one(model, splits, config, folder, device, resume, probe)
-        _stop_if_interrupted(label, history, config.epochs)
-        _save(folder, history, config.epochs, keep_checkpoints)
-        histories[label] = history
+        histories[label] = _train_one(model, splits, config, folder, device, resume, probe,
+                                      keep_checkpoints)
     return histories
 
 
@@ -260,14 +246,6 @@ def _stop_if_interrupted(label: str, history: History, epochs: int) -> None:
         print(f"Stopped at {label!r}, interrupted after {len(history)} of {epochs} "
               "epoch(s): run again with resume=True to continue")
         raise KeyboardInterrupt
-
-
-def _save(folder: Path, history: History, epochs: int, keep_checkpoints: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "history.json").write_text(json.dumps(history, indent=1))   # + what fit lacks
-    if not keep_checkpoints and (len(history) >= epochs or "diverged" in history[-1]):
-        for checkpoint in folder.glob("*.pt"):
-            checkpoint.unlink()
 
 
 def run_seeds(splits, config, image_size: int, run_root: str | Path, seeds: int,
@@ -283,12 +261,10 @@ def run_speed(splits, config, run_root: str | Path, lrs: Sequence[float], seeds:
               device: str | torch.device | None = None, ablation: Ablation = RELU_VS_TANH,
               keep_checkpoints: bool = False) -> dict[str, Any]:
     """Figure 1's experiment (§3.1), small: a `SmallCNN` per arm at the splits' native size, no
-    regularization (no weight decay, no augmentation), one learning rate per run. As in the
-    paper, each arm's learning rate is "chosen independently to make training as fast as
-    possible": seed 0 trains every rate in `lrs` and the one with the fewest epochs to the
-    target (then the lower final training error) is kept; seeds 1 .. seeds-1 repeat the chosen
-    rates. Every run has `config.epochs`. Returns {"lr": {label: rate}, "tuning": {label:
-    {rate: history}}, "per_seed": [{label: history}, ...]}."""
+    weight decay or augmentation. Each arm's learning rate is "chosen independently to make
+    training as fast as possible": seed 0 trains every rate in `lrs`, the fewest epochs to the
+    target (then the lower final training error) wins; seeds 1 .. seeds-1 repeat it. Returns
+    {"lr": {label: rate}, "tuning": {label: {rate: history}}, "per_seed": [{label: history}]}."""
     config = fixed_schedule(dataclasses.replace(config, weight_decay=0.0, augment=False))
     image_size = int(splits.image_size)   # native: 28 px for Fashion-MNIST
     tuning: dict[str, dict[float, list[dict]]] = {}
@@ -302,10 +278,8 @@ def run_speed(splits, config, run_root: str | Path, lrs: Sequence[float], seeds:
         print(f"--- {label}, lr {lr:g}, seed {seed}")
         folder = Path(run_root) / f"seed-{seed}" / run_folder_name(f"{label}-lr-{lr:g}")
         run_config = dataclasses.replace(config, lr=lr, seed=seed)
-        history = _train_one(model, splits, run_config, folder, device, False, None)
-        _stop_if_interrupted(label, history, config.epochs)
-        _save(folder, history, config.epochs, keep_checkpoints)
-        return history
+        return _train_one(model, splits, run_config, folder, device, False, None,
+                          keep_checkpoints)
 
     for label, overrides in (ablation.paper, ablation.alternative):
         tuning[label] = {lr: train_arm(label, overrides, lr, 0) for lr in lrs}
@@ -325,79 +299,86 @@ def _speed_key(history: History, target: float) -> tuple[float, float]:
 
 def speed_rows(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
                num_classes: int = 10) -> list[dict]:
-    """The claims-table row of the speed claim from `run_speed`'s result: per seed, the epochs
-    each arm took to the target, and the ratio alternative / paper with a 95 % interval. An
-    epoch count is whole epochs, so a crossing at epoch T lies in (T-1, T]: a seed's ratio lies
-    between (T_b - 1) / T_a and T_b / (T_a - 1). The interval runs from the lower end of
-    Student's t interval (over seeds) of the log of the smallest ratios to the upper end of that
-    of the largest. "held" only when it excludes 1 (ratio > 1), "did not hold" when it is below
-    1, else "undecided"; one seed gives no interval ("one seed")."""
+    """The speed claim's row from `run_speed`'s result: per seed the epochs each arm took to the
+    target, and the ratio alternative / paper with a 95 % interval. A crossing at whole epoch T
+    lies in (T-1, T], so a seed's ratio lies in [(T_b - 1) / T_a, T_b / (T_a - 1)]; the interval
+    is Student's t over seeds of the log of those ends. "held" only above 1."""
     a_label, b_label = ablation.paper[0], ablation.alternative[0]
-    per_seed = result["per_seed"]
-    target = ablation.target_error
-    what = f"epochs to {target:.0%} training error (lr per arm: " + ", ".join(
-        f"{label} {lr:g}" for label, lr in result["lr"].items()) + ")"
-    pairs, notes = [], []
-    for seed, runs in enumerate(per_seed):
-        bad = [label for label in (a_label, b_label) if diverged(runs[label], num_classes)]
-        if bad:
-            notes.append(f"seed {seed}: {', '.join(bad)} diverged")
-            continue
-        ta, tb = (epochs_to_error(runs[label], target) for label in (a_label, b_label))
-        pairs.append((ta, tb))
-    epochs = len(per_seed[0][a_label])
-    va = ", ".join("–" if ta is None else str(ta) for ta, _ in pairs)
-    vb = ", ".join("–" if tb is None else str(tb) for _, tb in pairs)
-    row = {"ablation": ablation.name, "claim": f"{ablation.claim} ({ablation.section})",
-           "measure": what, "paper": f"{a_label}: {va}", "alternative": f"{b_label}: {vb}",
-           "epochs": epochs, "ratio": None, "interval": None}
-    missing = [i for i, (ta, tb) in enumerate(pairs) if ta is None or tb is None]
-    if not pairs:
-        row.update(verdict="diverged", why="; ".join(notes) + ": not evidence")
-        return [row]
-    if missing:
-        row.update(verdict="undecided", why=f"not every run reached {target:.0%} in {epochs} "
-                   f"epochs (– in seeds {', '.join(map(str, missing))}): train longer")
-        return [row]
-    ratio = math.exp(sum(math.log(tb / ta) for ta, tb in pairs) / len(pairs))
-    low = [(tb - 1) / ta for ta, tb in pairs]
-    high = [tb / (ta - 1) if ta > 1 else math.inf for ta, tb in pairs]
-    row["ratio"] = ratio
-    if len(pairs) < 2:
-        row.update(verdict="one seed", why=f"{ratio:.1f}x in one seed (between {low[0]:.1f}x "
-                   f"and {high[0]:.1f}x from whole epochs): no spread over seeds")
-        return [row]
-    lo, hi = _log_interval(low, "low"), _log_interval(high, "high")
-    row["interval"] = (lo, hi)
-    verdict = "held" if lo > 1 else "did not hold" if hi < 1 else "undecided"
-    row.update(verdict=verdict, why=f"{ratio:.1f}x sooner (geometric mean of {len(pairs)} "
-               f"seeds; 95 % interval {lo:.2f}x to {hi:.2f}x, whole epochs included)"
-               + (f"; {'; '.join(notes)}" if notes else ""))
+    pairs, notes = _speed_pairs(result["per_seed"], ablation, num_classes)
+    epochs = len(result["per_seed"][0][a_label])
+    shown = [", ".join("–" if t is None else str(t) for t in arm)
+             for arm in zip(*pairs)] or ["", ""]
+    lrs = ", ".join(f"{label} {lr:g}" for label, lr in result["lr"].items())
+    row = _row(ablation, f"epochs to {ablation.target_error:.0%} training error (lr per arm: "
+               f"{lrs})", f"{a_label}: {shown[0]}", f"{b_label}: {shown[1]}", epochs)
+    row.update(ratio=None, interval=None)
+    row.update(_speed_verdict(pairs, notes, ablation.target_error, epochs))
     return [row]
 
 
+def _speed_pairs(per_seed: Sequence[Mapping[str, History]], ablation: Ablation,
+                 num_classes: int) -> tuple[list[tuple], list[str]]:
+    """(epochs to the target of the paper's arm, of the alternative) for every seed in which
+    neither diverged, and a note for each seed that was left out."""
+    labels = (ablation.paper[0], ablation.alternative[0])
+    pairs, notes = [], []
+    for seed, runs in enumerate(per_seed):
+        bad = [label for label in labels if diverged(runs[label], num_classes)]
+        if bad:
+            notes.append(f"seed {seed}: {', '.join(bad)} diverged")
+        else:
+            pairs.append(tuple(epochs_to_error(runs[label], ablation.target_error)
+                               for label in labels))
+    return pairs, notes
+
+
+def _speed_verdict(pairs: list[tuple], notes: list[str], target: float,
+                   epochs: int) -> dict[str, Any]:
+    """verdict, why, ratio and interval of the speed row (see `speed_rows`)."""
+    missing = [i for i, (ta, tb) in enumerate(pairs) if ta is None or tb is None]
+    if not pairs:
+        return {"verdict": "diverged", "why": "; ".join(notes) + ": not evidence"}
+    if missing:
+        return {"verdict": "undecided", "why": f"not every run reached {target:.0%} in {epochs} "
+                f"epochs (– in seeds {', '.join(map(str, missing))}): train longer"}
+    ratio = math.exp(sum(math.log(tb / ta) for ta, tb in pairs) / len(pairs))
+    low = [(tb - 1) / ta for ta, tb in pairs]
+    high = [tb / (ta - 1) if ta > 1 else math.inf for ta, tb in pairs]
+    if len(pairs) < 2:
+        return {"ratio": ratio, "verdict": "one seed", "why": f"{ratio:.1f}x in one seed "
+                f"(between {low[0]:.1f}x and {high[0]:.1f}x from whole epochs): no spread over "
+                "seeds"}
+    lo, hi = _log_interval(low, "low"), _log_interval(high, "high")
+    return {"ratio": ratio, "interval": (lo, hi),
+            "verdict": "held" if lo > 1 else "did not hold" if hi < 1 else "undecided",
+            "why": f"{ratio:.1f}x sooner (geometric mean of {len(pairs)} seeds; 95 % interval "
+                   f"{lo:.2f}x to {hi:.2f}x, whole epochs included)"
+                   + (f"; {'; '.join(notes)}" if notes else "")}
+
+
+def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and the half width of Student's t 95 % interval of the
+    mean, t(0.975, k-1) sd / sqrt(k) (with 3 values the factor is 4.30, not 2)."""
+    k, mean = len(values), sum(values) / len(values)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in values) / (k - 1))
+    return mean, sd, float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+
+
 def _log_interval(ratios: Sequence[float], end: str) -> float:
-    """One end of Student's t 95 % interval of the mean of log(ratios) (over seeds), as a
-    ratio."""
+    """One end of the t interval of the mean of log(ratios) (over seeds), as a ratio."""
     if any(math.isinf(r) for r in ratios):
         return math.inf
     if any(r <= 0 for r in ratios):
         return 0.0
-    logs = [math.log(r) for r in ratios]
-    k, mean = len(logs), sum(logs) / len(logs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (k - 1))
-    half = float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+    mean, _, half = _t_interval([math.log(r) for r in ratios])
     return math.exp(mean - half if end == "low" else mean + half)
 
 
 def diverged(history: History, num_classes: int = 10) -> str | None:
     """Why a run counts as diverged, or None: a loss that became NaN or infinite, or a
-    first-epoch training loss above ln(num_classes), the loss of a uniform guess, and above the
-    untrained model's loss (``initial_loss``, recorded by `run_ablations` and `run_speed`), by
-    more than a tenth of ln(num_classes): the run blew up in its first steps and spent its epochs
-    recovering. (A model whose initial loss
-    is above ln(classes) and falls during the first epoch averages above ln(classes) there too,
-    without blowing up.)"""
+    first-epoch training loss above both ln(num_classes) (a uniform guess's loss) and the
+    untrained model's ``initial_loss`` by more than a tenth of ln(num_classes): it blew up in
+    its first steps. (A model that starts above ln(classes) averages above it in epoch 1 too.)"""
     if not history:
         return None
     if "diverged" in history[-1]:
@@ -439,10 +420,8 @@ def seeds_table(per_seed: Sequence[Mapping[str, History]],
                 num_classes: int = 10) -> list[dict]:
     """One row per ablation over several seeds' runs (`run_seeds`): the paper setting's
     advantage in each, their mean ± sample standard deviation, and a verdict only when the mean
-    is outside the 95 % confidence interval of zero, t(0.975, k-1) sd / sqrt(k) for k seeds
-    (Student's t: with 3 seeds the factor is 4.30, not 2). One seed gives no spread: its verdict
-    is "one seed". A seed in which either run diverged (`diverged`) counts for nothing: its
-    entry is None, and with no seed left the verdict is "diverged"."""
+    is outside Student's t 95 % interval of zero. One seed gives no spread: "one seed". A seed
+    in which either run diverged counts for nothing (its entry is None); none left: "diverged"."""
     rows = []
     for ab in ablations:
         effects = [_effect(ab, histories, num_classes) for histories in per_seed]
@@ -450,15 +429,13 @@ def seeds_table(per_seed: Sequence[Mapping[str, History]],
         row = {"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "paper": ab.effect,
                "effects": effects, "mean": None, "sd": None, "unit": "points",
                "verdict": "diverged" if not kept else "one seed"}
-        if kept:
-            k = len(kept)
-            row["mean"] = mean = sum(kept) / k
-            if k > 1:
-                sd = math.sqrt(sum((e - mean) ** 2 for e in kept) / (k - 1))
-                half_width = float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
-                row["sd"] = sd
-                row["verdict"] = ("undecided" if abs(mean) <= half_width else
-                                  "held" if mean > 0 else "did not hold")
+        if len(kept) == 1:
+            row["mean"] = kept[0]
+        elif kept:
+            mean, row["sd"], half_width = _t_interval(kept)
+            row["mean"] = mean
+            row["verdict"] = ("undecided" if abs(mean) <= half_width else
+                              "held" if mean > 0 else "did not hold")
         rows.append(row)
     return rows
 
@@ -488,9 +465,8 @@ def epochs_to_error(history: History, target: float = 0.25) -> int | None:
 
 def overfitting_gap(history: History) -> float:
     """Training minus validation accuracy at the last epoch (positive = overfitting), both in
-    eval mode: ``train_acc_eval`` is the final model's accuracy on training images without
-    dropout or augmentation (`run_ablations` records it). The running ``train_acc`` of an epoch,
-    measured with dropout on, would make dropout look like less overfitting by construction."""
+    eval mode (``train_acc_eval``): the running ``train_acc``, with dropout on, would make
+    dropout look like less overfitting by construction."""
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     last = history[-1]
@@ -526,14 +502,6 @@ def val_error(history: History) -> float:
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     return 1.0 - float(history[-1]["val_acc"])
-
-
-def best_val_error(history: History) -> float:
-    """1 - the best validation accuracy over the run. Optimistic: the best of N noisy epochs is
-    chosen on the very images it is measured on; the claims use `val_error` (last epoch)."""
-    if not history:
-        raise ValueError("the history is empty: train at least one epoch")
-    return 1.0 - max(float(r["val_acc"]) for r in history)
 
 
 def _noise(error: float, n_val: int) -> float:
@@ -616,43 +584,50 @@ def _lower_wins(a: float, b: float, noise: float, a_label: str, what: str) -> tu
     return "did not hold", f"{-diff:.1f} points higher with {a_label}"
 
 
+def _row(ab: Ablation, measure: str, paper: str, alternative: str, epochs: int) -> dict:
+    return {"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "measure": measure,
+            "paper": paper, "alternative": alternative, "verdict": "", "why": "",
+            "epochs": epochs}
+
+
 def claims_table(histories: Mapping[str, History], n_val: int,
                  ablations: Sequence[Ablation] = PAPER_ABLATIONS,
                  num_classes: int = 10) -> list[dict]:
-    """One row per ablation, computed from the histories at their last epoch (the same epoch
-    for every arm): the two values, the verdict ("held", "did not hold", "undecided" or
-    "diverged") and why. Error rates are compared with McNemar's exact test on the same
-    validation images, the overfitting gap with a paired band over the training probe and the
-    validation images (`run_ablations` records which images each model got right; without them,
+    """One row per ablation, from the histories at their last epoch (the same for every arm):
+    the two values, the verdict ("held", "did not hold", "undecided" or "diverged") and why.
+    Error rates: McNemar's exact test on the same validation images; the overfitting gap: a
+    paired band over the training probe and the validation images (without per-image results,
     an unpaired band for n_val images). A run that diverged (`diverged`) is not evidence."""
-    rows = []
-    for ab in ablations:
-        a_label, b_label = ab.paper[0], ab.alternative[0]
-        a, b = _histories_of(ab, histories)
-        blown = {label: why for label, h in ((a_label, a), (b_label, b))
-                 if (why := diverged(h, num_classes))}
-        if ab.measure == "speed":
-            ea, eb = epochs_to_error(a, ab.target_error), epochs_to_error(b, ab.target_error)
-            what = f"epochs to {ab.target_error:.0%} training error"
-            va, vb = ("–" if e is None else str(e) for e in (ea, eb))
-            verdict, why = "one seed", "a ratio needs several seeds: use run_speed, speed_rows"
-        elif ab.measure == "val_error":
-            what = f"validation error at epoch {len(a)} (the last)"
-            va, vb = f"{val_error(a):.1%}", f"{val_error(b):.1%}"
-            verdict, why = _val_error_row(ab, a, b, n_val) if not blown else ("", "")
-        else:  # gap
-            what = f"train - val accuracy at epoch {len(a)} (the last; both eval mode)"
-            va, vb = (f"{overfitting_gap(h):+.1%}" if "train_acc_eval" in h[-1] else "–"
-                      for h in (a, b))
-            verdict, why = _gap_row(ab, a, b, n_val) if not blown else ("", "")
-        if blown:
-            verdict = "diverged"
-            why = "; ".join(f"{label}: {reason}" for label, reason in blown.items()) + (
-                ": not evidence for or against the claim")
-        rows.append({"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "measure": what,
-                     "paper": f"{a_label}: {va}", "alternative": f"{b_label}: {vb}",
-                     "verdict": verdict, "why": why, "epochs": len(a)})
-    return rows
+    return [_claim_row(ab, *_histories_of(ab, histories), n_val, num_classes)
+            for ab in ablations]
+
+
+def _claim_row(ab: Ablation, a: History, b: History, n_val: int, num_classes: int) -> dict:
+    a_label, b_label = ab.paper[0], ab.alternative[0]
+    blown = {label: why for label, h in ((a_label, a), (b_label, b))
+             if (why := diverged(h, num_classes))}
+    if ab.measure == "speed":
+        shown = ("–" if e is None else str(e)
+                 for e in (epochs_to_error(h, ab.target_error) for h in (a, b)))
+        what = f"epochs to {ab.target_error:.0%} training error"
+        verdict = ("one seed", "a ratio needs several seeds: use run_speed, speed_rows")
+    elif ab.measure == "val_error":
+        what = f"validation error at epoch {len(a)} (the last)"
+        shown = (f"{val_error(h):.1%}" for h in (a, b))
+        verdict = _val_error_row(ab, a, b, n_val) if not blown else ("", "")
+    else:  # gap
+        what = f"train - val accuracy at epoch {len(a)} (the last; both eval mode)"
+        shown = (f"{overfitting_gap(h):+.1%}" if "train_acc_eval" in h[-1] else "–"
+                 for h in (a, b))
+        verdict = _gap_row(ab, a, b, n_val) if not blown else ("", "")
+    va, vb = shown
+    row = _row(ab, what, f"{a_label}: {va}", f"{b_label}: {vb}", len(a))
+    row["verdict"], row["why"] = verdict
+    if blown:
+        row["verdict"] = "diverged"
+        row["why"] = "; ".join(f"{label}: {reason}" for label, reason in blown.items()) + (
+            ": not evidence for or against the claim")
+    return row
 
 
 def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -668,6 +643,22 @@ def _epochs(rows: History) -> list[int]:
     return [int(r.get("epoch", i + 1)) for i, r in enumerate(rows)]
 
 
+def _error(rows: History, key: str) -> list[float]:
+    """1 - accuracy `key` per epoch, in %."""
+    return [100 * (1 - float(r.get(key, math.nan))) for r in rows]
+
+
+def _epoch_axes(ax, title: str, ylabel: str, percent: bool = True, **legend: Any) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
+    if percent:
+        ax.set_ylim(0, 100)   # the whole error scale: small differences look small
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(**legend)
+
+
 def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
                   n_val: int | None = None) -> Figure:
     """What the verdict of `ablation` uses, per epoch, paper's setting (solid) against the
@@ -677,38 +668,28 @@ def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
     runs = dict(zip((ablation.paper[0], ablation.alternative[0]),
                     _histories_of(ablation, histories)))
     fig, axes = subplots(1, 2, figsize=(10, 3.4))
-    gap = ablation.measure == "gap"
     images = f" ({n_val} images)" if n_val else ""
     for (label, rows), style in zip(runs.items(), ("-o", "--s")):
         x = _epochs(rows)
-        if gap:
-            tr = [100 * (1 - float(r.get("train_acc_eval", math.nan))) for r in rows]
-            va = [100 * (1 - float(r["val_acc"])) for r in rows]
+        if ablation.measure == "gap":
+            tr, va = _error(rows, "train_acc_eval"), _error(rows, "val_acc")
             axes[0].plot(x, tr, style, ms=4, label=f"{label}: training (eval mode)")
             axes[0].plot(x, va, style, ms=4, alpha=0.5, label=f"{label}: validation")
             axes[1].plot(x, [v - t for t, v in zip(tr, va)], style, ms=4, label=label)
         else:
             for ax, key in zip(axes, ("train_acc", "val_acc")):
-                ax.plot(x, [100 * (1 - float(r[key])) for r in rows], style, ms=4, label=label)
-    if gap:
-        titles = (f"eval-mode error: training probe and validation{images}",
-                  "gap = train - val accuracy (points)")
-        ylabels = ("error (%)", "train - val accuracy (points)")
+                ax.plot(x, _error(rows, key), style, ms=4, label=label)
+    if ablation.measure == "gap":
+        _epoch_axes(axes[0], f"eval-mode error: training probe and validation{images}",
+                    "error (%)", fontsize=8)
+        axes[1].axhline(0, color="grey", lw=1)
+        _epoch_axes(axes[1], "gap = train - val accuracy (points)",
+                    "train - val accuracy (points)", percent=False, fontsize=8)
     else:
-        titles = ("running training error (dropout, augmentation on)",
-                  f"validation error{images}; compared at the last epoch")
-        ylabels = ("training error (%)", "validation error (%)")
-    for ax, title, ylabel in zip(axes, titles, ylabels):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        if not (gap and ax is axes[1]):
-            ax.set_ylim(0, 100)  # the whole error scale: small differences look small
-        else:
-            ax.axhline(0, color="grey", lw=1)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _epoch_axes(axes[0], "running training error (dropout, augmentation on)",
+                    "training error (%)", fontsize=8)
+        _epoch_axes(axes[1], f"validation error{images}; compared at the last epoch",
+                    "validation error (%)", fontsize=8)
     # two lines: a claim's wording is long enough to leave a 12-inch figure
     fig.suptitle(f"{ablation.paper[0]} vs {ablation.alternative[0]}, AlexNet: measured per epoch\n"
                  f"({ablation.section} claims: {ablation.claim})", fontsize=10)
@@ -722,27 +703,21 @@ def plot_speed(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
     target line."""
     fig, axes = subplots(1, 2, figsize=(10, 3.4))
     colours = dict(zip((ablation.paper[0], ablation.alternative[0]), ("tab:blue", "tab:orange")))
+    styles = {label: "-" if label == ablation.paper[0] else "--" for label in colours}
     for seed, runs in enumerate(result["per_seed"]):
         for label, rows in runs.items():
-            axes[0].plot(_epochs(rows), [100 * (1 - float(r["train_acc"])) for r in rows],
-                         "-" if label == ablation.paper[0] else "--", color=colours[label],
-                         alpha=0.8, label=f"{label}, lr {result['lr'][label]:g}" if not seed
-                         else None)
+            axes[0].plot(_epochs(rows), _error(rows, "train_acc"), styles[label],
+                         color=colours[label], alpha=0.8,
+                         label=None if seed else f"{label}, lr {result['lr'][label]:g}")
     for label, by_lr in result["tuning"].items():
         for lr, rows in by_lr.items():
-            axes[1].plot(_epochs(rows), [100 * (1 - float(r["train_acc"])) for r in rows],
-                         "-" if label == ablation.paper[0] else "--", color=colours[label],
-                         alpha=0.35 + 0.65 * (lr == result["lr"][label]), label=f"{label} {lr:g}")
+            axes[1].plot(_epochs(rows), _error(rows, "train_acc"), styles[label],
+                         color=colours[label], alpha=0.35 + 0.65 * (lr == result["lr"][label]),
+                         label=f"{label} {lr:g}")
     seeds = len(result["per_seed"])
     for ax, title in zip(axes, (f"chosen lr, {seeds} seed(s)", "seed 0, every lr tried")):
         ax.axhline(100 * ablation.target_error, color="grey", lw=1, ls=":")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylim(0, 100)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("running training error (%)")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        _epoch_axes(ax, title, "running training error (%)", fontsize=7, ncol=2)
     fig.suptitle(f"ReLU vs tanh, four-layer CNN{what}: training error per epoch, "
                  f"{ablation.target_error:.0%} target dotted ({ablation.section})", fontsize=10)
     return fig

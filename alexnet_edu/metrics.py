@@ -8,12 +8,9 @@ true class $t$ directly, without sorting,
 $$ \mathrm{rank}(t) = \#\{c : s_c > s_t\} + \#\{c < t : s_c = s_t\}, \qquad
    \text{top-}k\text{ correct} \iff \mathrm{rank}(t) < k, $$
 
-which also fixes how **ties** are broken, deterministically: among equal scores the class with
-the lower index ranks first (as a stable sort would). A model that outputs the same score for
-every class is therefore only "right" about class 0 in top-1, never about all of them.
-
-**Non-finite scores are wrong.** An example whose scores contain NaN or ±inf is counted as
-*not* top-k correct: a diverged network must score 0 %, never 100 %.
+which breaks **ties** deterministically: among equal scores the lower class index ranks first.
+A model that outputs the same score for every class is only "right" about class 0 in top-1.
+An example whose scores contain NaN or ±inf is *not* correct: a diverged network scores 0 %.
 
 **Empty classes.** Precision of a class nobody predicted ($0/0$) and recall of a class with no
 examples ($0/0$) are *defined as 0* (scikit-learn's ``zero_division=0``), and so is F1 when
@@ -54,8 +51,7 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.T
     index = torch.arange(classes, device=logits.device)
     above = (logits > target_score).sum(1)                                   # s_c > s_t
     tied_before = ((logits == target_score) & (index < targets[:, None])).sum(1)
-    # A NaN or infinite score is a wrong answer: no class beats NaN under `>`, so without this
-    # line a diverged model (all-NaN logits) would score 100 %.
+    # no class beats NaN under `>`: without this, all-NaN logits would score 100 %
     finite = torch.isfinite(logits).all(1)
     return (above + tied_before < k) & finite
 
@@ -63,9 +59,7 @@ def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.T
 def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor,
                   ks: Sequence[int] | int = (1, 5)) -> dict[int, float]:
     """Fraction of examples whose true class is in the top k, for each k: {1: 0.91, 5: 0.99}.
-
-    A k larger than the number of classes raises a ValueError (it would be trivially 100 %).
-    """
+    A k larger than the number of classes raises a ValueError (it would be trivially 100 %)."""
     ks = [ks] if isinstance(ks, int) else list(ks)
     n = max(len(targets), 1)
     return {k: topk_correct(logits, targets, k).sum().item() / n for k in ks}
@@ -89,13 +83,14 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor,
 
 @dataclass
 class ClassReport:
-    """Per-class precision, recall, F1 and support (tensors of length C), plus class names."""
+    """Per-class precision, recall, F1 and support (tensors of length C), and the printed table."""
 
     classes: list[str]
     precision: torch.Tensor
     recall: torch.Tensor
     f1: torch.Tensor
     support: torch.Tensor
+    text: str
 
     @property
     def macro_f1(self) -> float:
@@ -105,49 +100,39 @@ class ClassReport:
     @property
     def accuracy(self) -> float:
         """Overall accuracy = sum of correct / number of examples."""
-        total = self.support.sum().item()
-        return (self.recall * self.support).sum().item() / total if total else 0.0
+        return (self.recall.double() * self.support).sum().item() / self.support.sum().item()
 
     def rows(self) -> list[dict]:
-        """One dict per class: class, precision, recall, f1, support."""
+        """One dict per class: cls, precision, recall, f1, support."""
         return [dict(cls=c, precision=p, recall=r, f1=f, support=s) for c, p, r, f, s in zip(
             self.classes, self.precision.tolist(), self.recall.tolist(), self.f1.tolist(),
             self.support.tolist())]
 
     def table(self) -> str:
-        """The report as an aligned text table."""
-        width = max([len(c) for c in self.classes] + [9])
-        lines = [f"{'class':<{width}}  precision  recall     f1  support"]
-        for row in self.rows():
-            lines.append(f"{row['cls']:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}"
-                         f"  {row['f1']:5.3f}  {row['support']:7d}")
-        lines.append(f"{'macro avg':<{width}}  {self.precision.mean():9.3f}  "
-                     f"{self.recall.mean():6.3f}  {self.macro_f1:5.3f}  "
-                     f"{int(self.support.sum()):7d}")
-        return "\n".join(lines)
+        """scikit-learn's text report: one line per class, then accuracy and the averages."""
+        return self.text
 
-    def __str__(self) -> str:
-        return self.table()
-
-
-def _safe_div(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a / b, with 0 where b == 0 (the module docstring explains why 0)."""
-    return torch.where(b > 0, a / b.clamp(min=1e-12), torch.zeros_like(a))
+    __str__ = table
 
 
 def per_class_report(preds: torch.Tensor, targets: torch.Tensor,
                      classes: Sequence[str] | int) -> ClassReport:
-    r"""Precision $= TP/(TP+FP)$, recall $= TP/(TP+FN)$, $F_1 = 2PR/(P+R)$ for every class.
+    r"""Precision $= TP/(TP+FP)$, recall $= TP/(TP+FN)$, $F_1 = 2PR/(P+R)$ for every class, by
+    `sklearn.metrics.classification_report`. `classes`: the class names or their number.
+    0/0 is defined as 0 (empty classes, see the module docstring)."""
+    from sklearn.metrics import classification_report  # slow to import; only the report needs it
 
-    `classes` is the list of class names or their number. 0/0 is defined as 0 (empty classes).
-    """
     names = [str(i) for i in range(classes)] if isinstance(classes, int) else list(classes)
-    cm = confusion_matrix(preds, targets, len(names)).double()
-    tp = cm.diag()
-    precision = _safe_div(tp, cm.sum(0))       # column sum: everything predicted as the class
-    recall = _safe_div(tp, cm.sum(1))          # row sum: everything that truly is the class
-    f1 = _safe_div(2 * precision * recall, precision + recall)
-    return ClassReport(names, precision.float(), recall.float(), f1.float(), cm.sum(1).long())
+    if not confusion_matrix(preds, targets, len(names)).sum():   # (it checks the inputs)
+        raise ValueError("per_class_report needs at least one prediction, got none")
+    args = dict(y_true=torch.as_tensor(targets).cpu().flatten().numpy(), zero_division=0,
+                y_pred=torch.as_tensor(preds).cpu().flatten().numpy(), labels=range(len(names)))
+    scores = classification_report(**args, output_dict=True)   # keyed by "0", "1", ...
+    column = [[scores[str(i)][key] for i in range(len(names))]
+              for key in ("precision", "recall", "f1-score", "support")]
+    return ClassReport(names, *(torch.tensor(c, dtype=torch.float32) for c in column[:3]),
+                       torch.tensor(column[3]).long(),
+                       classification_report(**args, target_names=names, digits=3))
 
 
 @torch.no_grad()

@@ -1,26 +1,25 @@
 """AlexNet as in the paper's Figure 2 (Krizhevsky, Sutskever & Hinton, 2012, Section 3.5).
 
-`AlexNet` is one `nn.Sequential` of named layers, written out below in the order of Figure 2,
-so ``model.conv1``, ``model.layer("fc7")`` and ``activations(model, x, ["conv1", "fc7"])`` all
-use the paper's names. The sizes on the right are a 227 x 227 input's (the paper says 224; see
-`alexnet_edu.shapes`). torchvision's layout of the same network (ImageNet weights) follows at
-the end of the file, apart from the paper's.
+`AlexNet` is one `nn.Sequential` of named layers in the order of Figure 2, so ``model.conv1``,
+``model.layer("fc7")`` and ``activations(model, x, ["conv1", "fc7"])`` use the paper's names.
+The convolutions' sizes are written once, in `CONVS`; the layers and the size helpers follow
+from it. The "torchvision" variant is torchvision's layout of the same network ("One weird
+trick", Krizhevsky 2014), which loads torchvision's ImageNet weights.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+from .hooks import activations, eval_mode, find_layer
 from .layers import LocalResponseNorm
 from .shapes import conv_output_size, pool_output_size
 
 __all__ = ["AlexNet", "activations", "eval_mode", "find_layer", "feature_map_size",
-           "smallest_image_size", "LAYER_NAMES", "VARIANTS", "INITS", "ACTIVATIONS"]
+           "smallest_image_size", "CONVS", "LAYER_NAMES", "VARIANTS", "INITS", "ACTIVATIONS"]
 
 VARIANTS = ("paper", "torchvision")
 INITS = ("paper", "kaiming", "pytorch")
@@ -28,39 +27,43 @@ LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 # The layers keep the name relu<i> whatever the non-linearity, so layer names never change.
 ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
 
+# (out_channels, kernel, stride, padding) of conv1 ... conv5. At 227 x 227 (the paper's "224",
+# see `shapes`) the maps are 55 -pool1-> 27 -pool2-> 13 -pool5-> 6 on a side.
+CONVS = {"paper": [(96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1), (384, 3, 1, 1), (256, 3, 1, 1)],
+         "torchvision": [(64, 11, 4, 2), (192, 5, 1, 2), (384, 3, 1, 1), (256, 3, 1, 1),
+                         (256, 3, 1, 1)]}
+TOWERS = (2, 4, 5)   # Section 3.2: conv2, 4, 5 "connect only to kernel maps on the same GPU"
+NORMED = (1, 2)      # Section 3.3: response normalization after relu1 and relu2
+POOLED = (1, 2, 5)   # Section 3.4: max-pooling after the normalization layers and after conv5
 
-def paper_layers(in_channels: int = 3, num_classes: int = 1000, image_size: int = 227,
-                 groups: int = 1, lrn: bool = True, dropout: float = 0.5,
-                 activation: str = "relu", overlapping_pool: bool = True) -> list:
-    """Figure 2, layer by layer: (name, module) pairs; None where an ablation removes a layer."""
-    act = ACTIVATIONS[activation]
-    g = groups   # Section 3.2: conv2, conv4, conv5 "connect only to kernel maps on the same GPU"
 
-    def norm():   # Section 3.3: k=2, n=5, alpha=1e-4, beta=0.75 (alpha *not* divided by n)
-        return LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0) if lrn else None
+def _features(variant: str, in_channels: int, groups: int, lrn: bool, act, pool: int) -> list:
+    """conv1 ... pool5 as (name, module) pairs, built from `CONVS`."""
+    layers, channels = [], in_channels
+    for i, (out, kernel, stride, padding) in enumerate(CONVS[variant], start=1):
+        g = groups if i in TOWERS else 1
+        layers += [(f"conv{i}", nn.Conv2d(channels, out, kernel, stride, padding, groups=g)),
+                   (f"relu{i}", act())]
+        if lrn and i in NORMED:   # Section 3.3: k=2, n=5, alpha=1e-4, beta=0.75
+            layers.append((f"norm{i}", LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)))
+        if i in POOLED:   # Section 3.4: overlapping z=3, s=2 (pool=2: the plain z=2, s=2)
+            layers.append((f"pool{i}", nn.MaxPool2d(pool, stride=2)))
+        channels = out
+    return layers
 
-    def pool():   # Section 3.4: overlapping pooling z=3, s=2 (False: the plain z=2, s=2)
-        return nn.MaxPool2d(3 if overlapping_pool else 2, stride=2)
 
-    side = feature_map_size(image_size, "paper", 3 if overlapping_pool else 2)   # 6 at 227
-    return [
-        ("conv1", nn.Conv2d(in_channels, 96, 11, stride=4)),      # 227 -> 55
-        ("relu1", act()), ("norm1", norm()), ("pool1", pool()),   # 55 -> 27
-        ("conv2", nn.Conv2d(96, 256, 5, padding=2, groups=g)),    # 27
-        ("relu2", act()), ("norm2", norm()), ("pool2", pool()),   # 27 -> 13
-        ("conv3", nn.Conv2d(256, 384, 3, padding=1)),             # 13: sees both towers
-        ("relu3", act()),
-        ("conv4", nn.Conv2d(384, 384, 3, padding=1, groups=g)),   # 13
-        ("relu4", act()),
-        ("conv5", nn.Conv2d(384, 256, 3, padding=1, groups=g)),   # 13
-        ("relu5", act()), ("pool5", pool()),                      # 13 -> 6
-        ("flatten", nn.Flatten()),                                # 256 * 6 * 6 = 9216
-        ("fc6", nn.Linear(256 * side * side, 4096)),
-        ("relu6", act()), ("drop6", nn.Dropout(dropout)),         # Section 4.2: dropout on the
-        ("fc7", nn.Linear(4096, 4096)),                           # hidden layers' outputs
-        ("relu7", act()), ("drop7", nn.Dropout(dropout)),
-        ("fc8", nn.Linear(4096, num_classes)),                    # softmax: in the loss
-    ]
+def _classifier(variant: str, features: int, num_classes: int, dropout: float, act) -> list:
+    """fc6 ... fc8. The paper drops out fc6's and fc7's outputs (Section 4.2); torchvision drops
+    out their inputs and pools adaptively to 6 x 6 first, so it takes any input from 63 px."""
+    drop6, drop7 = nn.Dropout(dropout), nn.Dropout(dropout)
+    if variant == "paper":
+        return [("flatten", nn.Flatten()), ("fc6", nn.Linear(features, 4096)), ("relu6", act()),
+                ("drop6", drop6), ("fc7", nn.Linear(4096, 4096)), ("relu7", act()),
+                ("drop7", drop7), ("fc8", nn.Linear(4096, num_classes))]   # softmax: in the loss
+    return [("avgpool", nn.AdaptiveAvgPool2d((6, 6))), ("flatten", nn.Flatten()),
+            ("drop6", drop6), ("fc6", nn.Linear(features, 4096)), ("relu6", act()),
+            ("drop7", drop7), ("fc7", nn.Linear(4096, 4096)), ("relu7", act()),
+            ("fc8", nn.Linear(4096, num_classes))]
 
 
 class AlexNet(nn.Sequential):
@@ -72,21 +75,16 @@ class AlexNet(nn.Sequential):
         variant: "paper" (96-256-384-384-256 kernels, LRN, Figure 2) or "torchvision"
             (64-192-384-256-256, no LRN, adaptive pooling to 6x6; loads torchvision's weights).
         groups: 2 splits conv2, conv4 and conv5 into the paper's two GPU towers; 1 does not.
-            LRN is not split with them: its 5-channel window still spans channels 47 and 48,
-            where in the paper each GPU normalized only its own 48 maps. We keep one LRN over all
-            96 (the towers were a memory workaround, not a modelling choice; splitting LRN would
-            change two boundary channels of 96 and make `groups` change two things at once).
+            LRN stays one layer over all 96 maps (the paper normalized each GPU's 48 apart):
+            the towers were a memory workaround, and `groups` should change one thing only.
         lrn: Local Response Normalization after relu1 and relu2 (paper variant only).
         dropout: probability of zeroing fc6's and fc7's outputs in training (Section 4.2).
         init: "paper" (weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0
-            elsewhere, Section 5), "kaiming" (He et al. 2015, keeps activations' variance
-            constant with depth), or "pytorch" (PyTorch's defaults).
+            elsewhere, Section 5), "kaiming" (He et al. 2015) or "pytorch" (PyTorch's defaults).
         image_size: side of the square input the paper variant is built for (227); fc6's
-            input size follows from it. The torchvision variant pools adaptively to 6x6 and takes
-            any size from 63 up.
+            input size follows from it. The torchvision variant takes any size from 63 up.
         activation: "relu" (the paper's choice, Section 3.1) or "tanh" (its Figure 1 baseline).
-        overlapping_pool: True pools with z=3, s=2 (Section 3.4); False with z=2, s=2 (the
-            traditional non-overlapping pooling the paper compares against).
+        overlapping_pool: True pools with z=3, s=2 (Section 3.4); False with z=2, s=2.
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, variant: str = "paper",
@@ -104,13 +102,15 @@ class AlexNet(nn.Sequential):
         config = dict(num_classes=num_classes, in_channels=in_channels, variant=variant,
                       groups=groups, lrn=lrn, dropout=dropout, init=init, image_size=image_size,
                       activation=activation, overlapping_pool=overlapping_pool)
-        build = paper_layers if variant == "paper" else torchvision_layers
-        layers = build(in_channels, num_classes, image_size, groups, lrn, dropout, activation,
-                       overlapping_pool)
-        super().__init__(OrderedDict((name, m) for name, m in layers if m is not None))
+        pool, act = 3 if overlapping_pool else 2, ACTIVATIONS[activation]
+        side = feature_map_size(image_size, variant, pool) if variant == "paper" else 6
+        features = CONVS[variant][-1][0] * side * side   # 256 * 6 * 6 = 9216 at 227
+        layers = (_features(variant, in_channels, groups, lrn, act, pool)
+                  + _classifier(variant, features, num_classes, dropout, act))
+        super().__init__(OrderedDict(layers))
         self.config = config
         self.in_channels, self.image_size, self.variant = in_channels, image_size, variant
-        self.min_image_size = smallest_image_size(variant, 3 if overlapping_pool else 2)
+        self.min_image_size = smallest_image_size(variant, pool)
         self.register_load_state_dict_pre_hook(_rename_keys)
         self.reset_parameters(init)
 
@@ -167,44 +167,34 @@ class AlexNet(nn.Sequential):
         return self._modules[name]
 
     def layer_names(self) -> list[str]:
-        """The names of the paper's layers in forward order (without the reshaping `flatten`
-        and torchvision's `avgpool`, which `layer()` finds too)."""
+        """The paper's layers in forward order (without the reshaping flatten and avgpool)."""
         return [name for name in self._modules if name not in ("flatten", "avgpool")]
 
 
-# ---------------------------------------------------------------------------------------------
-# Sizes
-# ---------------------------------------------------------------------------------------------
-
-# (kernel, stride, padding) of conv1..conv5, then the pooling after conv1, conv2 and conv5
-_CONV_WINDOWS = {"paper": [(11, 4, 0), (5, 1, 2), (3, 1, 1), (3, 1, 1), (3, 1, 1)],
-                 "torchvision": [(11, 4, 2), (5, 1, 2), (3, 1, 1), (3, 1, 1), (3, 1, 1)]}
-
-
-def _pool5_side(size: int, variant: str, pool_kernel: int) -> int:
-    for i, (kernel, stride, padding) in enumerate(_CONV_WINDOWS[variant], start=1):
+def _pool5_side(size: int, variant: str, pool: int) -> int:
+    for i, (_, kernel, stride, padding) in enumerate(CONVS[variant], start=1):
         size = conv_output_size(size, kernel, stride, padding)
-        if i in (1, 2, 5):
-            size = pool_output_size(size, pool_kernel, 2)
+        if i in POOLED:
+            size = pool_output_size(size, pool, 2)
     return size
 
 
-def smallest_image_size(variant: str = "paper", pool_kernel: int = 3) -> int:
-    """The smallest square input the variant accepts (67 for the paper's layers; 39 with the
-    plain z=2 pooling, ``pool_kernel=2``)."""
-    return next(size for size in range(1, 1000) if _fits(size, variant, pool_kernel))
-
-
-def _fits(size: int, variant: str, pool_kernel: int) -> bool:
+def _fits(size: int, variant: str, pool: int) -> bool:
     try:
-        _pool5_side(size, variant, pool_kernel)
+        _pool5_side(size, variant, pool)
         return True
     except ValueError:
         return False
 
 
+def smallest_image_size(variant: str = "paper", pool_kernel: int = 3) -> int:
+    """The smallest square input the variant accepts (67 for the paper's layers, 39 with
+    ``pool_kernel=2``)."""
+    return next(size for size in range(1, 1000) if _fits(size, variant, pool_kernel))
+
+
 def feature_map_size(image_size: int, variant: str = "paper", pool_kernel: int = 3) -> int:
-    """Side of conv5's pooled output (6 for 227 in the paper variant), with a clear error if the
+    """Side of conv5's pooled output (6 for 227 in the paper variant); a clear error if the
     image is too small for the network."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -216,94 +206,6 @@ def feature_map_size(image_size: int, variant: str = "paper", pool_kernel: int =
             f"a {image_size}x{image_size} image is too small for the {variant} AlexNet "
             f"(the smallest that fits is {smallest}x{smallest}; the paper uses 227x227): {err}"
         ) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Looking inside: layers by name, their outputs, eval mode
-# ---------------------------------------------------------------------------------------------
-
-def find_layer(model: nn.Module, name: str) -> nn.Module:
-    """`model.layer(name)` for an AlexNet; for any other module the sub-module called `name`
-    (exactly, or as the last part of its dotted name, e.g. features.conv1)."""
-    if isinstance(model, AlexNet):
-        return model.layer(name)
-    modules = dict(model.named_modules())
-    if name in modules:
-        return modules[name]
-    matches = [m for full, m in modules.items() if full.rsplit(".", 1)[-1] == name]
-    if len(matches) == 1:
-        return matches[0]
-    raise KeyError(f"the model has {'several layers' if matches else 'no layer'} called "
-                   f"{name!r}; layers: {', '.join(n for n in modules if n)}")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``with eval_mode(model):`` dropout off (deterministic outputs); the model's train/eval
-    mode is put back afterwards, whatever happens inside."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def activations(model: nn.Module, x: torch.Tensor, names: Iterable[str] | str,
-                grad: bool = False) -> dict[str, torch.Tensor]:
-    """Run `x` through `model` and return the outputs of the named layers, e.g.
-    ``activations(model, images, ["conv1", "relu7"])["relu7"]`` is the 4096-d fc7 embedding
-    after its ReLU (the paper's Figure 4 features).
-
-    Outputs are copied as the layer emits them, so a later in-place ReLU does not change a
-    stored conv output. With ``grad=False`` (the default) no graph is built and the copies are
-    detached; the model's train/eval mode is left as it is (use `eval_mode` for deterministic
-    dropout).
-    """
-    wanted = [names] if isinstance(names, str) else list(names)
-    found: dict[str, torch.Tensor] = {}
-
-    def keep(name):
-        def hook(module, inputs, output):
-            found[name] = output.clone() if grad else output.detach().clone()
-        return hook
-
-    handles = [find_layer(model, name).register_forward_hook(keep(name)) for name in wanted]
-    try:
-        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name: found[name] for name in wanted}
-
-
-# ---------------------------------------------------------------------------------------------
-# torchvision's layout ("One weird trick", Krizhevsky 2014): loads torchvision's weights
-# ---------------------------------------------------------------------------------------------
-
-def torchvision_layers(in_channels: int = 3, num_classes: int = 1000, image_size: int = 224,
-                       groups: int = 1, lrn: bool = False, dropout: float = 0.5,
-                       activation: str = "relu", overlapping_pool: bool = True) -> list:
-    """torchvision.models.alexnet's layers under the paper's names: 64-192-384-256-256 kernels,
-    no LRN, adaptive average pooling to 6x6 (any input from 63 px), dropout *before* fc6, fc7."""
-    act = ACTIVATIONS[activation]
-
-    def pool():
-        return nn.MaxPool2d(3 if overlapping_pool else 2, stride=2)
-
-    return [
-        ("conv1", nn.Conv2d(in_channels, 64, 11, stride=4, padding=2)), ("relu1", act()),
-        ("pool1", pool()),
-        ("conv2", nn.Conv2d(64, 192, 5, padding=2)), ("relu2", act()), ("pool2", pool()),
-        ("conv3", nn.Conv2d(192, 384, 3, padding=1)), ("relu3", act()),
-        ("conv4", nn.Conv2d(384, 256, 3, padding=1)), ("relu4", act()),
-        ("conv5", nn.Conv2d(256, 256, 3, padding=1)), ("relu5", act()), ("pool5", pool()),
-        ("avgpool", nn.AdaptiveAvgPool2d((6, 6))), ("flatten", nn.Flatten()),
-        ("drop6", nn.Dropout(dropout)), ("fc6", nn.Linear(256 * 6 * 6, 4096)), ("relu6", act()),
-        ("drop7", nn.Dropout(dropout)), ("fc7", nn.Linear(4096, 4096)), ("relu7", act()),
-        ("fc8", nn.Linear(4096, num_classes)),
-    ]
 
 
 # torchvision.models.alexnet() state_dict key prefixes -> ours

@@ -22,15 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = [
-    "conv_output_size",
-    "pool_output_size",
-    "unused_pixels",
-    "unread_pixels",
-    "LayerRow",
-    "Trace",
-    "trace",
-]
+from .hooks import activations, eval_mode
+
+__all__ = ["conv_output_size", "pool_output_size", "unused_pixels", "unread_pixels", "LayerRow",
+           "Trace", "trace"]
 
 
 def _check_window(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -49,27 +44,24 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
     55
     >>> conv_output_size(224, kernel=11, stride=4)   # (224 - 11) / 4 + 1 = 54.25, floored
     54
-
-    Raises ValueError when the window does not fit in the padded input even once.
     """
     extent = _check_window(size, kernel, stride, padding, dilation)
-    padded = size + 2 * padding
-    if padded < extent:
-        raise ValueError(
-            f"a window of effective size {extent} (kernel {kernel}, dilation {dilation}) does not "
-            f"fit in an input of size {size} padded to {padded}: the input must be at least "
-            f"{extent - 2 * padding} wide"
-        )
-    return (padded - extent) // stride + 1
+    if size + 2 * padding < extent:
+        raise ValueError("a " + _does_not_fit(size, kernel, padding, dilation))
+    return (size + 2 * padding - extent) // stride + 1
+
+
+def _does_not_fit(size: int, kernel: int, padding: int, dilation: int) -> str:
+    extent = dilation * (kernel - 1) + 1
+    return (f"window of effective size {extent} (kernel {kernel}, dilation {dilation}) does not "
+            f"fit in an input of size {size} padded to {size + 2 * padding}: the input must be "
+            f"at least {extent - 2 * padding} wide")
 
 
 def pool_output_size(size: int, kernel: int, stride: int | None = None, padding: int = 0,
                      dilation: int = 1, ceil_mode: bool = False) -> int:
-    """Output size of max/avg pooling along one axis, with PyTorch's rules.
-
-    `stride` defaults to `kernel`, as in `nn.MaxPool2d`. With `ceil_mode=True` the division is
-    rounded up (a last, partial window is kept, even one that sticks out of the padded input),
-    except that a last window starting in the right padding is dropped.
+    """Output size of max/avg pooling along one axis, with PyTorch's rules: `stride` defaults
+    to `kernel`; `ceil_mode=True` keeps a last, partial window unless it starts in the padding.
 
     >>> pool_output_size(55, kernel=3, stride=2)     # AlexNet's overlapping pooling, z=3, s=2
     27
@@ -79,18 +71,13 @@ def pool_output_size(size: int, kernel: int, stride: int | None = None, padding:
     if padding > kernel // 2:  # PyTorch's rule: a window must never lie entirely in padding
         raise ValueError(f"padding ({padding}) must be at most half the kernel ({kernel}): "
                          f"use padding <= {kernel // 2}")
-    padded = size + 2 * padding
     # floor division also rounds negative numerators down, exactly like PyTorch's div_rtn
-    out = (padded - extent + (stride - 1 if ceil_mode else 0)) // stride + 1
+    out = (size + 2 * padding - extent + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1  # the last window would start in the right padding: PyTorch drops it
     if out < 1:
-        raise ValueError(
-            f"a pooling window of effective size {extent} (kernel {kernel}, dilation {dilation}) "
-            f"does not fit in an input of size {size} padded to {padded}: the input must be at "
-            f"least {extent - 2 * padding} wide"
-            + ("" if ceil_mode else " (or set ceil_mode=True to keep a partial window)")
-        )
+        hint = "" if ceil_mode else " (or set ceil_mode=True to keep a partial window)"
+        raise ValueError("a pooling " + _does_not_fit(size, kernel, padding, dilation) + hint)
     return out
 
 
@@ -103,14 +90,12 @@ def unused_pixels(size: int, kernel: int, stride: int = 1, padding: int = 0,
     >>> unused_pixels(227, kernel=11, stride=4)      # 54 strides fit exactly
     0
     """
-    last = max(_read_pixels(size, kernel, stride, padding, dilation), default=-1)
-    return size - 1 - last
+    return size - 1 - max(_read_pixels(size, kernel, stride, padding, dilation), default=-1)
 
 
 def unread_pixels(size: int, kernel: int, stride: int = 1, padding: int = 0,
                   dilation: int = 1) -> list[int]:
-    """Every input pixel no window reads: those at the far edge (`unused_pixels`) and, where the
-    stride is longer than the window (or dilation spreads its taps), those between windows.
+    """Every input pixel no window reads: at the far edge, and between windows (stride > window).
 
     >>> unread_pixels(13, kernel=1, stride=2)        # a 1-pixel window every 2 pixels
     [1, 3, 5, 7, 9, 11]
@@ -165,10 +150,9 @@ class Trace(list):
         widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
         rule = "  ".join("-" * w for w in widths)
 
-        def fmt(cells):
-            left = [str(c).ljust(w) for c, w in zip(cells[:3], widths[:3])]
-            right = [str(c).rjust(w) for c, w in zip(cells[3:], widths[3:])]
-            return "  ".join(left + right).rstrip()
+        def fmt(cells):   # text columns left-aligned, numbers right-aligned
+            return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
         return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
 
@@ -190,21 +174,13 @@ def _mult_adds(module: nn.Module, output: torch.Tensor) -> int:
 
 def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
           device: str | torch.device | None = None) -> Trace:
-    """Run one image of `input_size` (C, H, W) through `model` and record every leaf layer.
-
-    Shapes come from forward hooks on a real forward pass (batch of 1, eval mode, no gradients),
-    so they are what PyTorch computes, not what a formula predicts. Multiply-adds are counted for
-    convolutions and linear layers, per image. The input goes to `device`, by default the one
-    the model's parameters are on.
-
-    >>> print(trace(AlexNet(), (3, 227, 227)))      # doctest: +SKIP
-    """
+    """Run one image of `input_size` (C, H, W) through `model` (eval mode, no gradients) and
+    record every leaf layer's output shape, parameters and multiply-adds, as PyTorch computes
+    them. The input goes to `device`, by default the parameters' device."""
     if len(input_size) == 4:
         input_size = tuple(input_size[1:])
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (channels, height, width), got {tuple(input_size)}")
-    from .model import activations, eval_mode, find_layer  # model builds on this module
-
     first = next(model.parameters(), None)
     if device is None:
         device = first.device if first is not None else "cpu"
@@ -215,11 +191,8 @@ def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
     with eval_mode(model):
         outputs = activations(model, torch.zeros(1, *input_size, device=device, dtype=dtype),
                               leaves)
-    rows = Trace()
-    for name, output in outputs.items():
-        module = find_layer(model, name)
-        rows.append(LayerRow(name.rsplit(".", 1)[-1], type(module).__name__,
-                             tuple(output.shape[1:]),
-                             sum(p.numel() for p in module.parameters(recurse=False)),
-                             _mult_adds(module, output)))
-    return rows
+    modules = dict(model.named_modules())
+    return Trace(LayerRow(name.rsplit(".", 1)[-1], type(modules[name]).__name__,
+                          tuple(out.shape[1:]),
+                          sum(p.numel() for p in modules[name].parameters(recurse=False)),
+                          _mult_adds(modules[name], out)) for name, out in outputs.items())

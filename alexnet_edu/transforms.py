@@ -24,29 +24,23 @@ PAPER_RESIZE, PAPER_CROP = 256, 227               # §2 / §4.1 (the paper's 224
 
 def resize_batch(images: Tensor, size: int) -> Tensor:
     """Float batch N x C x H x W -> N x C x size x size: shorter side to `size` (bilinear,
-    antialiased when shrinking), then the central square (§2). Square inputs are just resized."""
+    antialiased when shrinking), then the central square (§2)."""
     h, w = images.shape[-2:]
     if min(h, w) == size:   # already that size (e.g. shrunk as it was read): only the crop
         return center_crop(images, size)
     scale = size / min(h, w)
-    new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+    new_size = (max(size, round(h * scale)), max(size, round(w * scale)))
     antialias = min(h, w) > size
-    if antialias and not antialias_runs_on(images.device.type):   # MPS before torch 2.7
-        out = F.interpolate(images.cpu(), size=(new_h, new_w), mode="bilinear",
-                            align_corners=False, antialias=True).to(images.device)
-    else:
-        out = F.interpolate(images, size=(new_h, new_w), mode="bilinear", align_corners=False,
-                            antialias=antialias)
-    return center_crop(out, size)
+    on_cpu = antialias and not antialias_runs_on(images.device.type)   # MPS before torch 2.7
+    out = F.interpolate(images.cpu() if on_cpu else images, size=new_size, mode="bilinear",
+                        align_corners=False, antialias=antialias)
+    return center_crop(out.to(images.device), size)
 
 
 def antialias_runs_on(device_type: str, version: str | None = None) -> bool:
-    """Whether antialiased bilinear shrinking runs on `device_type` with torch `version` (default:
-    this one): everywhere but on Apple's MPS before torch 2.7, which lacks the kernel (there
-    `resize_batch` shrinks on the CPU and moves the result back)."""
-    if device_type != "mps":
-        return True
-    return TorchVersion(version or torch.__version__) >= (2, 7)
+    """Whether antialiased bilinear shrinking runs on `device_type` with torch `version`: not on
+    Apple's MPS before torch 2.7, which lacks the kernel (`resize_batch` then uses the CPU)."""
+    return device_type != "mps" or TorchVersion(version or torch.__version__) >= (2, 7)
 
 
 def center_crop(images: Tensor, size: int) -> Tensor:
@@ -58,7 +52,7 @@ def center_crop(images: Tensor, size: int) -> Tensor:
 
 def crop_and_flip(images: Tensor, size: int, top: Tensor, left: Tensor, flip: Tensor) -> Tensor:
     """Per-image crops `images[n, :, top[n]:top[n]+size, left[n]:left[n]+size]`, mirrored
-    left-right where `flip[n]`, done as one gather for the whole batch (no Python loop)."""
+    where `flip[n]`, as one gather for the whole batch."""
     n = images.shape[0]
     steps = torch.arange(size, device=images.device)
     rows = top.to(images.device)[:, None] + steps                           # N x size
@@ -78,13 +72,10 @@ def pca_lighting(images: Tensor, eigval: Tensor, eigvec: Tensor, alpha: Tensor) 
 
     The paper prints alpha_i * lambda_i. Krizhevsky's released code multiplies by the standard
     deviation sqrt(l_i) instead (cuda-convnet2, convdata.py: `ColorNoiseMakerThread` scales its
-    Gaussian draws by `pca_stdevs`; its ImageNet `color_pca` holds 19.7, 37.1, 121.8 on 0-255),
-    and so do we: the shift along p_i is alpha_i times the data's own spread along p_i, whatever
-    the pixel scale, where alpha * lambda (a variance) changes with it. fb.resnet.torch
-    (datasets/imagenet.lua, `eigval = {0.2175, 0.0188, 0.0045}`: ImageNet's variances on 0-1,
-    cf. 121.8^2 / 255^2 = 0.228), GluonCV and chainercv multiply by lambda at the 0-1 scale: on
-    ImageNet about half of this shift along p1, an eighth or less along the colour axes. The RMS
-    length of the shift is std(alpha) * sqrt(l_1 + l_2 + l_3): 0.1 x the root of the trace."""
+    draws by `pca_stdevs`), and so do we: the shift along p_i is alpha_i times the data's own
+    spread along p_i, whatever the pixel scale, where alpha * lambda (a variance) changes with
+    it (fb.resnet.torch, GluonCV and chainercv multiply by lambda on the 0-1 scale: a smaller
+    shift). The RMS length of the shift is std(alpha) * sqrt(l_1 + l_2 + l_3)."""
     shift = (alpha.to(eigval) * eigval.clamp_min(0).sqrt()) @ eigvec.T       # N x 3
     return images + shift[:, :, None, None].to(images.dtype)
 
@@ -98,8 +89,7 @@ def ten_crop(images: Tensor, size: int) -> Tensor:
     five = [images[..., :size, :size], images[..., :size, w - size:],
             images[..., h - size:, :size], images[..., h - size:, w - size:],
             center_crop(images, size)]
-    crops = five + [c.flip(-1) for c in five]
-    return torch.stack(crops, dim=1)
+    return torch.stack(five + [c.flip(-1) for c in five], dim=1)
 
 
 class BatchTransform(nn.Module):
@@ -145,9 +135,7 @@ class BatchTransform(nn.Module):
 
     def _finish(self, x: Tensor) -> Tensor:
         x = (x - self.mean) / self.std
-        if self.out_channels != self.in_channels:
-            x = x.expand(*x.shape[:-3], self.out_channels, *x.shape[-2:]).contiguous()
-        return x
+        return x.expand(*x.shape[:-3], self.out_channels, *x.shape[-2:]).contiguous()
 
     def forward(self, images: Tensor) -> Tensor:
         x = self._to_float(images)

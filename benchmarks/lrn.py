@@ -3,11 +3,12 @@
     python benchmarks/lrn.py                  # ~5 min on 2 CPU cores
     python benchmarks/lrn.py --reps 5 --batch 64 --step-batch 32 --threads 2
     python benchmarks/lrn.py --device cuda --precisions fp32,bf16,fp16
-    python benchmarks/lrn.py --sweep-blocks   # how layers._BLOCK was chosen
+    python benchmarks/lrn.py --sweep-blocks   # how lrn_fast._BLOCK was chosen
 
 1. conv1-sized activations (batch x 96 x 55 x 55, float32, NCHW): forward + backward of
-   `alexnet_edu.layers.local_response_norm` against `torch.nn.LocalResponseNorm(size, alpha*size,
-   beta, k)` (the same numbers, see alexnet_edu/layers.py), in one process, best of --reps.
+   `alexnet_edu.layers.local_response_norm` (kernel: alexnet_edu/lrn_fast.py) against
+   `torch.nn.LocalResponseNorm(size, alpha*size, beta, k)` (the same numbers, see
+   alexnet_edu/layers.py), in one process, best of --reps.
    Prints the largest differences of outputs and input gradients.
 2. The same in bfloat16, channels-last, plain and under `torch.autocast` (how a bf16 trainer runs
    it). PyTorch's layer may refuse bfloat16 input outside autocast: that is reported, not hidden.
@@ -34,7 +35,7 @@ import time
 import torch
 from torch import nn
 
-from alexnet_edu import layers
+from alexnet_edu import lrn_fast
 from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.model import AlexNet
 
@@ -178,11 +179,11 @@ def share_table(batch: int, image_size: int, reps: int, precisions: list[str],
 
 
 def sweep_blocks(reps: int) -> None:
-    """Forward + backward time of our LRN for several block sizes (layers._BLOCK) on the maps
+    """Forward + backward time of our LRN for several block sizes (lrn_fast._BLOCK) on the maps
     of a 227 px and a 67 px training batch: how the default block size was chosen."""
     shapes = [(64, 96, 55, 55), (64, 256, 27, 27), (128, 96, 15, 15), (128, 256, 7, 7)]
     blocks = [150_000, 300_000, 600_000, 1_200_000, 4_800_000]
-    default, layer = layers._BLOCK, LocalResponseNorm(SIZE, ALPHA, BETA, K)
+    default, layer = lrn_fast._BLOCK, LocalResponseNorm(SIZE, ALPHA, BETA, K)
     print("block sizes (elements): " + ", ".join(f"{b:,}" for b in blocks) + f"; default "
           f"{default:,}; forward+backward ms, best of {reps}")
     try:
@@ -190,11 +191,11 @@ def sweep_blocks(reps: int) -> None:
             x, g = torch.randn(shape).relu_().mul_(10), torch.randn(shape)
             times = []
             for block in blocks:
-                layers._BLOCK = block
+                lrn_fast._BLOCK = block
                 times.append(best_time(lambda x=x, g=g: forward_backward(layer, x, g), reps) * 1e3)
             print(f"  {'x'.join(map(str, shape)):>14}: " + ", ".join(f"{t:.1f}" for t in times))
     finally:
-        layers._BLOCK = default
+        lrn_fast._BLOCK = default
 
 
 def main() -> None:

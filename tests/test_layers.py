@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-import alexnet_edu.layers as layers
+import alexnet_edu.lrn_fast as lrn_fast
 from alexnet_edu.layers import LocalResponseNorm, local_response_norm, local_response_norm_reference
 
 FP32 = dict(rtol=1e-6, atol=1e-6)  # "equal within 1e-6" in float32
@@ -81,8 +81,8 @@ def test_many_ragged_blocks_agree(monkeypatch, block):
     torch_lrn(a, 5, **STRONG).backward(g)
     # 23: 2 pixels x 10 channels per block, ragged tail; 1260: two whole 10x7x9 samples per
     # block, then the third alone
-    monkeypatch.setattr(layers, "_BLOCK", block)
-    samples = [b.indices(3) for b, _ in layers._blocks(x)[1]]
+    monkeypatch.setattr(lrn_fast, "_BLOCK", block)
+    samples = [b.indices(3) for b, _ in lrn_fast._blocks(x)[1]]
     assert samples == ([(0, 2, 1), (2, 3, 1)] if block > 23 else [(n, n + 1, 1) for n in range(3)
                                                                   for _ in range(32)])
     for name, view in layouts(x).items():

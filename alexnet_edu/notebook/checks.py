@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..model import eval_mode, find_layer
+from ..hooks import eval_mode, find_layer, on_outputs
 
 __all__ = ["CheckFailed", "relative_error", "check_equal", "check_shape", "check_close",
            "check_true", "check_layers"]
@@ -257,35 +257,28 @@ def _layer_outputs(model: torch.nn.Module, x: torch.Tensor, names: list[str],
                    whose: str) -> dict[str, torch.Tensor]:
     """Outputs of the named layers (copied as emitted, so in-place ReLUs do not change them); a
     model that raises is reported with the layer it was in."""
-    layers = {}
     for name in names:
         try:
-            layers[name] = find_layer(model, name)
+            find_layer(model, name)
         except KeyError:
             raise CheckFailed(f"{whose} has no layer called {name!r}; name the layers like the "
                               f"reference: {', '.join(names)}") from None
-    # Hooks of our own, not `model.activations`: the pre-hooks say which layer a failing
-    # forward() was in.
     found: dict[str, torch.Tensor] = {}
-    current = [""]
-    handles = []
-    for name, layer in layers.items():
-        handles.append(layer.register_forward_pre_hook(
-            lambda m, i, name=name: current.__setitem__(0, name)))
-        handles.append(layer.register_forward_hook(
-            lambda m, i, out, name=name: found.__setitem__(name, out.detach().cpu().clone())))
+    current = [""]   # the layer a failing forward() was in
+
+    def keep(name: str, output: torch.Tensor) -> None:
+        found[name] = output.detach().cpu().clone()
+
     param = next(model.parameters(), None)
     try:   # eval mode: dropout off, the comparison must be deterministic
-        with eval_mode(model), torch.no_grad():
+        with on_outputs(model, names, keep, before=lambda name: current.__setitem__(0, name)), \
+                eval_mode(model), torch.no_grad():
             model(x.to(param.device) if param is not None else x)
     except NotImplementedError:  # a RuntimeError, but the released notebooks' placeholder
         raise
     except (RuntimeError, ValueError, IndexError) as err:
         where = f"in layer {current[0]}" if current[0] else "before its first named layer"
         raise CheckFailed(f"{whose} raised {where}: {type(err).__name__}: {err}") from err
-    finally:
-        for h in handles:
-            h.remove()
     missing = [n for n in names if n not in found]
     if missing:
         raise CheckFailed(f"{whose}'s forward() never ran layer(s) {', '.join(missing)}")

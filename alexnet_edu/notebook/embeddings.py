@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import eval_transform
 from ..data import as_loader
-from ..model import activations, eval_mode
+from ..hooks import activations, eval_mode
 
 __all__ = ["extract_features", "nearest_neighbours", "retrieval_precision"]
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import eval_mode, find_layer
+from ..hooks import eval_mode, find_layer, on_outputs
 
 __all__ = ["occlusion", "occlusion_positions", "saliency", "grad_cam", "upsample", "edge_map",
            "rank_correlation", "ssim", "cascading_randomization", "sanity_check",
@@ -114,22 +114,16 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets: int | Sequence[int
     t = _targets(targets, len(images), images.device)
     store: dict[str, torch.Tensor] = {}
 
-    # Not `model.activations`: its copies are off the path to the scores; the gradient must be
-    # taken with respect to the maps the next layers really read.
-    def hook(module, inputs, output):
+    def keep(name: str, output: torch.Tensor) -> torch.Tensor:
+        # Differentiate with respect to the maps the next layers read (not a copy off the path
+        # to the scores), and hand them a copy so that an in-place ReLU changes the copy.
         store["maps"] = output
-        # Hand the next layers a copy: an in-place ReLU after `layer` then changes the copy,
-        # not the maps we differentiate with respect to.
         return output.clone()
 
-    handle = find_layer(model, layer).register_forward_hook(hook)
-    try:
-        with eval_mode(model), torch.enable_grad():
-            scores = model(images.detach()).gather(1, t[:, None]).sum()
-            maps = store["maps"]
-            (grad,) = torch.autograd.grad(scores, maps)
-    finally:
-        handle.remove()
+    with on_outputs(model, [layer], keep), eval_mode(model), torch.enable_grad():
+        scores = model(images.detach()).gather(1, t[:, None]).sum()
+        maps = store["maps"]
+        (grad,) = torch.autograd.grad(scores, maps)
     weights = grad.mean(dim=(-2, -1), keepdim=True)                 # alpha_k, (N, K, 1, 1)
     cam = F.relu((weights * maps.detach()).sum(1)).cpu()            # (N, h, w)
     return upsample(cam, size) if size is not None else cam

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from ..model import activations, eval_mode
+from ..hooks import activations, eval_mode
 from .viz import _hwc, denormalize, figure_to_png, to_unit_range
 
 __all__ = ["FeatureMapViewer"]

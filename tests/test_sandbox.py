@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import alexnet_edu
 from alexnet_edu.course import grading, sandbox
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
@@ -28,6 +29,15 @@ def test_runs_is_the_scratch_folders_not_one_beside_the_installed_package(tmp_pa
     binds = _pairs(argv, "--bind")
     assert (str(tmp_path / "runs"), f"{sandbox.SCRATCH}/runs") in binds
     assert all(not dest.startswith(str(sandbox.PACKAGE.parent / "runs")) for _, dest in binds)
+
+
+@needs_bwrap
+def test_the_whole_package_is_readable_not_only_the_course_tools(tmp_path):
+    """sandbox.py moved into alexnet_edu/course/: binding its own folder left `import
+    alexnet_edu` failing inside the sandbox, and every graded kernel 'died'."""
+    argv = sandbox.command(["true"], tmp_path / "scratch", tmp_path / "runs", {})
+    package = Path(alexnet_edu.__file__).resolve().parent
+    assert any(package.is_relative_to(source) for source, _ in _pairs(argv, "--ro-bind"))
 
 
 @needs_bwrap

@@ -1,10 +1,8 @@
 """Which names an exercise's answer defines, and a student's functions without their top-level code.
 
-The grader takes a student's *data* answers from the student's kernel (`values`) and the student's
-*functions* from the notebook's source: `function_source` keeps only the imports and the `def`
-statements of an answer cell, with annotations dropped and default values limited to literals and
-dotted names, so that defining them runs none of the student's code; the code runs only when a
-check calls the function.
+The grader takes a student's *data* from the student's kernel (`values`) and *functions* from
+the source: `student_parts` keeps only the imports and `def`s of an answer cell, annotations
+dropped and defaults limited to literals and dotted names, so defining them runs no student code.
 """
 
 from __future__ import annotations

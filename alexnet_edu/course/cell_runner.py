@@ -2,12 +2,10 @@
 
     python -m alexnet_edu.course.cell_runner JOB.json FD
 
-Started by the grader inside the sandbox (`course.sandbox`), never by hand. A cell past the
-job's timeout gets a KeyboardInterrupt, as Jupyter's interrupt would; the grader kills the whole
-sandbox if that does not end it. Events are JSON lines on file descriptor FD:
+Started by the grader inside the sandbox, never by hand. A cell past the job's timeout gets a
+KeyboardInterrupt, as Jupyter's interrupt would. Events are JSON lines on file descriptor FD:
 {"cell": k, "event": "start"} and {"cell": k, "event": "end", "error": "Name: message" | null}.
-Code in the cells can write to that pipe too: the grader believes it only about the notebook
-that this runner runs (see grading.py for what that means).
+The cells can write to that pipe too: the grader believes it only about this runner's notebook.
 """
 
 from __future__ import annotations

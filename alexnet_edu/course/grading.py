@@ -2,24 +2,19 @@
 
     python -m alexnet_edu.course.grading notebooks/ submissions/ --out grades.csv [--workers 2]
 
-`submissions/` holds one folder per student, each with that student's copies of the released
-notebooks (same file names). Each notebook is graded in two runs, each in its own sandbox
-(`sandbox`: bubblewrap, read-only system, no network, a separate user when the grader
-is root, everything killed at the deadline):
+`submissions/` holds one folder per student with their copies of the released notebooks (same
+file names). Each notebook is graded in two runs, each in its own `sandbox`:
 
-1. the student's notebook runs top to bottom as handed in; after each answer cell, the names the
-   answer defines are written out as data (`alexnet_edu.course.values`: numbers, strings, tensors,
-   lists, dicts; never a pickled object);
-2. a fresh kernel runs the *solution* notebook with each answer replaced by the student's: the
-   data read back with `torch.load(weights_only=True)`, the student's functions defined from the
-   notebook's source (imports and `def`s only, `answers`); the solution's check cells,
-   hidden tests included, decide.
+1. the student's notebook runs as handed in; after each answer cell, the names the answer
+   defines are written out as data (`values`; never a pickled object);
+2. a fresh kernel runs the *solution* notebook with each answer replaced by the student's (data
+   read back with `torch.load(weights_only=True)`, functions defined from the source by
+   `answers`); the solution's check cells, hidden tests included, decide.
 
-So nothing the student's kernel does (hiding its errors, rebinding the checks, rewriting files)
-reaches a grade: only the values it defines do. What remains: a function the student defines runs
-inside the checking kernel when a check calls it, and can tamper with that notebook's checks from
-then on (never another notebook's, another student's, or the CSV). Cells are matched by their
-id, which `release` keeps. The run uses the `smoke` profile unless `--profile` says otherwise.
+So nothing the student's kernel does (hiding errors, rebinding the checks, rewriting files)
+reaches a grade, only the values it defines. What remains: a student's function runs inside the
+checking kernel when a check calls it, and can tamper with that notebook's checks from then on
+(never another notebook's, another student's, or the CSV). Cells are matched by id.
 """
 
 from __future__ import annotations
@@ -168,45 +163,49 @@ def _execute(cells: list[dict], scratch: Path, timeout: int, env: dict[str, str]
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, cwd=scratch, env={**os.environ, **env})
     os.close(write)
-    run = _Run({})
-    expected, running, buffer = 0, False, b""
-    deadline = time.monotonic() + STARTUP_S
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([read], [], [], left)[0]:
-                run.stopped_at, run.reason = expected, "timed out"
-                break
-            chunk = os.read(read, 1 << 16)
-            if not chunk:
-                run.stopped_at, run.reason = expected, "died"
-                break
-            buffer = (buffer + chunk)[-(1 << 20):]   # a flood of output is dropped, not kept
-            *lines, buffer = buffer.split(b"\n")
-            done = False
-            for line in lines:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict):
-                    continue
-                # events are taken in order only: cell k starts, cell k ends, cell k+1 starts...
-                if event.get("event") == "start" and event.get("cell") == expected and not running:
-                    running, deadline = True, time.monotonic() + timeout + GRACE_S
-                elif event.get("event") == "end" and event.get("cell") == expected and running:
-                    error = event.get("error")
-                    run.errors[expected] = str(error)[:2000] if error is not None else None
-                    expected, running = expected + 1, False
-                    deadline = time.monotonic() + timeout + GRACE_S
-                elif event.get("event") == "done" and expected == len(cells):
-                    done = True
-            if done:
-                break
+        return _follow(read, len(cells), timeout)
     finally:
         os.close(read)
         sandbox.kill(process)
-    if run.stopped_at is not None and run.stopped_at >= len(cells):
+
+
+def _follow(read: int, count: int, timeout: int) -> _Run:
+    """Read the runner's events from the pipe until all `count` cells are done, the pipe closes
+    ("died") or the deadline passes ("timed out"): STARTUP_S for the first cell to start, then
+    `timeout` + GRACE_S per cell."""
+    run = _Run({})
+    expected, running, buffer = 0, False, b""
+    deadline = time.monotonic() + STARTUP_S
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([read], [], [], left)[0]:
+            run.stopped_at, run.reason = expected, "timed out"
+            break
+        chunk = os.read(read, 1 << 16)
+        if not chunk:
+            run.stopped_at, run.reason = expected, "died"
+            break
+        buffer = (buffer + chunk)[-(1 << 20):]   # a flood of output is dropped, not kept
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            # taken in order only: cell k starts, cell k ends, cell k+1 starts...
+            if event.get("event") == "start" and event.get("cell") == expected and not running:
+                running, deadline = True, time.monotonic() + timeout + GRACE_S
+            elif event.get("event") == "end" and event.get("cell") == expected and running:
+                error = event.get("error")
+                run.errors[expected] = str(error)[:2000] if error is not None else None
+                expected, running = expected + 1, False
+                deadline = time.monotonic() + timeout + GRACE_S
+            elif event.get("event") == "done" and expected == count:
+                return run
+    if run.stopped_at >= count:
         run.stopped_at = None
     return run
 
@@ -272,30 +271,17 @@ def _grade_cells(sol: Solution, cells: list[dict] | str | None, student: str, ti
 
 def _grade(sol: Solution, cells: list[dict], student: str, tmp: Path, timeout: int,
            env: dict[str, str], sandboxed: bool, hide: Sequence[Path]) -> list[Grade]:
+    inside = {run: sandbox.SCRATCH if sandboxed else str(tmp / run) for run in "ab"}
     mine = {_key(c, i): i for i, c in enumerate(cells) if isinstance(c, dict)}
-    inside = {"a": sandbox.SCRATCH if sandboxed else str(tmp / "a"),
-              "b": sandbox.SCRATCH if sandboxed else str(tmp / "b")}
-    parts = {}
+    answer_of = {}   # the student's answer cell -> its exercise
     for k, ex in enumerate(sol.exercises):
         i = mine.get(_key(sol.cells[ex.answer], ex.answer))
         if i is not None and cells[i].get("cell_type") == "code":
-            parts[k] = student_parts(_text(cells[i].get("source", "")), ex.names)
+            answer_of[i] = k
+    parts = {k: student_parts(_text(cells[i].get("source", "")), sol.exercises[k].names)
+             for i, k in answer_of.items()}
     # 1. the student's notebook, the answers written out after each answer cell
-    answer_of = {mine[_key(sol.cells[ex.answer], ex.answer)]: k
-                 for k, ex in enumerate(sol.exercises) if k in parts}
-    job_a: list[dict] = []
-    answer_at, export_at = {}, {}
-    for i, cell in enumerate(cells):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
-            continue
-        if i in answer_of:
-            answer_at[answer_of[i]] = len(job_a)
-        job_a.append({"mode": "run", "source": _text(cell.get("source", ""))})
-        if i in answer_of:
-            k = answer_of[i]
-            export_at[k] = len(job_a)
-            job_a.append({"mode": "export", "names": parts[k][0],
-                          "folder": f"{inside['a']}/values/{k}"})
+    job_a, answer_at, export_at = _student_job(cells, answer_of, parts, inside["a"])
     run_a = _execute(job_a, sandbox.prepare(tmp / "a"), timeout, env, sandboxed, hide) \
         if job_a else _Run({})
     # 2. a fresh kernel: the solution notebook, each answer replaced by the student's
@@ -303,35 +289,61 @@ def _grade(sol: Solution, cells: list[dict], student: str, tmp: Path, timeout: i
     _copy_values(tmp / "a" / "values", b / "values")
     for folder in (b / "values").glob("*"):
         sandbox.prepare(folder)
+    reached = {k: parts[k] for k, at in export_at.items()
+               if run_a.stopped_at is None or run_a.stopped_at > at}
+    job_b, checks_at = _checking_job(sol, reached, inside["b"])
+    run_b = _execute(job_b, b, timeout, env, sandboxed, hide)
+    return [Grade(student, sol.path.name, ex.title, *_verdict(
+                k, ex, sol, parts, answer_at, export_at, checks_at[k], run_a, run_b, tmp,
+                timeout))
+            for k, ex in enumerate(sol.exercises)]
+
+
+def _student_job(cells: list[dict], answer_of: dict[int, int], parts: dict,
+                 inside: str) -> tuple[list[dict], dict[int, int], dict[int, int]]:
+    """The student's code cells in order, each answer cell followed by an export of the names
+    its exercise takes; and, per exercise, the job's index of its answer and of its export."""
+    job: list[dict] = []
+    answer_at, export_at = {}, {}
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+            continue
+        if i in answer_of:
+            answer_at[answer_of[i]] = len(job)
+        job.append({"mode": "run", "source": _text(cell.get("source", ""))})
+        if i in answer_of:
+            k = answer_of[i]
+            export_at[k] = len(job)
+            job.append({"mode": "export", "names": parts[k][0], "folder": f"{inside}/values/{k}"})
+    return job, answer_at, export_at
+
+
+def _checking_job(sol: Solution, reached: dict,
+                  inside: str) -> tuple[list[dict], dict[int, list[int]]]:
+    """The solution's code cells, each answer cell replaced by its released form and the
+    student's answer loaded in its place (none where the student's run did not reach it); and,
+    per exercise, the job's indices of its check cells."""
     exercise_of = {ex.answer: k for k, ex in enumerate(sol.exercises)}
     check_of = {j: k for k, ex in enumerate(sol.exercises) for j in ex.checks}
-    job_b: list[dict] = []
+    job: list[dict] = []
     checks_at: dict[int, list[int]] = {k: [] for k in range(len(sol.exercises))}
     for i, cell in enumerate(sol.cells):
         if cell["cell_type"] != "code":
             continue
         if i in exercise_of:
             k = exercise_of[i]
-            ex = sol.exercises[k]
-            reached = k in export_at and (run_a.stopped_at is None
-                                          or run_a.stopped_at > export_at[k])
-            data, source, _ = parts[k] if reached else ([], "", [])
-            job_b.append({"mode": "lenient", "source": ex.released})
-            job_b.append({"mode": "load", "delete": sorted(ex.names.data | ex.names.functions),
-                          "names": sorted(ex.names.data & set(data)),
-                          "extra": sorted(set(data) - ex.names.data), "source": source,
-                          "functions": sorted(ex.names.functions),
-                          "folder": f"{inside['b']}/values/{k}"})
+            names = sol.exercises[k].names
+            data, source, _ = reached.get(k, ([], "", []))
+            job.append({"mode": "lenient", "source": sol.exercises[k].released})
+            job.append({"mode": "load", "delete": sorted(names.data | names.functions),
+                        "names": sorted(names.data & set(data)),
+                        "extra": sorted(set(data) - names.data), "source": source,
+                        "functions": sorted(names.functions), "folder": f"{inside}/values/{k}"})
             continue
         if i in check_of:
-            checks_at[check_of[i]].append(len(job_b))
-        job_b.append({"mode": "run", "source": _text(cell["source"])})
-    run_b = _execute(job_b, b, timeout, env, sandboxed, hide)
-    grades = []
-    for k, ex in enumerate(sol.exercises):
-        grades.append(Grade(student, sol.path.name, ex.title, *_verdict(
-            k, ex, sol, parts, answer_at, export_at, checks_at[k], run_a, run_b, tmp, timeout)))
-    return grades
+            checks_at[check_of[i]].append(len(job))
+        job.append({"mode": "run", "source": _text(cell["source"])})
+    return job, checks_at
 
 
 def _verdict(k: int, ex: _Exercise, sol: Solution, parts: dict, answer_at: dict, export_at: dict,
@@ -370,10 +382,6 @@ def _verdict(k: int, ex: _Exercise, sol: Solution, parts: dict, answer_at: dict,
     return False, errors[0]
 
 
-def _grade_one(args: tuple) -> list[Grade]:
-    return _grade_cells(*args)
-
-
 def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str,
                  timeout: int = 300, profile: str = "smoke", workers: int = 1,
                  unsafe: bool = False) -> list[Grade]:
@@ -409,7 +417,7 @@ def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str
              _environment(profile, workers), not unsafe, hide)
             for student in students for solution in loaded]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        grades = [g for result in pool.map(_grade_one, jobs) for g in result]
+        grades = [g for result in pool.map(lambda job: _grade_cells(*job), jobs) for g in result]
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(FIELDS)

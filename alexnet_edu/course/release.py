@@ -3,10 +3,9 @@
     python -m alexnet_edu.course.release release notebooks/ --out release/
     python -m alexnet_edu.course.release check notebooks/
 
-`release` replaces each solution region by nbgrader's stub at the region's indentation (so a
-solution inside a function body stays valid Python), removes hidden tests and clears outputs.
-Every other byte is kept: the JSON is edited, not re-modelled. `check` validates the markers and
-this project's convention (at least three exercises, each followed by a cell that calls
+`release` replaces each solution region by nbgrader's stub at its indentation, removes hidden
+tests and clears outputs; every other byte is kept. `check` validates the markers and this
+project's convention (at least three exercises, each followed by a cell that calls
 `alexnet_edu.notebook.checks`). Exit status: 0 fine, 1 convention problems, 2 bad input.
 """
 
@@ -62,9 +61,7 @@ def _near_marker(line: str) -> str | None:
 
 def _marker_like(line: str, cell_type: str) -> str:
     """The part of `line` that could be a mistyped marker: a `#` line of at most three words
-    after the hashes (markers are short lines of their own), else "". In code only a comment
-    can be one (`def end(solution):` is not); in markdown, prose such as "an end-to-end
-    solution" or a heading "## The end: solution" with more words is not."""
+    after the hashes, else "" (in code only a comment; "## The end: solution" has too many)."""
     text = line[line.find("#"):] if cell_type == "code" and "#" in line else line.strip()
     if not text.startswith("#") or len(text.lstrip("#").split()) > 3:
         return ""

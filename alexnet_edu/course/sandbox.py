@@ -32,7 +32,7 @@ __all__ = ["SandboxUnavailable", "available", "command", "NOBODY", "kill"]
 
 NOBODY = 65534
 SCRATCH = "/scratch"
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parent.parent   # alexnet_edu/, not course/
 
 
 class SandboxUnavailable(RuntimeError):
@@ -48,18 +48,6 @@ def _python_roots() -> list[Path]:
     return sorted({r.resolve() for r in roots if r.exists()} | {r for r in roots if r.exists()})
 
 
-def _bind_plan(readable: Sequence[Path]) -> list[Path]:
-    """Read-only folders, outermost only, never / itself."""
-    wanted = sorted({Path(p).absolute() for p in readable if Path(p).exists()},
-                    key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in wanted:
-        if path == Path("/") or any(path.is_relative_to(k) for k in kept):
-            continue
-        kept.append(path)
-    return kept
-
-
 def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
             readable: Sequence[Path] = (), hide: Sequence[Path] = ()) -> list[str]:
     """The bwrap command line running `argv` with `scratch` writable at /scratch (also its working
@@ -70,43 +58,14 @@ def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
     args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-            "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
     if os.geteuid() != 0:   # without root, a user namespace is what makes the mounts possible
-        args[1:1] = ["--unshare-user"]
-    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
-        path = Path("/") / top
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
+        args.append("--unshare-user")
+    args += _system_binds()
     # a private /tmp first: the binds below then show through it (a clone, its venv or the data
     # may live under /tmp; a tmpfs mounted after them would hide them)
     args += ["--perms", "1777", "--tmpfs", "/tmp"]
-    made: set[Path] = {Path("/"), Path("/usr"), Path("/etc"), Path("/tmp"), Path("/proc"),
-                       Path("/dev")}
-
-    def parents(path: Path) -> list[str]:
-        # bwrap copies the mode of a parent it creates (/root is 0700): make them traversable
-        out = []
-        for parent in reversed(path.parents):
-            if parent not in made:
-                made.add(parent)
-                out += ["--perms", "0755", "--dir", str(parent)]
-        return out
-
-    bound = [Path("/usr"), Path("/etc")]
-    for path in _bind_plan([*_python_roots(), PACKAGE, *readable]):
-        if path.is_relative_to(Path("/usr")) or path.is_relative_to(Path("/etc")):
-            continue
-        args += parents(path) + ["--ro-bind", str(path), str(path)]
-        made.add(path)
-        bound.append(path)
-    for path in hide:   # only a bind shows a folder's files: cover those inside one
-        # as given and with its links resolved: a bound folder may hold it under either name
-        for form in {Path(path).absolute(), Path(path).resolve()}:
-            if form.is_dir() and any(form.is_relative_to(p) for p in bound):
-                args += ["--tmpfs", str(form)]
+    args += _read_only_binds([*_python_roots(), PACKAGE, *readable], hide)
     # runs/: inside the sandbox the package has no pyproject.toml beside it, so runs_dir() is
     # the working folder's (settings.PROJECT_ROOT), /scratch/runs
     args += ["--bind", str(scratch), SCRATCH, "--bind", str(runs), f"{SCRATCH}/runs",
@@ -121,6 +80,44 @@ def command(argv: Sequence[str], scratch: Path, runs: Path, env: dict[str, str],
         args += [shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={NOBODY}",
                  f"--regid={NOBODY}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
     return args + list(argv)
+
+
+def _system_binds() -> list[str]:
+    """/usr and /etc read-only, and the top-level folders a merged /usr links into it."""
+    args = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/") / top
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def _read_only_binds(readable: Sequence[Path], hide: Sequence[Path]) -> list[str]:
+    """Bind the outermost folders of `readable` read-only (never / itself), then cover each
+    folder of `hide` that a bind exposes with an empty tmpfs."""
+    args: list[str] = []
+    made = {Path(p) for p in ("/", "/usr", "/etc", "/tmp", "/proc", "/dev")}
+    bound = [Path("/usr"), Path("/etc")]
+    for path in sorted({Path(p).absolute() for p in readable if Path(p).exists()},
+                       key=lambda p: len(p.parts)):
+        if path == Path("/") or any(path.is_relative_to(b) for b in bound):
+            continue
+        # bwrap copies the mode of a parent it creates (/root is 0700): make them traversable
+        for parent in reversed(path.parents):
+            if parent not in made:
+                made.add(parent)
+                args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", str(path), str(path)]
+        made.add(path)
+        bound.append(path)
+    for path in hide:   # only a bind shows a folder's files: cover those inside one
+        # as given and with its links resolved: a bound folder may hold it under either name
+        for form in {Path(path).absolute(), Path(path).resolve()}:
+            if form.is_dir() and any(form.is_relative_to(p) for p in bound):
+                args += ["--tmpfs", str(form)]
+    return args
 
 
 def prepare(folder: Path) -> Path:

@@ -1,9 +1,8 @@
 """Answers as data: what a graded notebook's kernel writes out and the checking kernel reads back.
 
-Only data crosses from a student's kernel to the checks: numbers, strings, None, booleans,
-tensors, NumPy arrays, and lists, tuples, dicts and this package's dataclasses of those. They are
-written with `torch.save` and read with `torch.load(..., weights_only=True)`, which builds no
-other object and runs no code from the file. Anything else (a model, a lambda) is not taken.
+Only data crosses: numbers, strings, None, booleans, tensors, NumPy arrays, and lists, tuples,
+dicts and this package's dataclasses of those, written with `torch.save` and read with
+`torch.load(..., weights_only=True)`, which runs no code from the file. A model is not taken.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Image files, read safely: one reader for the whole package (datasets, streamed folders and
 `alexnet-edu predict`), which turns any file PIL can open into 8-bit RGB with bounded memory, and
-says which file is wrong and what to do when it cannot.
+says which file is wrong and what to do when it cannot; and folders of them (class sub-folders).
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -12,14 +13,26 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import find_classes, make_dataset
 
-__all__ = ["DataFileError", "read_image", "read_image_tensor", "image_files", "IMAGE_EXTENSIONS",
-           "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS"]
+from .transforms import PAPER_RESIZE, resize_batch
+
+__all__ = ["DataFileError", "read_image", "read_image_tensor", "image_files", "scan_folder",
+           "square", "TensorImageDataset", "ImageFiles", "load_image_folder", "folder_dataset",
+           "image_shape", "first_images", "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE",
+           "MAX_IMAGE_PIXELS", "IN_MEMORY_BYTES", "sample_photos"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
 MAX_IMAGE_SIDE = 1024         # read_image shrinks larger images at once: memory stays bounded
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused (PIL only warns at 89.5 million)
+IN_MEMORY_BYTES = 2 * 1024**3  # folders whose 256 x 256 images need more are streamed
+# Natural colour photos every install has: four public-domain / CC0 photos from scikit-image's
+# sample data, shrunk to a 256 px shorter side (alexnet_edu/photos/), and scikit-learn's two
+# sample photos (CC BY 2.0, read from the installed scikit-learn). Licences: data/README.md.
+PHOTOS = ("astronaut", "cat", "coffee", "rocket")
+SKLEARN_PHOTOS = {"temple": "china.jpg", "flower": "flower.jpg"}
 
 
 class DataFileError(ValueError):
@@ -124,3 +137,162 @@ def image_files(folder: Path, extensions: tuple[str, ...] | None = IMAGE_EXTENSI
                                                     or p.suffix.lower() in extensions)
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts)
                    and p.is_file()), key=lambda p: p.relative_to(folder).parts)
+
+
+def scan_folder(folder: Path) -> tuple[list[str], list[Path], list[int]]:
+    """(classes, image paths, labels) of `folder`/<class>/... (torchvision's find_classes and
+    make_dataset; hidden files and folders skipped), or a clear error."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    try:
+        classes = [c for c in find_classes(folder)[0] if not c.startswith(".")]
+    except FileNotFoundError:   # torchvision's "Couldn't find any class folder"
+        classes = []
+    if not classes:
+        raise FileNotFoundError(f"{folder} has no class sub-folders: put the images in "
+                                f"{folder}/<class name>/<image>.png (one folder per class)")
+
+    def wanted(path: str) -> bool:   # a FIFO or a socket is skipped, as are hidden files
+        hidden = any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
+        return Path(path).suffix.lower() in IMAGE_EXTENSIONS and not hidden and os.path.isfile(path)
+
+    found = make_dataset(folder, {c: i for i, c in enumerate(classes)}, is_valid_file=wanted,
+                         allow_empty=True)
+    for label, name in enumerate(classes):
+        parents = {Path(p).parent for p, y in found if y == label}
+        if not parents:
+            raise FileNotFoundError(f"class folder {folder / name} holds no images with an "
+                                    f"extension among {IMAGE_EXTENSIONS} (hidden files skipped)")
+        if len(classes) == 1 and folder / name not in parents:
+            # one class whose images all sit in sub-folders: most likely a folder too high up
+            raise FileNotFoundError(f"{folder} has one class folder, {name}, with all its images "
+                                    f"in sub-folders: if those are the classes, pass "
+                                    f"{folder / name}")
+    return classes, [Path(p) for p, _ in found], [y for _, y in found]
+
+
+def square(image: Tensor, side: int = PAPER_RESIZE) -> Tensor:
+    """§2: rescale uint8 C x H x W so the shorter side is `side`, then take the central
+    side x side patch."""
+    return resize_batch(image[None].float(), side).round().clamp(0, 255).to(torch.uint8)[0]
+
+
+class ImageFiles(Dataset):
+    """An image folder too large for memory, as file paths: `ds[i]` decodes image i when it is
+    asked for (in DataLoader workers), shrinking it as it is read, and brings it to side x side
+    the paper's way (§2: shorter side to 256, central crop). Memory stays that of a few batches
+    whatever the folder's size; `BatchTransform` then crops and augments whole batches."""
+
+    def __init__(self, paths: list[Path], labels: Tensor, classes: list[str],
+                 side: int = PAPER_RESIZE, channels: int = 3):
+        self.paths, self.labels, self.classes = list(paths), labels.long(), list(classes)
+        self.side, self.channels = side, channels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image = read_image_tensor(self.paths[index], self.channels, shorter_side=self.side)
+        return square(image, self.side), int(self.labels[index])
+
+    def subset(self, indices: Tensor) -> ImageFiles:
+        return ImageFiles([self.paths[i] for i in indices.tolist()], self.labels[indices].clone(),
+                          self.classes, self.side, self.channels)
+
+    def sample(self, n: int, seed: int = 0) -> Tensor:
+        """n images (at most all), drawn with `seed`, decoded: enough for channel statistics."""
+        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        return torch.stack([self[i][0] for i in pick.tolist()])
+
+    def __repr__(self) -> str:
+        return (f"ImageFiles({len(self)} images read from disk as {self.channels}x{self.side}x"
+                f"{self.side} uint8, {len(self.classes)} classes)")
+
+
+class TensorImageDataset(Dataset):
+    """Images held in memory as one uint8 tensor N x C x H x W, with integer labels. `ds[i]` is
+    `(uint8 C x H x W, int)`; `data.make_loader` takes whole batches with one indexing operation."""
+
+    def __init__(self, images: Tensor, labels: Tensor, classes: list[str]):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 N x C x H x W, got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels, self.classes = images, labels.long(), list(classes)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def subset(self, indices: Tensor) -> TensorImageDataset:
+        """A new dataset with the images at `indices` (copied, so the parent can be freed)."""
+        return TensorImageDataset(self.images[indices].clone(), self.labels[indices].clone(),
+                                  self.classes)
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return f"TensorImageDataset({n} images, {c}x{h}x{w} uint8, {len(self.classes)} classes)"
+
+
+def load_image_folder(folder: str | Path) -> TensorImageDataset:
+    """Every image below `folder`/<class>/ as one uint8 tensor (class = sub-folder name, sorted).
+    Images of one common size (shorter side at most 256) keep it; otherwise every image is
+    brought to 256 x 256 the paper's way (§2: shorter side to 256, central crop)."""
+    return _load_files(*scan_folder(Path(folder).expanduser()))
+
+
+def _load_files(classes: list[str], paths: list[Path], labels: list[int]) -> TensorImageDataset:
+    images: list[Tensor] = []
+    squared = False
+    for path in paths:
+        image = read_image_tensor(path)
+        if not squared and (image.shape != images[0].shape if images
+                            else min(image.shape[1:]) > PAPER_RESIZE):
+            # a second size, or a large first one: square all, one at a time (memory bounded)
+            images, squared = [square(x) for x in images], True
+        images.append(square(image) if squared else image)
+    return TensorImageDataset(torch.stack(images), torch.tensor(labels), classes)
+
+
+def folder_dataset(folder: str | Path) -> TensorImageDataset | ImageFiles:
+    """`load_image_folder` when the folder's images fit in IN_MEMORY_BYTES at 256 x 256, else
+    `ImageFiles` (read from disk batch by batch); says which it chose, and why."""
+    folder = Path(folder).expanduser()
+    classes, paths, labels = scan_folder(folder)
+    needed = len(paths) * 3 * PAPER_RESIZE**2
+    if needed <= IN_MEMORY_BYTES:
+        return _load_files(classes, paths, labels)   # the folder is listed once
+    print(f"{folder}: {len(paths):,} images would need {needed / 1024**3:.1f} GiB in memory "
+          f"(more than {IN_MEMORY_BYTES / 1024**3:.0f} GiB): reading them from disk as needed")
+    return ImageFiles(paths, torch.tensor(labels), classes)
+
+
+def image_shape(dataset: Dataset) -> tuple[int, int, int]:
+    """(channels, height, width) of every image of a TensorImageDataset or ImageFiles."""
+    if isinstance(dataset, ImageFiles):
+        return dataset.channels, dataset.side, dataset.side
+    return tuple(dataset.images.shape[1:])
+
+
+def first_images(dataset: Dataset, n: int) -> Tensor:
+    """The first n images (at most all) as one uint8 batch, from memory or from disk."""
+    if isinstance(dataset, TensorImageDataset):
+        return dataset.images[:n]
+    return torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))])
+
+
+def sample_photos() -> TensorImageDataset:
+    """Six natural colour photos every install has (no download), brought to 256 x 256 the
+    paper's way (§2), one class per photo: astronaut, cat, coffee, flower, rocket, temple."""
+    from sklearn.datasets import load_sample_image  # a dependency; ships two photos
+
+    found = {name: read_image_tensor(Path(__file__).parent / "photos" / f"{name}.jpg")
+             for name in PHOTOS}
+    for name, file in SKLEARN_PHOTOS.items():
+        found[name] = torch.from_numpy(load_sample_image(file).copy()).permute(2, 0, 1)
+    classes = sorted(found)
+    images = torch.stack([square(found[name]) for name in classes])
+    return TensorImageDataset(images, torch.arange(len(classes)), classes)

@@ -1,15 +1,17 @@
-"""Run profiles: the same code at three sizes, chosen by the machine.
+"""Run profiles, and the policy they decide (the edge: notebooks and the CLI ask here, and pass
+the answers to the core as arguments): the same code at three sizes, chosen by the machine.
 
 - ``smoke``: CI. A few hundred images, one or two epochs, 67 px: checks that every code path
   runs; its numbers mean nothing.
 - ``cpu``: no CUDA GPU (a laptop, Apple MPS, Colab without a GPU). 67 px inputs and a recipe
-  tuned for a budget of about 10-15 minutes on 2 CPU cores per training notebook: a result that
-  means something (Fashion-MNIST: about 85 % test accuracy, see the README's results).
+  sized for a training notebook of minutes on 2 CPU cores, whose result means something
+  (benchmarks/README.md gives the figures).
 - ``full``: a CUDA GPU. The paper's input size (227 px) and whole datasets.
 
 ``ALEXNET_EDU_PROFILE=smoke|cpu|full`` overrides the choice (``ALEXNET_EDU_SMOKE=1`` still means
 smoke). Notebooks and the CLI read their sizes from `run_size`, so a profile changes how much
-work is done, never which code does it.
+work is done, never which code does it. The profile also says where runs go (`runs_dir`) and
+whether STL-10 is downloaded (`load_splits`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from .settings import smoke_mode
+from . import data
+from .official import FOLDERS, missing
+from .settings import PROJECT_ROOT, data_root, shown_path, smoke_mode
+from .standin import provide_standins
 
 __all__ = ["PROFILES", "Profile", "RunSize", "current_profile", "profile_named", "run_size",
-           "SIZES"]
+           "SIZES", "runs_dir", "load_splits", "held_out_split", "try_load", "stl10_source"]
 
 PROFILES = ("smoke", "cpu", "full")
 
@@ -93,10 +99,9 @@ class RunSize:
 
 
 # Why the cpu sizes: 67 px is the smallest input the paper's layers take (67 -> 15 -> 7 -> 3 ->
-# 1) and needs ~13x fewer multiply-adds than 227 px (`shapes.trace`). A run of 10-15 minutes on
-# an older 2-core CPU has about 15 epochs, too few for the paper's lr 0.01 and patience 2 to
-# reach their plateau: lr 0.02 and patience 1 learn faster there (benchmarks/time_to_accuracy.py
-# measured both; the README's Results give the runs).
+# 1) and needs ~13x fewer multiply-adds than 227 px (`shapes.trace`). A short run has too few
+# epochs for the paper's lr 0.01 and patience 2 to reach their plateau, so it uses a larger lr
+# and less patience (benchmarks/time_to_accuracy.py compares them).
 SIZES: dict[str, dict[str, RunSize]] = {
     "fashion-mnist": {
         "smoke": RunSize(limit=384, image_size=67, epochs=2),
@@ -112,9 +117,9 @@ SIZES: dict[str, dict[str, RunSize]] = {
     # side (1) with overlapping and plain pooling, so the pooling ablation changes one thing only.
     "ablations": {
         # two seeds in smoke so that CI runs the spread-over-seeds code; one in cpu, whose
-        # 10-minute budget holds one run per arm
+        # budget holds one run per arm
         "smoke": RunSize(limit=64, image_size=67, epochs=2, batch_size=32, seeds=2),
-        # the paper's lr: at 0.02 the run without LRN diverged to chance in its first epoch
+        # the paper's lr: the larger one makes the run without LRN diverge
         "cpu": RunSize(limit=3_000, image_size=67, epochs=8, lr=0.01, patience=1),
         "full": RunSize(limit=None, image_size=131, epochs=15, seeds=3),
     },
@@ -136,3 +141,88 @@ def run_size(task: str, profile: str | None = None, **overrides) -> RunSize:
         raise ValueError(f"unknown profile {name!r}: use one of {', '.join(PROFILES)}")
     size = SIZES.get(task, SIZES["stl10"])[name]
     return dataclasses.replace(size, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# Where runs and data are, and whether to download -------------------------------------------------
+def runs_dir(profile: str | None = None) -> Path:
+    """Where trained runs live: PROJECT_ROOT/runs in the full profile, runs/cpu and runs/smoke in
+    the others (so that a small run never shadows a bigger one)."""
+    name = profile or current_profile().name
+    return PROJECT_ROOT / "runs" / ("" if name == "full" else name)
+
+
+def load_splits(dataset: str | Path, root: str | Path | None = None,
+                download: bool | None = None, profile: str | None = None,
+                **kwargs) -> data.Splits:
+    """`data.load_splits` with this machine's policy: the data root `settings.data_root()`
+    unless `root` names one; `download` None fetches Fashion-MNIST (30 MB) always, STL-10
+    (2.6 GB) only in the full profile; in smoke mode, files that are not there and cannot be
+    downloaded are replaced by generated stand-ins in the official format (and it says so)."""
+    return _with_policy(data.load_splits, dataset, root, download, profile, **kwargs)
+
+
+def held_out_split(dataset: str | Path, root: str | Path | None = None, split: str = "test",
+                   recipe: dict | None = None, profile: str | None = None):
+    """`data.held_out_split` (a run's held-out split, checked) with the policy of `load_splits`."""
+    return _with_policy(data.held_out_split, dataset, root, None, profile, split=split,
+                        recipe=recipe)
+
+
+def _with_policy(read, dataset, root, download, profile, **kwargs):
+    name = data.dataset_key(dataset)
+    if name not in data.DATASETS:   # a folder of images: its path says everything
+        return read(dataset, **kwargs)
+    named = "the root argument" if root is not None else "$ALEXNET_EDU_DATA" if os.environ.get(
+        "ALEXNET_EDU_DATA", "").strip() else None
+    root = Path(root).expanduser() if root is not None else data_root()
+    if named is None:   # the working folder's data/ (on Colab /content/data) may be created
+        root.mkdir(parents=True, exist_ok=True)
+    profile = profile or current_profile().name
+    if download is None:
+        download = name != "stl10" or profile == "full"
+    try:
+        return read(name, root, download=download, **kwargs)
+    except FileNotFoundError as err:
+        if not smoke_mode() or not root.is_dir():   # a data root that is not there stays an error
+            hint = f"The data root {root} is {named or 'the default, data/'}: set ALEXNET_EDU_DATA "
+            hint += ("to the folder that holds the datasets, or ALEXNET_EDU_SMOKE=1 to try the "
+                     "notebooks on small generated stand-ins.")
+            if name == "stl10" and not download:
+                hint += (f" The {profile} profile does not start STL-10's "
+                         f"{data.STL10_DOWNLOAD_GB} GB download: pass download=True, or set "
+                         "ALEXNET_EDU_PROFILE=full.")
+            raise FileNotFoundError(f"{err}\n{hint}") from None
+    return read(name, provide_standins(name, root), download=False, **kwargs)
+
+
+def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:
+    """`load_splits(dataset, **kwargs)`, or None when its files are not here and could not be
+    downloaded: then it prints what is missing, how big the download is and how to get it, so
+    that a notebook can go on without it (its cells that need the data say so and skip)."""
+    try:
+        return load_splits(dataset, **kwargs)
+    except FileNotFoundError as err:
+        name = data.dataset_key(dataset)
+        if name not in data.DATASETS:
+            print(f"Not loaded: {err}")
+            return None
+        # no machine paths beyond the data folder's short name: a stored output shows none
+        root = kwargs.get("root")
+        where = (shown_path(root) if root is not None else "$ALEXNET_EDU_DATA"
+                 if os.environ.get("ALEXNET_EDU_DATA", "").strip() else shown_path(data_root()))
+        folder = (Path(root) if root is not None else data_root()) / FOLDERS[name]
+        size = f"{data.STL10_DOWNLOAD_GB} GB" if name == "stl10" else "30 MB"
+        print(f"{name} is not here: {where}/{FOLDERS[name].as_posix()}/ lacks "
+              f"{', '.join(missing(name, folder))}. Get it with profiles.load_splits({name!r}, "
+              f"download=True) ({size}), or copy the official files there (data/README.md). "
+              "The cells that need it skip.")
+        return None
+
+
+def stl10_source(profile: str | None = None) -> str | Path:
+    """What the notebooks load as STL-10: "stl10" when its files are under `data_root()` or in the
+    full profile (which downloads them), else the real sample ``stl10-sample/test`` if there."""
+    sample = data_root() / "stl10-sample" / "test"
+    official = (data_root() / FOLDERS["stl10"] / "train_X.bin").is_file()
+    use_sample = sample.is_dir() and not official and (profile or current_profile().name) != "full"
+    return sample if use_sample else "stl10"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -16,16 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from .files import write_atomic
+from .official import CLASSES, FOLDERS, GENERATED_MARKER, writable
 from .settings import PROJECT_ROOT
 
-__all__ = ["generate_fashion_mnist", "generate_stl10", "provide_standins", "is_standin",
-           "writable", "GENERATED_MARKER", "SMOKE_GENERATED_SIZES", "FOLDERS", "STL10_CLASSES"]
+__all__ = ["generate_fashion_mnist", "generate_stl10", "provide_standins", "GENERATED_MARKER",
+           "SMOKE_GENERATED_SIZES"]
 
-# where torchvision's downloads (and these stand-ins) put each dataset's files below a data root
-FOLDERS = {"fashion-mnist": Path("FashionMNIST", "raw"), "stl10": Path("stl10_binary")}
-STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship",
-                 "truck"]   # labels 1..10 on disk, in the order of its class_names.txt
-GENERATED_MARKER = "ALEXNET_EDU_GENERATED.json"
 SMOKE_GENERATED_SIZES = (600, 200)   # (train, test) images of stand-in data in smoke mode
 
 
@@ -109,38 +104,11 @@ def generate_stl10(folder: str | Path, n_train: int = 1000, n_test: int = 300,
         written += [write_atomic(out / f"{prefix}_X.bin",
                                  np.transpose(images, (0, 1, 3, 2)).tobytes()),
                     write_atomic(out / f"{prefix}_y.bin", (labels + 1).tobytes())]
-    write_atomic(out / "class_names.txt", "\n".join(STL10_CLASSES) + "\n")
+    write_atomic(out / "class_names.txt", "\n".join(CLASSES["stl10"]) + "\n")
     folds = np.array_split(rng.permutation(n_train), 10)
     write_atomic(out / "fold_indices.txt", "".join(" ".join(map(str, f)) + " \n" for f in folds))
     _write_marker(out, "stl10", n_train, n_test, seed, written)
     return out
-
-
-def is_standin(folder: Path) -> bool:
-    """Whether `folder` holds stand-ins (it has a marker); FileNotFoundError for files changed
-    since they were generated, which are neither stand-ins nor the real files."""
-    marker = folder / GENERATED_MARKER
-    if not marker.is_file():
-        return False
-    changed = [name for name, md5 in json.loads(marker.read_text()).get("md5", {}).items()
-               if not (folder / name).is_file()
-               or hashlib.md5((folder / name).read_bytes()).hexdigest() != md5]
-    if changed:
-        raise FileNotFoundError(
-            f"{', '.join(changed)} in {folder} changed since they were generated (their md5 sums "
-            f"differ from those {GENERATED_MARKER} records): delete the folder and generate it "
-            "again, or put the official files there instead")
-    return True
-
-
-def writable(folder: Path) -> bool:
-    """Whether we may write in (or create) `folder`: the nearest existing folder must also carry a
-    write permission bit, so that root does not write into a folder made read-only on purpose."""
-    folder = folder.absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return (folder.is_dir() and os.access(folder, os.W_OK)
-            and bool(folder.stat().st_mode & 0o222))
 
 
 def _generated_root(root: Path) -> Path:

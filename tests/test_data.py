@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from alexnet_edu import data, standin
+from alexnet_edu import data, profiles, standin
 from alexnet_edu.data import TensorImageDataset, load_image_folder, load_splits, make_loader
 from alexnet_edu.standin import generate_fashion_mnist, generate_stl10
 from alexnet_edu.transforms import BatchTransform, crop_and_flip, pca_lighting, ten_crop
@@ -169,6 +169,25 @@ def test_limit_caps_every_split(fashion_root):
                     download=False)
     assert (len(s.train), len(s.val), len(s.test)) == (50, 6, 50)
     assert not _image_bytes(s.train) & _image_bytes(s.val)
+
+
+def test_held_out_split_is_the_runs_split_and_refuses_another(fashion_root, tmp_path):
+    run = load_splits("fashion-mnist", root=fashion_root, val_fraction=0.2, seed=3, limit=40,
+                      download=False)
+    for split in ("val", "test"):
+        held, synthetic = data.held_out_split("fashion-mnist", fashion_root, split, run.recipe)
+        assert torch.equal(held.images, getattr(run, split).images) and synthetic
+    only_test = tmp_path / "only-test" / "FashionMNIST" / "raw"   # no training files
+    only_test.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (only_test / name).write_bytes((fashion_root / "FashionMNIST" / "raw" / name).read_bytes())
+    held, synthetic = data.held_out_split("fashion-mnist", tmp_path / "only-test", "test",
+                                          run.recipe)
+    assert torch.equal(held.images, run.test.images) and not synthetic   # no marker there
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        data.held_out_split("fashion-mnist", tmp_path / "only-test", "val", run.recipe)
+    with pytest.raises(ValueError, match="rebuilt with the run's seed 4 is not the one the run"):
+        data.held_out_split("fashion-mnist", fashion_root, "val", {**run.recipe, "seed": 4})
 
 
 def test_mean_std_and_pca_come_from_the_train_split_only(tmp_path):
@@ -375,7 +394,20 @@ def test_missing_dataset_offline_names_the_files(tmp_path, monkeypatch):
     for name, file in (("fashion-mnist", "train-labels-idx1-ubyte"), ("stl10", "fold_indices.txt")):
         with pytest.raises(FileNotFoundError, match="download failed") as err:
             load_splits(name, root=tmp_path / "offline", download=True)
+        assert file in str(err.value) and "ALEXNET_EDU" not in str(err.value)   # no policy here
+        with pytest.raises(FileNotFoundError, match="download failed") as err:   # the edge's
+            profiles.load_splits(name, root=tmp_path / "offline", download=True)
         assert file in str(err.value) and "ALEXNET_EDU_SMOKE" in str(err.value)
+
+
+def test_the_core_needs_a_root_and_never_substitutes_stand_ins(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
+    with pytest.raises(ValueError, match="pass root="):
+        load_splits("fashion-mnist")                       # the core reads no $ALEXNET_EDU_DATA
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
+        load_splits("fashion-mnist", root=tmp_path / "empty", download=False)
+    assert not (tmp_path / "project").exists() and list((tmp_path / "empty").iterdir()) == []
 
 
 def test_smoke_mode_generates_stand_ins_in_a_writable_folder(tmp_path, monkeypatch, capsys):
@@ -385,7 +417,7 @@ def test_smoke_mode_generates_stand_ins_in_a_writable_folder(tmp_path, monkeypat
     read_only.mkdir()
     read_only.chmod(0o555)                    # like ../shared/data (even root must not write)
     try:
-        s = load_splits("stl10", root=read_only, download=False, limit=40)
+        s = profiles.load_splits("stl10", root=read_only, download=False, limit=40)
     finally:
         read_only.chmod(0o755)
     assert s.synthetic and s.in_channels == 3 and len(s.train) == 40
@@ -393,7 +425,7 @@ def test_smoke_mode_generates_stand_ins_in_a_writable_folder(tmp_path, monkeypat
     generated = tmp_path / "project" / "data" / "generated" / "stl10_binary"
     assert (generated / "train_X.bin").is_file() and str(generated) in capsys.readouterr().out
     (tmp_path / "data-root").mkdir()          # $ALEXNET_EDU_DATA must exist (never created)
-    s2 = load_splits("fashion-mnist", download=False, limit=30)       # $ALEXNET_EDU_DATA: tmp
+    s2 = profiles.load_splits("fashion-mnist", download=False, limit=30)   # $ALEXNET_EDU_DATA
     assert s2.synthetic and s2.in_channels == 1 and s2.image_size == 28
     assert (tmp_path / "data-root" / "generated" / "FashionMNIST" / "raw").is_dir()
 

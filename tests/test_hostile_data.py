@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_edu import data, images, standin
+from alexnet_edu import images, profiles, standin
 from alexnet_edu.data import load_image_folder, load_splits
 
 FASHION = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -100,7 +100,7 @@ def test_damaged_idx_file_is_one_clear_error(tmp_path, case, compress):
     blobs[name] = damage(blobs[name])
     _write_fashion(tmp_path, blobs, compress)
     split_of_file = name.split("-")[0]
-    with pytest.raises(data.DataFileError, match=says) as err:
+    with pytest.raises(images.DataFileError, match=says) as err:
         load_splits("fashion-mnist", root=tmp_path, download=True)   # nothing downloaded
     message = str(err.value)
     assert isinstance(err.value, ValueError) and split_of_file in message
@@ -114,7 +114,7 @@ def test_broken_gzip_idx_file_is_named(tmp_path, content, says):
     raw = _write_fashion(tmp_path, _fashion_blobs(), compress=True)
     bad = raw / "train-labels-idx1-ubyte.gz"
     bad.write_bytes(content if content is not None else bad.read_bytes()[:-10])
-    with pytest.raises(data.DataFileError, match=says) as err:
+    with pytest.raises(images.DataFileError, match=says) as err:
         load_splits("fashion-mnist", root=tmp_path, download=False)
     assert str(bad) in str(err.value) and "download again" in str(err.value)
 
@@ -143,8 +143,12 @@ def test_nonexistent_data_root_is_an_error_and_is_not_created(tmp_path, monkeypa
     root = tmp_path / "nonexistent" / "data"
     if how == "env":
         monkeypatch.setenv("ALEXNET_EDU_DATA", str(root))
+    with pytest.raises(FileNotFoundError) as err:   # the core, named the root, says it too
+        load_splits("fashion-mnist", root=root, download=True)
+    assert f"data root {root} does not exist: create it" in str(err.value)
     with pytest.raises(FileNotFoundError) as err:
-        load_splits("fashion-mnist", root=root if how == "argument" else None, download=True)
+        profiles.load_splits("fashion-mnist", root=root if how == "argument" else None,
+                             download=True)
     message = str(err.value)
     assert f"data root {root}" in message and "does not exist" in message
     assert "create it" in message and "ALEXNET_EDU_DATA" in message

@@ -9,11 +9,12 @@ import pytest
 import torch
 from test_train import _splits, _tiny
 
-from alexnet_edu import profiles, train
+from alexnet_edu import profiles, runlog, train
 from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.cli import main
+from alexnet_edu.runlog import estimate_epoch_seconds
 from alexnet_edu.standin import generate_fashion_mnist
-from alexnet_edu.train import TrainConfig, estimate_epoch_seconds, fit
+from alexnet_edu.train import TrainConfig, fit
 from alexnet_edu.transforms import BatchTransform
 
 
@@ -73,7 +74,8 @@ def test_run_sizes_differ_by_profile_and_flags_win(no_env):
     assert full.limit is None and cpu.limit is not None and full.lr == 0.01
     assert profiles.run_size("fashion-mnist", "cpu", image_size=99, limit=None).image_size == 99
     assert profiles.run_size("my-folder", "full") == profiles.SIZES["stl10"]["full"]
-    assert train.runs_dir().name == "cpu"
+    assert profiles.runs_dir().name == "cpu" and profiles.runs_dir("smoke").name == "smoke"
+    assert profiles.runs_dir("full") == profiles.PROJECT_ROOT / "runs"   # a small run never shadows
 
 
 def test_cli_without_flags_uses_the_profiles_recipe(tmp_path, monkeypatch, capsys):
@@ -104,7 +106,7 @@ def test_the_plan_times_steps_on_a_copy_and_scales_to_an_epoch(monkeypatch):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     # steps of 0.2 s (the warm-up: counted, it would make the answer 0.5), 0.5 s and 0.6 s
     ticks = iter([0.0, 0.2, 10.0, 10.5, 20.0, 20.6])
-    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    monkeypatch.setattr(runlog, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
     predicted = estimate_epoch_seconds(model, splits, config, torch.device("cpu"), transform)
     assert predicted == pytest.approx(0.6 / 32 * (256 + 64 / 3))
     assert next(ticks, None) is None                  # exactly three steps were timed
@@ -139,36 +141,40 @@ def test_cli_reports_out_of_memory_in_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_cpu_profile_never_starts_the_stl10_download(tmp_path, no_env):
-    from alexnet_edu import data
+    from alexnet_edu import data, official
 
     no_env.setenv("ALEXNET_EDU_PROFILE", "cpu")
     calls = []
-    real = data._load_official
+    real = official.folder
 
-    def spy(name, root, download):
+    def spy(name, root, download, needed):
         calls.append((name, download))
-        return real(name, root, False)
+        return real(name, root, False, needed)
 
-    no_env.setattr(data, "_load_official", spy)
+    no_env.setattr(official, "folder", spy)
     with pytest.raises(FileNotFoundError, match="2.6 GB"):
-        data.load_splits("stl10", root=tmp_path)
+        profiles.load_splits("stl10", root=tmp_path)
     assert calls == [("stl10", False)]
     no_env.setenv("ALEXNET_EDU_PROFILE", "full")
     with pytest.raises(FileNotFoundError):
-        data.load_splits("stl10", root=tmp_path)
+        profiles.load_splits("stl10", root=tmp_path)
     assert calls[-1] == ("stl10", True)   # full: it would download
+    with pytest.raises(FileNotFoundError):   # the CLI's --profile steers it too
+        profiles.load_splits("stl10", root=tmp_path, profile="cpu")
+    assert calls[-1] == ("stl10", False)
+    data.load_splits("fashion-mnist", root=generate_fashion_mnist(tmp_path, 20, 10).parent.parent)
+    assert calls[-1] == ("fashion-mnist", False)   # the core downloads only when asked
 
 
 def test_stl10_source_uses_the_real_sample_when_the_dataset_is_absent(tmp_path, no_env):
-    from alexnet_edu import data
-
     no_env.setenv("ALEXNET_EDU_DATA", str(tmp_path))
     no_env.setenv("ALEXNET_EDU_PROFILE", "cpu")
-    assert data.stl10_source() == "stl10"             # nothing here: the clear error path
+    assert profiles.stl10_source() == "stl10"         # nothing here: the clear error path
     (tmp_path / "stl10-sample" / "test").mkdir(parents=True)
-    assert data.stl10_source() == tmp_path / "stl10-sample" / "test"
+    assert profiles.stl10_source() == tmp_path / "stl10-sample" / "test"
+    assert profiles.stl10_source("full") == "stl10"   # full: the real dataset, downloaded
     no_env.setenv("ALEXNET_EDU_PROFILE", "full")
-    assert data.stl10_source() == "stl10"             # full: the real dataset, downloaded
+    assert profiles.stl10_source() == "stl10"
 
 
 def test_images_to_inspect_reads_the_sample_and_bounds_the_count(tmp_path, no_env, monkeypatch):

@@ -1,10 +1,10 @@
-"""The colour photos every install has, `data.try_load`, and what 07-09 show without STL-10."""
+"""The colour photos every install has, `profiles.try_load`, and what 07-09 show without STL-10."""
 
 from __future__ import annotations
 
 import torch
 
-from alexnet_edu import data
+from alexnet_edu import data, profiles
 from alexnet_edu.notebook import pretrained
 from alexnet_edu.standin import generate_stl10
 
@@ -30,12 +30,12 @@ def test_try_load_returns_none_and_says_what_is_missing(tmp_path, monkeypatch, c
     monkeypatch.delenv("ALEXNET_EDU_SMOKE", raising=False)
     monkeypatch.setenv("ALEXNET_EDU_PROFILE", "cpu")
     monkeypatch.setenv("ALEXNET_EDU_DATA", str(tmp_path))
-    assert data.try_load("stl10", download=False) is None
+    assert profiles.try_load("stl10", download=False) is None
     said = capsys.readouterr().out
     assert "stl10 is not here: $ALEXNET_EDU_DATA/stl10_binary/ lacks train_X.bin" in said
     assert "2.6 GB" in said and str(tmp_path) not in said   # no machine path in a stored output
     generate_stl10(tmp_path, n_train=20, n_test=10)
-    splits = data.try_load("stl10", download=False)
+    splits = profiles.try_load("stl10", download=False)
     assert splits is not None and len(splits.test) == 10
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_edu import data
+from alexnet_edu import data, images
 from alexnet_edu.cli import main
 
 
@@ -25,7 +25,7 @@ def photos(tmp_path, monkeypatch):
         for i, (h, w) in enumerate(sizes * 2):
             pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / "photos" / label / f"{i}.png")
-    monkeypatch.setattr(data, "IN_MEMORY_BYTES", 0)      # everything counts as too large
+    monkeypatch.setattr(images, "IN_MEMORY_BYTES", 0)      # everything counts as too large
     return tmp_path / "photos"
 
 
@@ -90,8 +90,10 @@ def test_imagenet_layout_uses_val_as_the_test_split(photos, tmp_path):
             f.rename(imagenet / "val" / label / f.name)
     splits = data.load_splits(imagenet)
     assert len(splits.test) == 4 and len(splits.train) + len(splits.val) == 16
-    test, _ = data.load_test_split(imagenet)
-    assert [p.name for p in test.paths] == [p.name for p in splits.test.paths]
+    test, synthetic = data.held_out_split(imagenet, recipe=splits.recipe)   # fingerprint checked
+    assert [p.name for p in test.paths] == [p.name for p in splits.test.paths] and not synthetic
+    (imagenet / "train").rename(imagenet / "gone")       # the test split needs no training files
+    assert data.held_out_split(imagenet / "val")[0].classes == ["cat", "dog"]
 
 
 def test_a_bad_file_in_a_streamed_folder_is_named_in_one_line(photos, tmp_path, capsys):

@@ -51,7 +51,7 @@ import alexnet_edu
 from alexnet_edu import settings
 from alexnet_edu.data import sample_photos
 from alexnet_edu.notebook.pretrained import trained_model_path
-from alexnet_edu.train import runs_dir
+from alexnet_edu.profiles import runs_dir
 print(json.dumps({"package": alexnet_edu.__file__, "runs": str(runs_dir()),
                   "shown": settings.shown_path(runs_dir() / "fashion-mnist"),
                   "data": str(settings.data_root()),

@@ -19,11 +19,12 @@ import torch
 import torchvision
 
 from ..checkpoint import FORMAT, load_model
-from ..data import FOLDERS, load_image_folder, load_splits, sample_photos, stl10_source
+from ..data import load_image_folder, sample_photos
 from ..model import AlexNet
-from ..profiles import current_profile
+from ..official import FOLDERS
+from ..profiles import current_profile, load_splits, runs_dir, stl10_source
 from ..settings import data_root, shown_path
-from ..train import TrainConfig, build_model, fit, runs_dir
+from ..train import TrainConfig, build_model, fit
 
 __all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "load_or_train",
            "trained_model_path", "IMAGENET_MEAN", "IMAGENET_STD"]

@@ -1,12 +1,13 @@
 """alexnet_edu: the code behind the AlexNet teaching notebooks.
 
-One module per idea: `shapes` (output-size arithmetic), `layers` (Local Response Normalization),
-`model` (AlexNet), `data` (datasets, splits, loaders), `transforms` (the paper's augmentation on
-whole batches), `images` (reading image files), `standin` (generated smoke data),
-`train` (the paper's recipe), `checkpoint` and `files` (saving, loading, resuming), `pretrained`,
-`metrics`, `viz` (plots), `widgets`, `embeddings`, `interpret`, `experiments`, `assignments`,
-`checks` and `grading` (exercises), `cli` (`python -m alexnet_edu`), `device`, `profiles`,
-`notebook` (the notebooks' set-up cell), `settings` (smoke mode, data root).
+The core, the lesson in reading order: `shapes`, `layers` (Local Response Normalization), `model`,
+`transforms` (the paper's augmentation on whole batches), `data` (datasets, splits, loaders),
+`train`, `metrics` (+ `checkpoint`, `distributed`, `device`). Support: `images` (image files and
+folders), `official` (the official dataset files), `files`, `hooks`, `lrn_fast`, `runlog`,
+`validation`, `standin` (generated smoke data). The edge, where policy is decided: `settings`
+(environment), `profiles` (run sizes, data root, downloads, runs folder), `cli`
+(`python -m alexnet_edu`). Notebook companions live in `alexnet_edu.notebook`, course tools in
+`alexnet_edu.course`.
 
 The names below are imported on first use, so `import alexnet_edu` (and command-line tools such
 as `python -m alexnet_edu.course.release`) start without loading PyTorch.

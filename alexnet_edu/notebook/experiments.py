@@ -20,7 +20,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -401,9 +401,8 @@ def diverged(history: History, num_classes: int = 10) -> str | None:
 
 
 def _effect(ab: Ablation, histories: Mapping[str, History], num_classes: int) -> float | None:
-    """How much better the paper's setting did in one set of runs, in points (positive: as the
-    paper claims) of validation error or of train - val gap at the last epoch; None when a run
-    diverged."""
+    """How many points better the paper's setting did in one set of runs (validation error or
+    train - val gap at the last epoch); None when a run diverged."""
     a, b = _histories_of(ab, histories)
     if diverged(a, num_classes) or diverged(b, num_classes):
         return None
@@ -442,16 +441,19 @@ def seeds_table(per_seed: Sequence[Mapping[str, History]],
 
 def seeds_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """`seeds_table` as Markdown; a seed whose run diverged shows "diverged", not a number."""
-    head = ("| claim | the paper's effect | ours, per seed (last epoch) | mean ± sd | verdict |\n"
-            "|---|---|---|---|---|")
-    lines = []
-    for r in rows:
+    def cells(r: Mapping[str, Any]) -> tuple[str, ...]:
         each = ", ".join("diverged" if e is None else f"{e:+.1f}" for e in r["effects"])
         spread = ("–" if r["mean"] is None else f"{r['mean']:+.1f}"
                   + (f" ± {r['sd']:.1f}" if r["sd"] is not None else ""))
-        lines.append(f"| {r['claim']} | {r['paper']} | {each} {r['unit']} | {spread} | "
-                     f"**{r['verdict']}** |")
-    return "\n".join([head, *lines])
+        return r["claim"], r["paper"], f"{each} {r['unit']}", spread, f"**{r['verdict']}**"
+
+    return _markdown(("claim", "the paper's effect", "ours, per seed (last epoch)", "mean ± sd",
+                      "verdict"), map(cells, rows))
+
+
+def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
 def epochs_to_error(history: History, target: float = 0.25) -> int | None:
@@ -513,9 +515,8 @@ def _noise(error: float, n_val: int) -> float:
 
 def mcnemar(correct_a: Sequence[int], correct_b: Sequence[int]) -> dict[str, float]:
     """McNemar's exact test of two classifiers on the same images: only the images exactly one
-    of them gets right count. ``only_a``/``only_b``: how many only a / only b got right; ``p``:
-    the two-sided exact binomial p-value of that split against 50:50; ``diff``: b's error minus
-    a's (a fraction) and ``half_width``: 1.96 standard errors of it (paired)."""
+    gets right count (``only_a``, ``only_b``); ``p``: the two-sided exact binomial p-value of
+    that split against 50:50; ``diff``: b's error minus a's, ``half_width``: 1.96 paired SE."""
     if len(correct_a) != len(correct_b) or not correct_a:
         raise ValueError(f"mcnemar needs two equally long, non-empty lists of 0/1, got "
                          f"{len(correct_a)} and {len(correct_b)}")
@@ -549,7 +550,13 @@ def _val_error_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[st
         if test["p"] >= 0.05:
             return "undecided", f"{detail}: within noise"
         return ("held" if ea < eb else "did not hold"), detail
-    return _lower_wins(ea, eb, _noise((ea + eb) / 2, n_val), a_label, "error difference")
+    noise, diff = _noise((ea + eb) / 2, n_val), 100 * (eb - ea)   # unpaired
+    if abs(eb - ea) <= noise:
+        return "undecided", (f"error difference {diff:+.1f} points is within noise "
+                             f"(±{100 * noise:.1f})")
+    if ea < eb:
+        return "held", f"{diff:.1f} points lower with {a_label}"
+    return "did not hold", f"{-diff:.1f} points higher with {a_label}"
 
 
 def _gap_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[str, str]:
@@ -572,16 +579,6 @@ def _gap_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[str, str
         return "undecided", f"{detail}: within noise"
     return ("held" if diff > 0 else "did not hold"), (
         f"{detail}: {'smaller' if diff > 0 else 'larger'} with {a_label}")
-
-
-def _lower_wins(a: float, b: float, noise: float, a_label: str, what: str) -> tuple[str, str]:
-    """Verdict for "a is lower than b", honest about noise (unpaired)."""
-    diff = 100 * (b - a)
-    if abs(b - a) <= noise:
-        return "undecided", f"{what} {diff:+.1f} points is within noise (±{100 * noise:.1f})"
-    if a < b:
-        return "held", f"{diff:.1f} points lower with {a_label}"
-    return "did not hold", f"{-diff:.1f} points higher with {a_label}"
 
 
 def _row(ab: Ablation, measure: str, paper: str, alternative: str, epochs: int) -> dict:
@@ -632,11 +629,9 @@ def _claim_row(ab: Ablation, a: History, b: History, n_val: int, num_classes: in
 
 def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The claims table as Markdown (display it with IPython.display.Markdown)."""
-    head = ("| claim | measure | paper's choice | alternative | verdict | why |\n"
-            "|---|---|---|---|---|---|")
-    lines = [f"| {r['claim']} | {r['measure']} | {r['paper']} | {r['alternative']} | "
-             f"**{r['verdict']}** | {r['why']} |" for r in rows]
-    return "\n".join([head, *lines])
+    return _markdown(("claim", "measure", "paper's choice", "alternative", "verdict", "why"),
+                     ((r["claim"], r["measure"], r["paper"], r["alternative"],
+                       f"**{r['verdict']}**", r["why"]) for r in rows))
 
 
 def _epochs(rows: History) -> list[int]:

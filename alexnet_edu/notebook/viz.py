@@ -1,17 +1,9 @@
-"""Every figure of the package and the notebooks: sliding windows, image, filter and
-feature-map grids, confusion matrices, training curves (the interactive feature-map viewer is in
-`widgets`).
+"""Every figure of the package and the notebooks (the interactive viewer is in `widgets`).
 
-One plotting idiom everywhere: `fig, ax = viz.subplots(...)`, which is pyplot's `subplots`
-without pyplot's global state, so nothing is shown twice in a notebook and tests can inspect a
-figure (the one exception, `widgets.FeatureMapViewer`, lays out its own grid on a `Figure`: a
-constrained layout would double the time of every redraw). Every plotting function returns its
-`Figure`; in a notebook, a figure that ends a cell is shown as its result (`display(fig)` shows
-one mid-cell). Scaling for display is always
-
-    x01 = (x - min) / (max - min)        and 0 where max == min (a dead or constant map),
-
-so an all-zero ReLU map never becomes NaN.
+One plotting idiom: `fig, ax = viz.subplots(...)`, pyplot's `subplots` without pyplot's global
+state, so nothing is shown twice in a notebook and tests can inspect a figure. Every plotting
+function returns its `Figure`. Scaling for display is x01 = (x - min) / (max - min), and 0
+where max == min, so an all-zero ReLU map never becomes NaN.
 """
 
 from __future__ import annotations
@@ -105,70 +97,57 @@ def layout_problems(fig: Figure, ticks: bool = False, renderer: Any = None,
             FigureCanvasAgg(fig)
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
-    page = fig.bbox
+    page = fig.bbox.padded(tolerance)
     boxes = [(d, t.get_text(), t.get_window_extent(renderer)) for d, t in _texts(fig, ticks)]
-    problems = []
-    for d, text, box in boxes:
-        if (box.x0 < page.x0 - tolerance or box.y0 < page.y0 - tolerance
-                or box.x1 > page.x1 + tolerance or box.y1 > page.y1 + tolerance):
-            problems.append(f"{d} {text!r} sticks out of the figure")
-    for i, (d1, t1, b1) in enumerate(boxes):
-        for d2, t2, b2 in boxes[i + 1:]:
-            wide = min(b1.x1, b2.x1) - max(b1.x0, b2.x0)
-            high = min(b1.y1, b2.y1) - max(b1.y0, b2.y0)
-            if wide > tolerance and high > tolerance:
-                problems.append(f"{d1} {t1!r} overlaps {d2} {t2!r}")
+    problems = [f"{d} {text!r} sticks out of the figure" for d, text, box in boxes
+                if not page.contains(box.x0, box.y0) or not page.contains(box.x1, box.y1)]
+    problems += [f"{d1} {t1!r} overlaps {d2} {t2!r}" for i, (d1, t1, b1) in enumerate(boxes)
+                 for d2, t2, b2 in boxes[i + 1:] if _overlap(b1, b2, tolerance)]
     for i, ax in enumerate(fig.axes):
-        if not ax.get_visible():
-            continue
         legend = ax.get_legend()
         covers = [("a bar", p.get_window_extent(renderer)) for p in ax.patches
                   if isinstance(p, Rectangle) and p.get_visible() and p.get_fill()]
         if legend is not None and legend.get_visible():
             covers.append(("the legend", legend.get_window_extent(renderer)))
-        for t in ax.texts:
-            if not (t.get_visible() and t.get_text().strip()):
-                continue
-            box = t.get_window_extent(renderer)
-            for what, other in covers:
-                wide = min(box.x1, other.x1) - max(box.x0, other.x0)
-                high = min(box.y1, other.y1) - max(box.y0, other.y0)
-                if wide > tolerance and high > tolerance:
+        for t in ax.texts if ax.get_visible() else ():
+            if t.get_visible() and t.get_text().strip():
+                box = t.get_window_extent(renderer)
+                what = next((w for w, other in covers if _overlap(box, other, tolerance)), None)
+                if what:
                     problems.append(f"axes {i} text {t.get_text()!r} is drawn over {what}")
-                    break
     return problems
+
+
+def _overlap(a: Any, b: Any, tolerance: float) -> bool:
+    """Two boxes share more than `tolerance` pixels both ways."""
+    return (min(a.x1, b.x1) - max(a.x0, b.x0) > tolerance
+            and min(a.y1, b.y1) - max(a.y0, b.y0) > tolerance)
 
 
 def _check_after_draw(event: Any) -> None:
     """draw_event handler installed by `subplots` when FIGURE_CHECK_VARIABLE is set."""
     fig = event.canvas.figure
-    problems = layout_problems(fig, renderer=event.renderer)
-    new = [p for p in problems if p not in getattr(fig, "_layout_reported", set())]
-    if not new:
-        return
-    fig._layout_reported = set(problems) | getattr(fig, "_layout_reported", set())
+    reported = fig.__dict__.setdefault("_layout_reported", set())   # each problem once
+    new = [p for p in layout_problems(fig, renderer=event.renderer) if p not in reported]
+    reported.update(new)
     name = fig._suptitle.get_text() if fig._suptitle is not None else next(
         (ax.get_title() for ax in fig.axes if ax.get_title()), "untitled figure")
+    lines = [f"figure {name!r}: {p}".replace("\n", " ") for p in new]
     target = os.environ.get(FIGURE_CHECK_VARIABLE, "")
-    lines = [f"figure {name!r}: {p}" for p in new]
     if target in ("1", "warn"):
         for line in lines:
             warnings.warn(line, stacklevel=2)
-    else:
+    elif lines:
         with open(target, "a", encoding="utf-8") as out:
-            out.write("".join(line.replace("\n", " ") + "\n" for line in lines))
+            out.write("".join(line + "\n" for line in lines))
 
 
 def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
                  ax: Axes | None = None) -> Figure:
-    """Draw every position of a sliding window along one axis (on `ax`, or a new figure), and
-    return the figure.
-
-    Top row: the input, padding hatched, pixels no window reads in red (at the far edge, and
-    between windows when the stride is longer than the window or dilation spreads its taps).
-    Below it, one row per output: the window's span, its taps (the pixels it multiplies)
-    darker. Raises ValueError, like `conv_output_size`, when the window does not fit.
-    """
+    """Draw every position of a sliding window along one axis (on `ax`, or a new figure).
+    Top row: the input, padding hatched, pixels no window reads in red. Below it, one row per
+    output: the window's span, its taps (the pixels it multiplies) darker. Raises ValueError,
+    like `conv_output_size`, when the window does not fit."""
     out = conv_output_size(size, kernel, stride, padding, dilation)
     extent = dilation * (kernel - 1) + 1
     lost = set(unread_pixels(size, kernel, stride, padding, dilation))
@@ -247,6 +226,12 @@ def _hwc(image: torch.Tensor) -> np.ndarray:
     return image[:3].permute(1, 2, 0).numpy()
 
 
+def _pictures(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A 2-D array of axes for images: no ticks (pixel numbers would only crowd them)."""
+    return subplots(nrows, ncols, figsize=figsize, squeeze=False,
+                    subplot_kw={"xticks": [], "yticks": []})
+
+
 def _grid(n: int, ncols: int | None, cell: float = 1.4, title_space: float = 0.6,
           max_cols: int = 8) -> tuple[Figure, np.ndarray]:
     """A figure with at least `n` axes in a 2-D array (always 2-D, even for one image)."""
@@ -254,8 +239,7 @@ def _grid(n: int, ncols: int | None, cell: float = 1.4, title_space: float = 0.6
         raise ValueError("nothing to plot: got 0 images/maps")
     ncols = max(1, min(n, ncols or max_cols))
     nrows = math.ceil(n / ncols)
-    fig, axes = subplots(nrows, ncols, figsize=(cell * ncols + 0.4, cell * nrows + title_space),
-                         squeeze=False)
+    fig, axes = _pictures(nrows, ncols, (cell * ncols + 0.4, cell * nrows + title_space))
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes
@@ -302,8 +286,6 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
     fig, axes = _grid(len(shown), ncols, cell=1.6)
     for i, ax in enumerate(axes.flat[:len(shown)]):
         ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
         if titles is not None:
             color = title_colours[i] if title_colours is not None else "black"
             ax.set_title(str(titles[i]), fontsize=8, color=color)
@@ -328,8 +310,6 @@ def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filte
     fig, axes = _grid(len(shown), ncols, cell=0.8, max_cols=ncols)
     for i, ax in enumerate(axes.flat[:len(shown)]):
         ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
     kind = "colour" if w.shape[1] == 3 else "grey"
     # two lines: a grid of 8 columns is too narrow for the whole caption on one
     fig.suptitle(f"{title}\n{len(w)} kernels of {w.shape[-2]}×{w.shape[-1]} px ({kind}, "
@@ -362,21 +342,15 @@ def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
         finite = picked[~missing]
         low, high = (finite.min().item(), finite.max().item()) if finite.numel() else (0.0, 1.0)
         shown, label = picked, "activation (one scale for all maps)"
-    else:   # per map: the min-max of its finite values
+    else:   # per map, over its finite values: a missing one takes the map's min (and is masked)
         lo = picked.masked_fill(missing, float("inf")).amin((-2, -1), keepdim=True)
-        hi = picked.masked_fill(missing, -float("inf")).amax((-2, -1), keepdim=True)
-        lo, hi = torch.nan_to_num(lo, posinf=0.0), torch.nan_to_num(hi, neginf=0.0)
-        span = hi - lo
-        shown = ((picked - lo) / torch.where(span > 0, span, torch.ones_like(span))).clamp(0, 1)
-        shown = torch.where(missing, shown, torch.nan_to_num(shown))
+        shown = to_unit_range(torch.where(missing, lo, picked), dims=(-2, -1))
         low, high, label = 0.0, 1.0, "0 = map's min, 1 = its max"
     colours = matplotlib.colormaps[cmap].with_extremes(bad="0.85")
     fig, axes = _grid(len(chosen), ncols, cell=1.2, max_cols=ncols)
     for ax, c, img, gaps in zip(axes.flat, chosen, shown, missing):
         im = ax.imshow(np.ma.masked_array(img.numpy(), gaps.numpy()), cmap=colours, vmin=low,
                        vmax=high, interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
         values = m[c][torch.isfinite(m[c])]
         dead = values.numel() == 0 or values.abs().max() == 0
         ax.set_title(f"ch {c}" + (" (dead)" if dead else f" max {values.max().item():.2g}"),
@@ -473,38 +447,32 @@ def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training cu
     def series(key: str) -> list[float] | None:
         values = [r.get(key) for r in rows]
         return None if all(v is None for v in values) else [
-            float("nan") if v is None else float(v) for v in values]
+            math.nan if v is None else float(v) for v in values]
 
-    panels = [("loss", "cross-entropy loss"), ("acc", "top-1 accuracy (%)")]
-    for ax, (key, label) in zip(axes, panels):
+    for ax, key, label in ((axes[0], "loss", "cross-entropy loss"),
+                           (axes[1], "acc", "top-1 accuracy (%)")):
         for split, style in (("train", "-o"), ("val", "-s")):
             ys = series(f"{split}_{key}")
-            if ys is None:
-                continue
-            finite = [y for y in ys if y == y]   # accuracy as a fraction -> %
-            factor = 100.0 if key == "acc" and finite and max(finite) <= 1.0 else 1.0
-            ax.plot(epochs, [y * factor for y in ys], style, ms=3, label=split)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
+            if ys is not None:   # accuracy as a fraction -> %
+                factor = 100.0 if key == "acc" and max(
+                    (y for y in ys if y == y), default=2.0) <= 1.0 else 1.0
+                ax.plot(epochs, [y * factor for y in ys], style, ms=3, label=split)
         if ax.lines:
             ax.legend()
+        ax.set(title=("loss", "accuracy")[key == "acc"], ylabel=label)
     lr = series("lr")
     if lr is not None:
         axes[2].plot(epochs, lr, "-o", ms=3, color="tab:green")
         if all(v > 0 for v in lr if v == v):
             axes[2].set_yscale("log")
-    axes[2].set_xlabel("epoch")
-    axes[2].set_ylabel("learning rate")
+    axes[2].set(title="learning rate (÷10 on plateau, §5)", ylabel="learning rate")
     for ax in axes:   # whole epochs only: no ticks at 1.2, 1.4, ...
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[2].grid(alpha=0.3)
-    axes[0].set_title("loss")
-    axes[1].set_title("accuracy")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
     speed = series("images_per_s")
     speed_note = (f", last epoch {speed[-1]:.0f} images/s" if speed and speed[-1] == speed[-1]
                   else "")   # speed[-1] == speed[-1]: not NaN
-    axes[2].set_title("learning rate (÷10 on plateau, §5)")
     fig.suptitle(f"{title}: {len(rows)} epoch(s){speed_note}")
     return fig
 
@@ -572,16 +540,13 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
         m = to_unit_range(m, dims=(-2, -1))
         cmap, low, label = cmap or "inferno", 0.0, "0 = min, 1 = max (per image)"
     n = len(imgs)
-    fig, axes = subplots(2, n, figsize=(2.0 * n + 1.2, 4.6), squeeze=False)
+    fig, axes = _pictures(2, n, (2.0 * n + 1.2, 4.6))
     for i in range(n):
         axes[0, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
         axes[1, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
         im = axes[1, i].imshow(m[i].numpy(), cmap=cmap, alpha=alpha, vmin=low, vmax=1)
         if titles is not None:
             axes[0, i].set_title(str(titles[i]), fontsize=8)
-        for ax in axes[:, i]:
-            ax.set_xticks([])
-            ax.set_yticks([])
     axes[0, 0].set_ylabel("image")
     axes[1, 0].set_ylabel("map")
     bar = fig.colorbar(im, ax=axes[1, :].tolist())
@@ -631,8 +596,7 @@ def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
     spaces = list(neighbours)
     k = int(next(iter(neighbours.values())).shape[1])
     cols = 1 + len(spaces) * k
-    fig, axes = subplots(len(queries), cols, squeeze=False,
-                         figsize=(1.25 * cols + 0.6, 1.45 * len(queries) + 0.7))
+    fig, axes = _pictures(len(queries), cols, (1.25 * cols + 0.6, 1.45 * len(queries) + 0.7))
 
     def name(i: int) -> str:
         if labels is None:
@@ -646,8 +610,6 @@ def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
         for col, (space, i) in enumerate(entries):
             ax = axes[r, col]
             ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
             wrong = labels is not None and space != "query" and int(labels[i]) != int(labels[q])
             ax.set_title(name(i), fontsize=7, color="red" if wrong else "black")
             if r == 0 and (col == 0 or (col - 1) % k == 0):
@@ -691,8 +653,8 @@ def plot_sanity_maps(image: torch.Tensor, result: Mapping[str, Any], index: int 
     shown = stages or result["stages"]
     columns = [result["stages"].index(s) for s in shown]
     methods = list(result["maps"])
-    fig, axes = subplots(len(methods), len(columns) + 1, squeeze=False,
-                         figsize=(1.3 * (len(columns) + 1) + 0.8, 1.35 * len(methods) + 0.8))
+    fig, axes = _pictures(len(methods), len(columns) + 1,
+                          (1.3 * (len(columns) + 1) + 0.8, 1.35 * len(methods) + 0.8))
     picture = _hwc(denormalize(torch.as_tensor(image)[None], mean, std)[0])
     for r, name in enumerate(methods):
         axes[r, 0].imshow(picture, cmap="gray", vmin=0, vmax=1)
@@ -703,9 +665,6 @@ def plot_sanity_maps(image: torch.Tensor, result: Mapping[str, Any], index: int 
             if r == 0:
                 axes[r, c].set_title("trained" if k == 0 else f"→{result['stages'][k]}",
                                      fontsize=8)
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
     axes[0, 0].set_title("image", fontsize=8)
     fig.suptitle("Maps as the layers are randomized (each map scaled to its own min–max)",
                  fontsize=10)

@@ -1,9 +1,5 @@
-"""Looking inside any model: a layer by name, eval mode, and what named layers emit.
-
-A forward hook is a function PyTorch calls with a layer's output each time the layer runs;
-`on_outputs` is the one place that registers (and removes) them, for `activations`,
-`shapes.trace` and the notebook companions.
-"""
+"""Looking inside any model: a layer by name, eval mode, and what named layers emit (through
+forward hooks, which PyTorch calls with a layer's output each time it runs)."""
 
 from __future__ import annotations
 
@@ -44,9 +40,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 def on_outputs(model: nn.Module, names: Iterable[str],
                hook: Callable[[str, torch.Tensor], torch.Tensor | None],
                before: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Inside the `with` block, call ``hook(name, output)`` whenever a named layer returns (a
-    tensor it returns replaces the output the next layers read), and ``before(name)`` as the
-    layer starts. The hooks are removed on leaving, whatever happens inside."""
+    """In the `with` block, call ``hook(name, output)`` as a named layer returns (a tensor it
+    returns replaces the output) and ``before(name)`` as the layer starts."""
     handles = []
     try:
         for name in names:
@@ -64,12 +59,9 @@ def on_outputs(model: nn.Module, names: Iterable[str],
 
 def activations(model: nn.Module, x: torch.Tensor, names: Iterable[str] | str,
                 grad: bool = False) -> dict[str, torch.Tensor]:
-    """Run `x` through `model` and return the named layers' outputs, e.g.
-    ``activations(model, images, ["conv1", "relu7"])["relu7"]`` (the paper's Figure 4 features).
-
-    Outputs are copied as emitted, so a later in-place ReLU does not change a stored conv output.
-    With ``grad=False`` no graph is built. The train/eval mode is left as it is (see `eval_mode`).
-    """
+    """The named layers' outputs on `x`, e.g. ``activations(model, x, "relu7")["relu7"]`` (the
+    paper's Figure 4 features). Copied as emitted, so a later in-place ReLU does not change
+    them; no graph unless `grad`. The train/eval mode is left as it is (see `eval_mode`)."""
     wanted = [names] if isinstance(names, str) else list(names)
     found: dict[str, torch.Tensor] = {}
 

@@ -33,8 +33,7 @@ __all__ = ["LocalResponseNorm", "local_response_norm", "local_response_norm_refe
 
 
 def _window(size: int) -> tuple[int, int]:
-    """How many channels before and after channel i its window covers: 2 and 2 for n=5; for
-    even n, n//2 before and (n-1)//2 after, as PyTorch does, so both layers agree for every n."""
+    """Channels before and after i in its window: 2 and 2 for n=5; n//2, (n-1)//2 as PyTorch."""
     return size // 2, (size - 1) // 2
 
 

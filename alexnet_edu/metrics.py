@@ -30,14 +30,18 @@ __all__ = ["topk_accuracy", "topk_correct", "confusion_matrix", "per_class_repor
            "average_crops"]
 
 
+def _check_classes(name: str, t: torch.Tensor, num_classes: int) -> None:
+    if t.numel() and (t.min() < 0 or t.max() >= num_classes):
+        raise ValueError(f"{name} must lie in [0, {num_classes - 1}] (class indices), got values "
+                         f"from {int(t.min())} to {int(t.max())}")
+
+
 def _check_logits(logits: torch.Tensor, targets: torch.Tensor) -> None:
     if logits.dim() != 2:
         raise ValueError(f"logits must be (N, classes), got shape {tuple(logits.shape)}")
     if targets.shape != logits.shape[:1]:
         raise ValueError(f"targets must be (N,) = ({logits.shape[0]},), got {tuple(targets.shape)}")
-    if targets.numel() and (targets.min() < 0 or targets.max() >= logits.shape[1]):
-        raise ValueError(f"targets must be class indices in [0, {logits.shape[1] - 1}], "
-                         f"got values from {int(targets.min())} to {int(targets.max())}")
+    _check_classes("targets", targets, logits.shape[1])
 
 
 def topk_correct(logits: torch.Tensor, targets: torch.Tensor, k: int) -> torch.Tensor:
@@ -65,17 +69,14 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor,
     return {k: topk_correct(logits, targets, k).sum().item() / n for k in ks}
 
 
-def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor,
-                     num_classes: int) -> torch.Tensor:
+def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """`num_classes` x `num_classes` counts: row = true class, column = predicted class."""
     preds = torch.as_tensor(preds).long().flatten()
     targets = torch.as_tensor(targets).long().flatten()
     if preds.shape != targets.shape:
         raise ValueError(f"preds and targets differ in length: {len(preds)} vs {len(targets)}")
-    for name, t in (("preds", preds), ("targets", targets)):
-        if t.numel() and (t.min() < 0 or t.max() >= num_classes):
-            raise ValueError(f"{name} must lie in [0, {num_classes - 1}], got values from "
-                             f"{int(t.min())} to {int(t.max())}")
+    _check_classes("preds", preds, num_classes)
+    _check_classes("targets", targets, num_classes)
     # Each (true, predicted) pair gets one bin: true * C + predicted.
     counts = torch.bincount(targets * num_classes + preds, minlength=num_classes * num_classes)
     return counts.view(num_classes, num_classes)

@@ -2,13 +2,13 @@
 
 `AlexNet` is one `nn.Sequential` of named layers in the order of Figure 2, so ``model.conv1``,
 ``model.layer("fc7")`` and ``activations(model, x, ["conv1", "fc7"])`` use the paper's names.
-The convolutions' sizes are written once, in `CONVS`; the layers and the size helpers follow
-from it. The "torchvision" variant is torchvision's layout of the same network ("One weird
-trick", Krizhevsky 2014), which loads torchvision's ImageNet weights.
+The "torchvision" variant is torchvision's layout ("One weird trick", Krizhevsky 2014), which
+loads torchvision's ImageNet weights. The convolutions' sizes are written once, in `CONVS`.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 
 import torch
@@ -19,11 +19,10 @@ from .layers import LocalResponseNorm
 from .shapes import conv_output_size, pool_output_size
 
 __all__ = ["AlexNet", "activations", "eval_mode", "find_layer", "feature_map_size",
-           "smallest_image_size", "CONVS", "LAYER_NAMES", "VARIANTS", "INITS", "ACTIVATIONS"]
+           "smallest_image_size", "CONVS", "VARIANTS", "INITS", "ACTIVATIONS"]
 
 VARIANTS = ("paper", "torchvision")
 INITS = ("paper", "kaiming", "pytorch")
-LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 # The layers keep the name relu<i> whatever the non-linearity, so layer names never change.
 ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "tanh": nn.Tanh}
 
@@ -70,19 +69,16 @@ class AlexNet(nn.Sequential):
     """AlexNet with named layers.
 
     Args:
-        num_classes: outputs of fc8 (1000 for ImageNet).
-        in_channels: 3 for colour, 1 for greyscale (e.g. Fashion-MNIST).
+        num_classes, in_channels: outputs of fc8 (1000 for ImageNet); 3 for colour, 1 for grey.
         variant: "paper" (96-256-384-384-256 kernels, LRN, Figure 2) or "torchvision"
             (64-192-384-256-256, no LRN, adaptive pooling to 6x6; loads torchvision's weights).
         groups: 2 splits conv2, conv4 and conv5 into the paper's two GPU towers; 1 does not.
-            LRN stays one layer over all 96 maps (the paper normalized each GPU's 48 apart):
-            the towers were a memory workaround, and `groups` should change one thing only.
+            LRN still spans all 96 maps (the paper normalized each GPU's 48 apart).
         lrn: Local Response Normalization after relu1 and relu2 (paper variant only).
         dropout: probability of zeroing fc6's and fc7's outputs in training (Section 4.2).
         init: "paper" (weights N(0, 0.01); biases 1 in conv2, conv4, conv5, fc6, fc7 and 0
             elsewhere, Section 5), "kaiming" (He et al. 2015) or "pytorch" (PyTorch's defaults).
-        image_size: side of the square input the paper variant is built for (227); fc6's
-            input size follows from it. The torchvision variant takes any size from 63 up.
+        image_size: the paper variant's square input side (227); fc6's input size follows.
         activation: "relu" (the paper's choice, Section 3.1) or "tanh" (its Figure 1 baseline).
         overlapping_pool: True pools with z=3, s=2 (Section 3.4); False with z=2, s=2.
     """
@@ -99,16 +95,16 @@ class AlexNet(nn.Sequential):
         if variant == "torchvision" and groups != 1:
             raise ValueError("the torchvision variant has no towers: use groups=1")
         lrn = lrn and variant == "paper"   # torchvision's layout has no LRN
-        config = dict(num_classes=num_classes, in_channels=in_channels, variant=variant,
-                      groups=groups, lrn=lrn, dropout=dropout, init=init, image_size=image_size,
-                      activation=activation, overlapping_pool=overlapping_pool)
         pool, act = 3 if overlapping_pool else 2, ACTIVATIONS[activation]
         side = feature_map_size(image_size, variant, pool) if variant == "paper" else 6
         features = CONVS[variant][-1][0] * side * side   # 256 * 6 * 6 = 9216 at 227
         layers = (_features(variant, in_channels, groups, lrn, act, pool)
                   + _classifier(variant, features, num_classes, dropout, act))
         super().__init__(OrderedDict(layers))
-        self.config = config
+        self.config = dict(num_classes=num_classes, in_channels=in_channels, variant=variant,
+                           groups=groups, lrn=lrn, dropout=dropout, init=init,
+                           image_size=image_size, activation=activation,
+                           overlapping_pool=overlapping_pool)
         self.in_channels, self.image_size, self.variant = in_channels, image_size, variant
         self.min_image_size = smallest_image_size(variant, pool)
         self.register_load_state_dict_pre_hook(_rename_keys)
@@ -161,10 +157,7 @@ class AlexNet(nn.Sequential):
 
     def layer(self, name: str) -> nn.Module:
         """The layer called `name` (conv1, relu1, norm1, pool1, ..., fc6, drop6, fc8)."""
-        if name not in self._modules:
-            raise KeyError(f"AlexNet has no layer {name!r}; layers: "
-                           f"{', '.join(self.layer_names())}")
-        return self._modules[name]
+        return find_layer(self, name)
 
     def layer_names(self) -> list[str]:
         """The paper's layers in forward order (without the reshaping flatten and avgpool)."""
@@ -179,18 +172,12 @@ def _pool5_side(size: int, variant: str, pool: int) -> int:
     return size
 
 
-def _fits(size: int, variant: str, pool: int) -> bool:
-    try:
-        _pool5_side(size, variant, pool)
-        return True
-    except ValueError:
-        return False
-
-
 def smallest_image_size(variant: str = "paper", pool_kernel: int = 3) -> int:
-    """The smallest square input the variant accepts (67 for the paper's layers, 39 with
-    ``pool_kernel=2``)."""
-    return next(size for size in range(1, 1000) if _fits(size, variant, pool_kernel))
+    """The smallest square input the variant accepts (67 for the paper's, 39 with z=2 pools)."""
+    for size in range(1, 1000):
+        with contextlib.suppress(ValueError):
+            _pool5_side(size, variant, pool_kernel)
+            return size
 
 
 def feature_map_size(image_size: int, variant: str = "paper", pool_kernel: int = 3) -> int:
@@ -217,17 +204,13 @@ _TORCHVISION_KEYS = {"features.0.": "conv1.", "features.3.": "conv2.", "features
 def _rename_keys(module, state_dict, prefix, *args, **kwargs) -> None:
     """Accept torchvision.models.alexnet() state_dicts as they are (features.0.weight, ...), and
     our earlier layout's (features.conv1.weight, classifier.fc6.weight, ...)."""
-    for key in list(state_dict):
-        if not key.startswith(prefix):
-            continue
+    for key in [k for k in state_dict if k.startswith(prefix)]:
         rest = key[len(prefix):]
-        for theirs, ours in _TORCHVISION_KEYS.items():
-            if rest.startswith(theirs):
-                rest = ours + rest[len(theirs):]
-                break
-        else:
-            for old in ("features.", "classifier."):
-                if rest.startswith(old) and rest[len(old):].split(".")[0] in module._modules:
-                    rest = rest[len(old):]
+        head, _, tail = rest.partition(".")
+        theirs = next((t for t in _TORCHVISION_KEYS if rest.startswith(t)), None)
+        if theirs:
+            rest = _TORCHVISION_KEYS[theirs] + rest[len(theirs):]
+        elif head in ("features", "classifier") and tail.split(".")[0] in module._modules:
+            rest = tail
         if rest != key[len(prefix):]:
             state_dict[prefix + rest] = state_dict.pop(key)

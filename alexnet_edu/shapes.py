@@ -156,8 +156,7 @@ class Trace(list):
 
         return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
 
-    def __str__(self) -> str:  # so that print(trace(...)) shows the table
-        return self.table()
+    __str__ = table   # so that print(trace(...)) shows the table
 
 
 def _mult_adds(module: nn.Module, output: torch.Tensor) -> int:
@@ -177,13 +176,11 @@ def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
     """Run one image of `input_size` (C, H, W) through `model` (eval mode, no gradients) and
     record every leaf layer's output shape, parameters and multiply-adds, as PyTorch computes
     them. The input goes to `device`, by default the parameters' device."""
-    if len(input_size) == 4:
-        input_size = tuple(input_size[1:])
+    input_size = tuple(input_size)[1:] if len(input_size) == 4 else tuple(input_size)
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (channels, height, width), got {tuple(input_size)}")
     first = next(model.parameters(), None)
-    if device is None:
-        device = first.device if first is not None else "cpu"
+    device = device or (first.device if first is not None else "cpu")
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
     # every leaf layer; Flatten only reshapes (and Identity is an ablated layer)
     leaves = [name for name, m in model.named_modules() if name and not list(m.children())

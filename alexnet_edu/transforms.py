@@ -112,17 +112,15 @@ class BatchTransform(nn.Module):
         # the paper's 256 : 227 by default; torchvision's ImageNet weights need 256 for 224
         self.resize_size = int(resize_size or round(image_size * PAPER_RESIZE / PAPER_CROP))
         self.train_mode, self.flip, self.pca_std = train, flip, float(pca_std)
-        self.in_channels = len(mean)
-        self.out_channels = out_channels or self.in_channels
-        if self.out_channels not in (self.in_channels, 3) or (
-                self.out_channels != self.in_channels and self.in_channels != 1):
-            raise ValueError(f"cannot turn {self.in_channels}-channel data into "
-                             f"{self.out_channels} channels (only grey -> 3 by repetition)")
+        self.in_channels = c = len(mean)
+        self.out_channels = out = out_channels or c
+        if out != c and (c, out) != (1, 3):
+            raise ValueError(f"cannot turn {c}-channel data into {out} channels (only grey -> 3 "
+                             "by repetition)")
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
         self.use_pca = pca is not None and self.pca_std > 0
-        eigval, eigvec = pca if pca is not None else (torch.zeros(3), torch.eye(3))
-        for name, value in (("eigval", eigval), ("eigvec", eigvec)):
+        for name, value in zip(("eigval", "eigvec"), pca or (torch.zeros(3), torch.eye(3))):
             self.register_buffer(name, torch.as_tensor(value).float(), persistent=False)
 
     def _to_float(self, images: Tensor) -> Tensor:
@@ -155,8 +153,3 @@ class BatchTransform(nn.Module):
     def ten_crop_batch(self, images: Tensor) -> Tensor:
         """The ten test patches of each image, normalized: N x 10 x out_channels x S x S."""
         return self._finish(ten_crop(self._to_float(images), self.image_size))
-
-    def extra_repr(self) -> str:
-        return (f"image_size={self.image_size}, resize_size={self.resize_size}, "
-                f"train={self.train_mode}, flip={self.flip}, pca={self.use_pca} "
-                f"(std {self.pca_std}), channels {self.in_channels}->{self.out_channels}")

@@ -128,6 +128,16 @@ def test_torchvision_weights_load_unchanged_and_give_identical_outputs(tv):
         v.shape for v in theirs.state_dict().values()]
 
 
+def test_earlier_layout_state_dicts_load(small):
+    """Checkpoints saved before the layers were flattened (features.conv1.weight, ...) load."""
+    old = {(("classifier." if k.startswith("fc") else "features.") + k): v
+           for k, v in small.state_dict().items()}
+    fresh = AlexNet(num_classes=10, image_size=67, init="kaiming")
+    result = fresh.load_state_dict(old)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert all(torch.equal(v, small.state_dict()[k]) for k, v in fresh.state_dict().items())
+
+
 def test_forward_shapes_and_size_helpers(small, tv):
     assert smallest_image_size("paper") == 67 and smallest_image_size("torchvision") == 63
     assert feature_map_size(227) == 6 and feature_map_size(67) == 1

@@ -62,10 +62,9 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
     return model.to(device or "cpu").eval(), checkpoint
 
 
-def _stl10_test_here() -> bool:
-    """Whether STL-10's official test files are under the data root (else the sample folder or
-    the sample photos are shown: 07-09 never download STL-10)."""
-    return (data_root() / FOLDERS["stl10"] / "test_X.bin").is_file()
+def _stl10_here(file: str) -> bool:
+    """Whether STL-10's official `file` is under the data root (07-09 never download STL-10)."""
+    return (data_root() / FOLDERS["stl10"] / file).is_file()
 
 
 MAX_INSPECT = 500   # images: enough for every figure; activations of all of them stay small
@@ -94,19 +93,19 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
         how = (f"notebook 04's Fashion-MNIST model ({shown_path(fashion)}): there is no "
                f"{dataset} model and {no_imagenet}, so we look inside a grey-image model, with "
                "Fashion-MNIST test images")
-    if model is None and Path(dataset).name == "stl10" and not (
-            data_root() / FOLDERS["stl10"] / "train_X.bin").is_file():
-        # no STL-10 training images: a quick Fashion-MNIST model, never a 2.6 GB download here
-        model, checkpoint, how = load_or_train("fashion-mnist", device)
-        how = f"there are no {dataset} training images here, so on Fashion-MNIST: {how}"
-        how += f" ({no_imagenet})"
     if model is None:
+        # no training images of `dataset` here (and never STL-10's 2.6 GB download for this):
+        # a quick Fashion-MNIST model
+        elsewhere = Path(dataset).name == "stl10" and not _stl10_here("train_X.bin")
         try:
-            model, checkpoint, how = load_or_train(dataset, device)
-        except FileNotFoundError:   # no training images of `dataset` here (STL-10, cpu profile)
+            model, checkpoint, how = load_or_train("fashion-mnist" if elsewhere else dataset,
+                                                   device)
+        except FileNotFoundError:
             if Path(dataset).name == "fashion-mnist":
                 raise
             model, checkpoint, how = load_or_train("fashion-mnist", device)
+            elsewhere = True
+        if elsewhere:
             how = f"there are no {dataset} training images here, so on Fashion-MNIST: {how}"
         how += f" ({no_imagenet})"
     print(f"Model: {how}")   # one line: which model the figures show, and why
@@ -129,7 +128,7 @@ def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
     elif source != "stl10":
         data = load_image_folder(source)
         how = f"{len(data)} real STL-10 test images from {shown_path(source)}"
-    elif _stl10_test_here():
+    elif _stl10_here("test_X.bin"):
         splits = load_splits("stl10", limit=limit, download=False)
         data = splits.test
         kind = "synthetic stand-ins for STL-10" if splits.synthetic else "STL-10 test images"

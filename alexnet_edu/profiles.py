@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from . import data
-from .official import FOLDERS, missing
+from .official import FILES, FOLDERS, missing
 from .settings import PROJECT_ROOT, data_root, shown_path, smoke_mode
 from .standin import provide_standins
 
@@ -212,10 +212,11 @@ def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:
                  if os.environ.get("ALEXNET_EDU_DATA", "").strip() else shown_path(data_root()))
         folder = (Path(root) if root is not None else data_root()) / FOLDERS[name]
         size = f"{data.STL10_DOWNLOAD_GB} GB" if name == "stl10" else "30 MB"
+        failed = " (the download failed: offline?)" if "download failed" in str(err) else ""
         print(f"{name} is not here: {where}/{FOLDERS[name].as_posix()}/ lacks "
-              f"{', '.join(missing(name, folder))}. Get it with profiles.load_splits({name!r}, "
-              f"download=True) ({size}), or copy the official files there (data/README.md). "
-              "The cells that need it skip.")
+              f"{', '.join(missing(name, folder) or FILES[name][:4])}{failed}. Get it with "
+              f"profiles.load_splits({name!r}, download=True) ({size}), or copy the official "
+              "files there (data/README.md). The cells that need it skip.")
         return None
 
 

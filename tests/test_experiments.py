@@ -360,3 +360,11 @@ def test_run_speed_tunes_the_lr_per_arm_and_repeats_it_over_seeds(tmp_path, monk
     assert ex.speed_rows(result)[0]["verdict"] in {"held", "did not hold", "undecided",
                                                    "diverged"}   # 24 images: anything goes
     assert ex.plot_speed(result).axes[0].get_ylabel() == "running training error (%)"
+
+
+def test_the_speed_claim_is_judged_over_seeds_not_from_two_alexnet_runs():
+    h = _history([0.9], [0.8])
+    with pytest.raises(ValueError, match="run_speed, speed_rows"):
+        ex.claims_table({"paper": h, "ReLU": h, "tanh": h}, 10, [ex.RELU_VS_TANH])
+    with pytest.raises(ValueError, match="run_speed, speed_rows"):
+        ex.seeds_table([{"paper": h, "tanh": h}], [ex.RELU_VS_TANH])

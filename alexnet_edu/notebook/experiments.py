@@ -149,6 +149,9 @@ def _is_paper_setting(overrides: Mapping[str, Any]) -> bool:
 
 
 def _histories_of(ab: Ablation, histories: Mapping[str, History]) -> tuple[History, History]:
+    if ab.measure == "speed":   # a ratio over seeds of SmallCNN runs, not two AlexNet runs
+        raise ValueError(f"{ab.name!r} is a speed claim: measure it with run_speed, speed_rows "
+                         "and plot_speed")
     found = []
     for label, overrides in (ab.paper, ab.alternative):
         key = "paper" if _is_paper_setting(overrides) else label
@@ -408,10 +411,7 @@ def _effect(ab: Ablation, histories: Mapping[str, History], num_classes: int) ->
         return None
     if ab.measure == "val_error":
         return 100 * (val_error(b) - val_error(a))
-    if ab.measure == "gap":
-        return 100 * (overfitting_gap(b) - overfitting_gap(a))
-    raise ValueError(f"seeds_table measures val_error and gap; {ab.name!r} is {ab.measure!r}: "
-                     "use run_speed and speed_rows")
+    return 100 * (overfitting_gap(b) - overfitting_gap(a))
 
 
 def seeds_table(per_seed: Sequence[Mapping[str, History]],
@@ -603,12 +603,7 @@ def _claim_row(ab: Ablation, a: History, b: History, n_val: int, num_classes: in
     a_label, b_label = ab.paper[0], ab.alternative[0]
     blown = {label: why for label, h in ((a_label, a), (b_label, b))
              if (why := diverged(h, num_classes))}
-    if ab.measure == "speed":
-        shown = ("–" if e is None else str(e)
-                 for e in (epochs_to_error(h, ab.target_error) for h in (a, b)))
-        what = f"epochs to {ab.target_error:.0%} training error"
-        verdict = ("one seed", "a ratio needs several seeds: use run_speed, speed_rows")
-    elif ab.measure == "val_error":
+    if ab.measure == "val_error":
         what = f"validation error at epoch {len(a)} (the last)"
         shown = (f"{val_error(h):.1%}" for h in (a, b))
         verdict = _val_error_row(ab, a, b, n_val) if not blown else ("", "")

@@ -270,11 +270,9 @@ def show_figures_inline() -> None:
         png.for_type(Figure, lambda fig: figure_to_png(fig, dpi=100))
 
 
-
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-               ncols: int | None = None, title: str = "Images",
-               title_colours: Sequence[str] | None = None) -> Figure:
+               ncols: int | None = None, title: str = "Images") -> Figure:
     """Show a batch (N, C, H, W) or one image (C, H, W): uint8, or normalized floats with the
     `mean`/`std` that normalized them (see `denormalize`)."""
     t = torch.as_tensor(images)
@@ -287,26 +285,24 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
     for i, ax in enumerate(axes.flat[:len(shown)]):
         ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1)
         if titles is not None:
-            color = title_colours[i] if title_colours is not None else "black"
-            ax.set_title(str(titles[i]), fontsize=8, color=color)
+            ax.set_title(str(titles[i]), fontsize=8)
     h, w = t.shape[-2:]
     fig.suptitle(f"{title} ({len(shown)} × {h}×{w} px)")
     return fig
 
 
-def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filters",
-                per_filter: bool = True) -> Figure:
+def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filters") -> Figure:
     """Show conv kernels (out, in, kH, kW) as small images, like the paper's Figure 3.
 
     3 input channels are shown in colour, 1 in grey; other counts show the first input channel.
-    Each filter is scaled to [0, 1] on its own (`per_filter`) so weak filters stay visible."""
+    Each filter is scaled to [0, 1] on its own so weak filters stay visible."""
     w = torch.as_tensor(weight).detach().cpu().float()
     if w.dim() != 4:
         raise ValueError(f"filter_grid expects conv weights (out, in, kH, kW), got "
                          f"{tuple(w.shape)}")
     if w.shape[1] not in (1, 3):
         w = w[:, :1]
-    shown = to_unit_range(w, dims=(1, 2, 3) if per_filter else None)
+    shown = to_unit_range(w, dims=(1, 2, 3))
     fig, axes = _grid(len(shown), ncols, cell=0.8, max_cols=ncols)
     for i, ax in enumerate(axes.flat[:len(shown)]):
         ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -363,20 +359,20 @@ def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
     return fig
 
 
-def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str], normalize: bool = True,
+def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str],
                           title: str = "Confusion matrix") -> Figure:
-    """Rows = true class, columns = predicted class; `normalize` shows each row as % of that
-    class's images (empty rows stay 0)."""
+    """Rows = true class, columns = predicted class, each row as % of that class's images
+    (empty rows stay 0)."""
     cm = torch.as_tensor(matrix).detach().cpu().double()
     if cm.dim() != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise ValueError(f"expected a {len(classes)}×{len(classes)} matrix for {len(classes)} "
                          f"classes, got shape {tuple(cm.shape)}")
-    shown = 100 * cm / cm.sum(1, keepdim=True).clamp_min(1) if normalize else cm
+    shown = 100 * cm / cm.sum(1, keepdim=True).clamp_min(1)
     k = len(classes)
     side = max(4.0, 0.45 * k + 2)
     fig, ax = subplots(figsize=(side + 1, side))
-    im = ax.imshow(shown.numpy(), cmap="Blues", vmin=0, vmax=100 if normalize else None)
-    fig.colorbar(im, ax=ax, label="% of the true class" if normalize else "images")
+    im = ax.imshow(shown.numpy(), cmap="Blues", vmin=0, vmax=100)
+    fig.colorbar(im, ax=ax, label="% of the true class")
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
     ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted class")
@@ -511,16 +507,11 @@ class LiveHistoryPlot:
 
 def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                  title: str = "Attribution", alpha: float = 0.6, cmap: str | None = None,
-                  signed: bool | None = None) -> Figure:
+                  title: str = "Attribution") -> Figure:
     """Each image (top row) and its heat map (N, h, w) resized to it and overlaid (bottom row).
-
-    Unsigned maps (saliency, Grad-CAM) are scaled to [0, 1] per image (constant maps show as 0)
-    in a perceptually uniform map (`inferno`: brightness grows with the value, unlike `jet`).
-    Signed maps (occlusion: covering a patch can also *raise* the probability) are divided by
-    their largest |value| per image and drawn in a diverging map centred on 0 (`RdBu_r`: red
-    for the class, blue against it, white for no effect). `signed=None` decides from the data
-    (any value < 0)."""
+    Unsigned maps (saliency, Grad-CAM) are scaled to [0, 1] per image in `inferno` (brightness
+    grows with the value, unlike `jet`). Signed maps (any value < 0; occlusion can also *raise*
+    the probability) are divided by their largest |value| and drawn in `RdBu_r`, centred on 0."""
     imgs = torch.as_tensor(images)
     imgs = denormalize(imgs if imgs.dim() == 4 else imgs.unsqueeze(0), mean, std)
     m = torch.as_tensor(maps).detach().cpu().float()
@@ -531,20 +522,19 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
     m = torch.nn.functional.interpolate(m.unsqueeze(1), size=imgs.shape[-2:], mode="bilinear",
                                         align_corners=False)[:, 0]
     m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
-    signed = bool((m < 0).any()) if signed is None else signed
-    if signed:
+    if (m < 0).any():
         peak = m.abs().amax(dim=(-2, -1), keepdim=True)
         m = m / torch.where(peak > 0, peak, torch.ones_like(peak))
-        cmap, low, label = cmap or "RdBu_r", -1.0, "value / largest |value| (per image)"
+        cmap, low, label = "RdBu_r", -1.0, "value / largest |value| (per image)"
     else:
         m = to_unit_range(m, dims=(-2, -1))
-        cmap, low, label = cmap or "inferno", 0.0, "0 = min, 1 = max (per image)"
+        cmap, low, label = "inferno", 0.0, "0 = min, 1 = max (per image)"
     n = len(imgs)
     fig, axes = _pictures(2, n, (2.0 * n + 1.2, 4.6))
     for i in range(n):
         axes[0, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
         axes[1, i].imshow(_hwc(imgs[i]), cmap="gray", vmin=0, vmax=1)
-        im = axes[1, i].imshow(m[i].numpy(), cmap=cmap, alpha=alpha, vmin=low, vmax=1)
+        im = axes[1, i].imshow(m[i].numpy(), cmap=cmap, alpha=0.6, vmin=low, vmax=1)
         if titles is not None:
             axes[0, i].set_title(str(titles[i]), fontsize=8)
     axes[0, 0].set_ylabel("image")
@@ -557,11 +547,9 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
 
 def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
                images: torch.Tensor | None = None, title: str = "Embedding",
-               axis_names: tuple[str, str] = ("component 1", "component 2"),
-               thumbnails: int = 24, thumb_px: float = 36) -> Figure:
-    """2-D points (N, 2) coloured by class, with a legend; with uint8 `images`, every
-    (N // thumbnails)-th point also shows its image as a thumbnail `thumb_px` pixels wide,
-    framed in its class's colour."""
+               axis_names: tuple[str, str] = ("component 1", "component 2")) -> Figure:
+    """2-D points (N, 2) coloured by class, with a legend; with uint8 `images`, about 24 points
+    also show their image as a thumbnail, framed in its class's colour."""
     pts = np.asarray(torch.as_tensor(points).detach().cpu().float())
     lab = np.asarray(torch.as_tensor(labels).cpu())
     fig, ax = subplots(figsize=(9, 7))
@@ -571,10 +559,10 @@ def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
         if sel.any():
             ax.scatter(pts[sel, 0], pts[sel, 1], s=14, label=name,
                        color=matplotlib.colormaps[cmap](c % 20))
-    if images is not None and thumbnails > 0:
+    if images is not None:
         shown = denormalize(images)
-        for i in range(0, len(pts), max(1, len(pts) // thumbnails)):
-            box = OffsetImage(_hwc(shown[i]), zoom=thumb_px / shown.shape[-1], cmap="gray")
+        for i in range(0, len(pts), max(1, len(pts) // 24)):
+            box = OffsetImage(_hwc(shown[i]), zoom=36 / shown.shape[-1], cmap="gray")   # 36 px
             edge = matplotlib.colormaps[cmap](int(lab[i]) % 20)   # framed in its class colour
             ax.add_artist(AnnotationBbox(box, pts[i], frameon=True, pad=0.15,
                                          bboxprops=dict(edgecolor=edge, linewidth=1.5)))

@@ -27,6 +27,7 @@ from . import data
 from .official import FILES, FOLDERS, missing
 from .settings import PROJECT_ROOT, data_root, shown_path, smoke_mode
 from .standin import provide_standins
+from .train import TrainConfig
 
 __all__ = ["PROFILES", "Profile", "RunSize", "current_profile", "profile_named", "run_size",
            "SIZES", "runs_dir", "load_splits", "held_out_split", "try_load", "stl10_source"]
@@ -85,10 +86,8 @@ class RunSize:
     patience: int = 2        # epochs without a lower validation error before lr / 10
     seeds: int = 1           # repeats with seeds 0, 1, ... (notebook 10: the spread of a claim)
 
-    def train_config(self, **overrides):
+    def train_config(self, **overrides) -> TrainConfig:
         """A `train.TrainConfig` with these sizes (and the paper's recipe for everything else)."""
-        from .train import TrainConfig  # train imports this module: import on use
-
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            patience=self.patience, **overrides)
 

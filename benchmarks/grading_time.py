@@ -15,23 +15,20 @@ workers' ratio from one run.
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from alexnet_edu.course.grading import grade_folder
+from alexnet_edu.device import cpu_name
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-                 platform.processor() or "unknown CPU")
-    import os
-    return f"{os.cpu_count()} cores, {model}"
+    return f"{os.cpu_count()} cores, {cpu_name()}"
 
 
 def main() -> None:

@@ -51,7 +51,7 @@ from .release import (
 )
 from .values import MANIFEST
 
-__all__ = ["Grade", "Solution", "load_solution", "grade_submission", "grade_folder", "main"]
+__all__ = ["Grade", "Solution", "load_solution", "grade_folder", "main"]
 
 FIELDS = ("student", "notebook", "exercise", "passed", "message")
 STARTUP_S = 180      # importing torch and IPython in a new sandbox, on a busy machine
@@ -241,15 +241,6 @@ def _stopped(run: _Run, timeout: int, where: str) -> str:
         return f"timed out: a cell ran longer than {timeout} s"
     return (f"the {where} kernel died (the process ended: os._exit, a crash or out of "
             "memory)")
-
-
-def grade_submission(solution: Solution | Path | str, submission_path: Path | str, student: str,
-                     timeout: int = 300, profile: str = "smoke",
-                     sandboxed: bool = True, hide: Sequence[Path] = ()) -> list[Grade]:
-    """Grade one student's notebook (see the module's docstring); one Grade per exercise."""
-    sol = solution if isinstance(solution, Solution) else load_solution(solution)
-    return _grade_cells(sol, _read(Path(submission_path)), student, timeout,
-                        _environment(profile), sandboxed, hide)
 
 
 def _read(path: Path) -> list[dict] | str:

@@ -47,9 +47,14 @@ def _like(word: str, target: str) -> bool:
     return len(target) >= 5 and difflib.SequenceMatcher(None, word, target).ratio() >= 0.8
 
 
-def _near_marker(line: str) -> str | None:
-    """The marker `line` looks like without being it (None if it looks like none)."""
-    words = _WORD.findall(line.lower())
+def _near_marker(line: str, cell_type: str) -> str | None:
+    """The marker `line` looks like without being it (None if it looks like none). Only a `#`
+    line of at most three words after the hashes can be one: in code only a comment
+    (`def end(solution):` is not), in markdown not prose ("## The end: solution" has too many)."""
+    text = line[line.find("#"):] if cell_type == "code" and "#" in line else line.strip()
+    if not text.startswith("#") or len(text.lstrip("#").split()) > 3:
+        return None
+    words = _WORD.findall(text.lower())
     pairs = list(zip(words, words[1:]))
     pairs += [(w[:k], w[k:]) for w in words for k in range(3, len(w) - 3)]   # "BEGINSOLUTION"
     for first, second in pairs:
@@ -58,14 +63,6 @@ def _near_marker(line: str) -> str | None:
         if action and kind:
             return (_BEGIN if action == "begin" else _END)[kind]
     return None
-
-def _marker_like(line: str, cell_type: str) -> str:
-    """The part of `line` that could be a mistyped marker: a `#` line of at most three words
-    after the hashes, else "" (in code only a comment; "## The end: solution" has too many)."""
-    text = line[line.find("#"):] if cell_type == "code" and "#" in line else line.strip()
-    if not text.startswith("#") or len(text.lstrip("#").split()) > 3:
-        return ""
-    return text
 
 
 CODE_STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")  # nbgrader's stubs
@@ -165,7 +162,7 @@ def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region
     for number, line in enumerate(source.split("\n"), start=1):
         marker = _MARKERS.get(line.strip())
         if marker is None:
-            meant = _near_marker(_marker_like(line, cell_type))
+            meant = _near_marker(line, cell_type)
             if meant:
                 raise NotebookError(f"{where}: line {number} ({line.strip()[:60]!r}) is not a "
                                     f"marker, though it looks like one: write exactly {meant!r} "

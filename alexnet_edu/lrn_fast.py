@@ -56,12 +56,12 @@ def _inverse_power(d: torch.Tensor, beta: float) -> torch.Tensor:
 
 
 def _denominator(x: torch.Tensor, sq: torch.Tensor, d: torch.Tensor, before: int, after: int,
-                 alpha: float, k: float) -> torch.Tensor:
+                 alpha: float, k: torch.Tensor) -> torch.Tensor:
     """d = k + alpha * (window sum of x^2) into the padded buffer `d`, via `sq` (x^2, padded).
     Returns `d` with its pad channels set to 1 (finite powers there, even for k = 0)."""
     c = x.shape[1]
     torch.mul(x, x, out=sq[:, :c])
-    torch.add(torch.tensor(k, dtype=d.dtype), sq, alpha=alpha, out=d)   # one pass: k + alpha x^2
+    torch.add(k, sq, alpha=alpha, out=d)   # one pass: k + alpha x^2
     _window_add(d, sq, before, after, alpha, c)
     d[:, c:].fill_(1.0)
     return d
@@ -76,13 +76,13 @@ def _walk(a: torch.Tensor, others: list[torch.Tensor], count: int, before: int, 
     views = [_blocks(t)[0] for t in others]
     # float64 stays float64 (gradcheck); float32 and half precision compute in float32
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
-    buffers: list[torch.Tensor] = []
+    k, buffers = torch.tensor(k, dtype=dtype, device=a.device), []   # on the input's device
     for rows, cols in blocks:
         x = va[rows, :, cols].to(dtype)   # a view (no copy) unless a is half precision
         n, length = x.shape[0], x.shape[2]
         if not buffers or buffers[0].shape[2] != length or buffers[0].shape[0] < n:
-            buffers = [torch.zeros(n, a.shape[1] + max(before, after), length, dtype=dtype)
-                       for _ in range(count)]
+            buffers = [torch.zeros(n, a.shape[1] + max(before, after), length, dtype=dtype,
+                                   device=a.device) for _ in range(count)]
         bufs = [buf[:n] for buf in buffers]   # contiguous: rows is the outer dim
         # d^i = k + alpha * sum_{j in window(i)} (a^j)^2
         scale = _inverse_power(_denominator(x, bufs[0], bufs[1], before, after, alpha, k), beta)

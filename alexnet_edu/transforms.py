@@ -5,8 +5,8 @@ colour noise and the ten test patches, done on whole uint8 batches on the model'
                                out_channels=3).to(device)
     x = transform(images)              # uint8 N x C x H x W -> float N x 3 x 227 x 227, normalized
 
-Whole batches, not per-image PIL transforms: upsampling image by image is the bottleneck on two
-CPU cores. 227 stands for the paper's 224 (see `shapes`).
+Whole batches, not per-image PIL transforms: upsampling image by image is the bottleneck on a
+small CPU. 227 stands for the paper's 224 (see `shapes`).
 """
 
 from __future__ import annotations

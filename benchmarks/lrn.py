@@ -1,6 +1,6 @@
 """How fast is alexnet_edu's Local Response Normalization, and what does LRN cost in training?
 
-    python benchmarks/lrn.py                  # ~5 min on 2 CPU cores
+    python benchmarks/lrn.py                  # all three parts (minutes on a laptop CPU)
     python benchmarks/lrn.py --reps 5 --batch 64 --step-batch 32 --threads 2
     python benchmarks/lrn.py --device cuda --precisions fp32,bf16,fp16
     python benchmarks/lrn.py --sweep-blocks   # how lrn_fast._BLOCK was chosen

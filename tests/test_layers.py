@@ -216,3 +216,12 @@ def test_bad_input_gives_clear_errors():
         local_response_norm(torch.randn(1, 3, 2, 2), size=0)
     with pytest.raises(ValueError, match="size .* int >= 1"):
         local_response_norm(torch.randn(1, 3, 2, 2), size=2.5)
+
+
+def test_lrn_keeps_the_inputs_device():
+    """The kernel's buffers follow the input: a 'meta' tensor stands in for a GPU here (buffers
+    made on the CPU would raise a cross-device error, as they would on CUDA)."""
+    x = torch.ones(2, 6, 4, 4, device="meta", requires_grad=True)
+    y = local_response_norm(x)
+    y.sum().backward()
+    assert y.device == x.grad.device == x.device and y.shape == x.shape

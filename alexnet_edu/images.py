@@ -1,6 +1,7 @@
 """Image files, read safely: one reader for the whole package (datasets, streamed folders and
 `alexnet-edu predict`), which turns any file PIL can open into 8-bit RGB with bounded memory, and
-says which file is wrong and what to do when it cannot; and folders of them (class sub-folders).
+says which file is wrong and what to do when it cannot. Folders of them (one sub-folder per
+class) become datasets: in memory (`TensorImageDataset`), or read from disk (`ImageFiles`).
 """
 
 from __future__ import annotations
@@ -130,13 +131,17 @@ def read_image_tensor(path: str | Path, channels: int = 3, shorter_side: int | N
     return pixels[None] if channels == 1 else pixels.permute(2, 0, 1).contiguous()
 
 
+def _hidden(path: Path, folder: Path) -> bool:
+    """Whether `path` or a folder on its way below `folder` is hidden (macOS's ._x.png, .git)."""
+    return any(part.startswith(".") for part in path.relative_to(folder).parts)
+
+
 def image_files(folder: Path, extensions: tuple[str, ...] | None = IMAGE_EXTENSIONS) -> list[Path]:
-    """The files anywhere below `folder` with one of `extensions` (None: any), hidden files and
-    folders (macOS's ._x.png, .git) skipped, sorted by their path below `folder`."""
-    return sorted((p for p in folder.rglob("*") if (extensions is None
-                                                    or p.suffix.lower() in extensions)
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-                   and p.is_file()), key=lambda p: p.relative_to(folder).parts)
+    """The files anywhere below `folder` with one of `extensions` (None: any), hidden ones
+    skipped, sorted by their path below `folder`."""
+    return sorted((p for p in folder.rglob("*") if p.is_file() and not _hidden(p, folder)
+                   and (extensions is None or p.suffix.lower() in extensions)),
+                  key=lambda p: p.relative_to(folder).parts)
 
 
 def scan_folder(folder: Path) -> tuple[list[str], list[Path], list[int]]:
@@ -152,9 +157,9 @@ def scan_folder(folder: Path) -> tuple[list[str], list[Path], list[int]]:
         raise FileNotFoundError(f"{folder} has no class sub-folders: put the images in "
                                 f"{folder}/<class name>/<image>.png (one folder per class)")
 
-    def wanted(path: str) -> bool:   # a FIFO or a socket is skipped, as are hidden files
-        hidden = any(part.startswith(".") for part in Path(path).relative_to(folder).parts)
-        return Path(path).suffix.lower() in IMAGE_EXTENSIONS and not hidden and os.path.isfile(path)
+    def wanted(path: str) -> bool:   # FIFOs, sockets and hidden files are skipped
+        return (Path(path).suffix.lower() in IMAGE_EXTENSIONS and os.path.isfile(path)
+                and not _hidden(Path(path), folder))
 
     found = make_dataset(folder, {c: i for i, c in enumerate(classes)}, is_valid_file=wanted,
                          allow_empty=True)

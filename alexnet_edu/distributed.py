@@ -2,24 +2,21 @@
 
     torchrun --nproc_per_node=2 -m alexnet_edu train --dataset fashion-mnist --out runs/fm
 
-torchrun starts the processes and sets RANK, LOCAL_RANK and WORLD_SIZE; `start` joins them into
-a process group (NCCL between CUDA GPUs, gloo between CPU processes). Each process trains the
+torchrun starts the processes (and tells each its rank); `start` joins them into a process
+group (NCCL between CUDA GPUs, gloo between CPU processes). Each process trains the
 same model on its share of every batch (`ShardBatches`, used by `data.make_loader(...,
 shard=...)`: the order depends on the seed and the epoch only; nothing is repeated, so the last
 step's shares may differ) and DistributedDataParallel averages the gradients, each process's
 loss weighted by its share of the step's images, so W processes with batch B take the steps
-one process takes with batch W·B. Rank 0 alone prints and writes checkpoints, which hold
-every process's random state. Across machines,
-torchrun's rendezvous options do the rest (`--nnodes`, `--node-rank`, `--rdzv-endpoint`), as in
+one process takes with batch W·B. Rank 0 alone prints and writes checkpoints; each process
+draws its own crops and dropout masks from (seed, epoch, rank). Across machines, torchrun's
+rendezvous options do the rest (`--nnodes`, `--node-rank`, `--rdzv-endpoint`), as in
 torchvision's reference scripts. Without torchrun, every function here is a no-op: one process.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import torch
@@ -28,21 +25,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 
-__all__ = ["start", "rank", "world_size", "is_main", "wrap", "sum_across", "gather",
-           "ShardBatches", "command_prefix", "launch"]
+__all__ = ["start", "rank", "world_size", "is_main", "wrap", "sum_across", "loss_weight",
+           "ShardBatches"]
 
 
 def start(device: str | None = None) -> torch.device | None:
-    """Join torchrun's process group (once) and return this process's device: its GPU
-    (LOCAL_RANK) with NCCL, or the CPU with gloo when there is no GPU or `device` is "cpu".
-    None when not launched by torchrun with several processes."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    """Join torchrun's process group (once) and return this process's device: its GPU (the
+    node-local rank) with NCCL, or the CPU with gloo when there is no GPU or `device` is "cpu".
+    None when not launched by torchrun."""
+    if not dist.is_torchelastic_launched():
         return None
     gpu = torch.cuda.is_available() and device != "cpu"
     if not dist.is_initialized():
         dist.init_process_group("nccl" if gpu else "gloo")
     if gpu:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
+        fallback = dist.get_rank() % torch.cuda.device_count()   # torch < 2.4: GPUs in turn
+        local = (dist.get_node_local_rank(fallback) if hasattr(dist, "get_node_local_rank")
+                 else fallback)
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return torch.device("cpu")
@@ -77,14 +76,13 @@ def sum_across(values: list[float]) -> list[float]:
     return total.tolist()
 
 
-def gather(value: object) -> list | None:
-    """Every process's `value`, in rank order, on rank 0 (None on the others); [value] in one
-    process. A collective: every process must call it."""
-    if world_size() == 1:
-        return [value]
-    values = [None] * world_size() if is_main() else None
-    dist.gather_object(value, values, dst=0)
-    return values
+def loss_weight(images: int) -> float:
+    """What this process's *summed* loss is multiplied by, `images` being its share of the
+    step: 1 / images in one process (the mean loss). DistributedDataParallel averages the
+    processes' gradients, so W / (the step's images) makes that average the gradient of the
+    step's mean loss, as one process with the whole step computes it, also when the shares
+    differ (the last step). A collective: every process calls it at every step."""
+    return world_size() / max(sum_across([images])[0], 1)
 
 
 class ShardBatches(Sampler[list[int]]):
@@ -112,32 +110,3 @@ class ShardBatches(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return math.ceil(self.size / (self.batch_size * self.processes))
-
-
-def command_prefix(program: str) -> str:
-    """How to start this command again as it runs now: `program`, or under torchrun (from the
-    WORLD_SIZE and LOCAL_WORLD_SIZE it sets) ``torchrun --nproc-per-node N -m alexnet_edu``:
-    a resumed run needs as many processes."""
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    if processes <= 1:
-        return program
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
-    nodes = processes // per_node
-    return (f"torchrun --nproc-per-node {per_node}" + (f" --nnodes {nodes}" if nodes > 1 else "")
-            + " -m alexnet_edu")
-
-
-def launch(processes: int, train_args: list[str], threads: int = 1,
-           env: dict[str, str] | None = None) -> str:
-    """Run ``alexnet-edu train *train_args`` in `processes` processes on this machine (torchrun
-    for more than one) and return its output; RuntimeError with the end of stderr if it fails.
-    For notebook 11's demonstration and the tests: two CPU processes talking through gloo."""
-    command = [sys.executable, "-m", "alexnet_edu", "train", *train_args]
-    if processes > 1:
-        command[1:1] = ["-m", "torch.distributed.run", "--standalone",
-                        f"--nproc_per_node={processes}"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}   # they share the cores
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"training with {processes} process(es) failed:\n{done.stderr[-2000:]}")
-    return done.stdout

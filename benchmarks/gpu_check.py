@@ -11,12 +11,12 @@ that fails is reported with its error and the others still run; once --budget se
 passed, the sections left are skipped with a note.
 
 1. environment: the GPU, driver, CUDA, cuDNN, torch and torchvision; the precision
-   `train.amp_dtype("auto")` picks here and why (the compute capability).
+   `device.amp_dtype("auto")` picks here and why (the compute capability).
 2. cuda_tests: ``pytest -m cuda`` (tests/test_cuda.py): passed, failed, skipped.
 3. throughput: images/s of a training step at 227 px, batch 128: the trainer's own step
-   (`train._Step`, as `train.fit` runs it: the batch transform on the GPU, SGD, a GradScaler
-   under float16) in float32 and in autocast (AMP), NCHW and channels_last, against the naive
-   loop of benchmarks/train_throughput.py (per-image torchvision transforms, 2 DataLoader
+   (`train.train_one_epoch`, as `train.fit` runs it: the batch transform on the GPU, SGD, a
+   GradScaler under float16) in float32 and in autocast (AMP), NCHW and channels_last, against
+   the naive loop of benchmarks/train_throughput.py (per-image torchvision transforms, 2 DataLoader
    workers, `nn.LocalResponseNorm`, float32) in the same process; and the FLOP/s each step
    achieves (`shapes.trace`'s multiply-adds x 2 x 3, for the forward pass and the backward
    pass's two products) against this GPU's `torch.matmul` peak in the same precision.
@@ -62,23 +62,24 @@ import torch
 import torchvision
 from train_throughput import load_data, naive_pipeline, run, with_torch_lrn
 
-from alexnet_edu import distributed, standin
-from alexnet_edu.checkpoint import Progress, load_model
+from alexnet_edu import standin
+from alexnet_edu.checkpoint import load_model
 from alexnet_edu.data import load_splits, make_loader
-from alexnet_edu.device import cpu_name, describe_device
+from alexnet_edu.device import amp_dtype, cpu_name, describe_device
+from alexnet_edu.notebook.parallel import launch
 from alexnet_edu.profiles import run_size
+from alexnet_edu.runlog import estimate_epoch_seconds
 from alexnet_edu.settings import PROJECT_ROOT, data_root
 from alexnet_edu.shapes import trace
 from alexnet_edu.train import (
     OutOfMemory,
     TrainConfig,
-    _Step,
+    _prepare,
     _transforms,
-    amp_dtype,
     build_model,
-    estimate_epoch_seconds,
     evaluate,
     fit,
+    train_one_epoch,
 )
 
 
@@ -261,9 +262,9 @@ def time_trainer(splits, sizes: Sizes, device: torch.device, amp: str, channels_
     model = build_model(splits, image_size=sizes.image_size, lrn=lrn)
     config = TrainConfig(batch_size=sizes.batch, amp=amp, channels_last=channels_last,
                          progress=False)
-    step = _Step(model, config, device)
+    optimizer, _, scaler, dtype = _prepare(model, config, device)
     augment, _ = _transforms(model, splits, config, device)
-    batches, progress = iter(make_loader(splits.train, sizes.batch, shuffle=True)), Progress()
+    batches = iter(make_loader(splits.train, sizes.batch, shuffle=True))
     data_s = compute_s = 0.0
     for i in range(sizes.warmup + sizes.steps):
         _sync(device)
@@ -272,16 +273,26 @@ def time_trainer(splits, sizes: Sizes, device: torch.device, amp: str, channels_
         x, targets = augment(images.to(device)), targets.to(device)
         _sync(device)
         middle = time.perf_counter()
-        step.forward_backward(x, targets, progress)   # its loss.item() waits for the GPU
-        step.update()
+        # the trainer's step on the transformed batch (its loss.item() waits for the GPU)
+        train_one_epoch(model, [(x, targets)], optimizer, scaler, _Transformed(augment), device,
+                        0, config, dtype)
         _sync(device)
         if i >= sizes.warmup:
             data_s += middle - start
             compute_s += time.perf_counter() - middle
     images = sizes.steps * sizes.batch
-    return {"precision": dtype_name(step.dtype), "channels_last": step.channels_last,
+    return {"precision": dtype_name(dtype), "channels_last": next(
+                model.parameters()).is_contiguous(memory_format=torch.channels_last),
             "images_per_s": images / (data_s + compute_s), "compute_s": compute_s,
             "compute_images_per_s": images / compute_s}
+
+
+class _Transformed(torch.nn.Identity):
+    """Batches `transform` already made, passed through (train_one_epoch reads the size)."""
+
+    def __init__(self, transform):
+        super().__init__()
+        self.image_size, self.out_channels = transform.image_size, transform.out_channels
 
 
 def time_naive(splits, sizes: Sizes, device: torch.device) -> dict:
@@ -388,14 +399,13 @@ def peak_memory(splits, image_size: int, batch: int, device: torch.device) -> in
         before = torch.cuda.memory_allocated(device)
     model = build_model(splits, image_size=image_size)
     config = TrainConfig(batch_size=batch, progress=False)
-    step = _Step(model, config, device)
+    optimizer, _, scaler, dtype = _prepare(model, config, device)
     augment, _ = _transforms(model, splits, config, device)
     images = torch.randint(0, 256, (batch, *splits.train.images.shape[1:]), dtype=torch.uint8,
                            device=device)
     targets = torch.randint(0, len(splits.classes), (batch,), device=device)
-    for _ in range(2):
-        step.forward_backward(augment(images), targets, Progress())
-        step.update()
+    train_one_epoch(model, [(images, targets)] * 2, optimizer, scaler, augment, device, 0, config,
+                    dtype)
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) - before
@@ -456,10 +466,9 @@ def data_parallel(device: torch.device) -> dict:
         root = Path(folder)
         standin.generate_fashion_mnist(root / "data", n_train=80, n_test=20, seed=0)
         for processes, batch in ((1, 16), (2, 8)):   # 32 images: 2 steps of 16 in both
-            distributed.launch(processes, [*common, "--data-root", str(root / "data"),
-                                           "--batch-size", str(batch), "--out",
-                                           str(root / str(processes))],
-                               env={"ALEXNET_EDU_PROFILE": "smoke"})
+            launch(processes, [*common, "--data-root", str(root / "data"), "--batch-size",
+                               str(batch), "--out", str(root / str(processes))],
+                   env={"ALEXNET_EDU_PROFILE": "smoke"})
         result = {"gpus": gpus, "compared": "torchrun 2 processes x batch 8 (NCCL) against "
                   "1 process x batch 16", **same_weights(root / "1" / "last.pt",
                                                           root / "2" / "last.pt")}
@@ -495,7 +504,7 @@ def fashion_mnist(sizes: Sizes, device: torch.device, root: Path, dry: bool,
     per_epoch = estimate_epoch_seconds(model, splits, config, device, augment,
                                        amp_dtype(config.amp, device))
     if time.perf_counter() + per_epoch > deadline:
-        raise Skipped(f"one epoch would take about {per_epoch:.0f} s (train.plan's estimate), "
+        raise Skipped(f"one epoch would take about {per_epoch:.0f} s (the plan's estimate), "
                       f"more than the {max(deadline - time.perf_counter(), 0):.0f} s of the "
                       "budget left")
     started, stopped = time.perf_counter(), []

@@ -4,7 +4,7 @@
     python benchmarks/plan_estimate.py --images 4096 --epochs 3 --device cuda
 
 `train.fit` prints a plan before it trains: the time per epoch predicted from two timed training
-steps on a copy of the model (`train.estimate_epoch_seconds`). This runs that prediction, then
+steps on a copy of the model (`runlog.estimate_epoch_seconds`). This runs that prediction, then
 `train.fit` itself on the same data, configuration and device in the same process, and prints
 each epoch's wall time (training + validation, from one `on_epoch_end` call to the next) and
 the line ``ratio: measured / predicted = N.NN`` for the epochs after the first (the first also
@@ -22,8 +22,9 @@ import time
 import torch
 from train_throughput import load_data
 
-from alexnet_edu.device import describe_device, pick_device
-from alexnet_edu.train import TrainConfig, amp_dtype, build_model, estimate_epoch_seconds, fit
+from alexnet_edu.device import amp_dtype, describe_device, pick_device
+from alexnet_edu.runlog import estimate_epoch_seconds
+from alexnet_edu.train import TrainConfig, build_model, fit
 from alexnet_edu.transforms import BatchTransform
 
 

@@ -21,7 +21,7 @@ error has not improved for 2 epochs in a row (--patience 1). The README's Result
 the runs behind these choices.
 
 --precision-only times a few training steps in float32, in bf16 autocast and in channels-last,
-in one process, and prints the ratios: that is how `train.amp_dtype("auto", cpu)` was decided (bf16
+in one process, and prints the ratios: that is how `device.amp_dtype("auto", cpu)` was decided (bf16
 only on CPUs with bf16 hardware). The last line is `test_acc: 0.NNNN seconds: N`.
 """
 
@@ -39,7 +39,7 @@ import torch  # noqa: E402
 
 from alexnet_edu import data, train  # noqa: E402
 from alexnet_edu.checkpoint import load_model  # noqa: E402
-from alexnet_edu.device import describe_device  # noqa: E402
+from alexnet_edu.device import amp_dtype, describe_device  # noqa: E402
 from alexnet_edu.model import AlexNet  # noqa: E402
 
 
@@ -106,7 +106,7 @@ def main() -> None:
         cl = step_seconds(args.image_size, 64, args.precision_steps, False, True)
         print(f"training step, batch 64 at {args.image_size} px: float32 {fp32:.3f} s; "
               f"bf16 autocast {bf16 / fp32:.2f}x that time; channels-last {cl / fp32:.2f}x; "
-              f"amp_dtype('auto') here: {train.amp_dtype('auto', device)}")
+              f"amp_dtype('auto') here: {amp_dtype('auto', device)}")
         return
 
     splits = data.load_splits("fashion-mnist", limit=args.limit)

@@ -16,7 +16,7 @@ process, one after the other; only *how* differs:
   resize/crop/flip/normalize on the whole batch (`transforms.BatchTransform`, on the device), our
   LRN with its hand-written backward (`layers.local_response_norm`), the fused SGD step
   (`train.make_optimizer`), and the precision and memory layout `train.fit` picks by default
-  for this device (`train.amp_dtype`, channels_last on CUDA) -- the same step as `train.fit`'s
+  for this device (`device.amp_dtype`, channels_last on CUDA) -- the same step as `train.fit`'s
   inner loop.
 
 Reported: images/s of each (after `--warmup` steps), where the time goes (data = waiting for
@@ -40,11 +40,11 @@ import torch
 from torch import nn
 
 from alexnet_edu.data import load_splits, make_loader
-from alexnet_edu.device import describe_device, pick_device
+from alexnet_edu.device import amp_dtype, describe_device, pick_device
 from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.settings import data_root
 from alexnet_edu.standin import generate_fashion_mnist
-from alexnet_edu.train import TrainConfig, amp_dtype, build_model, make_optimizer
+from alexnet_edu.train import TrainConfig, build_model, make_optimizer
 from alexnet_edu.transforms import BatchTransform
 
 

@@ -57,16 +57,16 @@ def test_resize_shrinks_on_the_cpu_where_the_device_lacks_antialias(monkeypatch)
 def test_the_plans_step_timing_waits_for_the_device_every_step(monkeypatch):
     """The plan's predicted epoch time: each timed step ends with device.synchronize (on MPS
     too, not only CUDA), or an asynchronous device would be timed queueing work, not doing it."""
-    from alexnet_edu import data, train
+    from alexnet_edu import data, runlog, train
 
     calls = []
-    monkeypatch.setattr(train, "synchronize", lambda d: calls.append(torch.device(d).type))
+    monkeypatch.setattr(runlog, "synchronize", lambda d: calls.append(torch.device(d).type))
     images = torch.randint(0, 255, (8, 1, 28, 28), dtype=torch.uint8)
     ds = data.TensorImageDataset(images, torch.arange(8) % 2, ["a", "b"])
     splits = data.Splits(ds, ds, ds, ["a", "b"], 1, (0.5,), (0.5,), None, "tiny")
     model = train.build_model(splits, image_size=67)
     plain = transforms.BatchTransform(67, (0.5,), (0.5,), train=False)
-    seconds = train.estimate_epoch_seconds(model, splits, train.TrainConfig(batch_size=4),
-                                           torch.device("cpu"), plain, steps=2)
+    seconds = runlog.estimate_epoch_seconds(model, splits, train.TrainConfig(batch_size=4),
+                                            torch.device("cpu"), plain, steps=2)
     assert seconds > 0
     assert calls == ["cpu"] * 3   # the warm-up step and the two timed ones

@@ -18,10 +18,16 @@ import torch
 from torch import nn
 
 from alexnet_edu import standin
-from alexnet_edu.checkpoint import Progress
 from alexnet_edu.data import load_splits
 from alexnet_edu.layers import LocalResponseNorm
-from alexnet_edu.train import OutOfMemory, TrainConfig, _Step, build_model, fit
+from alexnet_edu.train import (
+    OutOfMemory,
+    TrainConfig,
+    _prepare,
+    build_model,
+    fit,
+    train_one_epoch,
+)
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -65,18 +71,24 @@ def _trained(splits, device, run_dir, **config) -> nn.Module:
 GRADIENT_TOLERANCE = {"fp16": 0.15, "bf16": 0.4}
 
 
+class _AsIs(nn.Identity):
+    """A transform that passes the float batch through (train_one_epoch reads its size)."""
+
+    image_size, out_channels = SIZE, 1
+
+
 def _gradients(model: nn.Module, amp: str, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """The gradients of one step of the trainer (`train._Step`, loss scaling included), divided
-    by the loss scale. Where the scaled gradients overflow float16, the GradScaler skips the
-    update (the weights stay as they were) and halves the scale for the next try."""
-    step = _Step(model, TrainConfig(amp=amp, progress=False), x.device)
+    """The gradients of one step of the trainer (`train.train_one_epoch` on one batch, with
+    `fit`'s optimizer and loss scaler), which the GradScaler's step leaves unscaled. Where the
+    scaled gradients overflow float16, the scaler skips the update (the weights stay as they
+    were) and halves the scale for the next try."""
+    config = TrainConfig(amp=amp, progress=False)
+    optimizer, _, scaler, dtype = _prepare(model, config, x.device)
     for _ in range(40):
-        step.forward_backward(x, y, Progress())
-        grads = {name: p.grad.float() / step.scaler.get_scale()
-                 for name, p in model.named_parameters()}
+        train_one_epoch(model, [(x, y)], optimizer, scaler, _AsIs(), x.device, 0, config, dtype)
+        grads = {name: p.grad.float() for name, p in model.named_parameters()}
         if all(torch.isfinite(g).all() for g in grads.values()):
             return grads
-        step.update()
     raise AssertionError("the scaled gradients overflowed at every loss scale")
 
 

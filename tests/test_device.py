@@ -76,7 +76,8 @@ def test_describe_device(hardware):
     cpu = describe_device(torch.device("cpu"))
     assert cpu.startswith("cpu (") and f"{torch.get_num_threads()} threads" in cpu
     assert device_module.cpu_name() in cpu
-    assert device_module.__all__ == ["pick_device", "describe_device", "synchronize"]
+    assert device_module.__all__ == ["pick_device", "describe_device", "synchronize", "amp_dtype",
+                                     "autocast"]
 
 
 def test_cpu_name_reads_the_model_without_trademark_noise(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """Data-parallel training through torchrun, on this CPU with gloo: two processes with batch B take
 the steps one process takes with batch 2B, also when 2B does not divide the data; rank 0 alone
-writes and speaks; an interrupted run resumes bit-exactly, each process with its own random
-stream; another number of processes is refused."""
+writes and speaks; a run interrupted in every process or in one resumes bit-exactly from the last
+finished epoch, each process with its own random stream; another number of processes is
+refused."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import torch
 from alexnet_edu import distributed, standin
 from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.data import make_loader
+from alexnet_edu.notebook.parallel import launch
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -26,8 +29,8 @@ COMMON = ["--dataset", "fashion-mnist", "--limit", "33", "--image-size", "67", "
 
 
 def _train(data: Path, out: Path, batch: int, processes: int, *extra: str) -> None:
-    distributed.launch(processes, [*COMMON, "--data-root", str(data), "--batch-size", str(batch),
-                                   "--out", str(out), *extra], env={"ALEXNET_EDU_PROFILE": "smoke"})
+    launch(processes, [*COMMON, "--data-root", str(data), "--batch-size", str(batch),
+                      "--out", str(out), *extra], env={"ALEXNET_EDU_PROFILE": "smoke"})
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +66,15 @@ def test_rank_zero_alone_writes(runs):
     assert files == ["best.pt", "history.json", "last.pt"]     # no second writer's leftovers
 
 
-def _torchrun(out: Path, *args: str, processes: int = 2) -> str:
-    """tests/ddp_worker.py in `processes` gloo processes; their output (the test fails on a
-    non-zero exit, and after 3 minutes: a process left waiting in a collective)."""
+def _torchrun(out: Path, *args: str, processes: int = 2, interrupted: bool = False) -> str:
+    """tests/ddp_worker.py in `processes` gloo processes; their output. The test fails on a
+    non-zero exit (unless `interrupted`: then on a zero one), and after 3 minutes (a process
+    left waiting in a collective)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={processes}", str(WORKER), str(out), *args]
     done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.returncode != 0) == interrupted, done.stderr[-3000:]
     return done.stdout
 
 
@@ -85,42 +89,50 @@ def _without_timing(history: list[dict]) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> tuple[Path, str, str]:
-    """A straight 2-epoch run of 2 processes (crops, flips, dropout), and the same run stopped
-    by Ctrl-C in rank 1 alone in step 5 (epoch 2, its 2nd of 3 steps), then resumed: (folder,
-    the interrupted run's output, the resumed run's); cut.pt is the interrupted run's last.pt."""
+    """A straight 2-epoch run of 2 processes (crops, flips, dropout); the same run stopped by
+    Ctrl-C in both processes in step 5 (epoch 2, its 2nd of 3 steps), then resumed; and one
+    stopped by Ctrl-C in rank 1 alone, then resumed: (folder, the first interrupted run's
+    output, its resumed run's); cut.pt is the first interrupted run's last.pt."""
     root = tmp_path_factory.mktemp("ddp-resume")
     _torchrun(root / "straight")
-    stopped = _torchrun(root / "cut", "--stop-at", "5", "--stop-rank", "1")
+    stopped = _torchrun(root / "cut", "--stop-at", "5", interrupted=True)
     shutil.copy(root / "cut" / "last.pt", root / "cut.pt")
     resumed = _torchrun(root / "cut", "--resume")
+    start = time.monotonic()
+    _torchrun(root / "alone", "--stop-at", "5", "--stop-rank", "1", interrupted=True)
+    assert time.monotonic() - start < 120, "rank 0 waited for the interrupted rank 1"
+    shutil.copy(root / "alone" / "last.pt", root / "alone.pt")
+    _torchrun(root / "alone", "--resume")
     return root, stopped, resumed
 
 
 def test_an_interrupted_run_resumes_bit_exactly_each_process_with_its_own_randomness(
         interrupted):
     root, _, _ = interrupted
-    straight, cut = _ranks(root / "straight"), _ranks(root / "cut")
-    # each process ends with the generator state of the straight run's same process ...
-    assert [r["rng"] for r in cut] == [r["rng"] for r in straight]
-    assert cut[0]["rng"] != cut[1]["rng"]     # ... and the two are different streams
+    straight = _ranks(root / "straight")
     a = load_checkpoint(root / "straight" / "last.pt")
-    b = load_checkpoint(root / "cut" / "last.pt")
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    # the train loss and accuracy of the interrupted epoch count each process's images once
-    assert _without_timing(cut[0]["history"]) == _without_timing(straight[0]["history"])
+    for run in ("cut", "alone"):   # Ctrl-C in both processes; in rank 1 alone
+        cut = _ranks(root / run)
+        # each process ends with the generator state of the straight run's same process ...
+        assert [r["rng"] for r in cut] == [r["rng"] for r in straight]
+        assert cut[0]["rng"] != cut[1]["rng"]     # ... and the two are different streams
+        b = load_checkpoint(root / run / "last.pt")
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+        # the train loss and accuracy of the redone epoch count each process's images once
+        assert _without_timing(cut[0]["history"]) == _without_timing(straight[0]["history"])
 
 
-def test_an_interrupt_in_one_process_stops_all_at_one_step_and_saves_every_state(interrupted):
+def test_an_interrupt_keeps_the_last_finished_epoch_and_rank_zero_alone_says_so(interrupted):
     root, stopped, resumed = interrupted
-    # rank 1 alone was interrupted; both stopped after step 5; rank 0 alone speaks
-    assert stopped.count("Interrupted in epoch 2 after batch 2: saved") == 1
+    assert stopped.count("Interrupted in epoch 2: ") == 1
+    assert "holds epoch 1; fit(..., resume=True) redoes epoch 2" in stopped
     assert resumed.count("Resuming") == 1 and "Interrupted" not in resumed
-    saved = load_checkpoint(root / "cut.pt")
-    assert (saved["epoch"], saved["batch"], saved["processes"]) == (1, 2, 2)
-    (other,) = saved["other_ranks"]   # rank 1's own random state and partial sums
-    assert not torch.equal(other["rng"]["torch"], saved["rng"]["torch"])
-    assert other["partial"]["seen"] == saved["partial"]["seen"] == 16   # 2 steps of 8 each
-    assert other["partial"]["loss"] != saved["partial"]["loss"]
+    for saved in (load_checkpoint(root / "cut.pt"), load_checkpoint(root / "alone.pt")):
+        assert (saved["epoch"], saved["processes"], len(saved["history"])) == (1, 2, 1)
+        assert not {"batch", "rng", "other_ranks", "partial"} & set(saved)
+    # a process that stops does not damage the file: both are epoch 1 of the same run
+    one, alone = load_checkpoint(root / "cut.pt"), load_checkpoint(root / "alone.pt")
+    assert all(torch.equal(one["model"][k], alone["model"][k]) for k in one["model"])
 
 
 def test_every_image_once_in_the_shares_of_each_step():
@@ -138,14 +150,15 @@ def test_every_image_once_in_the_shares_of_each_step():
 
 def test_another_number_of_processes_is_refused(interrupted, tmp_path):
     """Batch 8 per process in 2 processes is 16 images a step: one process would silently take
-    steps of 8 at the same learning rate. Refused, at an epoch's end as inside one."""
+    steps of 8 at the same learning rate. Refused, for a finished run as for an interrupted
+    one."""
     from ddp_worker import Tiny, _splits
 
     from alexnet_edu.train import TrainConfig, fit
 
     root, _, _ = interrupted
     config = TrainConfig(epochs=3, batch_size=8, warmup_epochs=0.5, progress=False)
-    for saved in (root / "straight" / "last.pt", root / "cut.pt"):   # epoch end, inside one
+    for saved in (root / "straight" / "last.pt", root / "cut.pt"):   # finished, interrupted
         shutil.copy(saved, tmp_path / "last.pt")
         before = (tmp_path / "last.pt").read_bytes()
         with pytest.raises(ValueError, match=r"trained by 2 process\(es\) with batch 8 each, "
@@ -159,35 +172,42 @@ def test_another_number_of_processes_is_refused(interrupted, tmp_path):
 def test_the_printed_command_to_continue_names_torchrun(runs, monkeypatch, capsys, tmp_path):
     """Under torchrun (as its WORLD_SIZE and LOCAL_WORLD_SIZE say), `train` interrupted says to
     continue with torchrun and as many processes (here rank 0 of 2, trained in-process)."""
+    import alexnet_edu.cli as cli
     import alexnet_edu.train as train_module
-    from alexnet_edu.cli import main
 
-    def interrupt(*args, **kwargs):   # Ctrl-C at the end of the first epoch
-        raise KeyboardInterrupt
+    real_evaluate, calls = train_module.evaluate, []
+
+    def interrupt(*args, **kwargs):   # Ctrl-C at the end of the second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "evaluate", interrupt)
     monkeypatch.setattr(distributed, "start", lambda device: None)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     argv = ["train", *COMMON, "--data-root", str(runs / "data"), "--batch-size", "16",
-            "--out", str(tmp_path / "run")]
-    assert main(argv) == 130
+            "--out", str(tmp_path / "run"), "--epochs", "2"]
+    assert cli.main(argv) == 130
     hint = capsys.readouterr().err.split("Continue it exactly with: ", 1)[1].splitlines()[0]
     assert hint.startswith("torchrun --nproc-per-node 2 -m alexnet_edu train ")
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert distributed.command_prefix("alexnet-edu") == (
+    assert cli._command_prefix("alexnet-edu") == (
         "torchrun --nproc-per-node 2 --nnodes 2 -m alexnet_edu")
 
 
 def test_start_keeps_the_cpu_when_asked_even_beside_a_gpu(monkeypatch):
     """`--device cpu` under torchrun on a GPU machine: gloo and the CPU, not the GPUs (one of
-    which rank 1 would not even have on a one-GPU machine)."""
+    which rank 1 would not even have on a one-GPU machine); else its node-local GPU, NCCL."""
     import torch.distributed as dist
 
     backends = []
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_torchelastic_launched", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "get_rank", lambda: 3)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: pytest.fail(f"took GPU {i}"))
     monkeypatch.setattr(dist, "is_initialized", lambda: bool(backends))
     monkeypatch.setattr(dist, "init_process_group", backends.append)
@@ -195,3 +215,5 @@ def test_start_keeps_the_cpu_when_asked_even_beside_a_gpu(monkeypatch):
     backends.clear()
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
     assert distributed.start(None) == torch.device("cuda", 1) and backends == ["nccl"]
+    monkeypatch.setattr(dist, "is_torchelastic_launched", lambda: False)   # no torchrun
+    assert distributed.start(None) is None

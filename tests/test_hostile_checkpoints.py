@@ -1,7 +1,7 @@
 """Checkpoints that cannot mislead, and the command line's smaller holes (issue 30, items 14-17).
 
 Crafted and damaged checkpoints (fields that disagree or are out of bounds, int32 weights,
-flipped bytes, a forged random state, a text file or a best.pt as last.pt), image files that
+flipped bytes, forged resume fields, a text file or a best.pt as last.pt), image files that
 are not what they claim (a fuzzed TIFF, a named pipe), flags out of range, Ctrl-C at start-up,
 a full disk at the first save, a one-class folder, a newline in --out, and scoring an
 independent test set. Each checks the exit code, the single `alexnet-edu: error:` line and that
@@ -21,9 +21,11 @@ import time
 import zipfile
 from pathlib import Path
 
+import hostile_fixtures
 import numpy as np
 import pytest
 import torch
+from hostile_fixtures import ERROR, TINY, _files, _one_error
 from PIL import Image
 
 import alexnet_edu.cli as cli_module
@@ -33,22 +35,7 @@ from alexnet_edu.data import load_splits
 from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import TrainConfig, build_model, fit
 
-TINY = ["--image-size", "67", "--limit", "24", "--batch-size", "16", "--epochs", "1",
-        "--device", "cpu"]
-ERROR = "alexnet-edu: error:"
-
-
-def _one_error(err: str) -> str:
-    """The single error line (and no traceback)."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.startswith(ERROR)]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+data_root, run = hostile_fixtures.data_root, hostile_fixtures.run   # fixtures: a finished run
 
 
 def _images(folder: Path, classes: list[str], n: int = 6, seed: int = 0) -> Path:
@@ -59,22 +46,6 @@ def _images(folder: Path, classes: list[str], n: int = 6, seed: int = 0) -> Path
             Image.fromarray(g.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
                 folder / name / f"{i}.png")
     return folder
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    generate_fashion_mnist(root, n_train=40, n_test=10, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def run(data_root, tmp_path_factory) -> Path:
-    """A finished one-epoch Fashion-MNIST run (tests copy its files before changing them)."""
-    out = tmp_path_factory.mktemp("runs") / "fm"
-    assert main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root),
-                 "--out", str(out), *TINY]) == 0
-    return out
 
 
 def _evaluate(checkpoint: Path, data_root: Path, *flags: str) -> int:
@@ -174,20 +145,27 @@ def test_damaged_last_pt_is_refused_on_resume(run, data_root, tmp_path, capsys):
 
 # --- 14, 16: what --resume reads is checked before anything is loaded ----------------------------
 
-@pytest.mark.parametrize("rng, named", [
-    ("abc", "'rng' must be the saved random generators' states"),
-    ({"torch": torch.zeros(3, dtype=torch.uint8)}, "['torch'] must be a"),
-    (None, "'rng'")])
-def test_a_crafted_random_state_is_one_line_on_resume(rng, named, run, data_root, tmp_path,
+@pytest.mark.parametrize("changes, named", [
+    ({"epoch": "abc"}, "'epoch' must be a count"),
+    ({"epoch": -1}, "'epoch' must be a count"),
+    ({"batch": 2}, "'batch' must be absent"),   # saved inside an epoch by an older version
+    ({"scheduler": None}, "'scheduler' must be a dict"),
+    ({"scaler": "x"}, "'scaler' must be a dict"),
+    ({"history": ["row"]}, "'history' must be a list of epoch rows"),
+    ({"best_val_acc": "high"}, "'best_val_acc' must be a number"),
+    ({"train_config": None}, "'train_config' must be a dict"),
+    ({"processes": 0}, "'processes' must be a count")])
+def test_crafted_resume_fields_are_one_line_on_resume(changes, named, run, data_root, tmp_path,
                                                       capsys):
     out = tmp_path / "run"
-    _edited(run / "last.pt", out / "last.pt", rng=rng)
+    _edited(run / "last.pt", out / "last.pt", **changes)
     before = _files(out)
     assert _resume(data_root, out) == 2
     assert named in _one_error(capsys.readouterr().err)
     assert _files(out) == before
     with pytest.raises(ValueError, match="cannot continue the run exactly"):
         check_resumable(torch.load(out / "last.pt", weights_only=True), out / "last.pt")
+    check_resumable(torch.load(run / "last.pt", weights_only=True), run / "last.pt")   # intact
 
 
 @pytest.mark.parametrize("content, said", [

@@ -1,6 +1,6 @@
-"""The trainer: it learns, resumes exactly, writes checkpoints atomically, loads them safely,
-refuses the wrong model, stops cleanly on KeyboardInterrupt, divides the lr on a plateau, and
-never looks at the test split.
+"""The trainer: it learns, resumes exactly (also after Ctrl-C inside an epoch), writes checkpoints
+atomically, loads them safely, refuses the wrong model, says what last.pt holds on
+KeyboardInterrupt, divides the lr on a plateau, and never looks at the test split.
 
 Trainer mechanics use a tiny stand-in network (a few thousand weights, with dropout, so that the
 dropout RNG matters); one test trains the real AlexNet at its smallest input size (67 px).
@@ -17,10 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_edu import data
+from alexnet_edu import data, profiles
 from alexnet_edu.checkpoint import (
     FORMAT,
-    check_compatible,
+    check_continues,
     eval_transform,
     load_checkpoint,
     load_model,
@@ -192,21 +192,32 @@ def test_resume_gives_exactly_the_same_weights(tmp_path, one_thread):
 
 
 @pytest.mark.parametrize("schedule", ["plateau", "cosine"])
-def test_interrupt_inside_an_epoch_saves_and_resumes_exactly(tmp_path, one_thread, schedule):
+def test_interrupt_inside_an_epoch_resumes_exactly(tmp_path, one_thread, schedule, capsys):
+    """Ctrl-C in epoch 2's 2nd batch: last.pt still holds epoch 1 (a state the run really
+    passed through), and resuming redoes epoch 2 to the straight run's weights, bit for bit."""
     splits = _splits()
     config = TrainConfig(epochs=2, schedule=schedule, **CFG)
     whole = _tiny()
     fit(whole, splits, config, tmp_path / "whole", "cpu")
+    one_epoch = _tiny()
+    fit(one_epoch, splits, dataclasses.replace(config, epochs=1), tmp_path / "one", "cpu")
 
     interrupted = _tiny()
     interrupted.raise_at_call = 5          # epoch 2 (3 batches per epoch), its 2nd batch
-    history = fit(interrupted, splits, config, tmp_path / "cut", "cpu")
-    assert len(history) == 1
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, splits, config, tmp_path / "cut", "cpu")
+    out = capsys.readouterr().out
+    assert "Interrupted in epoch 2: " in out and "holds epoch 1; fit(..., resume=True) " \
+        "redoes epoch 2" in out
     checkpoint = load_checkpoint(tmp_path / "cut" / "last.pt")
-    assert (checkpoint["epoch"], checkpoint["batch"]) == (1, 1)
+    assert checkpoint["epoch"] == 1 and len(checkpoint["history"]) == 1
+    assert "batch" not in checkpoint and "rng" not in checkpoint   # nothing mid-epoch
+    assert all(torch.equal(v, one_epoch.state_dict()[k]) for k, v in checkpoint["model"].items())
+    torch.manual_seed(5)                   # whatever happened in between must not matter
     resumed = _tiny(seed=7)
-    fit(resumed, splits, config, tmp_path / "cut", "cpu", resume=True)
+    history = fit(resumed, splits, config, tmp_path / "cut", "cpu", resume=True)
     assert _same_weights(whole, resumed)
+    assert [row["epoch"] for row in history] == [1, 2]
 
 
 def test_resume_refuses_another_recipe(tmp_path):
@@ -223,34 +234,39 @@ def test_resume_refuses_another_recipe(tmp_path):
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1      # untouched
 
 
-def test_an_interrupt_in_the_first_batch_saves_nothing_and_says_so(tmp_path, capsys):
+def test_an_interrupt_in_the_first_epoch_saves_nothing_and_says_so(tmp_path, capsys):
     first = _tiny()
-    first.raise_at_call = 1
-    assert fit(first, _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "new", "cpu") == []
-    assert "nothing was saved" in capsys.readouterr().out
+    first.raise_at_call = 2
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "new", "cpu")
+    assert "Interrupted in epoch 1: nothing was saved" in capsys.readouterr().out
     assert not (tmp_path / "new" / "last.pt").exists()
     # a new run over an earlier one, stopped as early: the earlier run's last.pt is not "it"
     fit(_tiny(), _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "old", "cpu")
     before = (tmp_path / "old" / "last.pt").read_bytes()
     again = _tiny()
     again.raise_at_call = 1
-    fit(again, _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "old", "cpu")
+    with pytest.raises(KeyboardInterrupt):
+        fit(again, _splits(), TrainConfig(epochs=1, **CFG), tmp_path / "old", "cpu")
     out = capsys.readouterr().out
-    assert "nothing was saved" in out and "is an earlier run's" in out and "holds it" not in out
+    assert "nothing was saved" in out and "is an earlier run's" in out and "holds" not in out
     assert (tmp_path / "old" / "last.pt").read_bytes() == before
 
 
-def test_keyboard_interrupt_from_the_callback_saves_and_returns_history(tmp_path):
+def test_keyboard_interrupt_from_the_callback_keeps_the_finished_epochs(tmp_path, capsys):
     def stop(history):
         if len(history) == 2:
             raise KeyboardInterrupt
 
-    history = fit(_tiny(), _splits(), TrainConfig(epochs=5, **CFG), tmp_path, "cpu",
-                  on_epoch_end=stop)
-    assert [row["epoch"] for row in history] == [1, 2]
+    with pytest.raises(KeyboardInterrupt):
+        fit(_tiny(), _splits(), TrainConfig(epochs=5, **CFG), tmp_path, "cpu", on_epoch_end=stop)
+    assert "Interrupted after epoch 2: " in capsys.readouterr().out
     checkpoint = load_checkpoint(tmp_path / "last.pt")
-    assert checkpoint["epoch"] == 2 and checkpoint["batch"] == 0
-    assert len(checkpoint["history"]) == 2
+    assert checkpoint["epoch"] == 2 and [r["epoch"] for r in checkpoint["history"]] == [1, 2]
+    assert json.loads((tmp_path / "history.json").read_text()) == checkpoint["history"]
+    history = fit(_tiny(), _splits(), TrainConfig(epochs=3, **CFG), tmp_path, "cpu",
+                  resume=True)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
 
 
 def test_a_failing_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
@@ -297,7 +313,15 @@ def test_resume_refuses_another_model_or_class_count(tmp_path):
             "cpu", resume=True)
     checkpoint = load_checkpoint(tmp_path / "last.pt")
     with pytest.raises(ValueError, match="another dataset"):
-        check_compatible(checkpoint, _tiny(), classes=["w", "x", "y", "z"])
+        check_continues(checkpoint, _tiny().config, classes=["w", "x", "y", "z"])
+    check_continues(checkpoint, _tiny().config, ["c0", "c1", "c2", "c3"],
+                    TrainConfig(epochs=9, **CFG), processes=1)        # the same run: no error
+    with pytest.raises(ValueError) as err:   # every conflict in one message
+        check_continues(checkpoint, _tiny(width=16).config, ["w", "x", "y", "z"],
+                        TrainConfig(epochs=2, **{**CFG, "lr": 0.5}), processes=2)
+    assert all(part in str(err.value) for part in (
+        "width=8 in the checkpoint but 16", "another dataset", "lr=0.5 (the run's: 0.01)",
+        "trained by 1 process(es)", "start a new run in another folder"))
     with pytest.raises(ValueError, match="3 classes"):       # fresh run, model/data mismatch
         fit(_tiny(), _splits(classes=3), TrainConfig(epochs=1, **CFG), tmp_path / "new", "cpu")
 
@@ -412,7 +436,7 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
     monkeypatch.setitem(train_module.QUICK, "limit", 48)
     monkeypatch.setitem(train_module.QUICK, "epochs", 1)
-    splits = data.load_splits("fashion-mnist", limit=48)
+    splits = profiles.load_splits("fashion-mnist", limit=48)
     model, checkpoint, how = train_module.load_or_train("fashion-mnist")
     assert "trained a quick model" in how and (tmp_path / "quick" / "fashion-mnist").is_dir()
     assert checkpoint["classes"] == splits.classes and not model.training

@@ -1,6 +1,6 @@
 """Numbers you can trust: a diverged model never scores 100 %, `evaluate` never tests on images the
 run trained on, a seed reproduces a run bit for bit (from the CLI too), an interrupt at any
-instant of a step saves a state the run really passed through, the ablations change one thing,
+instant of a step leaves a last.pt the run really passed through, the ablations change one thing,
 and the recipe follows the paper where it says what to do (weight decay on weights, the plateau
 rule on the validation error, bf16 only on hardware that has it)."""
 
@@ -18,22 +18,16 @@ from PIL import Image
 from test_train import _same_weights, _splits, _tiny
 from torch import nn
 
+from alexnet_edu import device as device_module
 from alexnet_edu import train
 from alexnet_edu.checkpoint import eval_transform, load_checkpoint
 from alexnet_edu.cli import main
 from alexnet_edu.data import load_splits, split_fingerprint
+from alexnet_edu.device import amp_dtype, cpu_has_bf16
 from alexnet_edu.metrics import topk_accuracy, topk_correct
 from alexnet_edu.notebook import experiments
 from alexnet_edu.standin import generate_fashion_mnist
-from alexnet_edu.train import (
-    TrainConfig,
-    amp_dtype,
-    build_model,
-    cpu_has_bf16,
-    evaluate,
-    fit,
-    make_optimizer,
-)
+from alexnet_edu.train import TrainConfig, build_model, evaluate, fit, make_optimizer
 
 TINY = ["--image-size", "67", "--batch-size", "16", "--device", "cpu"]
 
@@ -170,49 +164,53 @@ def test_the_same_cli_command_twice_and_straight_vs_resumed_give_identical_weigh
 # --- 4. an interrupt at any instant of a step --------------------------------------------------
 
 @pytest.mark.parametrize("moment", ["forward", "after_step"])
-def test_second_ctrl_c_anywhere_in_a_step_saves_a_consistent_state(tmp_path, one_thread,
-                                                                   monkeypatch, moment):
-    """Two Ctrl-C inside batch 3: during the forward pass (weights not yet updated: the batch is
-    replayed) or right after the optimizer step (weights updated: the batch counts as done).
-    Either way, resuming ends with exactly the weights of an uninterrupted run."""
+def test_ctrl_c_anywhere_in_a_step_leaves_a_state_the_run_passed_through(tmp_path, one_thread,
+                                                                         monkeypatch, moment):
+    """Ctrl-C inside batch 5 (epoch 2's 2nd): during the forward pass (weights not yet updated)
+    or right after the optimizer step (weights updated). Either way last.pt holds epoch 1 as a
+    one-epoch run ends it, and resuming ends with exactly the weights of an uninterrupted run."""
     splits = _splits()
     config = TrainConfig(epochs=2, batch_size=16, progress=False)
-    straight = _tiny()
+    straight, one_epoch = _tiny(), _tiny()
     fit(straight, splits, config, tmp_path / "straight", "cpu")
+    fit(one_epoch, splits, TrainConfig(epochs=1, batch_size=16, progress=False),
+        tmp_path / "one", "cpu")
 
     interrupted, state = _tiny(), {"batch": 0}
 
-    def ctrl_c_twice():
-        signal.raise_signal(signal.SIGINT)
-        signal.raise_signal(signal.SIGINT)
+    def ctrl_c():
+        state["batch"] += 1
+        if state["batch"] == 5:
+            signal.raise_signal(signal.SIGINT)
 
     if moment == "forward":
         def hook(module, inputs):
             if module.training:
-                state["batch"] += 1
-                if state["batch"] == 3:
-                    ctrl_c_twice()
+                ctrl_c()
         interrupted.register_forward_pre_hook(hook)
     else:
         real = train.make_optimizer
 
         def with_hook(*args, **kwargs):
             optimizer = real(*args, **kwargs)
-
-            def after_step(opt, a, k):
-                state["batch"] += 1
-                if state["batch"] == 3:
-                    ctrl_c_twice()
-            optimizer.register_step_post_hook(after_step)
+            optimizer.register_step_post_hook(lambda opt, a, k: ctrl_c())
             return optimizer
         monkeypatch.setattr(train, "make_optimizer", with_hook)
-    fit(interrupted, splits, config, tmp_path / "run", "cpu")
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, splits, config, tmp_path / "run", "cpu")
+    assert state["batch"] == 5
     saved = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert saved["epoch"] == 0 and saved["batch"] == (2 if moment == "forward" else 3)
+    assert saved["epoch"] == 1 and _same_weights(one_epoch, _loaded(saved))
     monkeypatch.undo()
     resumed = _tiny(seed=99)
     fit(resumed, splits, config, tmp_path / "run", "cpu", resume=True)
     assert _same_weights(resumed, straight)
+
+
+def _loaded(checkpoint: dict) -> nn.Module:
+    model = _tiny(seed=1)
+    model.load_state_dict(checkpoint["model"])
+    return model
 
 
 # --- 5-7. fair ablations ----------------------------------------------------------------------
@@ -298,9 +296,9 @@ def test_cpu_bf16_is_detected_from_the_cpu_flags(tmp_path, monkeypatch):
     avx2.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_bf16\n")
     assert cpu_has_bf16(amx) and not cpu_has_bf16(avx2)
     assert not cpu_has_bf16(tmp_path / "missing")
-    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: True)
     assert amp_dtype("auto", torch.device("cpu")) == torch.bfloat16
-    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device_module, "cpu_has_bf16", lambda: False)
     assert amp_dtype("auto", torch.device("cpu")) is None
 
 

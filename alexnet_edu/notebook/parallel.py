@@ -1,0 +1,25 @@
+"""Notebook 11's demonstration: run the command line's `train` in several processes here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+__all__ = ["launch"]
+
+
+def launch(processes: int, train_args: list[str], threads: int = 1,
+           env: dict[str, str] | None = None) -> str:
+    """Run ``alexnet-edu train *train_args`` in `processes` processes on this machine (torchrun
+    for more than one) and return its output; RuntimeError with the end of stderr if it fails.
+    For notebook 11 and the tests: CPU processes talking through gloo."""
+    command = [sys.executable, "-m", "alexnet_edu", "train", *train_args]
+    if processes > 1:
+        command[1:1] = ["-m", "torch.distributed.run", "--standalone",
+                        f"--nproc_per_node={processes}"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}   # they share the cores
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"training with {processes} process(es) failed:\n{done.stderr[-2000:]}")
+    return done.stdout

@@ -1,0 +1,213 @@
+"""Hostile-file checks for checkpoints: every field a command or a resume uses, checked before
+anything is built or loaded, so that a hand-edited, damaged or foreign file gets one clear
+ValueError naming the field (never a KeyError, gigabytes allocated, or NaN output)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .model import ACTIVATIONS, INITS, VARIANTS, AlexNet, smallest_image_size
+
+__all__ = ["MAX_IMAGE_SIZE", "MAX_CLASSES", "MAX_CHANNELS", "check_fields", "check_resumable",
+           "check_train_config", "check_fits"]
+
+MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
+MAX_CLASSES = 100_000   # fc8 alone is 1.6 GB at 100k classes (ImageNet-21k has 21,841)
+MAX_CHANNELS = 4        # grey, RGB, RGBA
+
+
+def check_fields(checkpoint: dict, path: str | Path) -> None:
+    """Every field `load_model` and `eval_transform` use, checked before anything is built, with
+    the field named: a hand-edited or corrupted checkpoint gets a clear ValueError, never a
+    KeyError, a traceback from deep inside, gigabytes allocated, or NaN output. The model's
+    configuration is bounded and its weights must be exactly the tensors that configuration
+    builds (compared on PyTorch's meta device, which allocates nothing)."""
+    def bad(field: str, why: str) -> ValueError:
+        return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged - "
+                          "use the best.pt/last.pt that training wrote")
+
+    config = checkpoint.get("model_config")
+    if not isinstance(config, dict):
+        raise bad("model_config", "is missing")
+    _check_model_config(config, bad)
+    classes = checkpoint.get("classes")
+    if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
+            or len(classes) != config["num_classes"]):
+        raise bad("classes", f"must be a list of {config['num_classes']} class names "
+                             f"(one per output), got {type(classes).__name__} "
+                             f"{len(classes) if isinstance(classes, list) else ''}".rstrip())
+    size = checkpoint.get("image_size")
+    if size != config["image_size"] or type(size) is not int:
+        raise bad("image_size", f"({size!r}) must be the model's, model_config['image_size'] = "
+                                f"{config['image_size']}")
+    resize = checkpoint.get("resize_size")
+    if resize is not None and (type(resize) is not int
+                               or not size <= resize <= 2 * MAX_IMAGE_SIZE):
+        raise bad("resize_size", f"must be an integer from the image size {size} to "
+                                 f"{2 * MAX_IMAGE_SIZE} (or absent), got {resize!r}")
+    channels = checkpoint.get("in_channels_data", config["in_channels"])
+    if channels not in (config["in_channels"], 1) or type(channels) is not int:
+        raise bad("in_channels_data", f"must be the model's {config['in_channels']} input "
+                                      f"channels (or 1, grey data repeated), got {channels!r}")
+    for name in ("mean", "std"):
+        value = checkpoint.get(name)
+        if (not isinstance(value, list) or len(value) != channels
+                or not all(isinstance(v, float) and math.isfinite(v) for v in value)
+                or (name == "std" and min(value) <= 0)):
+            raise bad(name, f"must be {channels} finite numbers (one per channel"
+                            f"{', positive' if name == 'std' else ''}), got {value!r}")
+    _check_weights(checkpoint.get("model"), config, bad)
+    _check_data_record(checkpoint, bad)
+
+
+def _check_data_record(checkpoint: dict, bad) -> None:
+    """What `evaluate` and `train --resume` rebuild the run's data from: the dataset's name and
+    the split recipe (seed, fraction, limit, fingerprints of the held-out splits)."""
+    if not isinstance(checkpoint.get("dataset", ""), str):
+        raise bad("dataset", f"must be the dataset's name, got {checkpoint['dataset']!r}")
+    split = checkpoint.get("split", {})
+    if not isinstance(split, dict):
+        raise bad("split", f"must be the run's split recipe, got {type(split).__name__}")
+    checks = {"seed": (lambda v: type(v) is int and 0 <= v < 2**32, "an integer seed"),
+              "val_fraction": (lambda v: type(v) in (int, float) and 0 <= v < 1,
+                               "a number in [0, 1)"),
+              "limit": (lambda v: v is None or (type(v) is int and v >= 1),
+                        "a positive integer or None"),
+              "test_images": (lambda v: type(v) is int and v >= 0, "a count"),
+              "val": (lambda v: v is None or isinstance(v, str), "a fingerprint"),
+              "test": (lambda v: v is None or isinstance(v, str), "a fingerprint")}
+    for key, (ok, what) in checks.items():
+        if key in split and not ok(split[key]):
+            raise bad(f"split[{key!r}]", f"must be {what}, got {split[key]!r}")
+
+
+def _check_model_config(config: dict, bad) -> None:
+    """Each AlexNet argument in `config` of the right type, within bounds (none missing, no
+    other): a crafted in_channels=50000 must not allocate gigabytes before it is refused."""
+    number = (lambda lo, hi: lambda v: type(v) is int and lo <= v <= hi)
+    allowed = {
+        "num_classes": (number(2, MAX_CLASSES), f"an integer from 2 to {MAX_CLASSES:,}"),
+        "in_channels": (number(1, MAX_CHANNELS), f"an integer from 1 to {MAX_CHANNELS}"),
+        "image_size": (number(1, MAX_IMAGE_SIZE), f"an integer up to {MAX_IMAGE_SIZE}"),
+        "variant": (lambda v: v in VARIANTS, f"one of {VARIANTS}"),
+        "groups": (lambda v: v in (1, 2) and type(v) is int, "1 or 2"),
+        "lrn": (lambda v: type(v) is bool, "True or False"),
+        "dropout": (lambda v: type(v) in (int, float) and 0 <= v < 1, "a number in [0, 1)"),
+        "init": (lambda v: v in INITS, f"one of {INITS}"),
+        "activation": (lambda v: v in ACTIVATIONS, f"one of {tuple(ACTIVATIONS)}"),
+        "overlapping_pool": (lambda v: type(v) is bool, "True or False"),
+    }
+    unknown = sorted(map(str, set(config) - set(allowed)))
+    missing = [k for k in ("num_classes", "in_channels", "image_size") if k not in config]
+    if unknown or missing:
+        raise bad("model_config", f"has {'unknown' if unknown else 'no'} field(s) "
+                                  f"{', '.join(unknown or missing)}")
+    for key, (ok, what) in allowed.items():
+        if key in config and not ok(config[key]):
+            raise bad(f"model_config[{key!r}]", f"must be {what}, got {config[key]!r}")
+    smallest = smallest_image_size(config.get("variant", "paper"),
+                                   3 if config.get("overlapping_pool", True) else 2)
+    if config["image_size"] < smallest:
+        raise bad("model_config['image_size']", f"must be at least {smallest} (the smallest "
+                                                 f"input this layout takes), got "
+                                                 f"{config['image_size']}")
+
+
+def _check_weights(weights, config: dict, bad) -> None:
+    """Floating-point, finite tensors of exactly the names and shapes `config`'s AlexNet has."""
+    if not isinstance(weights, dict) or not weights:
+        raise bad("model", "is missing (no weights)")
+    odd = [str(k) for k, t in weights.items() if not (torch.is_tensor(t) and t.is_floating_point())]
+    if odd:
+        kind = weights[odd[0]].dtype if torch.is_tensor(weights[odd[0]]) else type(weights[odd[0]])
+        raise bad("model", f"holds {odd[0]} as {kind}, not floating-point weights "
+                           f"({len(odd)} such entries)")
+    with torch.device("meta"):   # shapes only: nothing is allocated
+        expected = AlexNet(**config)
+    try:
+        expected.load_state_dict(weights, assign=True)   # renames older layouts' keys too
+    except RuntimeError as err:
+        problem = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()),
+                       str(err))
+        raise bad("model", f"does not fit its model_config ({problem[:200]})") from None
+    broken = [name for name, t in weights.items() if not torch.isfinite(t).all()]
+    if broken:
+        raise bad("model", f"holds NaN or infinite weights in {', '.join(broken[:3])}"
+                           f"{' ...' if len(broken) > 3 else ''} (a diverged run or corrupted "
+                           "bytes), so every prediction would be meaningless")
+
+
+def check_resumable(checkpoint: dict, path: str | Path) -> None:
+    """Every field a resume uses, checked before anything is loaded: a best.pt copied to
+    last.pt, an older or edited file gets one clear ValueError, not a KeyError or torch's
+    internals halfway through a resume."""
+    if not isinstance(checkpoint.get("optimizer"), dict):
+        raise ValueError(f"{path} is not a resumable last.pt: it has no optimizer state (a "
+                         "best.pt keeps only what using the model needs). Resume from the "
+                         "run's own last.pt, or start a new run in another folder")
+
+    def bad(field: str, why: str) -> ValueError:
+        return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged "
+                          "- it cannot continue the run exactly; start a new run in another "
+                          "folder (its best.pt still evaluates)")
+
+    for key, ok, what in (
+            ("epoch", lambda v: type(v) is int and v >= 0, "a count"),
+            ("batch", lambda v: v in (None, 0), "absent (a file saved inside an epoch, by an "
+                                                "older alexnet-edu, cannot continue here)"),
+            ("scheduler", lambda v: isinstance(v, dict), "a dict"),
+            ("scaler", lambda v: v is None or isinstance(v, dict), "a dict"),
+            ("history", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+             "a list of epoch rows"),
+            ("best_val_acc", lambda v: type(v) in (int, float), "a number"),
+            ("train_config", lambda v: isinstance(v, dict), "a dict"),
+            ("processes", lambda v: v is None or (type(v) is int and v >= 1), "a count")):
+        if not ok(checkpoint.get(key)):
+            raise bad(key, f"must be {what}, got {checkpoint.get(key)!r:.60}")
+
+
+def check_train_config(config) -> None:
+    """Each `train.TrainConfig` field in range, or a ValueError naming it."""
+    if config.schedule not in ("plateau", "cosine"):
+        raise ValueError(f"schedule must be 'plateau' or 'cosine', got {config.schedule!r}")
+    if config.amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {config.amp!r}")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {config.epochs}, "
+                         f"{config.batch_size}")
+    # (name, lowest, above it only, below): NaN fails every comparison, so is refused too
+    for name, low, strict, high in (
+            ("lr", 0, True, math.inf), ("momentum", 0, False, 1), ("weight_decay", 0, False, 1),
+            ("lr_factor", 0, True, 1), ("min_lr", 0, False, math.inf),
+            ("warmup_epochs", 0, False, math.inf), ("pca_std", 0, False, math.inf)):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value < high
+                and (value > low if strict else value >= low)):
+            raise ValueError(f"{name} must be a finite number in {'(' if strict else '['}"
+                             f"{low}, {high}), got {value!r}")
+    if not (isinstance(config.patience, int) and config.patience >= 0):
+        raise ValueError(f"patience must be a whole number >= 0, got {config.patience!r}")
+    if not (isinstance(config.seed, int) and 0 <= config.seed < 2**32):
+        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1 (NumPy's "
+                         f"generator takes no other), got {config.seed}")
+
+
+def check_fits(model_config: dict, splits) -> None:
+    """A ValueError unless a model of `model_config` can train on `splits`."""
+    classes, channels = len(splits.classes), model_config["in_channels"]
+    if classes < 2:   # softmax over one class is 1 for every image: "100 %" learns nothing
+        raise ValueError(f"{splits.name} has {classes} class{'es' if classes != 1 else ''} "
+                         f"({', '.join(map(repr, splits.classes))}): a classifier needs at "
+                         "least two (one folder of images per class)")
+    if model_config["num_classes"] != classes:
+        raise ValueError(f"the model has {model_config['num_classes']} outputs but the data has "
+                         f"{classes} classes: build it with num_classes={classes}")
+    if channels not in (splits.in_channels, 3):   # 3: grey data, repeated
+        raise ValueError(f"the model takes {channels} channel(s), the data has "
+                         f"{splits.in_channels}: use in_channels={splits.in_channels}")
+    if len(splits.val) == 0:
+        raise ValueError("fit needs a validation split to select the model and schedule the "
+                         "learning rate (load_splits(val_fraction=0.1)); never use the test split")

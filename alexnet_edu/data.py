@@ -31,11 +31,11 @@ from .images import (
     sample_photos,
 )
 
-__all__ = [
-    "DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
-    "load_splits", "held_out_split", "dataset_key", "load_image_folder", "ImageFiles",
-    "folder_dataset", "image_shape", "first_images", "channel_mean_std", "rgb_pca", "make_loader",
-    "as_loader", "split_fingerprint", "sample_photos", "STL10_DOWNLOAD_GB", "OFFICIAL_SIZES"]
+__all__ = ["DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
+           "load_splits", "held_out_split", "dataset_key", "load_image_folder", "ImageFiles",
+           "folder_dataset", "image_shape", "first_images", "channel_mean_std", "rgb_pca",
+           "make_loader", "as_loader", "split_fingerprint", "sample_photos", "STL10_DOWNLOAD_GB",
+           "OFFICIAL_SIZES"]
 
 DATASETS = ("fashion-mnist", "stl10")
 FASHION_MNIST_CLASSES, STL10_CLASSES = official.CLASSES["fashion-mnist"], official.CLASSES["stl10"]
@@ -76,8 +76,7 @@ class Splits:
 
 
 def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
-    """SHA-256 of a split's images and labels: a checkpoint records those of the splits its run
-    held out, so that they can be checked when rebuilt (`held_out_split`). A streamed folder's
+    """SHA-256 of a split's images and labels, which `held_out_split` checks; a streamed folder's
     images are known by their file names and sizes (reading them all would take an epoch)."""
     digest = hashlib.sha256()
     if isinstance(dataset, ImageFiles):
@@ -207,33 +206,34 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
     mean, std, cov = _stats(train.images if isinstance(train, TensorImageDataset)
                             else train.sample(STATS_SAMPLE, seed))
     channels = image_shape(train)[0]
-    return Splits(train=train, val=val, test=test, classes=pool.classes,
-                  in_channels=int(channels), mean=mean, std=std,
-                  pca=_eig(cov) if channels == 3 else None, name=name, synthetic=synthetic,
-                  source=str(source), recipe={"seed": seed, "val_fraction": val_fraction,
-                                              "limit": limit, "test_images": len(test),
-                                              "val": split_fingerprint(val),
-                                              "test": split_fingerprint(test)})
+    recipe = {"seed": seed, "val_fraction": val_fraction, "limit": limit, "test_images": len(test),
+              "val": split_fingerprint(val), "test": split_fingerprint(test)}
+    return Splits(train, val, test, pool.classes, int(channels), mean, std,
+                  _eig(cov) if channels == 3 else None, name, synthetic, str(source), recipe)
 
 
 def held_out_split(dataset: str | Path, root: str | Path | None = None, split: str = "test",
-                   recipe: dict | None = None, download: bool = False) -> tuple[Dataset, bool]:
+                   recipe: dict | None = None, download: bool = False,
+                   classes: list[str] | None = None) -> tuple[Dataset, bool]:
     """(the split, synthetic): `split` ("train", "val" or "test") as `load_splits` draws it with
-    a run's `recipe` (its checkpoint's "split": seed, val_fraction, limit), refused when it is
-    not the one the run held out (the recipe's fingerprint). The test split is read without the
-    training files where the dataset keeps it apart (official test files, a folder's test/)."""
+    a run's `recipe` (its checkpoint's "split": seed, val_fraction, limit), refused when its
+    classes are not the run's `classes` or it is not the split the run held out (the recipe's
+    fingerprint). The test split is read without the training files where the dataset keeps it
+    apart (official test files, a folder's test/)."""
     recipe, name = recipe or {}, dataset_key(dataset)
     seed, limit = recipe.get("seed", 0), recipe.get("limit")
-    held, apart = None, _held_out_folder(Path(dataset))
-    if split == "test" and name in DATASETS:
+    if split == "test" and name in DATASETS:   # the official test files alone
         (held,), synthetic, _ = official.load(name, root, download, splits=("test",))
-    elif split == "test" and apart is not None:
+    elif split == "test" and (apart := _held_out_folder(Path(dataset))) is not None:
         held, synthetic = folder_dataset(apart), False
-    if held is not None:
-        held = _test_subset(held, seed, limit)
     else:   # drawn from the training pool, or from one folder of images
         splits = load_splits(dataset, root, recipe.get("val_fraction", 0.1), seed, limit, download)
-        held, synthetic = getattr(splits, split), splits.synthetic
+        held, synthetic, limit = getattr(splits, split), splits.synthetic, None   # drawn already
+    held = _test_subset(held, seed, limit)
+    if classes is not None and list(held.classes) != list(classes):
+        raise ValueError(f"the run was trained on the classes {list(classes)}, but {str(dataset)!r}"
+                         f" has {list(held.classes)}: evaluate it on data with the same classes "
+                         "(one sub-folder per class, named as in training)")
     if recipe.get(split) is not None and split_fingerprint(held) != recipe[split]:
         raise ValueError(f"the {split} split of {str(dataset)!r} rebuilt with the run's seed "
                          f"{seed} is not the one the run held out (its files changed, or the "
@@ -276,8 +276,8 @@ class _WholeBatches(Dataset):
         return self.dataset.images[index], self.dataset.labels[index]
 
 
-def _as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    return batch   # _WholeBatches made it
+def _as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:   # _WholeBatches made it
+    return batch
 
 
 def _collate(batch: list) -> tuple[Tensor, Tensor]:

@@ -161,10 +161,11 @@ def load_splits(dataset: str | Path, root: str | Path | None = None,
 
 
 def held_out_split(dataset: str | Path, root: str | Path | None = None, split: str = "test",
-                   recipe: dict | None = None, profile: str | None = None):
+                   recipe: dict | None = None, profile: str | None = None,
+                   classes: list[str] | None = None):
     """`data.held_out_split` (a run's held-out split, checked) with the policy of `load_splits`."""
     return _with_policy(data.held_out_split, dataset, root, None, profile, split=split,
-                        recipe=recipe)
+                        recipe=recipe, classes=classes)
 
 
 def _with_policy(read, dataset, root, download, profile, **kwargs):

@@ -188,6 +188,8 @@ def test_held_out_split_is_the_runs_split_and_refuses_another(fashion_root, tmp_
         data.held_out_split("fashion-mnist", tmp_path / "only-test", "val", run.recipe)
     with pytest.raises(ValueError, match="rebuilt with the run's seed 4 is not the one the run"):
         data.held_out_split("fashion-mnist", fashion_root, "val", {**run.recipe, "seed": 4})
+    with pytest.raises(ValueError, match=r"classes \['a', 'b'\], but 'fashion-mnist'"):
+        data.held_out_split("fashion-mnist", fashion_root, "test", run.recipe, classes=["a", "b"])
 
 
 def test_mean_std_and_pca_come_from_the_train_split_only(tmp_path):

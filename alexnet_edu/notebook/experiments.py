@@ -600,25 +600,23 @@ def claims_table(histories: Mapping[str, History], n_val: int,
 
 
 def _claim_row(ab: Ablation, a: History, b: History, n_val: int, num_classes: int) -> dict:
-    a_label, b_label = ab.paper[0], ab.alternative[0]
-    blown = {label: why for label, h in ((a_label, a), (b_label, b))
-             if (why := diverged(h, num_classes))}
+    labels = (ab.paper[0], ab.alternative[0])
+    blown = {label: why for label, h in zip(labels, (a, b)) if (why := diverged(h, num_classes))}
     if ab.measure == "val_error":
         what = f"validation error at epoch {len(a)} (the last)"
-        shown = (f"{val_error(h):.1%}" for h in (a, b))
-        verdict = _val_error_row(ab, a, b, n_val) if not blown else ("", "")
+        shown = [f"{val_error(h):.1%}" for h in (a, b)]
     else:  # gap
         what = f"train - val accuracy at epoch {len(a)} (the last; both eval mode)"
-        shown = (f"{overfitting_gap(h):+.1%}" if "train_acc_eval" in h[-1] else "–"
-                 for h in (a, b))
-        verdict = _gap_row(ab, a, b, n_val) if not blown else ("", "")
-    va, vb = shown
-    row = _row(ab, what, f"{a_label}: {va}", f"{b_label}: {vb}", len(a))
-    row["verdict"], row["why"] = verdict
+        shown = [f"{overfitting_gap(h):+.1%}" if "train_acc_eval" in h[-1] else "–"
+                 for h in (a, b)]
+    row = _row(ab, what, *(f"{label}: {value}" for label, value in zip(labels, shown)), len(a))
     if blown:
         row["verdict"] = "diverged"
         row["why"] = "; ".join(f"{label}: {reason}" for label, reason in blown.items()) + (
             ": not evidence for or against the claim")
+    else:
+        test = _val_error_row if ab.measure == "val_error" else _gap_row
+        row["verdict"], row["why"] = test(ab, a, b, n_val)
     return row
 
 

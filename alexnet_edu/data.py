@@ -224,7 +224,7 @@ def held_out_split(dataset: str | Path, root: str | Path | None = None, split: s
     seed, limit = recipe.get("seed", 0), recipe.get("limit")
     if split == "test" and name in DATASETS:   # the official test files alone
         (held,), synthetic, _ = official.load(name, root, download, splits=("test",))
-    elif split == "test" and (apart := _held_out_folder(Path(dataset))) is not None:
+    elif split == "test" and (apart := _held_out_folder(Path(dataset).expanduser())):
         held, synthetic = folder_dataset(apart), False
     else:   # drawn from the training pool, or from one folder of images
         splits = load_splits(dataset, root, recipe.get("val_fraction", 0.1), seed, limit, download)

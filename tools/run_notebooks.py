@@ -1,7 +1,7 @@
 """Regenerate the notebooks' stored outputs: execute them top to bottom in a run profile (default
 `cpu`) and store the outputs, each code cell stamped with the hash of the source that made them.
 
-    python tools/run_notebooks.py            # all of them, cpu profile (README: minutes each)
+    python tools/run_notebooks.py            # all, cpu profile (times: benchmarks/README.md)
     python tools/run_notebooks.py 04 06      # the named ones
     python tools/run_notebooks.py --check    # list cells whose output is stale (exit 1)
 

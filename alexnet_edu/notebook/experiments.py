@@ -33,8 +33,9 @@ from scipy.stats import t as student_t
 from torch import nn
 
 from ..device import pick_device
+from ..evaluation import evaluate
 from ..model import feature_map_size
-from ..train import build_model, evaluate, fit
+from ..train import build_model, fit
 from ..transforms import BatchTransform
 from .viz import subplots
 
@@ -203,7 +204,6 @@ def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: b
             train_probe(history)
             history[-1]["train_correct"] = _correct(model, probe, plain, device)
             history[-1]["val_correct"] = _correct(model, splits.val, plain, device)
-    _stop_if_interrupted(folder.name, history, config.epochs)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "history.json").write_text(json.dumps(history, indent=1))   # + what fit lacks
     if not keep_checkpoints:
@@ -223,8 +223,9 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
     deletes a finished run's ``.pt`` files (hundreds of MB each). Every epoch records
     ``train_acc_eval`` (eval-mode accuracy on a training subset as large as the validation
     split), the last epoch ``val_correct`` / ``train_correct`` (which images the final model
-    got right). Returns {label: history}; Ctrl-C stops them all (the next runs would get another
-    budget); a run whose loss became NaN or infinite is one row with ``diverged``."""
+    got right). Returns {label: history}; Ctrl-C (KeyboardInterrupt from `fit`) stops them all,
+    and ``resume=True`` continues; a run whose loss became NaN or infinite is one row with
+    ``diverged``."""
     runs = variants() if runs is None else runs
     config = fixed_schedule(config)
     if any("overlapping_pool" in overrides for overrides in runs.values()):
@@ -240,15 +241,6 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
         histories[label] = _train_one(model, splits, config, folder, device, resume, probe,
                                       keep_checkpoints)
     return histories
-
-
-def _stop_if_interrupted(label: str, history: History, epochs: int) -> None:
-    if len(history) < epochs and not (history and "diverged" in history[-1]):
-        # fit returned early (Ctrl-C / "interrupt kernel"): the next runs would otherwise train
-        # on, and be compared with a shorter one
-        print(f"Stopped at {label!r}, interrupted after {len(history)} of {epochs} "
-              "epoch(s): run again with resume=True to continue")
-        raise KeyboardInterrupt
 
 
 def run_seeds(splits, config, image_size: int, run_root: str | Path, seeds: int,

@@ -18,9 +18,11 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import hostile_fixtures
 import numpy as np
 import pytest
 import torch
+from hostile_fixtures import TINY, _error_lines, _files, _one_error, interrupt_validation
 from PIL import Image
 
 import alexnet_edu.cli as cli_module
@@ -28,35 +30,13 @@ import alexnet_edu.train as train_module
 from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.cli import main
 from alexnet_edu.images import read_image_tensor
-from alexnet_edu.standin import generate_fashion_mnist
 
 try:
     import fcntl
 except ImportError:   # pragma: no cover (Windows)
     fcntl = None
 
-TINY = ["--image-size", "67", "--limit", "24", "--batch-size", "16", "--epochs", "1",
-        "--device", "cpu"]
-ERROR = "alexnet-edu: error:"
-
-
-def _error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith(ERROR)]
-
-
-def _one_error(err: str) -> str:
-    """The single error line (and no traceback)."""
-    assert "Traceback" not in err, err
-    lines = _error_lines(err)
-    assert len(lines) == 1, err
-    return lines[0]
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` with its contents (but the lock file, which `train` keeps
-    there): to check that nothing changed."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != ".lock"}
+data_root, run = hostile_fixtures.data_root, hostile_fixtures.run   # fixtures: a finished run
 
 
 def _link_copy(run: Path, dst: Path) -> Path:
@@ -64,22 +44,6 @@ def _link_copy(run: Path, dst: Path) -> Path:
     writes into them, so the original run is not affected by what happens to the copy."""
     shutil.copytree(run, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
     return dst
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    generate_fashion_mnist(root, n_train=40, n_test=10, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def run(data_root, tmp_path_factory) -> Path:
-    """A finished one-epoch run (tests copy it before changing anything in it)."""
-    out = tmp_path_factory.mktemp("runs") / "fm"
-    assert main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root),
-                 "--out", str(out), *TINY]) == 0
-    return out
 
 
 def _resume(data_root: Path, out: Path, *flags: str) -> int:
@@ -347,23 +311,31 @@ def test_second_training_in_the_same_folder_is_refused(run, data_root, tmp_path,
 
 # --- 6. --resume keeps the run's identity -----------------------------------------------------
 
-@pytest.mark.parametrize("flags, run_value", [
-    (["--image-size", "99"], "67"), (["--variant", "torchvision"], "paper"),
-    (["--no-lrn"], "LRN on"), (["--groups", "2"], "1"), (["--dropout", "0.3"], "0.5"),
-    (["--init", "paper"], "kaiming"), (["--rgb"], "1 input channel"),
-    (["--limit", "30"], "24"), (["--seed", "1"], "0"),
+@pytest.mark.parametrize("flags, said", [
+    # checkpoint.check_continues names the model field or the recipe field
+    (["--image-size", "99"], "image_size=67 in the checkpoint but 99 here"),
+    (["--variant", "torchvision"], "variant='paper' in the checkpoint but 'torchvision' here"),
+    (["--no-lrn"], "lrn=True in the checkpoint but False here"),
+    (["--groups", "2"], "groups=1 in the checkpoint but 2 here"),
+    (["--dropout", "0.3"], "dropout=0.5 in the checkpoint but 0.3 here"),
+    (["--init", "paper"], "init='kaiming' in the checkpoint but 'paper' here"),
+    (["--rgb"], "in_channels=1 in the checkpoint but 3 here"),
+    (["--limit", "30"], "--limit 30 differs from the run's 24"),
+    (["--seed", "1"], "seed=1 (the run's: 0)"),
     # the recipe: the saved optimizer state would silently replace these
-    (["--lr", "0.5"], "0.01"), (["--momentum", "0.5"], "0.9"),
-    (["--weight-decay", "0.1"], "0.0005"),
-    (["--batch-size", "8"], "16"), (["--schedule", "cosine"], "plateau"),
-    (["--no-augment"], "augmentation on")])
-def test_resume_refuses_flags_that_change_the_run(flags, run_value, run, data_root, capsys):
+    (["--lr", "0.5"], "lr=0.5 (the run's: 0.01)"),
+    (["--momentum", "0.5"], "momentum=0.5 (the run's: 0.9)"),
+    (["--weight-decay", "0.1"], "weight_decay=0.1 (the run's: 0.0005)"),
+    (["--batch-size", "8"], "batch_size=8 (the run's: 16)"),
+    (["--schedule", "cosine"], "schedule='cosine' (the run's: 'plateau')"),
+    (["--no-augment"], "augment=False (the run's: True)")])
+def test_resume_refuses_flags_that_change_the_run(flags, said, run, data_root, capsys):
     before = (run / "last.pt").stat().st_mtime_ns
     code = _resume(data_root, run, "--epochs", "2", *flags)
     out, err = capsys.readouterr()
     assert code == 2
     line = _one_error(err)
-    assert f"{' '.join(flags)} differs from the run's {run_value}" in line
+    assert said in line and ("another --out" in line or "another folder" in line)
     assert "Resuming" not in out
     assert (run / "last.pt").stat().st_mtime_ns == before
 
@@ -379,27 +351,30 @@ def test_train_help_states_the_architecture_defaults(capsys):
 
 def test_interrupted_training_exits_130_and_names_resume(data_root, tmp_path, monkeypatch,
                                                          capsys):
-    def interrupt(*args, **kwargs):   # Ctrl-C at the end of the first epoch
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "evaluate", interrupt)
+    interrupt_validation(monkeypatch, 2)   # Ctrl-C at the end of the second epoch
     out = tmp_path / "run"
-    code = main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root),
-                 "--out", str(out), *TINY])
+    argv = ["train", "--dataset", "fashion-mnist", "--data-root", str(data_root), *TINY,
+            "--epochs", "2"]
+    code = main([*argv, "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 130
     assert "--resume" in err and str(out) in err and "Traceback" not in err
-    assert load_checkpoint(out / "last.pt")["epoch"] == 0   # the batches done are saved
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1   # the finished epoch is saved
     # the printed command, run as printed (all the run's flags, --data-root too), finishes it
     monkeypatch.undo()
     hint = err.split("Continue it exactly with: ", 1)[1].splitlines()[0]
     assert main(shlex.split(hint)[1:]) == 0                  # drop the program name
-    assert load_checkpoint(out / "last.pt")["epoch"] == 1
+    resumed = load_checkpoint(out / "last.pt")
+    assert resumed["epoch"] == 2
+    # ... with the weights of a run that was never interrupted (resume redoes epoch 2 exactly)
+    assert main([*argv, "--out", str(tmp_path / "straight")]) == 0
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    assert all(torch.equal(resumed["model"][k], v) for k, v in straight["model"].items())
 
 
 def test_an_interrupt_before_the_first_batch_offers_no_resume(data_root, tmp_path, monkeypatch,
                                                               capsys):
-    def interrupt(*args, **kwargs):   # Ctrl-C before any batch was trained
+    def interrupt(*args, **kwargs):   # Ctrl-C before the first epoch finished
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupt)
@@ -408,7 +383,8 @@ def test_an_interrupt_before_the_first_batch_offers_no_resume(data_root, tmp_pat
             str(out), *TINY]
     assert main(argv) == 130
     err = capsys.readouterr().err
-    assert "nothing was saved" in err and "--resume" not in err and "Traceback" not in err
+    assert "before its first epoch finished: nothing was saved" in err
+    assert "--resume" not in err and "Traceback" not in err
     assert not (out / "last.pt").exists()
     monkeypatch.undo()
     hint = err.split("Start again with: ", 1)[1].splitlines()[0]

@@ -632,8 +632,7 @@ def _epoch_axes(ax, title: str, ylabel: str, percent: bool = True, **legend: Any
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
     if percent:
         ax.set_ylim(0, 100)   # the whole error scale: small differences look small
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel="epoch", ylabel=ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(**legend)

@@ -174,8 +174,7 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
     every = max(1, out // 12)  # at most ~12 labelled rows
     rows = list(range(0, out, every))
     ax.set_yticks([-0.6] + [j + 0.4 for j in rows], ["input"] + [str(j) for j in rows])
-    ax.set_xlabel("pixel position (hatched: padding, red: never read)")
-    ax.set_ylabel("output index")
+    ax.set(xlabel="pixel position (hatched: padding, red: never read)", ylabel="output index")
     exact = (size + 2 * padding - extent) / stride + 1
     ax.set_title(f"input {size}, kernel {kernel}, stride {stride}, padding {padding}"
                  + (f", dilation {dilation}" if dilation != 1 else "")
@@ -375,8 +374,7 @@ def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str],
     fig.colorbar(im, ax=ax, label="% of the true class")
     ax.set_xticks(range(k), classes, rotation=45, ha="right")
     ax.set_yticks(range(k), classes)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
+    ax.set(xlabel="predicted class", ylabel="true class")
     if k <= 20:
         top = shown.max().item() or 1
         for i in range(k):
@@ -419,8 +417,7 @@ def plot_towers(one: Sequence, two: Sequence,
         ax.set_xticks(x, layers)
         ax.set_yscale("log")
         ax.set_ylim(top=max(a + b) * 12)   # room for the labels and the legend above the bars
-        ax.set_xlabel("layer")
-        ax.set_ylabel(f"{label.lower()} ({unit}, log scale)")
+        ax.set(xlabel="layer", ylabel=f"{label.lower()} ({unit}, log scale)")
         ax.set_title(f"{label} per layer, one tower vs two (labels: saved by groups=2)",
                      fontsize=9)
         ax.legend(fontsize=8, loc="upper left")
@@ -566,8 +563,7 @@ def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
             edge = matplotlib.colormaps[cmap](int(lab[i]) % 20)   # framed in its class colour
             ax.add_artist(AnnotationBbox(box, pts[i], frameon=True, pad=0.15,
                                          bboxprops=dict(edgecolor=edge, linewidth=1.5)))
-    ax.set_xlabel(axis_names[0])
-    ax.set_ylabel(axis_names[1])
+    ax.set(xlabel=axis_names[0], ylabel=axis_names[1])
     ax.legend(fontsize=7, markerscale=1.5, loc="best")
     ax.set_title(f"{title} ({len(pts)} images)")
     return fig
@@ -623,8 +619,7 @@ def plot_sanity_checks(result: Mapping[str, Any],
             ax.plot(x, scores, "-o", ms=4, label=name, color=matplotlib.colormaps["tab10"](i))
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(x, ["trained"] + [f"→{s}" for s in stages[1:]], rotation=45, ha="right")
-        ax.set_xlabel("randomized from fc8 down to")
-        ax.set_ylabel(label)
+        ax.set(xlabel="randomized from fc8 down to", ylabel=label)
         ax.set_title(f"{label} with the trained model's map", fontsize=9)
         ax.set_ylim(-0.3, 1.05)
         ax.grid(alpha=0.3)

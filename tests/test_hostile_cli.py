@@ -22,6 +22,7 @@ import hostile_fixtures
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from hostile_fixtures import TINY, _error_lines, _files, _one_error, interrupt_validation
 from PIL import Image
 
@@ -30,11 +31,6 @@ import alexnet_edu.train as train_module
 from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.cli import main
 from alexnet_edu.images import read_image_tensor
-
-try:
-    import fcntl
-except ImportError:   # pragma: no cover (Windows)
-    fcntl = None
 
 data_root, run = hostile_fixtures.data_root, hostile_fixtures.run   # fixtures: a finished run
 
@@ -282,12 +278,10 @@ def test_stale_temporary_files_of_a_killed_save_are_removed(run, data_root, tmp_
     assert _files(out) == before
 
 
-@pytest.mark.skipif(fcntl is None, reason="run folders are locked with fcntl (POSIX)")
 def test_second_training_in_the_same_folder_is_refused(run, data_root, tmp_path, capsys):
     out = _link_copy(run, tmp_path / "run")
     before = _files(out)
-    with open(out / ".lock", "a") as held:              # another `train` holds the folder
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with FileLock(out / ".lock", timeout=0):           # another `train` holds the folder
         code = _resume(data_root, out, "--epochs", "2")
         out_text, err = capsys.readouterr()
         assert code == 2
@@ -296,9 +290,7 @@ def test_second_training_in_the_same_folder_is_refused(run, data_root, tmp_path,
         assert "Resuming" not in out_text
         new = tmp_path / "new"
         new.mkdir()
-        (new / ".lock").touch()
-        with open(new / ".lock", "a") as held_new:
-            fcntl.flock(held_new.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with FileLock(new / ".lock", timeout=0):
             assert main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root),
                          "--out", str(new), *TINY]) == 2
             assert "in use" in _one_error(capsys.readouterr().err)

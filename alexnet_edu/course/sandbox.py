@@ -1,18 +1,16 @@
 """Run an untrusted command inside bubblewrap, killed with everything it started at a deadline.
 
-What the sandbox gives the command (`python -m alexnet_edu.course.grading` runs each notebook
-in one):
+What the sandbox gives the command (the grader runs each notebook in one):
 
-- a read-only view of the system (/usr, /etc), of Python and its packages, of this package's
-  source and of the data root, and nothing else of the machine: no home folder, no solutions,
-  no other student's files, no grades file, no repository besides `alexnet_edu/`;
-- one writable folder (its scratch, mounted at /scratch), a private /tmp and a private `runs/`;
-- no network (a new network namespace with only loopback), its own PID namespace (it sees only
-  its own processes and cannot signal others'), IPC and UTS namespaces, a new session (no
-  terminal to inject keystrokes into);
+- a read-only view of the system (/usr, /etc), of Python and its packages, of `alexnet_edu/`
+  and of the data root, and nothing else: no home folder, solutions, other students' files or
+  grades file;
+- one writable folder (its scratch, at /scratch), a private /tmp and a private `runs/`;
+- no network (only loopback), its own PID, IPC and UTS namespaces (it cannot see or signal
+  other processes), a new session (no terminal to inject keystrokes into);
 - when the grader runs as root, a separate user (nobody, 65534) with no capabilities;
-- death with the grader: everything in the PID namespace is killed when the command's first
-  process exits, when the grader kills it at the deadline, or when the grader itself dies.
+- death with the grader: everything inside is killed when the command's first process exits,
+  at the deadline, or when the grader itself dies.
 
 What it does not limit: memory, disk space in the scratch folder, and CPU time up to the deadline.
 """

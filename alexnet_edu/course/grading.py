@@ -45,6 +45,7 @@ from .release import (
     _cell_regions,
     _released_source,
     _text,
+    bad_input,
     load_notebook,
     notebook_paths,
     scan_notebook,
@@ -441,12 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         grades = grade_folder(args.solutions, args.submissions, args.out, args.timeout,
                               args.profile, args.workers, args.unsafe)
-    except NotebookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:   # e.g. the CSV's folder is not writable: nothing was written
-        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
-        return 2
+    except (NotebookError, OSError) as err:   # OSError: e.g. the CSV's folder is not writable
+        return bad_input(err)
     if args.unsafe:
         print("warning: --unsafe: the students' code ran without a sandbox, as you",
               file=sys.stderr)

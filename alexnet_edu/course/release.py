@@ -375,12 +375,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_report(scan, problems))
             status = status or (1 if problems else 0)
         return status
-    except NotebookError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
-        return 2
+    except (NotebookError, OSError) as err:
+        return bad_input(err)
+
+
+def bad_input(err: NotebookError | OSError) -> int:
+    """Say what is wrong with the input in one line on stderr (no traceback); exit status 2."""
+    what = f"{err.filename or ''}: {err.strerror or err}" if isinstance(err, OSError) else err
+    print(f"error: {what}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from .device import pick_device
 from .evaluation import evaluate, predict
 from .images import image_files, read_image_tensor
 from .metrics import per_class_report
-from .model import AlexNet
+from .model import INITS, VARIANTS, AlexNet
 from .profiles import PROFILES, current_profile, held_out_split, load_splits, run_size, runs_dir
 from .runlog import OutOfMemory
 from .train import TrainConfig, build_model, fit
@@ -112,13 +112,11 @@ CONFIG_HELP = {
     "epochs": "passes over the training set (default: the profile's)",
     "batch_size": "images per SGD step (default: {}; the paper: 128)",
     "lr": "initial learning rate (default: the profile's: 0.01 in full, the paper's; 0.02 in cpu)",
-    "schedule": "plateau (default): the paper's lr / 10 when the validation error stops "
-                "improving; cosine: down to min_lr over --epochs",
+    "schedule": "plateau (default): the paper's lr / 10 when the validation error stalls; cosine",
     "momentum": "SGD momentum (default: {}; the paper: 0.9)",
     "weight_decay": "L2 weight decay (default: {}; the paper: 5e-4)",
-    "amp": "mixed precision: auto (default: bfloat16 on GPUs and CPUs that run it fast, float16 "
-           "with loss scaling on older NVIDIA GPUs, else float32), bf16, fp16 or off; may change "
-           "at --resume",
+    "amp": "mixed precision: auto (default: bfloat16 where it runs fast, float16 with loss "
+           "scaling on older NVIDIA GPUs, else float32), bf16, fp16 or off",
     "channels_last": "NHWC memory layout (default: on CUDA only)",
     "augment": "random crops, flips, PCA noise (default: on; --no-augment leaves them out)",
     "num_workers": "DataLoader worker processes",
@@ -350,9 +348,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "synthetic": bool(synthetic), "loss": float(result["loss"]),
                "top1": float(result["top1"]), "top5": None if top5 is None else float(top5),
                "macro_f1": report.macro_f1,
-               "per_class": [{"class": r["cls"], **{k: r[k] for k in ("precision", "recall",
-                                                                       "f1", "support")}}
-                             for r in report.rows()]}
+               "per_class": [{"class": r.pop("cls"), **r} for r in report.rows()]}
     if args.json:
         print(_json(summary), file=stdout)
         return EXIT_OK
@@ -493,10 +489,10 @@ def _add_train(commands) -> None:
     # architecture flags default to None, so --resume tells a flag given from one left out
     add("--image-size", type=_image_side, metavar="S", help="side of the square input "
         "(default: the profile's: 227 in full, the paper's; 67, the smallest it takes, else)")
-    add("--init", choices=("paper", "kaiming", "pytorch"), help="weight initialization (default: "
+    add("--init", choices=INITS, help="weight initialization (default: "
         "kaiming; paper = Section 5's N(0, 0.01), tuned for raw 0-255 pixels)")
     add("--no-lrn", action="store_true", help="leave out Local Response Normalization")
-    add("--variant", choices=("paper", "torchvision"), help="paper: 96-256-384-384-256 kernels "
+    add("--variant", choices=VARIANTS, help="paper: 96-256-384-384-256 kernels "
         "with LRN (Figure 2); torchvision: 64-192-384-256-256, no LRN (default: paper)")
     add("--groups", type=int, choices=(1, 2),
         help="2 splits conv2, conv4 and conv5 into the paper's two GPU towers (default: 1)")

@@ -139,14 +139,6 @@ def _add_config_flags(add) -> None:
         add(flag, dest=field.name, help=CONFIG_HELP[field.name].format(field.default), **kind)
 
 
-def _train_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> TrainConfig:
-    """The trainer's defaults (or `base`, a profile's or a resumed run's), with the flags given."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in (base or {}).items() if k in names}
-    values.update({k: getattr(args, k) for k in CONFIG_HELP if getattr(args, k) is not None})
-    return TrainConfig(**values)
-
-
 def _alive(pid: int) -> bool:
     """Whether process `pid` runs (assumed so on Windows, where os.kill would end it)."""
     try:
@@ -196,34 +188,32 @@ def _model_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _resumed(args: argparse.Namespace, last: Path) -> dict:
-    """The run's last.pt, once no flag given would change the run (checkpoint.check_continues,
-    before any data is loaded; the images it drew: --limit)."""
+def _recipe(args: argparse.Namespace, name: str, last: Path):
+    """(the run's last.pt or None, limit, image size, TrainConfig): a resumed run's own, once no
+    flag given would change it (checkpoint.check_continues, before any data is loaded), else the
+    profile's sizes; the flags given win."""
+    given = {k: getattr(args, k) for k in CONFIG_HELP if getattr(args, k) is not None}
+    if not args.resume:
+        size = run_size(name if name in DATASETS else "stl10", args.profile, limit=args.limit,
+                        image_size=args.image_size)
+        print(f"Profile {args.profile}: {size.describe()} (flags override it; --profile "
+              "smoke|cpu|full picks another)")
+        return None, size.limit, size.image_size, TrainConfig(**{
+            "epochs": size.epochs, "batch_size": size.batch_size, "lr": size.lr,
+            "patience": size.patience, **given})
     checkpoint = load_checkpoint(last)
     check_fields(checkpoint, last)
     check_resumable(checkpoint, last)
     check_continues(checkpoint, {**checkpoint["model_config"], **_model_flags(args)},
-                    train_config={k: getattr(args, k) for k in CONFIG_HELP
-                                  if getattr(args, k) is not None})
+                    train_config=given)
     limit = (checkpoint.get("split") or {}).get("limit")
-    if args.limit is not None and args.limit != limit:
+    if args.limit not in (None, limit):
         raise ValueError(f"--limit {args.limit} differs from the run's "
-                          f"{'all images' if limit is None else limit}: a resumed run keeps its "
-                          "images (drop the flag, or start a new run in another --out)")
-    return checkpoint
-
-
-def _run_sizes(args: argparse.Namespace, name: str,
-               resumed: dict | None) -> tuple[int | None, int | None, dict]:
-    """(limit, image size, recipe): a resumed run's own, else the profile's, below the flags."""
-    if resumed is not None:   # (_resumed refused flags that differ from these)
-        return (resumed.get("split") or {}).get("limit"), None, resumed["train_config"]
-    size = run_size(name if name in DATASETS else "stl10", args.profile, limit=args.limit,
-                    image_size=args.image_size)
-    print(f"Profile {args.profile}: {size.describe()} (flags override it; --profile "
-          "smoke|cpu|full picks another)")
-    return size.limit, size.image_size, {"epochs": size.epochs, "batch_size": size.batch_size,
-                                         "lr": size.lr, "patience": size.patience}
+                         f"{'all images' if limit is None else limit}: a resumed run keeps its "
+                         "images (drop the flag, or start a new run in another --out)")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}   # an older run's may be gone
+    saved = {k: v for k, v in checkpoint["train_config"].items() if k in fields}
+    return checkpoint, limit, None, TrainConfig(**{**saved, **given})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -249,9 +239,7 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
     if not args.resume and last.exists():
         raise ValueError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                           "or choose another --out, so that nothing is overwritten")
-    resumed = _resumed(args, last) if args.resume else None
-    limit, image_size, base = _run_sizes(args, name, resumed)
-    config = _train_config(args, base)
+    resumed, limit, image_size, config = _recipe(args, name, last)
     device = device or pick_device(args.device)
     splits = load_splits(args.dataset, root=args.data_root, profile=args.profile, limit=limit,
                          seed=config.seed)

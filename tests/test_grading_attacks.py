@@ -50,19 +50,29 @@ WRONG = {"cell2": "def double(x):\n    return x\n", "cell5": "answer = 41\n",
          "cell8": "vec = torch.ones(3)\n"}
 
 
-def attackers(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """Answer cells of each attacker (the other answers are left as released: stubs)."""
+# Answer cells of each attacker (the other answers are left as released: stubs). The attacks
+# on the kernel itself:
+KERNEL_ATTACKS = {
+    # 1: hide every error of the kernel
+    "attack1": {"cell2": "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"},
+    # 2: checks that pass anything; and a context name the check reads, replaced
+    "attack2": {"cell2": "from alexnet_edu.notebook import checks\n"
+                         "checks.check_equal = checks.check_true = checks.check_close = "
+                         "lambda *a, **k: None\n"
+                         "checks.CheckFailed = type('CheckFailed', (Exception,), {})\n",
+                "cell5": "answer = 0\nTARGET = 0\n"},
+    # 5: ignore the interrupt and never finish
+    "attack5": {"cell2": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                         "while True:\n    pass\n"},
+    # 6: end the kernel's process
+    "attack6": {"cell2": "import os\nos._exit(0)\n"},
+}
+
+
+def file_attacks(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
+    """The attacks that reach for the grader's, the solutions' or another student's files."""
     victim_nb, solution_nb, out = (str(paths[k]) for k in ("victim", "solution", "out"))
     return {
-        # 1: hide every error of the kernel
-        "attack1": {"cell2": "get_ipython().set_custom_exc((BaseException,), "
-                             "lambda *a, **k: None)\n"},
-        # 2: checks that pass anything; and a context name the check reads, replaced
-        "attack2": {"cell2": "from alexnet_edu.notebook import checks\n"
-                             "checks.check_equal = checks.check_true = checks.check_close = "
-                             "lambda *a, **k: None\n"
-                             "checks.CheckFailed = type('CheckFailed', (Exception,), {})\n",
-                    "cell5": "answer = 0\nTARGET = 0\n"},
         # 3: read the grader's command line, rewrite the solution's checks for later notebooks
         "attack3": {"cell5": "import os\n"
                              "print(open(f'/proc/{os.getppid()}/cmdline').read())\n"
@@ -91,11 +101,6 @@ def attackers(paths: dict[str, Path]) -> dict[str, dict[str, str]]:
                              "    except OSError:\n"
                              "        pass\n"
                              "'''], start_new_session=True)\n"},
-        # 5: ignore the interrupt and never finish
-        "attack5": {"cell2": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                             "while True:\n    pass\n"},
-        # 6: end the kernel's process
-        "attack6": {"cell2": "import os\nos._exit(0)\n"},
         # 7: delete another student's submission, write into the solutions folder
         "attack7": {"cell5": "import os\n"
                              "for path in [" + repr(victim_nb) + "]:\n"
@@ -134,7 +139,8 @@ def graded(tmp_path_factory):
     submissions = tmp / "submissions"
     paths = {"solution": solution, "victim": submissions / "victim" / "ex.ipynb",
              "out": tmp / "grades.csv"}
-    answers = {"honest": RIGHT, "wrong": WRONG, "victim": WRONG, **attackers(paths)}
+    answers = {"honest": RIGHT, "wrong": WRONG, "victim": WRONG, **KERNEL_ATTACKS,
+               **file_attacks(paths)}
     for name, cells in answers.items():
         nb = json.loads(json.dumps(student))
         for cell in nb["cells"]:

@@ -163,10 +163,10 @@ def _run_folder(run_dir: Path) -> Iterator[None]:
             lock.acquire(timeout=0)
         except Timeout:
             raise ValueError(f"{run_dir} is in use by another `{PROG} train`; wait for it to "
-                              "finish, or choose another --out") from None
+                             "finish, or choose another --out") from None
         except OSError as err:
             raise ValueError(f"--out {run_dir}: cannot write there ({err.strerror or err}); "
-                              "choose a folder you may write to") from None
+                             "choose a folder you may write to") from None
         for stale in run_dir.glob(".*.pt.tmp*"):   # files.temp_name's
             pid = stale.name.rpartition(".tmp")[2]
             if not (pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid))):
@@ -222,7 +222,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir = Path(args.out) if args.out else runs_dir(args.profile) / name
     if args.resume and not (run_dir / "last.pt").is_file():
         raise ValueError(f"--resume: {run_dir / 'last.pt'} does not exist; start the run without "
-                          "--resume")
+                         "--resume")
     device = distributed.start(args.device)   # under torchrun: this process's device
     if not distributed.is_main():  # data-parallel: rank 0 holds the folder and speaks for all
         with (open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet),
@@ -238,7 +238,7 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
     last = run_dir / "last.pt"
     if not args.resume and last.exists():
         raise ValueError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
-                          "or choose another --out, so that nothing is overwritten")
+                         "or choose another --out, so that nothing is overwritten")
     resumed, limit, image_size, config = _recipe(args, name, last)
     device = device or pick_device(args.device)
     splits = load_splits(args.dataset, root=args.data_root, profile=args.profile, limit=limit,

@@ -16,8 +16,8 @@ __all__ = ["AnswerNames", "answer_names", "define_names", "student_parts"]
 
 _DEFINE = re.compile(r"\*\*Define:\*\*(.*)")
 _TICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp,
-           ast.SetComp, ast.DictComp, ast.GeneratorExp)
+# what binds names in a scope of its own (a def binds its name here, nothing inside it does)
+_SCOPES = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
 
 @dataclass
@@ -48,9 +48,7 @@ def _bindings(node: ast.AST) -> Iterable[tuple[str, int]]:
     if isinstance(node, ast.ExceptHandler) and node.name:
         yield node.name, node.lineno
     for child in ast.iter_child_nodes(node):
-        if not isinstance(child, _SCOPES) or isinstance(child, (ast.FunctionDef,
-                                                                ast.AsyncFunctionDef,
-                                                                ast.ClassDef)):
+        if not isinstance(child, _SCOPES):
             yield from _bindings(child)
 
 

@@ -1,18 +1,15 @@
 """Checkpoints: the file format, saving and loading it safely, and resuming a run.
 
-A checkpoint is a dict saved with `torch.save` and loaded with ``torch.load(weights_only=True)``
-(no code runs on load). It holds what is needed to *use* the model (its configuration, classes,
-normalization, input size: `load_model`, `eval_transform`) and, in ``last.pt``, what is needed to
-*continue* training (optimizer, scheduler, loss scaler, the epochs done: `run_checkpoint`,
-`resume_run`). A run resumes at an epoch boundary, as torchvision's reference script does; it
-stays bit-exact because every epoch draws its randomness from (seed, epoch, rank) alone
-(`seed_epoch`), so no generator state needs saving.
+A dict saved with `torch.save`, loaded with ``torch.load(weights_only=True)`` (no code runs): what
+*using* the model needs (configuration, classes, normalization, input size: `load_model`) and, in
+``last.pt``, what *continuing* needs (optimizer, scheduler, loss scaler, epochs done). A run
+resumes at an epoch boundary, as torchvision's reference script does, bit-exactly: every epoch
+draws its randomness from (seed, epoch, rank) alone (`seed_epoch`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import json
 import random
@@ -20,6 +17,7 @@ import shutil
 import zipfile
 import zlib
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -35,22 +33,20 @@ from .validation import MAX_CLASSES, MAX_IMAGE_SIZE, check_fields, check_resumab
 
 __all__ = ["FORMAT", "MAX_IMAGE_SIZE", "MAX_CLASSES", "RECIPE", "save_checkpoint",
            "load_checkpoint", "load_model", "check_fields", "check_resumable", "check_continues",
-           "eval_transform", "seed_epoch", "run_checkpoint", "save_run", "resume_run"]
+           "eval_transform", "seed_epoch", "run_checkpoint", "save_run", "start_run"]
 
 FORMAT = "alexnet-edu/1"
-# The TrainConfig fields that make a run what it is: a resumed run keeps them (epochs may grow;
-# amp, workers, logging may change). The optimizer's and scheduler's saved states would silently
-# replace a new lr, momentum, weight decay or patience; another batch size, schedule,
-# augmentation or seed makes the rest of it another run.
+# The TrainConfig fields a resumed run keeps (epochs, amp, workers, logging may change): the saved
+# optimizer and scheduler would silently replace a new lr, momentum, weight decay or patience;
+# another batch size, schedule, augmentation or seed makes the rest of it another run.
 RECIPE = ("batch_size", "lr", "momentum", "weight_decay", "lr_factor", "patience", "min_lr",
           "warmup_epochs", "schedule", "augment", "pca_std", "seed")
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
-    """Write `checkpoint` atomically (`files.write_atomic`): a crash or a full disk leaves the
-    previous file at `path` untouched. A failed write raises an OSError that says which file,
-    why, and that the previous one is intact -- also where torch.save reports a full disk as a
-    RuntimeError from its zip writer."""
+    """Write `checkpoint` atomically (`files.write_atomic`: a crash or full disk leaves the previous
+    file). A failed write is an OSError saying which file, why, and what is intact -- also where
+    torch.save reports a full disk as a RuntimeError from its zip writer."""
     path = Path(path)
     try:
         return write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
@@ -105,14 +101,12 @@ def _check_archive(path: Path) -> None:
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
         damaged = f"its archive ({err})"
     if damaged is not None:
-        raise ValueError(f"{path} is damaged: {damaged} does not match the checksum stored when "
-                         "it was saved (bytes changed on disk or in a copy), so its weights "
-                         "cannot be trusted; use the run's other checkpoint (best.pt or "
-                         "last.pt) or an intact copy, or train again")
+        raise ValueError(f"{path} is damaged: {damaged} does not match the checksum saved with "
+                         "it (bytes changed on disk or in a copy): its weights cannot be trusted; "
+                         "use the run's best.pt or last.pt, an intact copy, or train again")
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None
-               ) -> tuple[AlexNet, dict]:
+def load_model(path: str | Path, device: str | torch.device | None = None) -> tuple[AlexNet, dict]:
     """Rebuild the checkpoint's model (in eval mode, on `device`, default CPU) and return it with
     the checkpoint (classes, mean, std, image_size, history...)."""
     checkpoint = load_checkpoint(path)
@@ -137,8 +131,8 @@ def check_continues(checkpoint: dict, model_config: dict | None = None,
     """One ValueError naming everything that keeps `checkpoint` from continuing as this run:
     another model, other classes, another recipe (`RECIPE`; `train_config` a TrainConfig or a
     dict), another number of data-parallel processes. None: not checked."""
-    problems = []
-    theirs = checkpoint.get("model_config") or {}
+    problems, theirs = [], checkpoint.get("model_config") or {}
+    saved = checkpoint.get("train_config") or {}
     if model_config is not None and theirs != model_config:
         problems.append("a different model: " + ", ".join(
             f"{k}={theirs.get(k)!r} in the checkpoint but {model_config.get(k)!r} here"
@@ -147,23 +141,18 @@ def check_continues(checkpoint: dict, model_config: dict | None = None,
     if classes is not None and list(classes) != list(checkpoint.get("classes") or []):
         problems.append(f"the checkpoint's classes {checkpoint.get('classes')} differ from the "
                         f"data's {list(classes)}: it belongs to another dataset")
-    if train_config is not None:
-        mine = (train_config if isinstance(train_config, dict)
-                else dataclasses.asdict(train_config))
-        saved = checkpoint.get("train_config") or {}
-        changed = [f"{k}={mine[k]!r} (the run's: {saved[k]!r})" for k in RECIPE
-                   if k in saved and k in mine and saved[k] != mine[k]]
-        if changed:
-            problems.append(f"another recipe: {', '.join(changed)}")
-    trained_by = checkpoint.get("processes", 1)
-    if processes is not None and trained_by != processes:
-        how = ("in one process (without torchrun)" if trained_by == 1 else
-               f"with {trained_by} processes (torchrun --nproc-per-node {trained_by})")
-        batch = (checkpoint.get("train_config") or {}).get("batch_size") or 0
-        problems.append(f"trained by {trained_by} process(es) with batch {batch} each, "
-                        f"{processes} would make its steps of {batch * processes} images "
-                        f"instead of {batch * trained_by} at the same learning rate: resume it "
-                        f"{how}")
+    mine = train_config if isinstance(train_config, dict | None) else asdict(train_config)
+    changed = [f"{k}={mine[k]!r} (the run's: {saved[k]!r})" for k in RECIPE
+               if k in saved and k in (mine or {}) and saved[k] != mine[k]]
+    if changed:
+        problems.append(f"another recipe: {', '.join(changed)}")
+    trained_by, batch = checkpoint.get("processes", 1), saved.get("batch_size") or 0
+    if processes is not None and trained_by != processes:   # the batch size is per process
+        problems.append(
+            f"trained by {trained_by} process(es) with batch {batch} each, {processes} would "
+            f"make its steps of {batch * processes} images instead of {batch * trained_by} at "
+            "the same learning rate: resume it " + ("in one process (without torchrun)" if
+            trained_by == 1 else f"with torchrun --nproc-per-node {trained_by}"))
     if problems:
         raise ValueError(f"the checkpoint cannot continue this run: {'; '.join(problems)}. A "
                          "resumed run keeps its model, classes and recipe (epochs may grow): "
@@ -171,9 +160,8 @@ def check_continues(checkpoint: dict, model_config: dict | None = None,
 
 
 def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
-    """Seed Python's, NumPy's and PyTorch's generators (every CUDA device's too) for `epoch` of
-    data-parallel process `rank`: its crops, flips and dropout masks then depend on these three
-    numbers alone, so a run resumed at that epoch draws exactly what a straight run draws."""
+    """Seed Python's, NumPy's and PyTorch's generators (every device's) from (seed, epoch, rank)
+    alone: a run resumed at `epoch` draws the crops, flips and dropout masks a straight run does."""
     state = np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0]
     random.seed(int(state))
     np.random.seed(state)
@@ -182,8 +170,8 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
 
 def run_checkpoint(model: AlexNet, splits, config, history: list[dict], optimizer=None,
                    scheduler=None, scaler=None) -> dict:
-    """The checkpoint of a run after ``len(history)`` epochs: with the optimizer, scheduler and
-    scaler (last.pt, to continue), or without (best.pt, to use the model)."""
+    """A run's checkpoint after ``len(history)`` epochs: with optimizer, scheduler and scaler
+    (last.pt, to continue), or without (best.pt, to use the model)."""
     checkpoint = {
         "format": FORMAT, "model_config": dict(model.config),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -194,7 +182,7 @@ def run_checkpoint(model: AlexNet, splits, config, history: list[dict], optimize
         "split": dict(getattr(splits, "recipe", {}) or {}),   # seed, fraction, fingerprints
         "epoch": len(history), "history": list(history),
         "best_val_acc": max((row["val_acc"] for row in history), default=-1.0),
-        "train_config": dataclasses.asdict(config),
+        "train_config": asdict(config),
         "processes": distributed.world_size(),   # data-parallel processes that trained it
     }
     if optimizer is not None:
@@ -205,8 +193,7 @@ def run_checkpoint(model: AlexNet, splits, config, history: list[dict], optimize
 
 def save_run(run_dir: Path, model: AlexNet, splits, config, history: list[dict], optimizer,
              scheduler, scaler) -> None:
-    """last.pt, best.pt when the last epoch has the best validation accuracy yet, and
-    history.json, each written atomically."""
+    """last.pt, best.pt when the last epoch is the best yet, history.json; each atomically."""
     if history[-1]["val_acc"] > max((r["val_acc"] for r in history[:-1]), default=-1.0):
         save_checkpoint(run_checkpoint(model, splits, config, history), run_dir / "best.pt")
     save_checkpoint(run_checkpoint(model, splits, config, history, optimizer, scheduler, scaler),
@@ -214,14 +201,17 @@ def save_run(run_dir: Path, model: AlexNet, splits, config, history: list[dict],
     write_atomic(run_dir / "history.json", json.dumps(history, indent=1))
 
 
-def resume_run(run_dir: Path, model: AlexNet, classes: Sequence[str], config, optimizer,
-               scheduler, scaler) -> tuple[int, list[dict]]:
-    """Load ``run_dir/last.pt`` into the model, optimizer, scheduler and scaler, after checking
-    it continues this run; returns (epochs done, history). (0, []) without a last.pt."""
-    last = run_dir / "last.pt"
-    if not last.exists():
-        if distributed.is_main():
-            print(f"Nothing to resume in {shown_path(run_dir)} (no last.pt): starting a new run")
+def start_run(run_dir: Path, resume: bool, model: AlexNet, classes: Sequence[str], config,
+              optimizer, scheduler, scaler) -> tuple[int, list[dict]]:
+    """(epochs done, history): with `resume`, ``run_dir/last.pt``'s, loaded into the model,
+    optimizer, scheduler and scaler once it is checked to continue this run; else (0, [])."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    last, say = run_dir / "last.pt", print if distributed.is_main() else (lambda text: None)
+    if not (resume and last.exists()):
+        if resume or last.exists():
+            say(f"Nothing to resume in {shown_path(run_dir)} (no last.pt): starting a new run"
+                if resume else f"Starting a new run: {shown_path(last)} will be overwritten "
+                "(resume=True continues it)")
         return 0, []
     checkpoint = load_checkpoint(last)
     check_resumable(checkpoint, last)
@@ -233,9 +223,8 @@ def resume_run(run_dir: Path, model: AlexNet, classes: Sequence[str], config, op
     # first steps find the scale again); one that is off now has nothing to load
     if scaler.is_enabled() and checkpoint.get("scaler"):
         scaler.load_state_dict(checkpoint["scaler"])
-    elif scaler.is_enabled() and distributed.is_main():
-        print(f"{shown_path(last)} was trained without loss scaling: float16 continues with a "
-              "fresh loss scaler")
-    if distributed.is_main():
-        print(f"Resuming {shown_path(last)} after epoch {checkpoint['epoch']}")
+    elif scaler.is_enabled():
+        say(f"{shown_path(last)} was trained without loss scaling: float16 continues with a "
+            "fresh loss scaler")
+    say(f"Resuming {shown_path(last)} after epoch {checkpoint['epoch']}")
     return checkpoint["epoch"], list(checkpoint["history"])

@@ -54,17 +54,16 @@ def _log_probabilities(model: nn.Module, transform: nn.Module, images: torch.Ten
                        tta: bool | str) -> torch.Tensor:
     """Log-softmax of one batch: of the centre crop, or of the softmax averaged over crops
     (Section 4.1: "averaging the predictions made by the network's softmax layer")."""
-    if not tta:
-        return model(transform(images)).float().log_softmax(-1)
     if tta is True:
         crops = transform.ten_crop_batch(images)
-    else:   # "flip": the centre crop and its mirror image
+    else:   # the centre crop, and with "flip" its mirror image too
         centre = transform(images)
+        if not tta:
+            return model(centre).float().log_softmax(-1)
         crops = torch.stack([centre, centre.flip(-1)], dim=1)
     return average_crops(model, crops).float().clamp_min(1e-12).log()
 
 
-@torch.no_grad()
 def predict(model: nn.Module, images, transform: nn.Module | dict,
             device: str | torch.device | None = None, tta: bool = False) -> torch.Tensor:
     """Class probabilities (N x classes) for uint8 images (C x H x W or N x C x H x W) or a

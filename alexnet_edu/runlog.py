@@ -33,34 +33,28 @@ class RunLog:
         print(f"Training {len(splits.train)} images ({len(splits.val)} for validation"
               + (f", {held_out} held out for the test split" if held_out is not None else "")
               + f") of {splits.name} at {model.config['image_size']} px on "
-              f"{describe_device(device)}, "
-              + (f"autocast {str(dtype).replace('torch.', '')}" if dtype else "float32")
-              + f"; checkpoints in {shown_path(run_dir)}")
+              f"{describe_device(device)}, {'autocast ' + str(dtype)[6:] if dtype else 'float32'}; "
+              f"checkpoints in {shown_path(run_dir)}")
         if config.progress and done < config.epochs:
-            per_epoch = estimate_epoch_seconds(model, splits, config, device, transform, dtype)
-            total = per_epoch * config.epochs
-            print(f"Plan: {config.epochs} epochs of batch {config.batch_size}: about "
-                  f"{_duration(per_epoch)} per epoch, {_duration(total)} in all (from 2 "
-                  "timed steps here)." + ("\nThat is long: on this device, choose a smaller "
-                                          "run - ALEXNET_EDU_PROFILE=cpu (67 px, fewer images), "
-                                          "fewer epochs, or a CUDA GPU." if total > 3 * 3600
-                                          else ""))
+            epoch = estimate_epoch_seconds(model, splits, config, device, transform, dtype)
+            print(f"Plan: {config.epochs} epochs of batch {config.batch_size}, about "
+                  f"{_duration(epoch)} each, {_duration(epoch * config.epochs)} in all (from 2 "
+                  "timed steps here)" + (". That is long: choose a smaller run (the cpu "
+                                         "profile, fewer epochs) or a GPU"
+                                         if epoch * config.epochs > 3 * 3600 else ""))
         if config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # optional: only when asked
-
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def epoch(self, row: dict) -> None:
-        if self.quiet:
-            return
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    self.writer.add_scalar(key, value, row["epoch"])
+        if self.writer is not None:   # None in the quiet processes too
+            for key in row.keys() - {"epoch"}:
+                self.writer.add_scalar(key, row[key], row["epoch"])
             self.writer.flush()
-        print(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.3f} "
-              f"acc {row['train_acc']:.3f}  val loss {row['val_loss']:.3f} "
-              f"acc {row['val_acc']:.3f}  lr {row['lr']:.0e}  {row['images_per_s']:.0f} img/s")
+        if not self.quiet:
+            print(f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.3f} "
+                  f"acc {row['train_acc']:.3f}  val loss {row['val_loss']:.3f} acc "
+                  f"{row['val_acc']:.3f}  lr {row['lr']:.0e}  {row['images_per_s']:.0f} img/s")
 
     def close(self) -> None:
         if self.writer is not None:
@@ -93,31 +87,26 @@ def estimate_epoch_seconds(model: nn.Module, splits, config, device: torch.devic
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    return (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400
+            else f"{seconds / 3600:.1f} h")
 
 
 def say_interrupted(run_dir: Path, epoch: int, done: int) -> None:
     """The one line an interrupted run prints (rank 0): what last.pt holds, how to go on."""
-    last = shown_path(run_dir / "last.pt")
+    last, cut = run_dir / "last.pt", done < epoch + 1
     if not distributed.is_main():
         return
-    if done == 0:
-        print(f"Interrupted in epoch {epoch + 1}: nothing was saved"
-              + (f" ({last} is an earlier run's)" if (run_dir / "last.pt").exists() else ""))
-    else:
-        print(f"Interrupted {'after' if done == epoch + 1 else 'in'} epoch {epoch + 1}: {last} "
-              f"holds epoch {done}; fit(..., resume=True) "
-              + ("goes on" if done == epoch + 1 else f"redoes epoch {epoch + 1} and goes on"))
+    print(f"Interrupted {'in' if cut else 'after'} epoch {epoch + 1}: " + (
+        "nothing was saved" + (f" ({shown_path(last)} is an earlier run's)" * last.exists())
+        if done == 0 else f"{shown_path(last)} holds epoch {done}; fit(..., resume=True) "
+        + (f"redoes epoch {epoch + 1} and goes on" if cut else "goes on")))
 
 
 def nonfinite_loss(value: float, epoch: int, batch: int, dtype: torch.dtype | None) -> str:
     where = f"the loss became {value} at epoch {epoch + 1}, batch {batch + 1}"
     if dtype != torch.float16:
         return f"{where}: lower the learning rate (config.lr)"
-    # the scaler handles overflowing *gradients* by skipping the step; a non-finite loss
-    # means the forward pass itself overflowed float16
+    # the scaler skips a step whose *gradients* overflow; here the forward pass itself did
     return (f"{where}: under float16 autocast an activation or logit overflowed float16's range "
             "(largest value 65,504). Train in bfloat16 (amp='bf16', on a GPU of compute "
             "capability 8.0 or newer), or in float32 (amp='off'), or lower config.lr")

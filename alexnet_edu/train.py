@@ -37,13 +37,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import distributed, runlog
-from .checkpoint import resume_run, save_run, seed_epoch
+from .checkpoint import save_run, seed_epoch, start_run
 from .data import make_loader
 from .device import amp_dtype, autocast, pick_device
 from .evaluation import evaluate, predict
 from .model import AlexNet
 from .runlog import OutOfMemory, RunLog
-from .settings import shown_path
 from .transforms import BatchTransform
 from .validation import check_fits, check_train_config
 
@@ -106,10 +105,9 @@ def make_optimizer(model: nn.Module, config: TrainConfig,
     Not under float16: when the GradScaler skips a step whose gradients overflowed, fused SGD
     still creates its momentum buffer, from uninitialised memory, so the next real step adds
     garbage to every weight."""
-    weights = [p for p in model.parameters() if p.dim() > 1]
-    biases = [p for p in model.parameters() if p.dim() <= 1]
-    groups = [{"params": weights, "weight_decay": config.weight_decay},
-              {"params": biases, "weight_decay": 0.0}]
+    groups = [{"params": [p for p in model.parameters() if p.dim() > 1],   # the weights
+               "weight_decay": config.weight_decay},
+              {"params": [p for p in model.parameters() if p.dim() <= 1], "weight_decay": 0.0}]
     device = torch.device(device)
     scaled = amp_dtype(config.amp, device) == torch.float16   # a GradScaler may skip steps
     return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
@@ -120,8 +118,9 @@ def build_model(splits, image_size: int = 227, seed: int = 0, **overrides) -> Al
     """An AlexNet that fits `splits` (classes, channels): paper layers (LRN, dropout 0.5),
     **kaiming** initialization (see the module docstring), weights drawn from `seed` alone (pass
     the run's ``TrainConfig.seed``): a run is reproducible from its seed."""
-    return _drawn(seed, **{"num_classes": len(splits.classes), "in_channels": splits.in_channels,
-                           "image_size": image_size, "init": "kaiming", **overrides})
+    torch.manual_seed(seed)   # the only source of the initial weights
+    return AlexNet(**{"num_classes": len(splits.classes), "in_channels": splits.in_channels,
+                      "image_size": image_size, "init": "kaiming", **overrides})
 
 
 def initial_model(checkpoint: dict) -> AlexNet:
@@ -131,28 +130,24 @@ def initial_model(checkpoint: dict) -> AlexNet:
     if seed is None or "model_config" not in checkpoint:
         raise ValueError("this checkpoint records no training run's seed (pretrained weights?): "
                          "its initial weights cannot be rebuilt")
-    return _drawn(seed, **checkpoint["model_config"])
-
-
-def _drawn(seed: int, **config) -> AlexNet:
-    torch.manual_seed(seed)   # the only source of the initial weights
-    return AlexNet(**config)
+    torch.manual_seed(seed)   # as build_model drew them
+    return AlexNet(**checkpoint["model_config"])
 
 
 def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
         device: str | torch.device | None = None, resume: bool = False,
         on_epoch_end: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Train `model` on ``splits.train``, select on ``splits.val`` (never ``splits.test``), save
-    ``run_dir/last.pt`` (+ ``best.pt``, ``history.json``) after every epoch. ``resume=True``
-    continues last.pt after its last finished epoch, bit-exactly as a straight run. Ctrl-C
-    stops at once (one line says what last.pt holds). `on_epoch_end(history)` runs after each
-    epoch. Returns the history: a dict per epoch (epoch, train_loss, train_acc, val_loss,
-    val_acc, lr, images_per_s, seconds)."""
+    ``run_dir/last.pt`` (+ ``best.pt``, ``history.json``) after every epoch; ``resume=True``
+    continues after last.pt's epoch, bit-exactly as a straight run. Ctrl-C stops at once, saying
+    what last.pt holds. `on_epoch_end(history)` runs after each epoch. Returns the history (per
+    epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, images_per_s, seconds)."""
     device = pick_device(verbose=False) if device is None else torch.device(device)
     run_dir = Path(run_dir)
     check_fits(model.config, splits)
     optimizer, scheduler, scaler, dtype = _prepare(model, config, device)
-    done, history = _start(run_dir, model, splits, config, resume, optimizer, scheduler, scaler)
+    done, history = start_run(run_dir, resume, model, splits.classes, config, optimizer,
+                              scheduler, scaler)   # resume: from last.pt's epoch on
     augment, plain = _transforms(model, splits, config, device)
     forward, epoch = distributed.wrap(model), done   # several processes: gradients averaged
     try:
@@ -193,11 +188,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                     scaler: torch.amp.GradScaler, transform: BatchTransform,
                     device: torch.device, epoch: int, config: TrainConfig,
                     dtype: torch.dtype | None = None) -> dict:
-    """One pass over `loader`, an SGD step per batch. Returns this process's sums: loss (of
-    the per-image losses), correct (top-1) and seen (images)."""
+    """One pass over `loader`, an SGD step per batch; this process's summed loss, correct, seen."""
     model.train()
     sums = {"loss": 0.0, "correct": 0, "seen": 0}
-    size, channels = transform.image_size, transform.out_channels
     show = config.progress and distributed.is_main()
     for i, (images, targets) in enumerate(tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch",
                                                leave=False, disable=not show)):
@@ -207,19 +200,20 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
                 group["lr"] = lr
         images, targets = images.to(device), targets.to(device)
         # data-parallel's last step may leave this process no image: it still takes the step
-        x = transform(images) if len(targets) else torch.zeros(0, channels, size, size,
-                                                               device=device)
+        x = transform(images) if len(targets) else torch.zeros(
+            0, transform.out_channels, transform.image_size, transform.image_size, device=device)
         weight = distributed.loss_weight(len(targets))   # one process: 1 / len(targets)
         with autocast(device, dtype):
             logits = model(x)
             loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
-        if not math.isfinite(loss_sum.item()):   # one host-device sync per step
-            raise FloatingPointError(runlog.nonfinite_loss(loss_sum.item(), epoch, i, dtype))
+        value = loss_sum.item()   # waits for the forward pass
+        if not math.isfinite(value):
+            raise FloatingPointError(runlog.nonfinite_loss(value, epoch, i, dtype))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss_sum * weight).backward()   # the mean loss over the step's images
         scaler.step(optimizer)   # skipped when float16 gradients overflowed
         scaler.update()
-        sums["loss"] += loss_sum.item()
+        sums["loss"] += value
         sums["correct"] += (logits.argmax(1) == targets).sum().item()
         sums["seen"] += len(targets)
     return sums
@@ -232,25 +226,11 @@ def _prepare(model: AlexNet, config: TrainConfig, device: torch.device) -> tuple
         model.to(memory_format=torch.channels_last)
     dtype = amp_dtype(config.amp, device)
     optimizer = make_optimizer(model, config, device)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=config.lr_factor, patience=config.patience,
-        min_lr=config.min_lr)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(   # on the validation error rate
+        optimizer, factor=config.lr_factor, patience=config.patience, min_lr=config.min_lr)
     # float16 needs loss scaling (its small gradients underflow); bfloat16 does not
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     return optimizer, scheduler, scaler, dtype
-
-
-def _start(run_dir: Path, model: AlexNet, splits, config: TrainConfig, resume: bool,
-           *state) -> tuple[int, list[dict]]:
-    """(epochs done, history): last.pt's when resuming (`state`: optimizer, scheduler and
-    scaler, loaded from it), else a new run's."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if resume:
-        return resume_run(run_dir, model, splits.classes, config, *state)
-    if (run_dir / "last.pt").exists() and distributed.is_main():
-        print(f"Starting a new run: {shown_path(run_dir / 'last.pt')} will be overwritten "
-              "(resume=True continues it)")
-    return 0, []
 
 
 def _row(epoch: int, sums: dict, val: dict, optimizer, seconds: float) -> dict:
@@ -267,11 +247,8 @@ def _row(epoch: int, sums: dict, val: dict, optimizer, seconds: float) -> dict:
 def _transforms(model: AlexNet, splits, config: TrainConfig,
                 device: torch.device) -> tuple[nn.Module, nn.Module]:
     """(training transform, evaluation transform) at the model's input size."""
-    size, channels = model.config["image_size"], model.config["in_channels"]
-    mean, std = tuple(splits.mean), tuple(splits.std)
-    plain = BatchTransform(size, mean, std, train=False, out_channels=channels).to(device)
-    if not config.augment:
-        return plain, plain
-    augment = BatchTransform(size, mean, std, train=True, pca=splits.pca, pca_std=config.pca_std,
-                             out_channels=channels).to(device)
-    return augment, plain
+    def make(train: bool) -> BatchTransform:
+        return BatchTransform(model.config["image_size"], tuple(splits.mean), tuple(splits.std),
+                              train=train, pca=splits.pca, pca_std=config.pca_std,
+                              out_channels=model.config["in_channels"]).to(device)
+    return make(config.augment), make(False)

@@ -1,6 +1,7 @@
-"""Hostile-file checks for checkpoints: every field a command or a resume uses, checked before
-anything is built or loaded, so that a hand-edited, damaged or foreign file gets one clear
-ValueError naming the field (never a KeyError, gigabytes allocated, or NaN output)."""
+"""Checks of what a user hands the trainer: every checkpoint field a command or a resume uses,
+before anything is built or loaded (a hand-edited, damaged or foreign file gets one ValueError
+naming the field, never a KeyError, gigabytes allocated or NaN output), a TrainConfig's ranges,
+and whether a model fits the data."""
 
 from __future__ import annotations
 
@@ -20,11 +21,9 @@ MAX_CHANNELS = 4        # grey, RGB, RGBA
 
 
 def check_fields(checkpoint: dict, path: str | Path) -> None:
-    """Every field `load_model` and `eval_transform` use, checked before anything is built, with
-    the field named: a hand-edited or corrupted checkpoint gets a clear ValueError, never a
-    KeyError, a traceback from deep inside, gigabytes allocated, or NaN output. The model's
-    configuration is bounded and its weights must be exactly the tensors that configuration
-    builds (compared on PyTorch's meta device, which allocates nothing)."""
+    """Every field `load_model` and `eval_transform` use: the model's configuration bounded, its
+    weights exactly the tensors that configuration builds (compared on PyTorch's meta device,
+    which allocates nothing)."""
     def bad(field: str, why: str) -> ValueError:
         return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged - "
                           "use the best.pt/last.pt that training wrote")
@@ -44,8 +43,7 @@ def check_fields(checkpoint: dict, path: str | Path) -> None:
         raise bad("image_size", f"({size!r}) must be the model's, model_config['image_size'] = "
                                 f"{config['image_size']}")
     resize = checkpoint.get("resize_size")
-    if resize is not None and (type(resize) is not int
-                               or not size <= resize <= 2 * MAX_IMAGE_SIZE):
+    if resize is not None and not (type(resize) is int and size <= resize <= 2 * MAX_IMAGE_SIZE):
         raise bad("resize_size", f"must be an integer from the image size {size} to "
                                  f"{2 * MAX_IMAGE_SIZE} (or absent), got {resize!r}")
     channels = checkpoint.get("in_channels_data", config["in_channels"])
@@ -149,11 +147,6 @@ def check_resumable(checkpoint: dict, path: str | Path) -> None:
                          "best.pt keeps only what using the model needs). Resume from the "
                          "run's own last.pt, or start a new run in another folder")
 
-    def bad(field: str, why: str) -> ValueError:
-        return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged "
-                          "- it cannot continue the run exactly; start a new run in another "
-                          "folder (its best.pt still evaluates)")
-
     for key, ok, what in (
             ("epoch", lambda v: type(v) is int and v >= 0, "a count"),
             ("batch", lambda v: v in (None, 0), "absent (a file saved inside an epoch, by an "
@@ -162,37 +155,33 @@ def check_resumable(checkpoint: dict, path: str | Path) -> None:
             ("scaler", lambda v: v is None or isinstance(v, dict), "a dict"),
             ("history", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
              "a list of epoch rows"),
-            ("best_val_acc", lambda v: type(v) in (int, float), "a number"),
             ("train_config", lambda v: isinstance(v, dict), "a dict"),
             ("processes", lambda v: v is None or (type(v) is int and v >= 1), "a count")):
         if not ok(checkpoint.get(key)):
-            raise bad(key, f"must be {what}, got {checkpoint.get(key)!r:.60}")
+            raise ValueError(f"{path}: the checkpoint's {key!r} must be {what}, got "
+                             f"{checkpoint.get(key)!r:.60}; it was edited or damaged - it cannot "
+                             "continue the run exactly; start a new run in another folder (its "
+                             "best.pt still evaluates)")
 
 
 def check_train_config(config) -> None:
     """Each `train.TrainConfig` field in range, or a ValueError naming it."""
-    if config.schedule not in ("plateau", "cosine"):
-        raise ValueError(f"schedule must be 'plateau' or 'cosine', got {config.schedule!r}")
-    if config.amp not in ("auto", "bf16", "fp16", "off"):
-        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', got {config.amp!r}")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {config.epochs}, "
-                         f"{config.batch_size}")
+    for name, allowed in (("schedule", ("plateau", "cosine")),
+                          ("amp", ("auto", "bf16", "fp16", "off"))):
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
     # (name, lowest, above it only, below): NaN fails every comparison, so is refused too
     for name, low, strict, high in (
+            ("epochs", 1, False, math.inf), ("batch_size", 1, False, math.inf),
+            ("patience", 0, False, math.inf), ("seed", 0, False, 2**32),   # NumPy's seeds
             ("lr", 0, True, math.inf), ("momentum", 0, False, 1), ("weight_decay", 0, False, 1),
             ("lr_factor", 0, True, 1), ("min_lr", 0, False, math.inf),
             ("warmup_epochs", 0, False, math.inf), ("pca_std", 0, False, math.inf)):
-        value = getattr(config, name)
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value < high
-                and (value > low if strict else value >= low)):
-            raise ValueError(f"{name} must be a finite number in {'(' if strict else '['}"
-                             f"{low}, {high}), got {value!r}")
-    if not (isinstance(config.patience, int) and config.patience >= 0):
-        raise ValueError(f"patience must be a whole number >= 0, got {config.patience!r}")
-    if not (isinstance(config.seed, int) and 0 <= config.seed < 2**32):
-        raise ValueError(f"seed must be a whole number from 0 to 2**32 - 1 (NumPy's "
-                         f"generator takes no other), got {config.seed}")
+        value, whole = getattr(config, name), name in ("epochs", "batch_size", "patience", "seed")
+        if not (isinstance(value, int if whole else (int, float)) and math.isfinite(value)
+                and value < high and (value > low if strict else value >= low)):
+            raise ValueError(f"{name} must be a {'whole' if whole else 'finite'} number in "
+                             f"{'(' if strict else '['}{low}, {high}), got {value!r}")
 
 
 def check_fits(model_config: dict, splits) -> None:

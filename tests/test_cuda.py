@@ -65,9 +65,9 @@ def _trained(splits, device, run_dir, **config) -> nn.Module:
 
 
 # Relative error of a parameter's gradient under autocast. Rounding errors grow layer by layer
-# backwards (ReLUs of near-zero inputs switch): on the CPU (batch 8, 67 px) float16's were 0.1 %
-# at fc8 and 7.4 % at conv1, bfloat16's (3 fewer bits) 0.7 % and 20 %. Twice those: a loss scale
-# not undone is off by a factor of thousands, a halved or doubled one by 50-100 %.
+# backwards (ReLUs of near-zero inputs switch), so conv1's is the largest, and bfloat16's (3
+# fewer mantissa bits) above float16's; the bounds leave twice that room. A loss scale not undone
+# is off by a factor of thousands, a halved or doubled one by 50-100 %: far outside them.
 GRADIENT_TOLERANCE = {"fp16": 0.15, "bf16": 0.4}
 
 
@@ -112,8 +112,7 @@ def test_half_precision_training_ends_finite(amp, splits, cuda, tmp_path):
     overflow) or bfloat16 end with finite weights and losses. A momentum buffer made from
     uninitialised memory at a skipped step (fused SGD under a scaler) sent weights to 1e10.
     (Closeness to float32 is the gradients' test: a whole run is not compared, because one
-    skipped step of 18 moves it as far as a bug might - in float32 on the CPU, skipping the first
-    step moved the final validation loss from 1.84 to 2.27.)"""
+    skipped step of 18 moves its final loss as far as a bug might.)"""
     if amp == "bf16" and not _bf16_hardware():
         pytest.skip("bfloat16 needs compute capability 8.0 or newer (this GPU emulates it)")
     model = _trained(splits, cuda, tmp_path, amp=amp)

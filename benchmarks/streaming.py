@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from alexnet_edu import data
+from alexnet_edu import data, images
 from alexnet_edu.model import AlexNet
 from alexnet_edu.settings import data_root
 
@@ -48,7 +48,7 @@ def make_folder(folder: Path, copies: int) -> int:
 
 def read_once(folder: Path, workers: int) -> float:
     """Images per second of one pass over `folder`, streamed."""
-    classes, paths, labels = data._class_files(folder)
+    classes, paths, labels = images.scan_folder(folder)
     files = data.ImageFiles(paths, torch.tensor(labels), classes)
     loader = data.make_loader(files, 64, shuffle=True, num_workers=workers)
     start = time.perf_counter()
@@ -74,8 +74,9 @@ def model_rate(batch: int = 32) -> float:
 
 def peak_memory(folder: Path) -> dict:
     """Peak resident MB of a fresh process reading `folder` once with 2 workers."""
-    code = ("import resource, sys, torch\nfrom alexnet_edu import data\nfrom pathlib import Path\n"
-            "c, p, l = data._class_files(Path(sys.argv[1]))\n"
+    code = ("import resource, sys, torch\nfrom pathlib import Path\n"
+            "from alexnet_edu import data, images\n"
+            "c, p, l = images.scan_folder(Path(sys.argv[1]))\n"
             "f = data.ImageFiles(p, torch.tensor(l), c)\n"
             "for _ in data.make_loader(f, 64, shuffle=True, num_workers=2): pass\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "

@@ -37,7 +37,7 @@ import tempfile  # noqa: E402
 
 import torch  # noqa: E402
 
-from alexnet_edu import data, train  # noqa: E402
+from alexnet_edu import profiles, train  # noqa: E402
 from alexnet_edu.checkpoint import load_model  # noqa: E402
 from alexnet_edu.device import amp_dtype, describe_device  # noqa: E402
 from alexnet_edu.model import AlexNet  # noqa: E402
@@ -109,7 +109,7 @@ def main() -> None:
               f"amp_dtype('auto') here: {amp_dtype('auto', device)}")
         return
 
-    splits = data.load_splits("fashion-mnist", limit=args.limit)
+    splits = profiles.load_splits("fashion-mnist", limit=args.limit)
     if splits.synthetic:
         print("WARNING: generated stand-in data, not Fashion-MNIST (set ALEXNET_EDU_DATA)")
     print(splits)

@@ -172,18 +172,11 @@ def test_another_number_of_processes_is_refused(interrupted, tmp_path):
 def test_the_printed_command_to_continue_names_torchrun(runs, monkeypatch, capsys, tmp_path):
     """Under torchrun (as its WORLD_SIZE and LOCAL_WORLD_SIZE say), `train` interrupted says to
     continue with torchrun and as many processes (here rank 0 of 2, trained in-process)."""
+    from hostile_fixtures import interrupt_validation
+
     import alexnet_edu.cli as cli
-    import alexnet_edu.train as train_module
 
-    real_evaluate, calls = train_module.evaluate, []
-
-    def interrupt(*args, **kwargs):   # Ctrl-C at the end of the second epoch
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", interrupt)
+    interrupt_validation(monkeypatch, 2)   # Ctrl-C while epoch 2 is validated
     monkeypatch.setattr(distributed, "start", lambda device: None)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")

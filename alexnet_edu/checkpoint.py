@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from . import distributed
-from .files import write_atomic
+from .files import shown_path, write_atomic
 from .model import AlexNet
-from .settings import shown_path
 from .transforms import BatchTransform
 from .validation import MAX_CLASSES, MAX_IMAGE_SIZE, check_fields, check_resumable
 

@@ -1,4 +1,5 @@
-"""Files that are never half-written: the one atomic write every part of the package uses."""
+"""Where the project's files are (`PROJECT_ROOT`, `shown_path`), and files that are never
+half-written: the one atomic write every part of the package uses."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic", "temp_name"]
+__all__ = ["PROJECT_ROOT", "shown_path", "write_atomic", "temp_name"]
 
 
 def temp_name(path: Path) -> Path:
@@ -41,3 +42,27 @@ def write_atomic(path: str | Path, content: bytes | str | Callable[[Path], objec
         except OSError:
             pass
     return path
+
+
+def _project_root(package: Path, cwd: Path) -> Path:
+    """The clone that holds `package` (a pyproject.toml beside it), else the working folder."""
+    clone = package.resolve().parent
+    return clone if (clone / "pyproject.toml").is_file() else cwd.resolve()
+
+
+# the clone when the package runs from one (editable install or its root), else the folder
+# Python started in (/content on Colab): runs/ and data/ land where the student works,
+# never inside site-packages.
+PROJECT_ROOT = _project_root(Path(__file__).parent, Path.cwd())
+
+
+def shown_path(path: str | Path) -> str:
+    """`path` as people should read it in a message or a stored notebook output: relative to the
+    repository when inside it ("runs/cpu/fashion-mnist"), else with the home folder as "~"."""
+    path = Path(path).expanduser().resolve()
+    for base, prefix in ((PROJECT_ROOT, ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)

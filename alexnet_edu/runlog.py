@@ -15,7 +15,7 @@ from torch import nn
 from . import distributed
 from .data import first_images
 from .device import autocast, describe_device, synchronize
-from .settings import shown_path
+from .files import shown_path
 
 __all__ = ["RunLog", "estimate_epoch_seconds", "OutOfMemory"]
 

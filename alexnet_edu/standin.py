@@ -14,9 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import write_atomic
+from .files import PROJECT_ROOT, write_atomic
 from .official import CLASSES, FOLDERS, GENERATED_MARKER, writable
-from .settings import PROJECT_ROOT
 
 __all__ = ["generate_fashion_mnist", "generate_stl10", "provide_standins", "GENERATED_MARKER",
            "SMOKE_GENERATED_SIZES"]

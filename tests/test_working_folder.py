@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_edu import settings
+from alexnet_edu import files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,8 +24,8 @@ def test_project_root_is_the_clone_or_else_the_working_folder(tmp_path):
     for folder in (clone / "alexnet_edu", site / "alexnet_edu", cwd):
         folder.mkdir(parents=True)
     (clone / "pyproject.toml").write_text("[project]\n")
-    assert settings._project_root(clone / "alexnet_edu", cwd) == clone.resolve()
-    assert settings._project_root(site / "alexnet_edu", cwd) == cwd.resolve()
+    assert files._project_root(clone / "alexnet_edu", cwd) == clone.resolve()
+    assert files._project_root(site / "alexnet_edu", cwd) == cwd.resolve()
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,9 @@
 """Friendly checks for exercises: say what was expected, what came, and how far off it is.
 
-Every check prints one line starting with a tick when it passes, and raises `CheckFailed`
-(an AssertionError, so pytest, nbval and nbgrader all count it as a failure) with a specific
-message when it does not.
-
-    check_equal("conv2 output size", answer, 27)
-    check_shape("LRN output", b, (8, 96, 55, 55))
-    check_close("your LRN", mine, reference, tol=1e-6)
-    check_layers(student_model, AlexNet(...), images)   # names the first layer that differs
-    check_close("std", mine, population_std, tol=1e-6,
-                mistakes={"the sample standard deviation (n - 1)": sample_std})
-
-`mistakes` ({what it is: its value}) names a common wrong answer when the student's matches it,
-even where it lies within the tolerance of the right one (the sample and the population standard
-deviation of many pixels differ by less than 1e-5).
-
-A student's `NotImplementedError` (the released notebooks' placeholder) is never caught here:
-it reaches the student as it is.
+A passing check prints one line starting with a tick; a failing one raises `CheckFailed` (an
+AssertionError, so pytest, nbval and nbgrader count it) whose message says what is wrong.
+`mistakes` ({what it is: its value}) names a common wrong answer the student's matches. A
+student's `NotImplementedError` (the released notebooks' placeholder) is never caught here.
 """
 
 from __future__ import annotations
@@ -48,18 +35,19 @@ def _ok(message: str) -> None:
 
 def _cpu64(value: Any) -> torch.Tensor:
     """A detached float64 CPU copy: answers computed on a GPU compare with CPU references."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", torch.float64)
-    return torch.as_tensor(value, dtype=torch.float64)
+    return torch.as_tensor(value).detach().to("cpu", torch.float64)
+
+
+def _errors(got: Any, expected: Any) -> torch.Tensor:
+    x, y = _cpu64(got), _cpu64(expected)
+    return ((x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)).flatten()
 
 
 def relative_error(got: Any, expected: Any) -> float:
     """max |x - y| / max(1e-8, |x| + |y|), elementwise (CS231n's measure): ~1e-7 is a match in
     float32, ~1e-2 is a bug."""
-    x, y = _cpu64(got), _cpu64(expected)
-    if x.numel() == 0 and y.numel() == 0:
-        return 0.0
-    return ((x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)).max().item()
+    errors = _errors(got, expected)
+    return errors.max().item() if errors.numel() else 0.0
 
 
 def _require_answer(name: str, got: Any, wanted: str) -> None:
@@ -91,11 +79,7 @@ def check_equal(name: str, got: Any, expected: Any,
             got = type(expected)(values)
         elif hasattr(got, "tolist"):
             got = values   # one number (a 0-d tensor, a NumPy scalar) where several are expected
-    try:
-        same = bool(got == expected)
-    except (RuntimeError, ValueError):  # e.g. a tensor of several values against a number
-        same = False
-    if same:
+    if _equal(got, expected):
         _float_for_integer(name, got, expected)
     else:
         if _long(got) and _long(expected):
@@ -113,26 +97,17 @@ def check_equal(name: str, got: Any, expected: Any,
 def _equal(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
-    except (RuntimeError, ValueError, TypeError):
+    except (RuntimeError, ValueError, TypeError):  # e.g. a tensor of several values vs a number
         return False
 
 
-def _is_whole_number_type(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_float(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
-
-
 def _float_for_integer(name: str, got: Any, expected: Any) -> None:
-    """Fail when a float equals an expected whole number (27.0 for 27): the answer came from a
-    true division where a floor division (//) or a count was meant, and would break as an index
-    or a layer size."""
+    """Fail on a float equal to an expected whole number (27.0 for 27): a / where // was meant."""
     pairs = (list(zip(got, expected)) if isinstance(expected, (list, tuple))
              and isinstance(got, (list, tuple)) else [(got, expected)])
     for i, (g, e) in enumerate(pairs):
-        if _is_whole_number_type(e) and _is_float(g):
+        whole = isinstance(e, numbers.Integral) and not isinstance(e, bool)
+        if whole and isinstance(g, numbers.Real) and not isinstance(g, numbers.Integral):
             where = f" at index {i}" if isinstance(expected, (list, tuple)) else ""
             raise CheckFailed(
                 f"{name}: expected the whole number {e!r}{where}, got the float {float(g)!r}: use "
@@ -191,12 +166,11 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
     if got.is_floating_point() and not torch.isfinite(got).all():
         bad = int((~torch.isfinite(got)).sum())
         return f"{name}: {bad} of {got.numel()} values are NaN or infinite"
-    err = relative_error(got, expected)
-    if err <= tol:
+    errors = _errors(got, expected)
+    off = (errors > tol).nonzero().flatten()
+    if len(off) == 0:
         return None
     x, y = _cpu64(got).flatten(), _cpu64(expected).flatten()
-    errors = (x - y).abs() / (x.abs() + y.abs()).clamp_min(1e-8)
-    off = (errors > tol).nonzero().flatten()
     # where the answer first goes wrong (row-major order) and where it is furthest off: the
     # first is usually the bug, the largest is what the relative error reports
     first, worst = int(off[0]), int(errors.argmax())
@@ -205,7 +179,7 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
         where = tuple(int(j) for j in torch.unravel_index(torch.tensor(i), expected.shape))
         return f"index {where}: got {x[i].item():.6g}, expected {y[i].item():.6g}"
 
-    message = (f"{name}: relative error {err:.2e} is above the tolerance {tol:g} "
+    message = (f"{name}: relative error {errors.max().item():.2e} is above the tolerance {tol:g} "
                f"(relative error = {_REL_ERR}); {len(off)} of {x.numel()} values are off")
     if first == worst:
         return f"{message}; the first and largest at {at(first)}"
@@ -214,16 +188,10 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
 
 def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5,
                 atol: float = 0.0, mistakes: Mapping[str, Any] | None = None) -> None:
-    """Same shape and relative error (see `relative_error`) at most `tol`.
-
-    Elements that differ by at most `atol` count as equal: near zero, float32 rounding alone
-    gives a large *relative* error (1e-9 vs 2e-9 is 33 %), so values that are only rounding apart
-    need an absolute floor.
-
-    `mistakes` ({what it is: value}): common wrong answers. One the answer is closer to than to
-    `expected` fails the check with its name, also within `tol` (a sample standard deviation of
-    many values is within 1e-5 of the population's); a failing answer within `tol` of one is
-    told which it is."""
+    """Same shape and relative error (see `relative_error`) at most `tol`; values at most `atol`
+    apart count as equal (near zero, float32 rounding alone gives a large relative error).
+    An answer closer to one of `mistakes` than to `expected` fails with its name, even within
+    `tol` (a sample and a population standard deviation of many values differ by < 1e-5)."""
     exp_t = torch.as_tensor(expected)
     got_t = _tensor(name, got, f"a tensor of shape {tuple(exp_t.shape)}")
     raw = got_t

@@ -22,64 +22,50 @@ MAX_CHANNELS = 4        # grey, RGB, RGBA
 
 def check_fields(checkpoint: dict, path: str | Path) -> None:
     """Every field `load_model` and `eval_transform` use: the model's configuration bounded, its
-    weights exactly the tensors that configuration builds (compared on PyTorch's meta device,
-    which allocates nothing)."""
-    def bad(field: str, why: str) -> ValueError:
-        return ValueError(f"{path}: the checkpoint's {field!r} {why}; it was edited or damaged - "
-                          "use the best.pt/last.pt that training wrote")
-
+    weights exactly the tensors that configuration builds (checked on the meta device)."""
+    bad = _complaint(path, "use the best.pt/last.pt that training wrote")
     config = checkpoint.get("model_config")
     if not isinstance(config, dict):
-        raise bad("model_config", "is missing")
+        raise bad("'model_config'", "is missing")
     _check_model_config(config, bad)
-    classes = checkpoint.get("classes")
-    if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
-            or len(classes) != config["num_classes"]):
-        raise bad("classes", f"must be a list of {config['num_classes']} class names "
-                             f"(one per output), got {type(classes).__name__} "
-                             f"{len(classes) if isinstance(classes, list) else ''}".rstrip())
-    size = checkpoint.get("image_size")
-    if size != config["image_size"] or type(size) is not int:
-        raise bad("image_size", f"({size!r}) must be the model's, model_config['image_size'] = "
-                                f"{config['image_size']}")
-    resize = checkpoint.get("resize_size")
-    if resize is not None and not (type(resize) is int and size <= resize <= 2 * MAX_IMAGE_SIZE):
-        raise bad("resize_size", f"must be an integer from the image size {size} to "
-                                 f"{2 * MAX_IMAGE_SIZE} (or absent), got {resize!r}")
-    channels = checkpoint.get("in_channels_data", config["in_channels"])
-    if channels not in (config["in_channels"], 1) or type(channels) is not int:
-        raise bad("in_channels_data", f"must be the model's {config['in_channels']} input "
-                                      f"channels (or 1, grey data repeated), got {channels!r}")
-    for name in ("mean", "std"):
-        value = checkpoint.get(name)
-        if (not isinstance(value, list) or len(value) != channels
-                or not all(isinstance(v, float) and math.isfinite(v) for v in value)
-                or (name == "std" and min(value) <= 0)):
-            raise bad(name, f"must be {channels} finite numbers (one per channel"
-                            f"{', positive' if name == 'std' else ''}), got {value!r}")
+    size, n, model_channels = config["image_size"], config["num_classes"], config["in_channels"]
+    channels = checkpoint.get("in_channels_data", model_channels)
+    numbers = (lambda v: isinstance(v, list) and len(v) == channels
+               and all(isinstance(x, float) and math.isfinite(x) for x in v))
+    _check_table({"classes": None, "image_size": None, "mean": None, "std": None, **checkpoint}, {
+        "classes": (lambda v: isinstance(v, list) and len(v) == n
+                    and all(isinstance(c, str) for c in v), f"a list of {n} class names"),
+        "image_size": (lambda v: v == size and type(v) is int, f"the model's ({size})"),
+        "resize_size": (lambda v: v is None or (type(v) is int and size <= v <= 2 * MAX_IMAGE_SIZE),
+                        f"an integer from the image size {size} to {2 * MAX_IMAGE_SIZE} or absent"),
+        "in_channels_data": (lambda v: v in (model_channels, 1) and type(v) is int,
+                             f"the model's {model_channels} channels (or 1, grey data repeated)"),
+        "mean": (numbers, f"{channels} finite numbers (one per channel)"),
+        "std": (lambda v: numbers(v) and min(v) > 0, f"{channels} positive finite numbers"),
+        "dataset": (lambda v: isinstance(v, str), "the dataset's name")}, bad)
     _check_weights(checkpoint.get("model"), config, bad)
-    _check_data_record(checkpoint, bad)
-
-
-def _check_data_record(checkpoint: dict, bad) -> None:
-    """What `evaluate` and `train --resume` rebuild the run's data from: the dataset's name and
-    the split recipe (seed, fraction, limit, fingerprints of the held-out splits)."""
-    if not isinstance(checkpoint.get("dataset", ""), str):
-        raise bad("dataset", f"must be the dataset's name, got {checkpoint['dataset']!r}")
-    split = checkpoint.get("split", {})
+    split = checkpoint.get("split", {})   # what evaluate and --resume rebuild the data from
     if not isinstance(split, dict):
-        raise bad("split", f"must be the run's split recipe, got {type(split).__name__}")
-    checks = {"seed": (lambda v: type(v) is int and 0 <= v < 2**32, "an integer seed"),
-              "val_fraction": (lambda v: type(v) in (int, float) and 0 <= v < 1,
-                               "a number in [0, 1)"),
-              "limit": (lambda v: v is None or (type(v) is int and v >= 1),
-                        "a positive integer or None"),
-              "test_images": (lambda v: type(v) is int and v >= 0, "a count"),
-              "val": (lambda v: v is None or isinstance(v, str), "a fingerprint"),
-              "test": (lambda v: v is None or isinstance(v, str), "a fingerprint")}
-    for key, (ok, what) in checks.items():
-        if key in split and not ok(split[key]):
-            raise bad(f"split[{key!r}]", f"must be {what}, got {split[key]!r}")
+        raise bad("'split'", f"must be the run's split recipe, got {type(split).__name__}")
+    _check_table(split, {
+        "seed": (lambda v: type(v) is int and 0 <= v < 2**32, "an integer seed"),
+        "val_fraction": (lambda v: type(v) in (int, float) and 0 <= v < 1, "a number in [0, 1)"),
+        "limit": (lambda v: v is None or (type(v) is int and v >= 1), "a positive integer or None"),
+        "test_images": (lambda v: type(v) is int and v >= 0, "a count"),
+        "val": (lambda v: v is None or isinstance(v, str), "a fingerprint"),
+        "test": (lambda v: v is None or isinstance(v, str), "a fingerprint")}, bad, "split[{!r}]")
+
+
+def _complaint(path, what_to_do: str):
+    return lambda field, why: ValueError(f"{path}: the checkpoint's {field} {why}; it was edited "
+                                         f"or damaged - {what_to_do}")
+
+
+def _check_table(values: dict, table: dict, bad, name: str = "{!r}") -> None:
+    """Each key of `values` that `table` holds passes its (check, what it must be), or `bad`."""
+    for key, (ok, what) in table.items():
+        if key in values and not ok(values[key]):
+            raise bad(name.format(key), f"must be {what}, got {values[key]!r:.60}")
 
 
 def _check_model_config(config: dict, bad) -> None:
@@ -101,11 +87,9 @@ def _check_model_config(config: dict, bad) -> None:
     unknown = sorted(map(str, set(config) - set(allowed)))
     missing = [k for k in ("num_classes", "in_channels", "image_size") if k not in config]
     if unknown or missing:
-        raise bad("model_config", f"has {'unknown' if unknown else 'no'} field(s) "
-                                  f"{', '.join(unknown or missing)}")
-    for key, (ok, what) in allowed.items():
-        if key in config and not ok(config[key]):
-            raise bad(f"model_config[{key!r}]", f"must be {what}, got {config[key]!r}")
+        raise bad("'model_config'", f"has {'unknown' if unknown else 'no'} field(s) "
+                                    f"{', '.join(unknown or missing)}")
+    _check_table(config, allowed, bad, "model_config[{!r}]")
     smallest = smallest_image_size(config.get("variant", "paper"),
                                    3 if config.get("overlapping_pool", True) else 2)
     if config["image_size"] < smallest:
@@ -117,11 +101,11 @@ def _check_model_config(config: dict, bad) -> None:
 def _check_weights(weights, config: dict, bad) -> None:
     """Floating-point, finite tensors of exactly the names and shapes `config`'s AlexNet has."""
     if not isinstance(weights, dict) or not weights:
-        raise bad("model", "is missing (no weights)")
+        raise bad("'model'", "is missing (no weights)")
     odd = [str(k) for k, t in weights.items() if not (torch.is_tensor(t) and t.is_floating_point())]
     if odd:
         kind = weights[odd[0]].dtype if torch.is_tensor(weights[odd[0]]) else type(weights[odd[0]])
-        raise bad("model", f"holds {odd[0]} as {kind}, not floating-point weights "
+        raise bad("'model'", f"holds {odd[0]} as {kind}, not floating-point weights "
                            f"({len(odd)} such entries)")
     with torch.device("meta"):   # shapes only: nothing is allocated
         expected = AlexNet(**config)
@@ -130,38 +114,35 @@ def _check_weights(weights, config: dict, bad) -> None:
     except RuntimeError as err:
         problem = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()),
                        str(err))
-        raise bad("model", f"does not fit its model_config ({problem[:200]})") from None
+        raise bad("'model'", f"does not fit its model_config ({problem[:200]})") from None
     broken = [name for name, t in weights.items() if not torch.isfinite(t).all()]
     if broken:
-        raise bad("model", f"holds NaN or infinite weights in {', '.join(broken[:3])}"
+        raise bad("'model'", f"holds NaN or infinite weights in {', '.join(broken[:3])}"
                            f"{' ...' if len(broken) > 3 else ''} (a diverged run or corrupted "
                            "bytes), so every prediction would be meaningless")
 
 
 def check_resumable(checkpoint: dict, path: str | Path) -> None:
-    """Every field a resume uses, checked before anything is loaded: a best.pt copied to
-    last.pt, an older or edited file gets one clear ValueError, not a KeyError or torch's
-    internals halfway through a resume."""
+    """Every field a resume uses, checked before anything is loaded: one clear ValueError for a
+    best.pt copied to last.pt or an older or edited file, not a KeyError halfway through."""
     if not isinstance(checkpoint.get("optimizer"), dict):
         raise ValueError(f"{path} is not a resumable last.pt: it has no optimizer state (a "
                          "best.pt keeps only what using the model needs). Resume from the "
                          "run's own last.pt, or start a new run in another folder")
 
-    for key, ok, what in (
-            ("epoch", lambda v: type(v) is int and v >= 0, "a count"),
-            ("batch", lambda v: v in (None, 0), "absent (a file saved inside an epoch, by an "
-                                                "older alexnet-edu, cannot continue here)"),
-            ("scheduler", lambda v: isinstance(v, dict), "a dict"),
-            ("scaler", lambda v: v is None or isinstance(v, dict), "a dict"),
-            ("history", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
-             "a list of epoch rows"),
-            ("train_config", lambda v: isinstance(v, dict), "a dict"),
-            ("processes", lambda v: v is None or (type(v) is int and v >= 1), "a count")):
-        if not ok(checkpoint.get(key)):
-            raise ValueError(f"{path}: the checkpoint's {key!r} must be {what}, got "
-                             f"{checkpoint.get(key)!r:.60}; it was edited or damaged - it cannot "
-                             "continue the run exactly; start a new run in another folder (its "
-                             "best.pt still evaluates)")
+    bad = _complaint(path, "it cannot continue the run exactly; start a new run in another "
+                           "folder (its best.pt still evaluates)")
+    _check_table({"epoch": None, "scheduler": None, "history": None, "train_config": None,
+                  **checkpoint}, {
+        "epoch": (lambda v: type(v) is int and v >= 0, "a count"),
+        "batch": (lambda v: v in (None, 0), "absent (a file saved inside an epoch, by an older "
+                                            "alexnet-edu, cannot continue here)"),
+        "scheduler": (lambda v: isinstance(v, dict), "a dict"),
+        "scaler": (lambda v: v is None or isinstance(v, dict), "a dict"),
+        "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+                    "a list of epoch rows"),
+        "train_config": (lambda v: isinstance(v, dict), "a dict"),
+        "processes": (lambda v: v is None or (type(v) is int and v >= 1), "a count")}, bad)
 
 
 def check_train_config(config) -> None:

@@ -59,22 +59,16 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def amp_dtype(setting: str, device: torch.device | str) -> torch.dtype | None:
-    """Which autocast dtype "auto" | "bf16" | "fp16" | "off" means on `device` (None: float32).
-
-    "auto": bfloat16 on CUDA GPUs with bf16 hardware (compute capability 8.0, Ampere, or newer),
-    float16 with loss scaling below it (`torch.cuda.is_bf16_supported()` is no guide: it is true
-    by emulation on a T4, P100 or V100, where bf16 runs slowly); on a CPU only when it has bf16
-    matrix units (`cpu_has_bf16`): elsewhere a bf16 step is slower than float32."""
-    device = torch.device(device)
+    """The autocast dtype "auto" | "bf16" | "fp16" | "off" means on `device` (None: float32).
+    "auto": bfloat16 on CUDA compute capability 8.0+ (`is_bf16_supported()` is no guide: it is
+    true by slow emulation on a T4 or V100), float16 below; bfloat16 on a CPU with AMX only."""
     fixed = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if setting in fixed:
         return fixed[setting]
-    if device.type == "cuda":
+    if (device := torch.device(device)).type == "cuda":
         major, _ = torch.cuda.get_device_capability(device)
         return torch.bfloat16 if major >= 8 else torch.float16
-    if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_bf16() else None
-    return None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16() else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
@@ -83,22 +77,15 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
 
 
 def pick_device(prefer: str | torch.device | None = None, verbose: bool = True) -> torch.device:
-    """CUDA if available, else Apple MPS, else CPU; `prefer` forces one ("cpu", "cuda:1", ...;
-    None or "auto" picks).
-
-    Prints one line saying what was chosen (and, on CPU, how to get a GPU on Colab).
-    """
-    if isinstance(prefer, str) and prefer.strip().lower() in ("", "auto"):
-        prefer = None
+    """CUDA if available, else Apple MPS, else CPU (`prefer` forces one: "cpu", "cuda:1"; None or
+    "auto" picks); prints the choice unless `verbose` is False."""
+    prefer = None if str(prefer).strip().lower() in ("", "auto", "none") else prefer
     if prefer is not None:
-        device = torch.device(prefer)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {prefer!r} was asked for, but PyTorch sees no CUDA GPU "
-                             "(on Colab: Runtime > Change runtime type > GPU)")
-        if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-            raise ValueError(f"device {prefer!r} was asked for, but only "
-                             f"{torch.cuda.device_count()} CUDA GPU(s) are visible "
-                             "(indices start at 0)")
+        device, gpus = torch.device(prefer), torch.cuda.device_count()
+        if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < gpus):
+            raise ValueError(f"device {prefer!r} was asked for, but PyTorch sees "
+                             f"{f'only {gpus}' if torch.cuda.is_available() else 'no'} CUDA GPU(s) "
+                             "(indices start at 0; on Colab: Runtime > Change runtime type > GPU)")
         if device.type == "mps" and not torch.backends.mps.is_available():
             raise ValueError(f"device {prefer!r} was asked for, but Apple MPS is not available")
     elif torch.cuda.is_available():

@@ -1,34 +1,20 @@
-r"""Which pixels made the network say "dog"? Three answers, each with its own blind spots.
+r"""Which pixels made the network say "dog"? Three answers, each with its own blind spots
+(notebook 09). All take *normalized* float images (N, C, H, W) and any classifier, run it in eval
+mode (restoring its mode afterwards) and return CPU tensors.
 
-**Occlusion** (Zeiler & Fergus 2014, Section 4.2): slide a grey patch over the image and record
-how much the probability of the class drops,
+- **Occlusion** (Zeiler & Fergus 2014, Section 4.2): the drop of the class probability when a grey
+  patch (0 after normalization: the training mean) covers each position. Easy to trust; one
+  forward pass per position, and the answer depends on the patch.
+- **Gradient saliency** (Simonyan et al. 2014): $M_{uv} = \max_c |\partial s_t / \partial
+  x_{c,u,v}|$ for the class logit $s_t$. One backward pass; a local, noisy linearization.
+- **Grad-CAM** (Selvaraju et al. 2017): $L = \mathrm{ReLU}(\sum_k \alpha_k A^k)$ with $\alpha_k$
+  the mean gradient of $s_t$ over map $A^k$ of a late conv layer. Smooth, as coarse as the layer.
 
-$$ O_{ij} = p_t(x) - p_t(x \odot \text{patch at } (i s,\ j s)). $$
-
-Model-agnostic and easy to trust, but one forward pass per position, and the answer depends on the
-patch size and on what "grey" means (here: 0 after normalization, i.e. the training mean).
-
-**Gradient saliency** (Simonyan, Vedaldi & Zisserman 2014): $M_{uv} = \max_c
-|\partial s_t / \partial x_{c,u,v}|$, the sensitivity of the class score $s_t$ (the logit, before
-the softmax) to each pixel. One backward pass; but it is a *local* linearization - noisy, and
-large where a tiny change matters, not necessarily where the object is.
-
-**Grad-CAM** (Selvaraju et al. 2017): weight the maps $A^k$ of a late conv layer by the mean
-gradient of the score, $\alpha_k = \frac{1}{HW}\sum_{ij} \partial s_t / \partial A^k_{ij}$, and
-keep the positive part, $L = \mathrm{ReLU}(\sum_k \alpha_k A^k)$. Class-specific and smooth,
-but only as sharp as the layer (13x13 for AlexNet's conv5 at 227 px).
-
-All three take *normalized* float images (N, C, H, W), work with any classifier `nn.Module`, run
-it in eval mode (restoring its mode afterwards) and return CPU tensors.
-
-**Sanity checks** (Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018): an
-explanation of the *model* must change when the model does. `cascading_randomization`
-re-initializes the layers one at a time from fc8 down to conv1; `sanity_check` recomputes each
-method's maps at every step and compares them with the trained model's by Spearman rank
-correlation and SSIM (Wang et al. 2004). A method whose maps stay similar explains the image,
-not the model: `edge_map`, which never looks at the model, is the failing reference. Their
-second test, `train_on_shuffled_labels`, trains a copy of the network to memorize permuted
-labels: maps that look the same for that model cannot be about what links image and class.
+**Sanity checks** (Adebayo et al., NeurIPS 2018): an explanation of the *model* must change when
+the model does. `sanity_check` re-initializes the layers from fc8 down (`cascading_randomization`)
+and compares each method's maps with the trained model's (Spearman rank correlation, SSIM);
+`edge_map`, which never looks at the model, is the reference that fails.
+`train_on_shuffled_labels` is their second test: a copy that memorized permuted labels.
 """
 
 from __future__ import annotations
@@ -41,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..hooks import eval_mode, find_layer, on_outputs
+from .viz import to_unit_range
 
 __all__ = ["occlusion", "occlusion_positions", "saliency", "grad_cam", "upsample", "edge_map",
            "rank_correlation", "ssim", "cascading_randomization", "sanity_check",
@@ -79,21 +66,20 @@ def occlusion(model: nn.Module, images: torch.Tensor, targets: int | Sequence[in
     n, _, h, w = images.shape
     ys, xs = occlusion_positions(h, patch, stride), occlusion_positions(w, patch, stride)
     t = _targets(targets, n, images.device)
-    corners = [(y, x) for y in ys for x in xs]
-    out = torch.empty(n, len(corners))
+    jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]   # one occluded copy each
+    drops = []
     with eval_mode(model):
-        base = model(images).float().softmax(-1).gather(1, t[:, None])[:, 0]
-        for i in range(n):
-            drops = []
-            for start in range(0, len(corners), batch_size):
-                chunk = corners[start:start + batch_size]
-                batch = images[i:i + 1].repeat(len(chunk), 1, 1, 1)
-                for b, (y, x) in enumerate(chunk):
-                    batch[b, :, y:y + patch, x:x + patch] = baseline
-                p = model(batch).float().softmax(-1)[:, t[i]]
-                drops.append(base[i] - p)
-            out[i] = torch.cat(drops).cpu()
-    return out.view(n, len(ys), len(xs))
+        # the probability of each row's target class
+        prob = lambda x, rows: model(x).float().softmax(-1).gather(1, t[rows, None])[:, 0]
+        base = prob(images, slice(None))
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start:start + batch_size]
+            rows = torch.tensor([i for i, _, _ in chunk], device=images.device)
+            batch = images[rows]                                     # a copy
+            for b, (_, y, x) in enumerate(chunk):
+                batch[b, :, y:y + patch, x:x + patch] = baseline
+            drops.append(base[rows] - prob(batch, rows))
+    return torch.cat(drops).cpu().view(n, len(ys), len(xs))
 
 
 def saliency(model: nn.Module, images: torch.Tensor,
@@ -147,15 +133,12 @@ def edge_map(model: nn.Module, images: torch.Tensor,
     return grad.pow(2).sum(1).sqrt().view(*x.shape).amax(1)
 
 
-def _same_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    a, b = torch.as_tensor(a).detach().cpu().float(), torch.as_tensor(b).detach().cpu().float()
-    if a.dim() == 2:
-        a, b = a[None], b[None]
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"got {a.shape[0]} maps and {b.shape[0]} maps to compare")
+def _same_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    a, b = (torch.as_tensor(t).detach().cpu().float().reshape(-1, *t.shape[-2:]) for t in (a, b))
+    if len(a) != len(b):
+        raise ValueError(f"got {len(a)} maps and {len(b)} maps to compare")
     size = tuple(max(x, y) for x, y in zip(a.shape[-2:], b.shape[-2:]))
-    return (a if a.shape[-2:] == size else upsample(a, size),
-            b if b.shape[-2:] == size else upsample(b, size))
+    return tuple(t if t.shape[-2:] == size else upsample(t, size) for t in (a, b))
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -176,23 +159,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     and b[i], each first scaled to [0, 1] by its own min and max (so data range L = 1,
     C1 = (0.01 L)^2, C2 = (0.03 L)^2), with their Gaussian window (11 taps, sigma 1.5; shorter
     for smaller maps), averaged over the valid positions. 1 = the same map."""
-    a, b = _same_size(a, b)
-
-    def unit(t: torch.Tensor) -> torch.Tensor:
-        lo = t.amin((-2, -1), keepdim=True)
-        span = t.amax((-2, -1), keepdim=True) - lo
-        return (t - lo) / torch.where(span > 0, span, torch.ones_like(span))
-
-    a, b = unit(a)[:, None].double(), unit(b)[:, None].double()
+    a, b = (to_unit_range(t, dims=(-2, -1))[:, None].double() for t in _same_size(a, b))
     taps = min(window, *a.shape[-2:])
     taps -= 1 - taps % 2                                                   # odd
     g = torch.exp(-(torch.arange(taps, dtype=torch.float64) - taps // 2) ** 2 / (2 * sigma ** 2))
     g = g / g.sum()
     w = (g[:, None] * g[None, :])[None, None]
-
-    def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, w)
-
+    blur = lambda t: F.conv2d(t, w)
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a ** 2
     var_b = blur(b * b) - mu_b ** 2
@@ -222,12 +195,10 @@ def cascading_randomization(model: nn.Module, layers: Sequence[str] = CASCADE_LA
 def sanity_check(model: nn.Module, images: torch.Tensor,
                  targets: int | Sequence[int] | torch.Tensor, methods: Mapping[str, Method],
                  layers: Sequence[str] = CASCADE_LAYERS, seed: int = 0) -> dict:
-    """Adebayo et al.'s cascading randomization test. Each method (a function of model,
-    images, targets returning (N, h, w) maps) is run on the trained model, then after each
-    step of `cascading_randomization`. Returns {"stages": ["trained", *layers], "maps":
-    {method: [maps per stage]}, "spearman": {method: [mean over images per stage]}, "ssim":
-    {...}}: the trained stage is 1 by definition. A method passes when its scores fall as the
-    layers are randomized; one that stays near 1 does not depend on what the model learnt."""
+    """Adebayo et al.'s cascading randomization test: each method(model, images, targets) ->
+    (N, h, w) maps runs on the trained model, then after each step of `cascading_randomization`.
+    Returns {"stages": ["trained", *layers], "maps": {method: [maps per stage]}, "spearman" and
+    "ssim": {method: [mean over images per stage]}}. A method passes when its scores fall."""
     t = _targets(targets, len(images), images.device)
     maps = {name: [method(model, images, t).detach().cpu()] for name, method in methods.items()}
     for _, randomized in cascading_randomization(model, layers, seed):
@@ -242,12 +213,9 @@ def sanity_check(model: nn.Module, images: torch.Tensor,
 def train_on_shuffled_labels(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                              epochs: int = 50, lr: float = 3e-4, batch_size: int = 32,
                              seed: int = 0) -> tuple[nn.Module, float]:
-    """Adebayo et al.'s data randomization test: a copy of `model`, every layer re-initialized
-    (PyTorch's defaults), trained with Adam on `images` (normalized, as the model takes them)
-    with `labels` permuted by `seed`, until it fits them all or `epochs` run out. Dropout is
-    off while it trains: there is nothing to generalize, only to memorize, and with dropout
-    that takes several times more steps. Returns the copy (in eval mode) and its accuracy on
-    the permuted labels, which says whether it memorized them. A few dozen images suffice."""
+    """Adebayo et al.'s data randomization test: a re-initialized copy of `model` trained with
+    Adam on `images` (normalized) and `labels` permuted by `seed`, until it fits them all or
+    `epochs` run out. Returns the copy (eval mode) and its accuracy on the permuted labels."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         shuffled = labels[torch.randperm(len(labels))].to(images.device)
@@ -258,7 +226,7 @@ def train_on_shuffled_labels(model: nn.Module, images: torch.Tensor, labels: tor
         optimizer = torch.optim.Adam(copy_.parameters(), lr=lr)
         accuracy = 0.0
         for _ in range(epochs):
-            copy_.train()
+            copy_.train()   # dropout off: memorizing (nothing to generalize) takes far fewer steps
             for module in copy_.modules():
                 if isinstance(module, nn.Dropout):
                     module.eval()

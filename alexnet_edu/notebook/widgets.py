@@ -16,19 +16,10 @@ __all__ = ["FeatureMapViewer"]
 
 
 class FeatureMapViewer:
-    """Interactive feature maps: pick an image, a layer and a channel; see the map, the input and
-    the image's most active channels in that layer. Works in JupyterLab and Colab (ipywidgets +
-    an Image widget showing PNG bytes); frontends without widgets get the same view as a
-    static PNG.
-
-        viewer = FeatureMapViewer(model, images, mean=splits.mean, std=splits.std)
-        viewer            # the widget (last expression of a cell)
-        viewer.figure()   # the current view as a matplotlib Figure
-
-    Controls (attributes): `image_picker`, `layer`, `channel`, `top_channels`; output: `image`
-    (ipywidgets.Image); everything: `widget`. Their CSS classes (for browser tests) are
-    alexnet-edu-image-picker, -layer, -channel, -top-channels, -image and -viewer.
-    """
+    """Pick an image, a layer and a channel; see the map, the input and the image's most active
+    channels in that layer (`figure()`), as a widget in JupyterLab and Colab and as a PNG where
+    widgets do not run. Controls: `image_picker`, `layer`, `channel`, `top_channels`; output:
+    `image`; all: `widget`, with CSS classes alexnet-edu-<control> for browser tests."""
 
     def __init__(self, model: torch.nn.Module, images: torch.Tensor,
                  titles: Sequence[str] | None = None, layers: Sequence[str] | None = None,
@@ -42,20 +33,17 @@ class FeatureMapViewer:
             raise ValueError(f"FeatureMapViewer expects images (N, C, H, W), got "
                              f"{tuple(images.shape)}")
         self.model, self.images, self.mean, self.std = model, images, mean, std
-        self.titles = list(titles) if titles is not None else [f"image {i}" for i in
-                                                               range(len(images))]
-        # Only spatial layers have maps to show (conv1 ... pool5).
-        if layers is None:
+        self.titles = list(titles or (f"image {i}" for i in range(len(images))))
+        if layers is None:   # only spatial layers have maps to show (conv1 ... pool5)
             every = model.layer_names()
             layers = every[:every.index("pool5") + 1]
-        names = list(layers)
         self.top_k = top_k
         self._cache: dict[int, dict[str, torch.Tensor]] = {}
 
-        first = layer if layer is not None else names[0]
         self.image_picker = widgets.Dropdown(options=[(t, i) for i, t in enumerate(self.titles)],
                                              value=0, description="Image")
-        self.layer = widgets.Dropdown(options=names, value=first, description="Layer")
+        self.layer = widgets.Dropdown(options=list(layers), value=layer or layers[0],
+                                      description="Layer")
         self.channel = widgets.IntSlider(value=0, min=0, max=1, description="Channel",
                                          continuous_update=False)
         self.top_channels = widgets.Dropdown(options=[], description="Top channels",
@@ -65,7 +53,6 @@ class FeatureMapViewer:
                        (self.channel, "channel"), (self.top_channels, "top-channels"),
                        (self.image, "image")):
             w.add_class(f"alexnet-edu-{css}")
-        self.image.add_class("alexnet-edu-feature-map")
         self.widget = widgets.VBox([
             widgets.HBox([self.image_picker, self.layer]),
             widgets.HBox([self.channel, self.top_channels]), self.image])
@@ -80,21 +67,20 @@ class FeatureMapViewer:
         self._on_source_change(jump=True)
 
     # --- data ---------------------------------------------------------------------------------
-    def maps(self, index: int | None = None, layer: str | None = None) -> torch.Tensor:
-        """The (C, H, W) maps of image `index` at `layer` (defaults: the current selection)."""
-        index = self.image_picker.value if index is None else index
-        layer = self.layer.value if layer is None else layer
+    def maps(self) -> torch.Tensor:
+        """The (C, H, W) maps of the chosen image at the chosen layer."""
+        index = self.image_picker.value
         if index not in self._cache:
             x = self.images[index:index + 1].to(next(self.model.parameters()).device)
             with eval_mode(self.model):
                 maps = activations(self.model, x, list(self.layer.options))
             self._cache[index] = {k: v[0].cpu() for k, v in maps.items()}
-        return self._cache[index][layer]
+        return self._cache[index][self.layer.value]
 
-    def top(self, k: int | None = None) -> list[int]:
-        """The current layer's k channels with the largest mean activation for this image."""
+    def top(self) -> list[int]:
+        """The chosen layer's `top_k` channels with the largest mean activation for this image."""
         means = self.maps().flatten(1).mean(1)
-        return means.argsort(descending=True, stable=True)[:k or self.top_k].tolist()
+        return means.argsort(descending=True, stable=True)[:self.top_k].tolist()
 
     # --- events -------------------------------------------------------------------------------
     def _on_source_change(self, jump: bool = False) -> None:
@@ -110,7 +96,7 @@ class FeatureMapViewer:
             self._show_channel_in_menu()
         finally:
             self._busy = False
-        self._render()
+        self.image.value = figure_to_png(self.figure())
 
     def _show_channel_in_menu(self) -> None:
         # The menu shows the current channel when it is one of the top ones, else stays blank.
@@ -118,22 +104,13 @@ class FeatureMapViewer:
         self.top_channels.value = self.channel.value if in_top else None
 
     def _on_channel(self, _change: Any) -> None:
-        if not self._busy:
-            self._busy = True
-            try:
-                self._show_channel_in_menu()
-            finally:
-                self._busy = False
-        self._render()
+        if not self._busy:   # (the menu then picks this channel: _on_top_pick changes nothing)
+            self._show_channel_in_menu()
+            self.image.value = figure_to_png(self.figure())
 
     def _on_top_pick(self, change: Any) -> None:
         if change["new"] is not None and not self._busy:
             self.channel.value = change["new"]
-
-    def _render(self) -> None:
-        if self._busy:
-            return
-        self.image.value = figure_to_png(self.figure())
 
     # --- drawing ------------------------------------------------------------------------------
     def figure(self) -> Figure:
@@ -150,27 +127,24 @@ class FeatureMapViewer:
         ax_img.imshow(_hwc(denormalize(self.images[index], self.mean, self.std)),
                       cmap="gray", vmin=0, vmax=1)
         h, w = self.images.shape[-2:]
-        ax_img.set_title(f"input: {self.titles[index]}")
-        ax_img.set_xlabel(f"x (px, of {w})")
-        ax_img.set_ylabel(f"y (px, of {h})")
+        ax_img.set(title=f"input: {self.titles[index]}", xlabel=f"x (px, of {w})",
+                   ylabel=f"y (px, of {h})")
         ax_map = fig.add_subplot(grid[0, cols // 2:])
         im = ax_map.imshow(m[ch].numpy(), cmap="viridis", interpolation="nearest")
         fig.colorbar(im, ax=ax_map, label="activation")
         dead = " — dead (all zero)" if m[ch].abs().max() == 0 else ""
-        ax_map.set_title(f"{layer}, channel {ch} of {m.shape[0]}{dead}")
-        ax_map.set_xlabel(f"x (unit, of {m.shape[2]})")
-        ax_map.set_ylabel(f"y (unit, of {m.shape[1]})")
         # units are whole: ticks at 0, 1, 2 on a 3 x 3 map, never at -0.5, 0.5, ...
-        ax_map.set_xticks(range(0, m.shape[2], -(-m.shape[2] // 8)))
-        ax_map.set_yticks(range(0, m.shape[1], -(-m.shape[1] // 8)))
+        ax_map.set(title=f"{layer}, channel {ch} of {m.shape[0]}{dead}",
+                   xlabel=f"x (unit, of {m.shape[2]})", ylabel=f"y (unit, of {m.shape[1]})",
+                   xticks=range(0, m.shape[2], -(-m.shape[2] // 8)),
+                   yticks=range(0, m.shape[1], -(-m.shape[1] // 8)))
         tops = self.top()
         shown = to_unit_range(m[tops], dims=(-2, -1))
         for j, (c, img) in enumerate(zip(tops, shown)):
             ax = fig.add_subplot(grid[1, j])
             ax.imshow(img.numpy(), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
             ax.set_title(f"ch {c}", fontsize=8)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
         fig.suptitle(f"{layer} feature maps ({m.shape[1]}×{m.shape[2]}); bottom: the {len(tops)} "
                      "most active channels (mean activation), each scaled to its own min–max")
         return fig

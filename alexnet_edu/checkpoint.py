@@ -1,16 +1,11 @@
-"""Checkpoints: the file format, saving and loading it safely, and resuming a run.
-
-A dict saved with `torch.save`, loaded with ``torch.load(weights_only=True)`` (no code runs): what
-*using* the model needs (configuration, classes, normalization, input size: `load_model`) and, in
-``last.pt``, what *continuing* needs (optimizer, scheduler, loss scaler, epochs done). A run
-resumes at an epoch boundary, as torchvision's reference script does, bit-exactly: every epoch
-draws its randomness from (seed, epoch, rank) alone (`seed_epoch`).
-"""
+"""Checkpoints: a dict saved with `torch.save` and loaded with ``torch.load(weights_only=True)``
+(no code runs). best.pt holds what *using* the model needs, last.pt also what *continuing* needs.
+A run resumes at an epoch boundary, as torchvision's reference script does, bit-exactly: every
+epoch draws its randomness from (seed, epoch, rank) alone (`seed_epoch`)."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import random
 import shutil
@@ -43,9 +38,8 @@ RECIPE = ("batch_size", "lr", "momentum", "weight_decay", "lr_factor", "patience
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
-    """Write `checkpoint` atomically (`files.write_atomic`: a crash or full disk leaves the previous
-    file). A failed write is an OSError saying which file, why, and what is intact -- also where
-    torch.save reports a full disk as a RuntimeError from its zip writer."""
+    """Write `checkpoint` atomically (`files.write_atomic`). A failed write, also one torch.save
+    reports as a RuntimeError from its zip writer, is an OSError saying why and what is intact."""
     path = Path(path)
     try:
         return write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
@@ -61,8 +55,7 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
         # the run's last.pt, where there is one, is what a resume continues from
         then = ("then resume the run" if (path.parent / "last.pt").is_file() else
                 "then start the run again: no last.pt was written, so there is nothing to resume")
-        raise OSError(getattr(err, "errno", None) or errno.EIO,
-                      f"could not write the checkpoint {path} ({why.splitlines()[0]}); {kept}. "
+        raise OSError(f"could not write the checkpoint {path} ({why.splitlines()[0]}); {kept}. "
                       f"Free disk space (or fix the folder's permissions), {then}") from err
 
 

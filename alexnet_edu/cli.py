@@ -42,8 +42,6 @@ PROG = "alexnet-edu"
 def _error(problem: Any) -> None:
     """`problem` (a message or the library's exception) as one line on stderr, control
     characters escaped: the message as the library words it, not re-wrapped."""
-    if isinstance(problem, OSError) and problem.strerror and problem.filename is None:
-        problem = problem.strerror   # a whole message (save_checkpoint's), without "[Errno N]"
     lines = str(problem).strip().splitlines() or [type(problem).__name__]
     if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
         # raised in a DataLoader worker: its own message, which names the file, ends the traceback

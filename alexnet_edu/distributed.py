@@ -1,18 +1,9 @@
-"""Data-parallel training on torch.distributed: one process per device, launched by torchrun.
-
-    torchrun --nproc_per_node=2 -m alexnet_edu train --dataset fashion-mnist --out runs/fm
-
-torchrun starts the processes (and tells each its rank); `start` joins them into a process
-group (NCCL between CUDA GPUs, gloo between CPU processes). Each process trains the
-same model on its share of every batch (`ShardBatches`, used by `data.make_loader(...,
-shard=...)`: the order depends on the seed and the epoch only; nothing is repeated, so the last
-step's shares may differ) and DistributedDataParallel averages the gradients, each process's
-loss weighted by its share of the step's images, so W processes with batch B take the steps
-one process takes with batch W·B. Rank 0 alone prints and writes checkpoints; each process
-draws its own crops and dropout masks from (seed, epoch, rank). Across machines, torchrun's
-rendezvous options do the rest (`--nnodes`, `--node-rank`, `--rdzv-endpoint`), as in
-torchvision's reference scripts. Without torchrun, every function here is a no-op: one process.
-"""
+"""Data-parallel training: one process per device, started by torchrun
+(``torchrun --nproc_per_node=2 -m alexnet_edu train ...``). Each process trains the same model
+on its share of every batch (`ShardBatches`) and DistributedDataParallel averages the gradients,
+so W processes with batch B take the steps one process takes with batch W·B. Rank 0 alone prints
+and writes checkpoints. Across machines, torchrun's --nnodes and --rdzv-endpoint do the rest.
+Without torchrun, every function here is a no-op: one process."""
 
 from __future__ import annotations
 
@@ -77,24 +68,17 @@ def sum_across(values: list[float]) -> list[float]:
 
 
 def loss_weight(images: int) -> float:
-    """What this process's *summed* loss is multiplied by, `images` being its share of the
-    step: 1 / images in one process (the mean loss). DistributedDataParallel averages the
-    processes' gradients, so W / (the step's images) makes that average the gradient of the
-    step's mean loss, as one process with the whole step computes it, also when the shares
-    differ (the last step). A collective: every process calls it at every step."""
+    """What this process's *summed* loss over its `images` is multiplied by: W / (the step's
+    images), so that DDP's average of W gradients is that of the step's mean loss, also when the
+    shares differ (the last step). A collective: every process calls it at every step."""
     return world_size() / max(sum_across([images])[0], 1)
 
 
 class ShardBatches(Sampler[list[int]]):
-    """This process's share of every batch: the dataset's indices in a seeded shuffle, cut into
-    steps of `batch_size` x `processes` images, the i-th image of each step going to process
-    i mod `processes` (one process: plain batches of the shuffle).
-
-    Unlike torch's DistributedSampler, nothing is repeated to even out the shares: every
-    process takes the same number of steps, and in the last step, when the dataset does not
-    fill it, the shares differ by at most one image and may be empty (33 images, 2 processes
-    with batch 8: shares of 8, 8 and then 1 and 0). Together the shares of a step are exactly
-    the batch that one process with batch `batch_size` x `processes` takes."""
+    """This process's share of every batch: a seeded shuffle cut into steps of `batch_size` x
+    `processes` images, the i-th image of a step going to process i mod `processes`. Unlike
+    DistributedSampler, nothing is repeated: together the shares of a step are exactly one
+    process's batch of `batch_size` x `processes` (the last step's shares may differ by one)."""
 
     def __init__(self, size: int, batch_size: int, shuffle: bool, seed: int = 0,
                  shard: tuple[int, int] = (0, 1)) -> None:

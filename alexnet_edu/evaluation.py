@@ -21,18 +21,14 @@ __all__ = ["evaluate", "predict"]
 def evaluate(model: nn.Module, data, transform: nn.Module | dict,
              device: str | torch.device | None = None, tta: bool | str = False,
              batch_size: int = 256, amp: str = "auto", progress: bool = False) -> dict:
-    """Loss, top-1, top-5 of `model` in eval mode on `data` (a Dataset of (uint8 image, label),
-    a DataLoader, or a pair of tensors); `transform`: the evaluation BatchTransform, or a
-    checkpoint. ``tta=True`` averages the softmax over the paper's ten crops (Section 4.1),
-    ``tta="flip"`` over the centre crop and its mirror (for objects that fill the frame). A dict:
-    loss, top1, top5 (None below 5 classes), n, predictions, targets, probabilities (CPU)."""
+    """Loss, top-1, top-5 (None below 5 classes), n, predictions, targets, probabilities of
+    `model` on `data` (a Dataset of (uint8 image, label), a DataLoader or a pair of tensors);
+    `transform`: a BatchTransform, or a checkpoint. `tta`: True averages the softmax over the
+    paper's ten crops (Section 4.1), "flip" over the centre crop and its mirror."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     transform = (eval_transform(transform) if isinstance(transform, dict) else transform).to(device)
     if tta not in (False, True, "flip"):
         raise ValueError(f"tta must be False, True (ten crops) or 'flip', got {tta!r}")
-    if tta is True and not hasattr(transform, "ten_crop_batch"):
-        raise ValueError("10-crop testing needs a transforms.BatchTransform (its ten_crop_batch); "
-                         f"got {type(transform).__name__}")
     dtype = amp_dtype(amp, device)
     all_logp, all_targets = [], []
     with eval_mode(model):

@@ -76,8 +76,8 @@ class Splits:
 
 
 def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
-    """SHA-256 of a split's images and labels, which `held_out_split` checks; a streamed folder's
-    images are known by their file names and sizes (reading them all would take an epoch)."""
+    """SHA-256 of a split's images and labels (a streamed folder's: file names and sizes, since
+    reading them all would take an epoch); `held_out_split` checks it."""
     digest = hashlib.sha256()
     if isinstance(dataset, ImageFiles):
         for path in dataset.paths:
@@ -106,15 +106,15 @@ def _stats(images: Tensor, chunk: int = 256) -> tuple[tuple[float, ...], tuple[f
 
 
 def channel_mean_std(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) standard deviation of uint8 images N x C x H x W,
-    on the 0-1 scale: the numbers `Normalize` uses. Compute them on the TRAIN split only."""
+    """Per-channel mean and population std of uint8 N x C x H x W images, 0-1 scale: the numbers
+    `Normalize` uses. Compute them on the TRAIN split only."""
     mean, std, _ = _stats(images)
     return mean, std
 
 
 def rgb_pca(images: Tensor) -> tuple[Tensor, Tensor]:
-    """Eigenvalues (3,) and eigenvectors (3 x 3, one per column, largest first) of the 3 x 3
-    covariance of RGB pixel values (0-1 scale) over all pixels of uint8 `images` (§4.1)."""
+    """Eigenvalues (3,) and eigenvectors (3 x 3 columns, largest first) of the covariance of
+    uint8 `images`' RGB pixel values, 0-1 scale (§4.1)."""
     if images.shape[1] != 3:
         raise ValueError(f"PCA lighting needs RGB images, got {images.shape[1]} channel(s)")
     return _eig(_stats(images)[2])
@@ -137,15 +137,14 @@ def dataset_key(dataset: str | Path) -> str:
 
 
 def _held_out_folder(folder: Path) -> Path | None:
-    """A folder's own test split: test/ beside train/, else val/ (ImageNet's layout, whose
-    labelled validation set is the test split here: our validation split comes from train/)."""
+    """A folder's own test split: test/ beside train/, else val/ (ImageNet's layout: our
+    validation split comes from train/)."""
     found = [folder / name for name in ("test", "val") if (folder / name).is_dir()]
     return found[0] if found and (folder / "train").is_dir() else None
 
 
 def _folder_splits(folder: Path, seed: int) -> tuple[Dataset, Dataset]:
-    """(training pool, test split): the folder's train/ and test/ (or val/), else a seeded
-    random FOLDER_TEST_FRACTION of its images as the test split."""
+    """(training pool, test split): train/ and test/ (or val/), else a seeded random split."""
     if not folder.is_dir():
         raise FileNotFoundError(f"unknown dataset {str(folder)!r}: use one of {DATASETS} or the "
                                 "path of a folder of images in class sub-folders")
@@ -182,11 +181,9 @@ def _test_subset(test: Dataset, seed: int, limit: int | None) -> Dataset:
 
 def load_splits(dataset: str | Path, root: str | Path | None = None, val_fraction: float = 0.1,
                 seed: int = 0, limit: int | None = None, download: bool = False) -> Splits:
-    """Train/val/test splits of "fashion-mnist" or "stl10" (their official files below `root`,
-    downloaded first if `download`) or of an image folder (class sub-folders; with train/ and
-    test/ inside, those are used, else a seeded 20 % becomes the test split). The validation
-    split is carved from the training set with `seed`; `limit` caps the images per split (val:
-    the same proportion). Mean, std and PCA come from the train split only."""
+    """Splits of "fashion-mnist" or "stl10" (official files below `root`, downloaded first if
+    `download`) or of an image folder (its train/ and test/, else a seeded 20 % is the test
+    split). Validation is carved from training with `seed`; `limit` caps the images per split."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     name = dataset_key(dataset)
@@ -215,11 +212,9 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
 def held_out_split(dataset: str | Path, root: str | Path | None = None, split: str = "test",
                    recipe: dict | None = None, download: bool = False,
                    classes: list[str] | None = None) -> tuple[Dataset, bool]:
-    """(the split, synthetic): `split` ("train", "val" or "test") as `load_splits` draws it with
-    a run's `recipe` (its checkpoint's "split": seed, val_fraction, limit), refused when its
-    classes are not the run's `classes` or it is not the split the run held out (the recipe's
-    fingerprint). The test split is read without the training files where the dataset keeps it
-    apart (official test files, a folder's test/)."""
+    """(the split, synthetic): `split` as `load_splits` draws it with a run's `recipe` (its
+    checkpoint's "split"), refused when its classes or fingerprint are not the run's. A test
+    split kept apart (official test files, a folder's test/) is read alone."""
     recipe, name = recipe or {}, dataset_key(dataset)
     seed, limit = recipe.get("seed", 0), recipe.get("limit")
     if split == "test" and name in DATASETS:   # the official test files alone
@@ -245,12 +240,10 @@ def held_out_split(dataset: str | Path, root: str | Path | None = None, split: s
 # Loaders of uint8 batches ------------------------------------------------------------------------
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int | None = None,
                 seed: int = 0, shard: tuple[int, int] = (0, 1)) -> DataLoader:
-    """A DataLoader of uint8 batches `(images N x C x H x W, labels N)`, shuffled with `seed`.
-    `shard` = (rank, processes): this process's share of every batch in data-parallel training.
-    A `TensorImageDataset` is indexed a whole batch at a time in the main process; other
-    datasets get min(2, CPUs) workers by default (Colab has two cores)."""
+    """A DataLoader of uint8 batches `(images N x C x H x W, labels N)`, shuffled with `seed`;
+    `shard` = (rank, processes): this process's share of every batch in data-parallel training."""
     in_memory = isinstance(dataset, TensorImageDataset)
-    if num_workers is None:   # tensors in memory: nothing for workers to do but copy
+    if num_workers is None:   # tensors in memory: nothing for workers to do; Colab has 2 cores
         num_workers = 0 if in_memory or isinstance(dataset, TensorDataset) else min(
             2, os.cpu_count() or 1)
     # The order comes from `seed` alone (distributed.ShardBatches deals it out to the processes),

@@ -1,7 +1,5 @@
-"""Image files, read safely: one reader for the whole package (datasets, streamed folders and
-`alexnet-edu predict`), which turns any file PIL can open into 8-bit RGB with bounded memory, and
-says which file is wrong and what to do when it cannot. Folders of them (one sub-folder per
-class) become datasets: in memory (`TensorImageDataset`), or read from disk (`ImageFiles`).
+"""Image files, read safely by one reader (8-bit RGB, bounded memory, errors naming the file),
+and folders of them (one sub-folder per class) as datasets: in memory or read from disk.
 """
 
 from __future__ import annotations
@@ -40,33 +38,6 @@ class DataFileError(ValueError):
     """A data file that cannot be used; the message names it, says what is wrong and what to do."""
 
 
-def _open_image(path: Path, max_pixels: int) -> Image.Image:
-    """PIL's lazily opened image (header read only), or a clear error naming the file."""
-    if not path.exists():
-        raise FileNotFoundError(f"image {path} does not exist")
-    if path.is_dir():
-        raise DataFileError(f"cannot read image {path}: it is a folder, not an image file")
-    if not path.is_file():   # a pipe or a device would block the reader, or never end
-        raise DataFileError(f"{path} is not a regular file (a named pipe, device or socket): "
-                            "remove it, or copy the image into a file.")
-    try:
-        with warnings.catch_warnings():   # our own, lower limit below gives the clear message
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
-    except Exception as err:   # a damaged or crafted file may raise anything from PIL's parsers
-        why = ("not an image (PIL cannot identify it; use PNG, JPEG, ...)"
-               if isinstance(err, UnidentifiedImageError) else err)
-        raise DataFileError(f"cannot read image {path}: {why}. Remove or replace this file.") \
-            from err
-    w, h = img.size
-    if w * h > max_pixels:
-        img.close()
-        raise DataFileError(f"image {path} is {w}x{h} = {w * h:,} pixels, more than the "
-                            f"{max_pixels:,} this reader accepts (a decompression bomb, or a "
-                            f"huge scan): shrink it first, or remove it.")
-    return img
-
-
 def _shrink(img: Image.Image, max_side: int | None, shorter_side: int | None) -> Image.Image:
     """`img` decoded and shrunk (aspect kept) to the bounds (None: none); never enlarged."""
     w, h = img.size
@@ -84,10 +55,9 @@ def _shrink(img: Image.Image, max_side: int | None, shorter_side: int | None) ->
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """8-bit RGB from any PIL mode; convert("RGB") alone would saturate 16-bit images to white
-    and zero float ones. 16-bit modes, and "I" (32-bit integer) with values in 0..65535 (16-bit
-    PGM, some TIFFs), are divided by 257; "F" (float) in 0..1 is multiplied by 255; otherwise the
-    finite values' min..max is stretched to 0..255 (NaN, inf and constant images: black)."""
+    """8-bit RGB from any PIL mode (convert("RGB") alone saturates 16-bit images to white and
+    zeroes float ones): integers in 0..65535 / 257, floats in 0..1 * 255, else the finite
+    min..max stretched to 0..255 (NaN, inf and constant images: black)."""
     if not (img.mode.startswith("I;16") or img.mode in ("I", "F")):
         return img.convert("RGB")
     a = np.asarray(img, dtype=np.float64)
@@ -106,20 +76,34 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def read_image(path: str | Path, max_side: int | None = MAX_IMAGE_SIDE,
                max_pixels: int = MAX_IMAGE_PIXELS,
                shorter_side: int | None = None) -> Image.Image:
-    """One image file as an 8-bit RGB `PIL.Image.Image` (the package's one image reader), its
-    longer side at most `max_side` and its shorter side at most `shorter_side` (None: no bound).
-
-    Memory stays bounded: images over `max_pixels` are refused before decoding, a JPEG is decoded
-    at a reduced scale, others are shrunk right after decoding. High bit depths are rescaled (see
-    `_to_rgb`). Errors name the file: FileNotFoundError when it is missing, DataFileError (a
-    ValueError) when it is not an image, is damaged or too large."""
+    """One image file as 8-bit RGB, its sides at most `max_side` and `shorter_side` (None: no
+    bound); images over `max_pixels` are refused before decoding. FileNotFoundError, or a
+    DataFileError naming the file when it is not an image, is damaged or too large."""
     path = Path(path)
-    img = _open_image(path, max_pixels)
+    if not path.exists():
+        raise FileNotFoundError(f"image {path} does not exist")
+    if path.is_dir():
+        raise DataFileError(f"cannot read image {path}: it is a folder, not an image file")
+    if not path.is_file():   # a pipe or a device would block the reader, or never end
+        raise DataFileError(f"{path} is not a regular file (a named pipe, device or socket): "
+                            "remove it, or copy the image into a file.")
     try:
+        with warnings.catch_warnings():   # our own, lower limit below gives the clear message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)        # the header only
         with img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise DataFileError(f"image {path} is {w}x{h} = {w * h:,} pixels, more than the "
+                                    f"{max_pixels:,} this reader accepts (a decompression bomb, "
+                                    "or a huge scan): shrink it first, or remove it.")
             return _to_rgb(_shrink(img, max_side, shorter_side))
-    except Exception as err:   # PIL's decoders raise TypeError, struct.error... on crafted files
-        raise DataFileError(f"cannot read image {path}: {err}. Remove or replace this file.") \
+    except DataFileError:
+        raise
+    except Exception as err:   # a damaged or crafted file may raise anything from PIL's parsers
+        why = ("not an image (PIL cannot identify it; use PNG, JPEG, ...)"
+               if isinstance(err, UnidentifiedImageError) else err)
+        raise DataFileError(f"cannot read image {path}: {why}. Remove or replace this file.") \
             from err
 
 
@@ -183,10 +167,8 @@ def square(image: Tensor, side: int = PAPER_RESIZE) -> Tensor:
 
 
 class ImageFiles(Dataset):
-    """An image folder too large for memory, as file paths: `ds[i]` decodes image i when it is
-    asked for (in DataLoader workers), shrinking it as it is read, and brings it to side x side
-    the paper's way (§2: shorter side to 256, central crop). Memory stays that of a few batches
-    whatever the folder's size; `BatchTransform` then crops and augments whole batches."""
+    """An image folder too large for memory, as file paths: `ds[i]` reads image i (in the
+    DataLoader's workers) and brings it to side x side the paper's way (§2)."""
 
     def __init__(self, paths: list[Path], labels: Tensor, classes: list[str],
                  side: int = PAPER_RESIZE, channels: int = 3):
@@ -243,9 +225,8 @@ class TensorImageDataset(Dataset):
 
 
 def load_image_folder(folder: str | Path) -> TensorImageDataset:
-    """Every image below `folder`/<class>/ as one uint8 tensor (class = sub-folder name, sorted).
-    Images of one common size (shorter side at most 256) keep it; otherwise every image is
-    brought to 256 x 256 the paper's way (§2: shorter side to 256, central crop)."""
+    """Every image below `folder`/<class>/ as one uint8 tensor; images of one size (shorter side
+    at most 256) keep it, others are brought to 256 x 256 the paper's way (§2)."""
     return _load_files(*scan_folder(Path(folder).expanduser()))
 
 
@@ -263,8 +244,8 @@ def _load_files(classes: list[str], paths: list[Path], labels: list[int]) -> Ten
 
 
 def folder_dataset(folder: str | Path) -> TensorImageDataset | ImageFiles:
-    """`load_image_folder` when the folder's images fit in IN_MEMORY_BYTES at 256 x 256, else
-    `ImageFiles` (read from disk batch by batch); says which it chose, and why."""
+    """`load_image_folder` when the images fit in IN_MEMORY_BYTES at 256 x 256, else (saying so)
+    `ImageFiles`."""
     folder = Path(folder).expanduser()
     classes, paths, labels = scan_folder(folder)
     needed = len(paths) * 3 * PAPER_RESIZE**2
@@ -290,8 +271,7 @@ def first_images(dataset: Dataset, n: int) -> Tensor:
 
 
 def sample_photos() -> TensorImageDataset:
-    """Six natural colour photos every install has (no download), brought to 256 x 256 the
-    paper's way (§2), one class per photo: astronaut, cat, coffee, flower, rocket, temple."""
+    """Six natural colour photos every install has, 256 x 256 (§2), one class per photo."""
     from sklearn.datasets import load_sample_image  # a dependency; ships two photos
 
     found = {name: read_image_tensor(Path(__file__).parent / "photos" / f"{name}.jpg")

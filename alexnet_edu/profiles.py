@@ -1,17 +1,9 @@
-"""Run profiles, and the policy they decide (the edge: notebooks and the CLI ask here, and pass
-the answers to the core as arguments): the same code at three sizes, chosen by the machine.
-
-- ``smoke``: CI. A few hundred images, one or two epochs, 67 px: checks that every code path
-  runs; its numbers mean nothing.
-- ``cpu``: no CUDA GPU (a laptop, Apple MPS, Colab without a GPU). 67 px inputs and a recipe
-  sized for a training notebook of minutes on 2 CPU cores, whose result means something
-  (benchmarks/README.md gives the figures).
-- ``full``: a CUDA GPU. The paper's input size (227 px) and whole datasets.
-
-``ALEXNET_EDU_PROFILE=smoke|cpu|full`` overrides the choice (``ALEXNET_EDU_SMOKE=1`` still means
-smoke). Notebooks and the CLI read their sizes from `run_size`, so a profile changes how much
-work is done, never which code does it. The profile also says where runs go (`runs_dir`) and
-whether STL-10 is downloaded (`load_splits`).
+"""Run profiles and the policy they decide: the edge (notebooks and the CLI ask here and pass
+the answers to the core as arguments). The same code at three sizes, chosen by the machine:
+``smoke`` (CI: a few hundred images; its numbers mean nothing), ``cpu`` (no CUDA GPU: 67 px, a
+training notebook in minutes on 2 cores) and ``full`` (a CUDA GPU: 227 px, whole datasets).
+``ALEXNET_EDU_PROFILE=smoke|cpu|full`` overrides the choice. A profile changes how much work is
+done (`run_size`), where runs go (`runs_dir`) and whether STL-10 is downloaded, never which code.
 """
 
 from __future__ import annotations
@@ -29,7 +21,7 @@ from .settings import PROJECT_ROOT, data_root, shown_path, smoke_mode
 from .standin import provide_standins
 from .train import TrainConfig
 
-__all__ = ["PROFILES", "Profile", "RunSize", "current_profile", "profile_named", "run_size",
+__all__ = ["PROFILES", "Profile", "RunSize", "current_profile", "run_size",
            "SIZES", "runs_dir", "load_splits", "held_out_split", "try_load", "stl10_source"]
 
 PROFILES = ("smoke", "cpu", "full")
@@ -47,20 +39,13 @@ class Profile:
                 "to change it")
 
 
-def profile_named() -> str | None:
-    """The profile ``ALEXNET_EDU_PROFILE`` names (None when unset); a ValueError for a name that
-    is not one. Reads only the variable (no CUDA call)."""
-    chosen = os.environ.get("ALEXNET_EDU_PROFILE", "").strip().lower()
-    if chosen and chosen not in PROFILES:
-        raise ValueError(f"ALEXNET_EDU_PROFILE={chosen!r} is not a profile: use one of "
-                         f"{', '.join(PROFILES)}")
-    return chosen or None
-
-
 def current_profile() -> Profile:
     """The profile: ``ALEXNET_EDU_PROFILE`` if set, ``smoke`` under ``ALEXNET_EDU_SMOKE=1``,
     ``full`` when a CUDA GPU is available, else ``cpu``."""
-    chosen = profile_named()
+    chosen = os.environ.get("ALEXNET_EDU_PROFILE", "").strip().lower()
+    if chosen not in ("", *PROFILES):
+        raise ValueError(f"ALEXNET_EDU_PROFILE={chosen!r} is not a profile: use one of "
+                         f"{', '.join(PROFILES)}")
     if chosen:
         return Profile(chosen, "set by ALEXNET_EDU_PROFILE")
     if smoke_mode():
@@ -153,10 +138,9 @@ def runs_dir(profile: str | None = None) -> Path:
 def load_splits(dataset: str | Path, root: str | Path | None = None,
                 download: bool | None = None, profile: str | None = None,
                 **kwargs) -> data.Splits:
-    """`data.load_splits` with this machine's policy: the data root `settings.data_root()`
-    unless `root` names one; `download` None fetches Fashion-MNIST (30 MB) always, STL-10
-    (2.6 GB) only in the full profile; in smoke mode, files that are not there and cannot be
-    downloaded are replaced by generated stand-ins in the official format (and it says so)."""
+    """`data.load_splits` with this machine's policy: root None is `settings.data_root()`;
+    download None fetches Fashion-MNIST always, STL-10 (2.6 GB) only in the full profile; in
+    smoke mode, files that are not here are replaced by generated stand-ins (and it says so)."""
     return _with_policy(data.load_splits, dataset, root, download, profile, **kwargs)
 
 
@@ -197,8 +181,7 @@ def _with_policy(read, dataset, root, download, profile, **kwargs):
 
 def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:
     """`load_splits(dataset, **kwargs)`, or None when its files are not here and could not be
-    downloaded: then it prints what is missing, how big the download is and how to get it, so
-    that a notebook can go on without it (its cells that need the data say so and skip)."""
+    downloaded: then it prints what is missing and how to get it (a notebook goes on without)."""
     try:
         return load_splits(dataset, **kwargs)
     except FileNotFoundError as err:
@@ -206,11 +189,11 @@ def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:
         if name not in data.DATASETS:
             print(f"Not loaded: {err}")
             return None
-        # no machine paths beyond the data folder's short name: a stored output shows none
         root = kwargs.get("root")
-        where = (shown_path(root) if root is not None else "$ALEXNET_EDU_DATA"
-                 if os.environ.get("ALEXNET_EDU_DATA", "").strip() else shown_path(data_root()))
-        folder = (Path(root) if root is not None else data_root()) / FOLDERS[name]
+        env = root is None and os.environ.get("ALEXNET_EDU_DATA", "").strip()
+        root = Path(root or data_root())
+        # no machine paths beyond the data folder's short name: a stored output shows none
+        where, folder = "$ALEXNET_EDU_DATA" if env else shown_path(root), root / FOLDERS[name]
         size = f"{data.STL10_DOWNLOAD_GB} GB" if name == "stl10" else "30 MB"
         failed = " (the download failed: offline?)" if "download failed" in str(err) else ""
         print(f"{name} is not here: {where}/{FOLDERS[name].as_posix()}/ lacks "

@@ -1,12 +1,4 @@
-"""The project's few settings, all read from the environment in one place.
-
-- ``ALEXNET_EDU_SMOKE=1``: smoke mode. Notebooks and the CLI run the *same code* on less data,
-  fewer epochs and smaller images, so that CI can execute every notebook in minutes on a CPU.
-- ``ALEXNET_EDU_DATA``: the data root, where torchvision's downloads land. Default: the working
-  folder's ``data/`` (`PROJECT_ROOT`).
-
-`PROJECT_ROOT` (`files`): the clone, or the folder Python started in (``/content`` on Colab).
-"""
+"""The project's few settings, all read from the environment in one place (the edge)."""
 
 from __future__ import annotations
 
@@ -24,13 +16,13 @@ REPO_URL = f"https://github.com/{REPO_SLUG}"
 
 
 def smoke_mode() -> bool:
-    """True when ALEXNET_EDU_SMOKE is set to 1/true/yes."""
+    """``ALEXNET_EDU_SMOKE=1``: the same code on less data, so that CI runs every notebook."""
     return os.environ.get("ALEXNET_EDU_SMOKE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def data_root() -> Path:
-    """Where datasets live: $ALEXNET_EDU_DATA, else PROJECT_ROOT/data (the clone's data/
-    folder, or the working folder's when the package is installed elsewhere)."""
+    """Where datasets live (torchvision's downloads land): $ALEXNET_EDU_DATA, else
+    PROJECT_ROOT/data (the clone's data/, or the working folder's for an installed package)."""
     env = os.environ.get("ALEXNET_EDU_DATA", "").strip()
     if env:
         return Path(env).expanduser().resolve()

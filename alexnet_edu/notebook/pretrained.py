@@ -1,11 +1,5 @@
-"""A trained AlexNet and real images to look inside it (notebooks 07-09).
-
-Which model, in order: the one notebook 05 (or 04) trained, if its checkpoint exists;
-torchvision's ImageNet weights (Krizhevsky's one-tower "One weird trick" variant, 2014) when they
-are cached or can be downloaded; else a quick small model (`load_or_train`). Which images: STL-10's
-test images when they are here, else the six photos every install has (`data.sample_photos`),
-or Fashion-MNIST's for a Fashion-MNIST model. Each function says which one it used, because
-what a network learned depends entirely on that. None of this needs STL-10.
+"""A trained AlexNet and real images to look inside it (notebooks 07-09), never needing STL-10.
+Each function says which model or images it used: what a network learned depends on them.
 """
 
 from __future__ import annotations
@@ -34,15 +28,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet, dict]:
-    """(model, checkpoint-like dict) with torchvision's ImageNet weights in our torchvision
-    variant (eval mode). Raises RuntimeError, saying why, when the weights can be neither
-    found in torch's cache nor downloaded."""
+    """(model, checkpoint-like dict): torchvision's ImageNet weights (Krizhevsky's one-tower
+    variant, 2014) in eval mode; RuntimeError, saying why, when neither cached nor downloadable."""
     weights = torchvision.models.AlexNet_Weights.DEFAULT
     try:
-        # check_hash: the file must match the hash in its name (a damaged or substituted
-        # download is refused); weights_only: unpickling runs no code, whatever the file holds.
-        # torch.hub announces a download with the full cache path on stdout: keep it quiet
-        # (a notebook's stored output must not show this machine's folders)
+        # check_hash: a damaged or substituted download is refused; quiet: torch.hub prints the
+        # cache path, and a notebook's stored output must not show this machine's folders
         with contextlib.redirect_stdout(io.StringIO()):
             state = torch.hub.load_state_dict_from_url(weights.url, progress=False,
                                                        check_hash=True, weights_only=True)
@@ -55,10 +46,7 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
     checkpoint = {"format": FORMAT, "model_config": dict(model.config),
                   "classes": list(weights.meta["categories"]), "mean": IMAGENET_MEAN,
                   "std": IMAGENET_STD, "image_size": 224, "in_channels_data": 3,
-                  # torchvision evaluates these weights at resize 256, crop 224 (the paper's
-                  # 256 : 227 ratio would resize to 253)
-                  "resize_size": 256,
-                  "dataset": "imagenet"}
+                  "resize_size": 256, "dataset": "imagenet"}   # torchvision's resize for them
     return model.to(device or "cpu").eval(), checkpoint
 
 
@@ -72,10 +60,9 @@ MAX_INSPECT = 500   # images: enough for every figure; activations of all of the
 
 def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None = None,
                      pretrained: bool = True) -> tuple[AlexNet, dict, str]:
-    """(model, checkpoint, how): notebook 04/05's trained model for `dataset` when it exists,
-    else torchvision's ImageNet weights (`pretrained`, when available: they are shown STL-10's
-    test images when here, else the sample photos), else notebook 04's Fashion-MNIST model when
-    it exists (offline, without STL-10's training images), else a quick model."""
+    """(model, checkpoint, how): notebook 04/05's model for `dataset`, else torchvision's ImageNet
+    weights (`pretrained`, when available), else notebook 04's Fashion-MNIST model, else a
+    quick model (on Fashion-MNIST when `dataset`'s training images are not here)."""
     path, fashion = trained_model_path(dataset), trained_model_path("fashion-mnist")
     model, no_imagenet = None, "no ImageNet weights (not asked for)"
     if path.is_file():
@@ -93,19 +80,15 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
         how = (f"notebook 04's Fashion-MNIST model ({shown_path(fashion)}): there is no "
                f"{dataset} model and {no_imagenet}, so we look inside a grey-image model, with "
                "Fashion-MNIST test images")
-    if model is None:
-        # no training images of `dataset` here (and never STL-10's 2.6 GB download for this):
-        # a quick Fashion-MNIST model
-        elsewhere = Path(dataset).name == "stl10" and not _stl10_here("train_X.bin")
+    if model is None:   # a quick model
         try:
-            model, checkpoint, how = load_or_train("fashion-mnist" if elsewhere else dataset,
-                                                   device)
+            if Path(dataset).name == "stl10" and not _stl10_here("train_X.bin"):
+                raise FileNotFoundError   # never STL-10's 2.6 GB download for this
+            model, checkpoint, how = load_or_train(dataset, device)
         except FileNotFoundError:
             if Path(dataset).name == "fashion-mnist":
                 raise
             model, checkpoint, how = load_or_train("fashion-mnist", device)
-            elsewhere = True
-        if elsewhere:
             how = f"there are no {dataset} training images here, so on Fashion-MNIST: {how}"
         how += f" ({no_imagenet})"
     print(f"Model: {how}")   # one line: which model the figures show, and why
@@ -113,16 +96,14 @@ def model_to_inspect(dataset: str = "stl10", device: str | torch.device | None =
 
 
 def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
-    """(dataset of uint8 images with labels, how) for the model of `checkpoint`: Fashion-MNIST
-    test images for a Fashion-MNIST model; else STL-10's test images when here (its official
-    test files, else the real sample ``stl10-sample/test``), else the six sample photos
-    (`data.sample_photos`): never a download. At most `limit` images (default and upper bound:
-    MAX_INSPECT), evenly spread over the classes."""
+    """(uint8 images with labels, how) for `checkpoint`'s model, never downloaded: Fashion-MNIST's
+    test images for a Fashion-MNIST model, else STL-10's (or its sample) when here, else the
+    sample photos; at most `limit` (and MAX_INSPECT) images, spread over the classes."""
     source = stl10_source()   # the official STL-10 when its files are here, else the sample
     if checkpoint is not None and checkpoint.get("dataset") == "fashion-mnist":
-        splits = load_splits("fashion-mnist", limit=checkpoint.get("split", {}).get("limit"),
-                             seed=checkpoint.get("split", {}).get("seed", 0))
-        data = splits.test
+        recipe = checkpoint.get("split", {})
+        data = load_splits("fashion-mnist", limit=recipe.get("limit"),
+                           seed=recipe.get("seed", 0)).test
         data = data.subset(data.labels.argsort(stable=True))   # sorted by class, as a folder
         how = f"{len(data)} Fashion-MNIST test images"
     elif source != "stl10":
@@ -145,16 +126,14 @@ def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
     return data, how
 
 
-# The quick model (no notebook 04/05 run here, e.g. 06-09 alone on a fresh Colab VM): notebook
-# 04's cpu recipe cut to 4 epochs, with a cosine decay that ends them at a small learning rate.
-# Its time and test accuracy: python benchmarks/time_to_accuracy.py --limit 7500 --epochs 4
-# --schedule cosine --lr 0.02. The smoke profile shrinks it: CI checks the path, not the number.
+# The quick model (06-09 alone on a fresh Colab VM): notebook 04's cpu recipe cut to 4 epochs,
+# with a cosine decay that ends them at a small learning rate (benchmarks/time_to_accuracy.py).
 QUICK = dict(limit=7_500, image_size=67, epochs=4, lr=0.02, schedule="cosine")
 QUICK_SMOKE = dict(limit=384, epochs=2)
 
 
 def quick_size() -> dict:
-    """QUICK, shrunk to QUICK_SMOKE's sizes in the smoke profile."""
+    """QUICK, shrunk to QUICK_SMOKE's sizes in the smoke profile (CI checks the path)."""
     if current_profile().name != "smoke":
         return dict(QUICK)
     return {**QUICK, **{k: min(QUICK[k], v) for k, v in QUICK_SMOKE.items()}}
@@ -175,9 +154,8 @@ def trained_model_path(dataset: str) -> Path:
 
 def load_or_train(dataset: str, device: str | torch.device | None = None
                   ) -> tuple[AlexNet, dict, str]:
-    """(model, checkpoint, how): the model notebook 04/05 trained (`trained_model_path`), else a
-    small quick model (trained once into ``runs_dir()/quick/<dataset>``) - `how` says which, so
-    notebooks can tell the reader."""
+    """(model, checkpoint, how): notebook 04/05's model, else a quick one (trained once into
+    ``runs_dir()/quick/<dataset>``); `how` says which."""
     name = Path(dataset).name
     size, run = quick_size(), runs_dir() / "quick" / name
     found = [(trained_model_path(name), "the model trained by notebook 04/05")]

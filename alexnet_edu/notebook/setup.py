@@ -23,13 +23,9 @@ DRIVE_FOLDER = "alexnet-edu"              # runs/ goes to MyDrive/alexnet-edu/ru
 
 
 def set_up(drive: bool = False) -> tuple[torch.device, Profile, bool]:
-    """(device, profile, smoke) for a notebook, saying which. On Google Colab it also installs
-    what Colab lacks (torchsummary; ipywidgets when missing), saying what it installed, turns on
-    Colab's widget manager (Colab shows ipywidgets only with it on), warns when the runtime has
-    no GPU, and with `drive=True` keeps runs/ on Google Drive (`keep_runs_on_drive`). In
-    IPython, failed checks and missing exercise names show one clear message (`brief_errors`),
-    and the package's figures show as pictures (`viz.show_figures_inline`). Running it again
-    (after "Restart runtime") installs nothing twice."""
+    """(device, profile, smoke) for a notebook, saying which. On Colab it also installs what
+    Colab lacks, turns on its widget manager, warns when there is no GPU and with `drive=True`
+    keeps runs/ on Google Drive. Running it again installs nothing twice."""
     brief_errors()
     show_figures_inline()
     in_colab = "google.colab" in sys.modules
@@ -56,10 +52,8 @@ def set_up(drive: bool = False) -> tuple[torch.device, Profile, bool]:
 
 
 def keep_runs_on_drive(mount: Path | None = None) -> Path:
-    """On Colab: mount Google Drive and make the working folder's runs/ a link to
-    MyDrive/alexnet-edu/runs, so that a model notebook 04 or 05 trained is found by 06-09 in
-    another runtime and survives a disconnect. Returns the Drive folder; anywhere but Colab a
-    ValueError (there runs/ is already on your disk)."""
+    """On Colab: make runs/ a link to MyDrive/alexnet-edu/runs (returned), so that a model 04 or
+    05 trained survives a disconnect and is found by 06-09 in another runtime."""
     if "google.colab" not in sys.modules:
         raise ValueError("keep_runs_on_drive works on Google Colab only: elsewhere runs/ is "
                          "already on your disk")
@@ -71,22 +65,19 @@ def keep_runs_on_drive(mount: Path | None = None) -> Path:
     target = mount / "MyDrive" / DRIVE_FOLDER / "runs"
     target.mkdir(parents=True, exist_ok=True)
     runs = PROJECT_ROOT / "runs"
-    if runs.is_symlink() and runs.resolve() == target.resolve():
-        pass                          # run again (after a restart): already linked
-    elif runs.exists() or runs.is_symlink():
+    already = runs.is_symlink() and runs.resolve() == target.resolve()   # run again
+    if not already and (runs.exists() or runs.is_symlink()):
         raise FileExistsError(f"{shown_path(runs)} already exists here: move what it holds to "
                               f"{target} (or delete it), then run this cell again")
-    else:
+    if not already:
         runs.symlink_to(target, target_is_directory=True)
     print(f"runs/ is kept on your Google Drive: {target}")
     return target
 
 
 def brief_errors() -> None:
-    """In IPython/Jupyter, show a failed exercise check (`checks.CheckFailed`) and a NameError as
-    one line that says what is wrong, not as a traceback through alexnet_edu's internals. The
-    cell still fails (nbval, nbgrader and the grading command count it); other errors keep
-    their full traceback."""
+    """In IPython, show a failed exercise check and a NameError as one line, not a traceback
+    through alexnet_edu; the cell still fails (nbval and grading count it)."""
     try:
         from IPython import get_ipython  # present wherever a notebook runs
     except ImportError:

@@ -55,24 +55,12 @@ def _inverse_power(d: torch.Tensor, beta: float) -> torch.Tensor:
     return d.pow(-beta)
 
 
-def _denominator(x: torch.Tensor, sq: torch.Tensor, d: torch.Tensor, before: int, after: int,
-                 alpha: float, k: torch.Tensor) -> torch.Tensor:
-    """d = k + alpha * (window sum of x^2) into the padded buffer `d`, via `sq` (x^2, padded).
-    Returns `d` with its pad channels set to 1 (finite powers there, even for k = 0)."""
-    c = x.shape[1]
-    torch.mul(x, x, out=sq[:, :c])
-    torch.add(k, sq, alpha=alpha, out=d)   # one pass: k + alpha x^2
-    _window_add(d, sq, before, after, alpha, c)
-    d[:, c:].fill_(1.0)
-    return d
-
-
 def _walk(a: torch.Tensor, others: list[torch.Tensor], count: int, before: int, after: int,
           alpha: float, beta: float, k: float):
     """Visit `a` block by block with the same blocks of `others`: yield x (the block of `a` in
     the compute dtype), the others' blocks, `count` padded buffers (x^2 and d first; zero in
     the pads, reused block after block) and d^{-beta}."""
-    va, blocks = _blocks(a)
+    (va, blocks), c = _blocks(a), a.shape[1]
     views = [_blocks(t)[0] for t in others]
     # float64 stays float64 (gradcheck); float32 and half precision compute in float32
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
@@ -84,9 +72,13 @@ def _walk(a: torch.Tensor, others: list[torch.Tensor], count: int, before: int, 
             buffers = [torch.zeros(n, a.shape[1] + max(before, after), length, dtype=dtype,
                                    device=a.device) for _ in range(count)]
         bufs = [buf[:n] for buf in buffers]   # contiguous: rows is the outer dim
-        # d^i = k + alpha * sum_{j in window(i)} (a^j)^2
-        scale = _inverse_power(_denominator(x, bufs[0], bufs[1], before, after, alpha, k), beta)
-        yield x, [v[rows, :, cols] for v in views], bufs, scale
+        sq, d = bufs[:2]
+        # d^i = k + alpha * sum_{j in window(i)} (a^j)^2, from x^2 in `sq`
+        torch.mul(x, x, out=sq[:, :c])
+        torch.add(k, sq, alpha=alpha, out=d)   # one pass: k + alpha x^2
+        _window_add(d, sq, before, after, alpha, c)
+        d[:, c:].fill_(1.0)                    # pad channels: finite powers, even for k = 0
+        yield x, [v[rows, :, cols] for v in views], bufs, _inverse_power(d, beta)
 
 
 class _LRN(torch.autograd.Function):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_fixtures import _error_lines
 from PIL import Image
 
 from alexnet_edu.checkpoint import eval_transform, load_checkpoint, load_model
@@ -50,10 +51,6 @@ def data_root(tmp_path_factory) -> Path:
 def fm_run(data_root, tmp_path_factory) -> Path:
     """A run folder trained by the CLI on generated Fashion-MNIST."""
     return _train(data_root, "fashion-mnist", tmp_path_factory.mktemp("runs") / "fm")
-
-
-def _error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("alexnet-edu: error:")]
 
 
 def _no_traceback(err: str) -> None:

@@ -10,6 +10,8 @@ nothing else changed. The runs are tiny (67 px, a few dozen images, one epoch).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -350,12 +352,22 @@ def _shell_words(line: str) -> list[str]:
     return done.stdout.split("\0")[:-1]
 
 
-def test_a_newline_in_out_keeps_the_printed_commands_whole(tmp_path, capsys):
-    folder = _images(tmp_path / "pictures", ["k0", "k1"], n=10)
-    out = tmp_path / "run\nNext: rm -rf ~"
-    assert main(["train", "--dataset", str(folder), "--out", str(out), "--image-size", "67",
-                 "--epochs", "1", "--batch-size", "8", "--device", "cpu"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """(run folder, the lines `train` printed): a run on a two-class image folder, its --out
+    holding a newline."""
+    root = tmp_path_factory.mktemp("folder")
+    out, printed = root / "run\nNext: rm -rf ~", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["train", "--dataset", str(_images(root / "pictures", ["k0", "k1"], n=10)),
+                     "--out", str(out), "--image-size", "67", "--epochs", "1", "--batch-size",
+                     "8", "--device", "cpu"]) == 0
+    return out, printed.getvalue().splitlines()
+
+
+def test_a_newline_in_out_keeps_the_printed_commands_whole(folder_run, capsys):
+    out, lines = folder_run
+    assert (out / "history.json").is_file()
     # the last two lines, one each (train's own "checkpoints in ..." line, printed by
     # settings.shown_path, still shows the raw newline)
     assert lines[-2].startswith("Checkpoint: ") and lines[-1].startswith("Next: ")
@@ -364,15 +376,12 @@ def test_a_newline_in_out_keeps_the_printed_commands_whole(tmp_path, capsys):
     assert words[:3] == ["alexnet-edu", "evaluate", "--checkpoint"]
     assert words[3] == str(out / "best.pt")
     assert main([*words[1:], "--device", "cpu"]) == 0
+    assert main([*words[1:], "--tta", "flip", "--device", "cpu"]) == 0   # one of its options
+    assert "mirror image" in capsys.readouterr().out
 
 
-def test_evaluate_scores_an_independent_test_set_when_asked(tmp_path, capsys):
-    folder = _images(tmp_path / "pictures", ["k0", "k1"], n=10)
-    out = tmp_path / "run"
-    assert main(["train", "--dataset", str(folder), "--out", str(out), "--image-size", "67",
-                 "--epochs", "1", "--batch-size", "8", "--device", "cpu"]) == 0
-    capsys.readouterr()
-    best = str(out / "best.pt")
+def test_evaluate_scores_an_independent_test_set_when_asked(folder_run, tmp_path, capsys):
+    best = str(folder_run[0] / "best.pt")
     fresh = _images(tmp_path / "new", ["k0", "k1"], n=3, seed=5)   # same classes, new images
     assert main(["evaluate", "--checkpoint", best, "--dataset", str(fresh), "--split", "all",
                  "--device", "cpu"]) == 0

@@ -382,28 +382,3 @@ def test_an_interrupt_before_the_first_batch_offers_no_resume(data_root, tmp_pat
     hint = err.split("Start again with: ", 1)[1].splitlines()[0]
     assert main(shlex.split(hint)[1:]) == 0                  # as printed, it starts the run
 
-
-def test_the_next_hint_for_an_image_folder_works_as_printed(tmp_path, capsys):
-    """`train` on a folder ends with a `Next: alexnet-edu evaluate ...` line; running exactly
-    that line (its arguments) must work, and --tta flip is one of its options."""
-
-    import numpy as np
-    from PIL import Image
-
-    from alexnet_edu.cli import main
-
-    g = np.random.default_rng(0)
-    for c in range(2):
-        (tmp_path / "imgs" / f"k{c}").mkdir(parents=True)
-        for i in range(10):
-            Image.fromarray(g.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
-                tmp_path / "imgs" / f"k{c}" / f"{i}.png")
-    assert main(["train", "--dataset", str(tmp_path / "imgs"), "--out", str(tmp_path / "run"),
-                 "--image-size", "67", "--epochs", "1", "--batch-size", "8", "--device", "cpu"]
-                ) == 0
-    out = capsys.readouterr().out
-    assert (tmp_path / "run" / "history.json").is_file()
-    hint = next(line for line in out.splitlines() if line.startswith("Next: "))
-    args = shlex.split(hint)[2:]   # drop "Next:" and the program name
-    assert main([*args, "--tta", "flip", "--device", "cpu"]) == 0
-    assert "mirror image" in capsys.readouterr().out

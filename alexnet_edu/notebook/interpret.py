@@ -226,10 +226,8 @@ def train_on_shuffled_labels(model: nn.Module, images: torch.Tensor, labels: tor
         optimizer = torch.optim.Adam(copy_.parameters(), lr=lr)
         accuracy = 0.0
         for _ in range(epochs):
-            copy_.train()   # dropout off: memorizing (nothing to generalize) takes far fewer steps
-            for module in copy_.modules():
-                if isinstance(module, nn.Dropout):
-                    module.eval()
+            for module in copy_.modules():   # dropout off: memorizing takes far fewer steps
+                module.training = not isinstance(module, nn.Dropout)
             for batch in torch.randperm(len(images)).split(batch_size):
                 loss = F.cross_entropy(copy_(images[batch]), shuffled[batch])
                 optimizer.zero_grad()

@@ -151,17 +151,11 @@ class FeatureMapViewer:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         # The widget where a widget manager runs (JupyterLab, Colab); the PNG everywhere else
-        # (CI, GitHub, nbconvert): frontends render the richest type they support.
-        widget_bundle = getattr(self.widget, "_repr_mimebundle_", None)
-        if widget_bundle is not None:   # ipywidgets 8
-            bundle = widget_bundle(**kwargs) or {}
-            bundle = bundle[0] if isinstance(bundle, tuple) else bundle
-        else:   # ipywidgets 7 (Colab's) displays widgets from _ipython_display_: the same bundle
-            bundle = {"text/plain": repr(self),
-                      "application/vnd.jupyter.widget-view+json": {
-                          "version_major": 2, "version_minor": 0,
-                          "model_id": self.widget.model_id}}
-        return {**bundle, "image/png": base64.b64encode(self.image.value).decode("ascii")}
+        # (CI, GitHub, nbconvert): frontends render the richest type they support. The widget's
+        # part is what ipywidgets 8 writes, spelled out: ipywidgets 7 (Colab's) has no method.
+        view = {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
+        return {"text/plain": repr(self), "application/vnd.jupyter.widget-view+json": view,
+                "image/png": base64.b64encode(self.image.value).decode("ascii")}
 
     def __repr__(self) -> str:
         return (f"FeatureMapViewer({len(self.images)} images, layer={self.layer.value!r}, "

@@ -55,14 +55,6 @@ def _require_answer(name: str, got: Any, wanted: str) -> None:
         raise CheckFailed(f"{name}: no answer yet (got {got!r}); expected {wanted}")
 
 
-def _tensor(name: str, got: Any, wanted: str) -> torch.Tensor:
-    _require_answer(name, got, wanted)
-    try:   # a tensor is returned as it is
-        return torch.as_tensor(got)
-    except (TypeError, ValueError, RuntimeError):
-        raise CheckFailed(f"{name}: expected {wanted}, got a {type(got).__name__}") from None
-
-
 def check_equal(name: str, got: Any, expected: Any,
                 mistakes: Mapping[str, Any] | None = None) -> None:
     """Exact equality, for integers, strings and tuples (e.g. an output size). A whole number
@@ -84,7 +76,8 @@ def check_equal(name: str, got: Any, expected: Any,
     else:
         if _long(got) and _long(expected):
             raise CheckFailed(_sequence_difference(name, list(got), list(expected)))
-        hint = _named_mistake(got, mistakes)
+        hint = next((f" - that is {what}" for what, value in (mistakes or {}).items()
+                     if _equal(got, value)), "")
         if (not hint and isinstance(got, float) and isinstance(expected, int)
                 and math.isfinite(got) and got != int(got)):
             hint = " - sizes are whole numbers: did you forget to floor the division?"
@@ -113,14 +106,6 @@ def _float_for_integer(name: str, got: Any, expected: Any) -> None:
                 f"{name}: expected the whole number {e!r}{where}, got the float {float(g)!r}: use "
                 f"integer arithmetic (// for a division that floors, int() for a count), as a "
                 f"size or a count is a whole number")
-
-
-def _named_mistake(got: Any, mistakes: Mapping[str, Any] | None) -> str:
-    """' - that is <what>' for the first of `mistakes` the answer equals, else ''."""
-    for what, value in (mistakes or {}).items():
-        if _equal(got, value):
-            return f" - that is {what}"
-    return ""
 
 
 def _long(value: Any) -> bool:
@@ -193,7 +178,12 @@ def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5,
     An answer closer to one of `mistakes` than to `expected` fails with its name, even within
     `tol` (a sample and a population standard deviation of many values differ by < 1e-5)."""
     exp_t = torch.as_tensor(expected)
-    got_t = _tensor(name, got, f"a tensor of shape {tuple(exp_t.shape)}")
+    wanted = f"a tensor of shape {tuple(exp_t.shape)}"
+    _require_answer(name, got, wanted)
+    try:   # a tensor is returned as it is
+        got_t = torch.as_tensor(got)
+    except (TypeError, ValueError, RuntimeError):
+        raise CheckFailed(f"{name}: expected {wanted}, got a {type(got).__name__}") from None
     raw = got_t
     if atol > 0 and got_t.shape == exp_t.shape:
         g, e = got_t.detach().cpu().double(), exp_t.detach().cpu().double()

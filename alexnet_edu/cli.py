@@ -40,8 +40,7 @@ PROG = "alexnet-edu"
 
 
 def _error(problem: Any) -> None:
-    """`problem` (a message or the library's exception) as one line on stderr, control
-    characters escaped: the message as the library words it, not re-wrapped."""
+    """`problem` (a message or the library's exception, not re-worded) as one line on stderr."""
     lines = str(problem).strip().splitlines() or [type(problem).__name__]
     if lines[0].startswith("Caught ") and "DataLoader worker" in lines[0]:
         # raised in a DataLoader worker: its own message, which names the file, ends the traceback
@@ -65,9 +64,8 @@ def _shell_word(word: Any) -> str:
 
 
 def _command_prefix(program: str) -> str:
-    """How to start this command again as it runs now: `program`, or under torchrun (from the
-    WORLD_SIZE and LOCAL_WORLD_SIZE it sets) ``torchrun --nproc-per-node N -m alexnet_edu``:
-    a resumed run needs as many processes."""
+    """`program`, or under torchrun (its WORLD_SIZE, LOCAL_WORLD_SIZE) the torchrun command with
+    as many processes: what a resumed run must be started with."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
     nodes = f" --nnodes {processes // per_node}" if processes > per_node else ""
@@ -76,8 +74,7 @@ def _command_prefix(program: str) -> str:
 
 
 def _command(words: Sequence[Any], as_run_now: bool = True) -> str:
-    """The `alexnet-edu` command line with `words`, each quoted; `as_run_now`: started as this
-    process was (under torchrun, with its process count)."""
+    """The command line with `words` quoted; `as_run_now`: started as this process was."""
     start = _command_prefix(PROG) if as_run_now else PROG
     return " ".join([start, *map(_shell_word, words)])
 
@@ -187,9 +184,8 @@ def _model_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _recipe(args: argparse.Namespace, name: str, last: Path):
-    """(the run's last.pt or None, limit, image size, TrainConfig): a resumed run's own, once no
-    flag given would change it (checkpoint.check_continues, before any data is loaded), else the
-    profile's sizes; the flags given win."""
+    """(last.pt or None, limit, image size, TrainConfig): a resumed run's own, checked before any
+    data is loaded (check_continues), else the profile's; the flags given win."""
     given = {k: getattr(args, k) for k in CONFIG_HELP if getattr(args, k) is not None}
     if not args.resume:
         size = run_size(name if name in DATASETS else "stl10", args.profile, limit=args.limit,
@@ -279,10 +275,8 @@ def _say_interrupted(args: argparse.Namespace) -> None:
 
 # evaluate ----------------------------------------------------------------------------------------
 def _held_out(args: argparse.Namespace, checkpoint: dict):
-    """(dataset name, synthetic, split to evaluate): the run's own split, rebuilt with its seed,
-    fraction and limit and checked against its classes and what it held out
-    (`data.held_out_split`); with --split all, every image of --dataset, an independent test
-    set that only its classes are checked for."""
+    """(dataset name, synthetic, split): the run's own split, rebuilt and checked
+    (`data.held_out_split`); with --split all, every image of --dataset, classes checked."""
     recipe, classes = checkpoint.get("split") or {}, list(checkpoint["classes"])
     dataset = args.dataset or checkpoint["dataset"]
     if args.split == "all" and args.dataset is None:
@@ -328,11 +322,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         classes = list(checkpoint["classes"])   # escaped in text; json.dumps escapes its own
         report = per_class_report(result["predictions"], result["targets"],
                                   classes if args.json else [_printable(c) for c in classes])
-    top5 = result["top5"]  # None with fewer than 5 classes
     summary = {"checkpoint": str(_resolve_checkpoint(args.checkpoint)), "dataset": dataset,
-               "split": args.split, "n": int(result["n"]), "tta": args.tta,
-               "synthetic": bool(synthetic), "loss": float(result["loss"]),
-               "top1": float(result["top1"]), "top5": None if top5 is None else float(top5),
+               "split": args.split, "tta": args.tta, "synthetic": bool(synthetic),
+               **{k: result[k] for k in ("n", "loss", "top1", "top5")},   # top5: None below 5
                "macro_f1": report.macro_f1,
                "per_class": [{"class": r.pop("cls"), **r} for r in report.rows()]}
     if args.json:
@@ -342,10 +334,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
            "flip": "the centre view and its mirror image, averaged"}[args.tta]
     stand_in = " (generated stand-in data)" if synthetic else ""
     print(f"{_printable(dataset)}{stand_in}, {args.split} split: {summary['n']} images, {how}")
-    line = f"top-1 accuracy {summary['top1']:.4f} (error {1 - summary['top1']:.4f})"
-    if top5 is not None:
-        line += f"   top-5 accuracy {top5:.4f} (error {1 - top5:.4f})"
-    print(line + f"   loss {summary['loss']:.4f}\n\n{report.table()}")
+    print("   ".join([f"top-{k} accuracy {a:.4f} (error {1 - a:.4f})"
+                      for k, a in ((1, result["top1"]), (5, result["top5"])) if a is not None]
+                     + [f"loss {result['loss']:.4f}\n\n{report.table()}"]))
     return EXIT_OK
 
 
@@ -437,8 +428,7 @@ _probability = _checked(float, _must(lambda v: 0 <= v < 1, "a probability from 0
 
 def _command_parser(commands, name: str, summary: str, run, description: str,
                     epilog: str | None = None):
-    """A sub-command's `add_argument`, with the flags every command has (--device, --data-root)
-    and those of the commands that use a checkpoint (--checkpoint, --json)."""
+    """A sub-command's `add_argument`, with --device, --data-root (and --checkpoint, --json)."""
     p = commands.add_parser(name, help=summary, description=description, epilog=epilog,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(run=run)

@@ -42,8 +42,6 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
 
     >>> conv_output_size(227, kernel=11, stride=4)   # AlexNet conv1
     55
-    >>> conv_output_size(224, kernel=11, stride=4)   # (224 - 11) / 4 + 1 = 54.25, floored
-    54
     """
     extent = _check_window(size, kernel, stride, padding, dilation)
     if size + 2 * padding < extent:
@@ -143,18 +141,16 @@ class Trace(list):
 
     def table(self) -> str:
         """A plain-text table, one line per layer and a totals line."""
-        header = ("layer", "type", "output shape", "parameters", "mult-adds")
-        lines = [(r.name, r.kind, " x ".join(map(str, r.output_shape)),
-                  f"{r.parameters:,}", f"{r.mult_adds:,}") for r in self]
-        lines.append(("total", "", "", f"{self.total_parameters:,}", f"{self.total_mult_adds:,}"))
-        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+        rows = [("layer", "type", "output shape", "parameters", "mult-adds"),
+                *((r.name, r.kind, " x ".join(map(str, r.output_shape)), f"{r.parameters:,}",
+                   f"{r.mult_adds:,}") for r in self),
+                ("total", "", "", f"{self.total_parameters:,}", f"{self.total_mult_adds:,}")]
+        widths = [max(map(len, column)) for column in zip(*rows)]
+        # text columns left-aligned, numbers right-aligned
+        line = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
+        lines = [line.format(*row).rstrip() for row in rows]
         rule = "  ".join("-" * w for w in widths)
-
-        def fmt(cells):   # text columns left-aligned, numbers right-aligned
-            return "  ".join(str(c).ljust(w) if i < 3 else str(c).rjust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-        return "\n".join([fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1])])
+        return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
 
     __str__ = table   # so that print(trace(...)) shows the table
 

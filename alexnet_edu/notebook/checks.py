@@ -20,10 +20,6 @@ from ..hooks import eval_mode, find_layer, on_outputs
 __all__ = ["CheckFailed", "relative_error", "check_equal", "check_shape", "check_close",
            "check_true", "check_layers"]
 
-# How the relative error is defined, quoted in failure messages so that a number like 3e-02 means
-# something to the student.
-_REL_ERR = "max|x-y| / max(1e-8, |x|+|y|)"
-
 
 class CheckFailed(AssertionError):
     """An exercise check that did not pass; the message says why."""
@@ -164,8 +160,10 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
         where = tuple(int(j) for j in torch.unravel_index(torch.tensor(i), expected.shape))
         return f"index {where}: got {x[i].item():.6g}, expected {y[i].item():.6g}"
 
+    # the definition is quoted so that a number like 3e-02 means something to the student
     message = (f"{name}: relative error {errors.max().item():.2e} is above the tolerance {tol:g} "
-               f"(relative error = {_REL_ERR}); {len(off)} of {x.numel()} values are off")
+               f"(relative error = max|x-y| / max(1e-8, |x|+|y|)); {len(off)} of {x.numel()} "
+               f"values are off")
     if first == worst:
         return f"{message}; the first and largest at {at(first)}"
     return f"{message}; the first at {at(first)}; the largest at {at(worst)}"

@@ -1,10 +1,6 @@
-r"""Images as points: a layer's activations as a feature vector, and retrieval by distance.
-
-The paper's Figure 4 (right) looks up the training images whose fc7 vectors - the 4096
-activations after fc7's ReLU, our layer "relu7" - are closest in Euclidean distance to a test
-image's, and finds images of the same kind that are *not* close in pixel space (Section 6.1).
-`extract_features` computes such vectors for a whole dataset in batches, without keeping any
-autograd graph; `nearest_neighbours` does the retrieval, in any space (fc7 or raw pixels).
+"""Images as points (the paper's Section 6.1, Figure 4 right): the training images whose fc7
+vectors (our layer "relu7") lie nearest a test image's are of its kind, though not near it in
+pixel space. `extract_features` computes the vectors, `nearest_neighbours` retrieves in any space.
 """
 
 from __future__ import annotations
@@ -28,12 +24,10 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
                      transform: nn.Module | dict | None = None, batch_size: int = 64,
                      device: str | torch.device | None = None,
                      progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features N x D, labels N) of `layer` (flattened) for every image of `data`, on the CPU.
-
-    `data`: a Dataset/DataLoader of (uint8 image, label), an (images, labels) pair, or a tensor of
-    images (labels then -1). `transform` (a BatchTransform or a checkpoint dict, see
-    `checkpoint.eval_transform`) turns each uint8 batch into the model's normalized input; without
-    one, the images must already be normalized floats. The model runs in eval mode."""
+    """(features N x D, labels N) of `layer`, flattened, for every image of `data` (a Dataset or
+    DataLoader of (uint8 image, label), an (images, labels) pair or images alone: labels -1), on
+    the CPU, in eval mode, without a graph. `transform` (a BatchTransform or a checkpoint dict)
+    makes the model's input from uint8 images; without it they must be normalized floats."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if isinstance(transform, dict):
         transform = eval_transform(transform)

@@ -35,6 +35,12 @@ def _files(folder: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != ".lock"}
 
 
+def _resume(data_root: Path, out: Path, *flags: str) -> int:
+    """`train --resume` of the Fashion-MNIST run in `out` on the CPU, with `flags`."""
+    return main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root),
+                 "--out", str(out), "--resume", "--device", "cpu", *flags])
+
+
 def interrupt_validation(monkeypatch, epoch: int) -> None:
     """Ctrl-C while epoch `epoch` (counted from 1) is validated: its `epoch`-th call of
     `train.evaluate` raises KeyboardInterrupt, so the run has finished `epoch` - 1 epochs."""

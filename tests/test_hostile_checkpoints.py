@@ -27,7 +27,7 @@ import hostile_fixtures
 import numpy as np
 import pytest
 import torch
-from hostile_fixtures import ERROR, TINY, _files, _one_error
+from hostile_fixtures import ERROR, TINY, _files, _one_error, _resume
 from PIL import Image
 
 import alexnet_edu.cli as cli_module
@@ -53,11 +53,6 @@ def _images(folder: Path, classes: list[str], n: int = 6, seed: int = 0) -> Path
 def _evaluate(checkpoint: Path, data_root: Path, *flags: str) -> int:
     return main(["evaluate", "--checkpoint", str(checkpoint), "--data-root", str(data_root),
                  "--device", "cpu", *flags])
-
-
-def _resume(data_root: Path, out: Path, *flags: str) -> int:
-    return main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root),
-                 "--out", str(out), "--resume", "--device", "cpu", "--epochs", "2", *flags])
 
 
 def _edited(source: Path, target: Path, **changes) -> Path:
@@ -140,7 +135,7 @@ def test_damaged_last_pt_is_refused_on_resume(run, data_root, tmp_path, capsys):
     out = tmp_path / "run"
     _damage(run / "last.pt", out / "last.pt")
     before = _files(out)
-    assert _resume(data_root, out) == 2
+    assert _resume(data_root, out, "--epochs", "2") == 2
     assert "is damaged" in _one_error(capsys.readouterr().err)
     assert _files(out) == before
 
@@ -161,7 +156,7 @@ def test_crafted_resume_fields_are_one_line_on_resume(changes, named, run, data_
     out = tmp_path / "run"
     _edited(run / "last.pt", out / "last.pt", **changes)
     before = _files(out)
-    assert _resume(data_root, out) == 2
+    assert _resume(data_root, out, "--epochs", "2") == 2
     assert named in _one_error(capsys.readouterr().err)
     assert _files(out) == before
     with pytest.raises(ValueError, match="cannot continue the run exactly"):
@@ -180,7 +175,7 @@ def test_a_text_file_or_a_best_pt_as_last_pt(content, said, run, data_root, tmp_
     else:
         (out / "last.pt").write_bytes((run / "best.pt").read_bytes())
     before = _files(out)
-    assert _resume(data_root, out) == 2
+    assert _resume(data_root, out, "--epochs", "2") == 2
     line = _one_error(capsys.readouterr().err)
     assert said in line and "KeyError" not in line
     assert _files(out) == before

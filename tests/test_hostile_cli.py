@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from filelock import FileLock
-from hostile_fixtures import TINY, _error_lines, _files, _one_error, interrupt_validation
+from hostile_fixtures import TINY, _error_lines, _files, _one_error, _resume, interrupt_validation
 from PIL import Image
 
 import alexnet_edu.cli as cli_module
@@ -40,11 +40,6 @@ def _link_copy(run: Path, dst: Path) -> Path:
     writes into them, so the original run is not affected by what happens to the copy."""
     shutil.copytree(run, dst, copy_function=os.link, ignore=shutil.ignore_patterns(".lock"))
     return dst
-
-
-def _resume(data_root: Path, out: Path, *flags: str) -> int:
-    return main(["train", "--dataset", "fashion-mnist", "--data-root", str(data_root),
-                 "--out", str(out), "--resume", "--device", "cpu", *flags])
 
 
 # --- 1. predict reads images with images.read_image ----------------------------------------------

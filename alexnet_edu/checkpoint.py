@@ -23,9 +23,9 @@ from . import distributed
 from .files import shown_path, write_atomic
 from .model import AlexNet
 from .transforms import BatchTransform
-from .validation import MAX_CLASSES, MAX_IMAGE_SIZE, check_fields, check_resumable
+from .validation import check_fields, check_resumable
 
-__all__ = ["FORMAT", "MAX_IMAGE_SIZE", "MAX_CLASSES", "RECIPE", "save_checkpoint",
+__all__ = ["FORMAT", "RECIPE", "save_checkpoint",
            "load_checkpoint", "load_model", "check_fields", "check_resumable", "check_continues",
            "eval_transform", "seed_epoch", "run_checkpoint", "save_run", "start_run"]
 
@@ -60,9 +60,8 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load an alexnet-edu checkpoint with ``torch.load(weights_only=True)`` (no code runs),
-    after checking the CRC of every member of its zip archive: torch.load does not, and would
-    return weights with damaged bytes as if they were right. A ValueError says what is wrong."""
+    """Load a checkpoint with ``torch.load(weights_only=True)`` once the CRC of every member of its
+    zip archive is checked (torch.load does not: damaged bytes would load as weights)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path} (train one with alexnet_edu.train.fit "
@@ -99,8 +98,7 @@ def _check_archive(path: Path) -> None:
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> tuple[AlexNet, dict]:
-    """Rebuild the checkpoint's model (in eval mode, on `device`, default CPU) and return it with
-    the checkpoint (classes, mean, std, image_size, history...)."""
+    """(the checkpoint's model, in eval mode on `device` (default CPU), the checkpoint)."""
     checkpoint = load_checkpoint(path)
     check_fields(checkpoint, path)
     model = AlexNet(**checkpoint["model_config"])
@@ -109,8 +107,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> tu
 
 
 def eval_transform(checkpoint: dict) -> nn.Module:
-    """The evaluation transform a checkpoint needs: its input size, normalization and channels
-    (its ``ten_crop_batch`` gives the paper's ten test patches)."""
+    """The checkpoint's evaluation BatchTransform: its input size, normalization, channels."""
     return BatchTransform(checkpoint["image_size"], tuple(checkpoint["mean"]),
                           tuple(checkpoint["std"]), train=False,
                           out_channels=checkpoint["model_config"]["in_channels"],
@@ -162,8 +159,7 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> None:
 
 def run_checkpoint(model: AlexNet, splits, config, history: list[dict], optimizer=None,
                    scheduler=None, scaler=None) -> dict:
-    """A run's checkpoint after ``len(history)`` epochs: with optimizer, scheduler and scaler
-    (last.pt, to continue), or without (best.pt, to use the model)."""
+    """A run's checkpoint: last.pt's with optimizer, scheduler and scaler, else best.pt's."""
     checkpoint = {
         "format": FORMAT, "model_config": dict(model.config),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},

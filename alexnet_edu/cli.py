@@ -138,10 +138,8 @@ def _alive(pid: int) -> bool:
     """Whether process `pid` runs (assumed so on Windows, where os.kill would end it)."""
     try:
         return os.name == "nt" or os.kill(pid, 0) is None   # signal 0 only asks
-    except ProcessLookupError:
-        return False
-    except OSError:   # e.g. PermissionError: it exists, under another user
-        return True
+    except OSError as err:   # PermissionError: it exists, under another user
+        return not isinstance(err, ProcessLookupError)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,5 @@
-"""What a training run tells its reader: the plan before it starts (with the wall time predicted
-from timed steps), a line per epoch, TensorBoard when asked, and the messages for a run that
-stops (Ctrl-C, a loss that overflowed, a device out of memory)."""
+"""What a training run tells its reader: the plan (its time predicted from timed steps), a line
+per epoch, TensorBoard when asked, and why a run stopped (Ctrl-C, a NaN loss, out of memory)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Checks of what a user hands the trainer: every checkpoint field a command or a resume uses,
-before anything is built or loaded (a hand-edited, damaged or foreign file gets one ValueError
-naming the field, never a KeyError, gigabytes allocated or NaN output), a TrainConfig's ranges,
-and whether a model fits the data."""
+"""Checks of what a user hands the trainer: every checkpoint field a command or a resume uses
+(one ValueError naming it, never a KeyError, gigabytes allocated or NaN output), a TrainConfig's
+ranges, and whether a model fits the data."""
 
 from __future__ import annotations
 

@@ -26,14 +26,13 @@ from .images import (
     TensorImageDataset,
     first_images,
     folder_dataset,
-    image_shape,
     load_image_folder,
     sample_photos,
 )
 
 __all__ = ["DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
            "load_splits", "held_out_split", "dataset_key", "load_image_folder", "ImageFiles",
-           "folder_dataset", "image_shape", "first_images", "channel_mean_std", "rgb_pca",
+           "folder_dataset", "first_images", "channel_mean_std", "rgb_pca",
            "make_loader", "as_loader", "split_fingerprint", "sample_photos", "STL10_DOWNLOAD_GB",
            "OFFICIAL_SIZES"]
 
@@ -65,7 +64,7 @@ class Splits:
     image_size: int = field(init=False)
 
     def __post_init__(self) -> None:
-        self.image_size = int(image_shape(self.train)[-1])
+        self.image_size = int(first_images(self.train, 1).shape[-1])
 
     def __repr__(self) -> str:
         tag = " (synthetic stand-in data)" if self.synthetic else ""
@@ -199,10 +198,12 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
     train, val = pool.subset(order[n_val:n_val + n_train]), pool.subset(order[:n_val])
     test = _test_subset(test, seed, limit)
-    # a streamed folder: the statistics of a random sample of its training images
-    mean, std, cov = _stats(train.images if isinstance(train, TensorImageDataset)
-                            else train.sample(STATS_SAMPLE, seed))
-    channels = image_shape(train)[0]
+    sample = train.images if isinstance(train, TensorImageDataset) else None
+    if sample is None:   # a streamed folder: the statistics of a random sample of its images
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+        sample = first_images(train.subset(pick[:STATS_SAMPLE]), STATS_SAMPLE)
+    mean, std, cov = _stats(sample)
+    channels = sample.shape[1]
     recipe = {"seed": seed, "val_fraction": val_fraction, "limit": limit, "test_images": len(test),
               "val": split_fingerprint(val), "test": split_fingerprint(test)}
     return Splits(train, val, test, pool.classes, int(channels), mean, std,
@@ -254,23 +255,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
                   generator=torch.Generator().manual_seed(seed))
     if not in_memory:
         return DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, **common)
-    return DataLoader(_WholeBatches(dataset), sampler=batches, batch_size=None,
-                      collate_fn=_as_is, **common)
-
-
-class _WholeBatches(Dataset):
-    """Indexed by a list of indices (from a BatchSampler): one whole batch per item."""
-
-    def __init__(self, dataset: TensorImageDataset):
-        self.dataset = dataset
-
-    def __getitem__(self, indices: list[int]) -> tuple[Tensor, Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return self.dataset.images[index], self.dataset.labels[index]
-
-
-def _as_is(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:   # _WholeBatches made it
-    return batch
+    # TensorDataset indexed by a batch's list of indices: the whole batch in one indexing operation
+    return DataLoader(TensorDataset(dataset.images, dataset.labels), sampler=batches,
+                      batch_size=None, collate_fn=tuple, **common)
 
 
 def _collate(batch: list) -> tuple[Tensor, Tensor]:

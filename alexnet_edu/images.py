@@ -19,7 +19,7 @@ from .transforms import PAPER_RESIZE, resize_batch
 
 __all__ = ["DataFileError", "read_image", "read_image_tensor", "image_files", "scan_folder",
            "square", "TensorImageDataset", "ImageFiles", "load_image_folder", "folder_dataset",
-           "image_shape", "first_images", "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE",
+           "first_images", "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE",
            "MAX_IMAGE_PIXELS", "IN_MEMORY_BYTES", "sample_photos"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
@@ -186,11 +186,6 @@ class ImageFiles(Dataset):
         return ImageFiles([self.paths[i] for i in indices.tolist()], self.labels[indices].clone(),
                           self.classes, self.side, self.channels)
 
-    def sample(self, n: int, seed: int = 0) -> Tensor:
-        """n images (at most all), drawn with `seed`, decoded: enough for channel statistics."""
-        pick = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        return torch.stack([self[i][0] for i in pick.tolist()])
-
     def __repr__(self) -> str:
         return (f"ImageFiles({len(self)} images read from disk as {self.channels}x{self.side}x"
                 f"{self.side} uint8, {len(self.classes)} classes)")
@@ -254,13 +249,6 @@ def folder_dataset(folder: str | Path) -> TensorImageDataset | ImageFiles:
     print(f"{folder}: {len(paths):,} images would need {needed / 1024**3:.1f} GiB in memory "
           f"(more than {IN_MEMORY_BYTES / 1024**3:.0f} GiB): reading them from disk as needed")
     return ImageFiles(paths, torch.tensor(labels), classes)
-
-
-def image_shape(dataset: Dataset) -> tuple[int, int, int]:
-    """(channels, height, width) of every image of a TensorImageDataset or ImageFiles."""
-    if isinstance(dataset, ImageFiles):
-        return dataset.channels, dataset.side, dataset.side
-    return tuple(dataset.images.shape[1:])
 
 
 def first_images(dataset: Dataset, n: int) -> Tensor:

@@ -50,8 +50,7 @@ def missing(name: str, folder: Path, files: slice = slice(0, 4)) -> list[str]:
     return [f for f in FILES[name][files] if _present(folder / f) is None]
 
 
-def _file_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped for `.gz`."""
+def _file_bytes(path: Path) -> bytes:   # gunzipped for .gz
     if path.stat().st_size == 0:     # a failed download often leaves an empty file
         raise DataFileError(f"{path} is empty (0 bytes). {_FIX}")
     if path.suffix != ".gz":
@@ -67,8 +66,8 @@ def _file_bytes(path: Path) -> bytes:
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes with `ndim` dimensions (3: images, 1: labels), its header
-    (magic 0x000008<ndim>, big-endian sizes) checked against the file's length."""
+    """An IDX file of `ndim` (3: images, 1: labels) dimensions of unsigned bytes (magic
+    0x000008<ndim>, big-endian sizes), its header checked against the file's length."""
     blob = _file_bytes(path)
     what = "idx3-ubyte image" if ndim == 3 else "idx1-ubyte label"
     header_len = 4 + 4 * ndim
@@ -93,7 +92,7 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 def _checked(images: np.ndarray, labels: np.ndarray, paths: tuple[Path, Path],
              low: int) -> tuple[Tensor, Tensor]:
-    """(images, labels - low) as tensors, once the counts agree and every label is in low..low+9."""
+    """(images, labels - low) as tensors; the counts must agree, the labels lie in low..low+9."""
     if len(images) != len(labels):
         raise DataFileError(f"{paths[0]} holds {len(images)} images but {paths[1]} holds "
                             f"{len(labels)} labels: the two files are from different downloads. "
@@ -128,8 +127,8 @@ def read_split(name: str, folder: Path, split: str) -> TensorImageDataset:
 
 def folder(name: str, root: str | Path | None, download: bool,
            needed: slice = slice(0, 4)) -> Path:
-    """The folder of `name`'s official files below `root` (the `needed` ones must be there),
-    downloaded first when `download` (never into a read-only root), else a clear error."""
+    """The folder of `name`'s official files (the `needed` ones) below `root`, downloaded first
+    when `download` (never into a read-only root)."""
     if root is None:
         raise ValueError(f"{name}: pass root=, the folder that holds the datasets "
                          "(profiles.load_splits picks it for you)")
@@ -160,16 +159,14 @@ def folder(name: str, root: str | Path | None, download: bool,
 
 def load(name: str, root: str | Path | None, download: bool, splits: tuple[str, ...] = (
         "train", "test")) -> tuple[list[TensorImageDataset], bool, Path]:
-    """(the `splits` of `name`, whether they are generated stand-ins, their folder below `root`),
-    from the official files (`folder` finds or downloads them)."""
+    """(the `splits` of `name`, whether they are generated stand-ins, their folder)."""
     where = folder(name, root, download, slice(0, 4) if "train" in splits else slice(2, 4))
     synthetic = is_standin(where)   # first: stand-ins changed since they were made are refused
     return [read_split(name, where, split) for split in splits], synthetic, where
 
 
 def is_standin(folder: Path) -> bool:
-    """Whether `folder` holds generated stand-ins (it has a marker); FileNotFoundError for files
-    changed since they were generated, which are neither stand-ins nor the real files."""
+    """Whether `folder` holds generated stand-ins (a marker); files changed since are refused."""
     marker = folder / GENERATED_MARKER
     if not marker.is_file():
         return False
@@ -185,8 +182,8 @@ def is_standin(folder: Path) -> bool:
 
 
 def writable(folder: Path) -> bool:
-    """Whether we may write in (or create) `folder`: the nearest existing folder must also carry a
-    write permission bit, so that root does not write into a folder made read-only on purpose."""
+    """Whether we may write in (or create) `folder`: also for root, only where a write bit is set
+    (a folder made read-only on purpose stays so)."""
     folder = folder.absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

@@ -1,6 +1,5 @@
-"""Stand-in datasets: small synthetic Fashion-MNIST and STL-10 written in the official file
-formats, so that every code path runs without the real files (smoke mode, tests). A marker file
-beside them says that they are stand-ins and records their md5 sums."""
+"""Stand-in datasets: small synthetic Fashion-MNIST and STL-10 in the official file formats, so
+that every code path runs without the real files (smoke mode, tests), marked as stand-ins."""
 
 from __future__ import annotations
 
@@ -65,8 +64,7 @@ def _write_marker(folder: Path, kind: str, n_train: int, n_test: int, seed: int,
 
 def generate_fashion_mnist(folder: str | Path, n_train: int = 1000, n_test: int = 300,
                            seed: int = 0) -> Path:
-    """Write stand-in Fashion-MNIST in the official IDX format to `folder`/FashionMNIST/raw/,
-    which it returns: 28x28 grey, learnable class patterns."""
+    """Stand-in Fashion-MNIST (28x28 grey class patterns) in `folder`/FashionMNIST/raw/."""
     rng = np.random.default_rng(seed)
     raw = Path(folder) / FOLDERS["fashion-mnist"]
     written = []
@@ -84,8 +82,7 @@ def generate_fashion_mnist(folder: str | Path, n_train: int = 1000, n_test: int 
 
 def generate_stl10(folder: str | Path, n_train: int = 1000, n_test: int = 300,
                    seed: int = 0) -> Path:
-    """Write stand-in STL-10 in the official format to `folder`/stl10_binary/, which it returns:
-    96x96 colour images of learnable class patterns, column-major as in the real files."""
+    """Stand-in STL-10 (96x96 colour class patterns) in `folder`/stl10_binary/."""
     rng = np.random.default_rng(seed)
     out = Path(folder) / FOLDERS["stl10"]
     hues = np.linspace(0, 1, 10, endpoint=False)
@@ -123,8 +120,7 @@ def _generated_root(root: Path) -> Path:
 
 
 def provide_standins(name: str, root: Path) -> Path:
-    """The data root of stand-ins for `name` ("fashion-mnist", "stl10"), made once in a writable
-    folder and reused; says so on stdout."""
+    """The data root of stand-ins for `name`, made once in a writable folder; says so."""
     gen_root = _generated_root(root)
     folder = gen_root / FOLDERS[name]
     n_train, n_test = SMOKE_GENERATED_SIZES

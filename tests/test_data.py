@@ -38,23 +38,26 @@ def _image_bytes(ds: TensorImageDataset) -> set[bytes]:
 
 # ---------------------------------------------------------------- official formats -----------
 
+FASHION = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+           "t10k-labels-idx1-ubyte")
+
+
 def _idx(array: np.ndarray) -> bytes:
+    """IDX (LeCun): 0x00 0x00 0x08 (unsigned byte) <ndim>, big-endian sizes, then the bytes."""
     return bytes([0, 0, 8, array.ndim]) + b"".join(
         int(d).to_bytes(4, "big") for d in array.shape) + array.astype(np.uint8).tobytes()
 
 
-def _write_fashion(root: Path, train: np.ndarray, train_y: np.ndarray, test: np.ndarray,
-                   test_y: np.ndarray, compress: bool = False) -> None:
-    """Hand-written IDX files (not via the module), optionally gzipped."""
+def _write_fashion(root: Path, blobs: dict[str, bytes], compress: bool = False) -> Path:
+    """Hand-written IDX files (not via the module), optionally gzipped; returns their folder."""
     raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
-    for name, array in [("train-images-idx3-ubyte", train), ("train-labels-idx1-ubyte", train_y),
-                        ("t10k-images-idx3-ubyte", test), ("t10k-labels-idx1-ubyte", test_y)]:
-        blob = _idx(array)
+    for name, blob in blobs.items():
         if compress:
             (raw / (name + ".gz")).write_bytes(gzip.compress(blob))
         else:
             (raw / name).write_bytes(blob)
+    return raw
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -63,7 +66,8 @@ def test_fashion_mnist_idx_files_load_pixel_exact(tmp_path, compress):
     train = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
     test = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8)
     train_y, test_y = np.arange(40) % 10, np.arange(12) % 10
-    _write_fashion(tmp_path, train, train_y, test, test_y, compress)
+    _write_fashion(tmp_path, dict(zip(FASHION, map(_idx, (train, train_y, test, test_y)))),
+                   compress)
     splits = load_splits("fashion-mnist", root=tmp_path, val_fraction=0.25, download=False)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (30, 10, 12)
     assert splits.in_channels == 1 and splits.pca is None and not splits.synthetic

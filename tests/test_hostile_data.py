@@ -6,7 +6,6 @@ All inputs are made here, in the official formats, in tmp_path (no stored binari
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from collections.abc import Callable
@@ -17,12 +16,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data import _idx, _write_fashion
 
 from alexnet_edu import images, profiles, standin
 from alexnet_edu.data import load_image_folder, load_splits
-
-FASHION = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-           "t10k-labels-idx1-ubyte")
 
 
 @pytest.fixture(autouse=True)
@@ -42,29 +39,12 @@ def _isolated(request, monkeypatch, tmp_path):
 
 # ---------------------------------------------------------------- Fashion-MNIST IDX files -----
 
-def _idx(array: np.ndarray) -> bytes:
-    """IDX (LeCun): 0x00 0x00 0x08 (unsigned byte) <ndim>, big-endian sizes, then the bytes."""
-    return bytes([0, 0, 8, array.ndim]) + b"".join(
-        struct.pack(">I", d) for d in array.shape) + array.astype(np.uint8).tobytes()
-
-
 def _fashion_blobs(n_train: int = 40, n_test: int = 12) -> dict[str, bytes]:
     rng = np.random.default_rng(0)
     return {"train-images-idx3-ubyte": _idx(rng.integers(0, 256, (n_train, 28, 28))),
             "train-labels-idx1-ubyte": _idx(np.arange(n_train) % 10),
             "t10k-images-idx3-ubyte": _idx(rng.integers(0, 256, (n_test, 28, 28))),
             "t10k-labels-idx1-ubyte": _idx(np.arange(n_test) % 10)}
-
-
-def _write_fashion(root: Path, blobs: dict[str, bytes], compress: bool) -> Path:
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name, blob in blobs.items():
-        if compress:
-            (raw / (name + ".gz")).write_bytes(gzip.compress(blob))
-        else:
-            (raw / name).write_bytes(blob)
-    return raw
 
 
 def _with_count(blob: bytes, count: int) -> bytes:

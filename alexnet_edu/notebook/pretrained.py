@@ -21,10 +21,7 @@ from ..settings import data_root, shown_path
 from ..train import TrainConfig, build_model, fit
 
 __all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "load_or_train",
-           "trained_model_path", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)   # torchvision's normalization for its ImageNet weights
-IMAGENET_STD = (0.229, 0.224, 0.225)
+           "trained_model_path"]
 
 
 def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet, dict]:
@@ -41,12 +38,15 @@ def imagenet_alexnet(device: str | torch.device | None = None) -> tuple[AlexNet,
         raise RuntimeError(f"torchvision's ImageNet AlexNet weights are not available "
                            f"({type(err).__name__}: {err}); they download from "
                            f"{weights.url} when online") from None
-    model = AlexNet(num_classes=1000, variant="torchvision", init="pytorch", image_size=224)
+    preset = weights.transforms()   # the resize, crop and normalization they were trained with
+    model = AlexNet(num_classes=1000, variant="torchvision", init="pytorch",
+                    image_size=preset.crop_size[0])
     model.load_state_dict(state)   # our pre-hook renames torchvision's keys (features.0 -> conv1)
     checkpoint = {"format": FORMAT, "model_config": dict(model.config),
-                  "classes": list(weights.meta["categories"]), "mean": IMAGENET_MEAN,
-                  "std": IMAGENET_STD, "image_size": 224, "in_channels_data": 3,
-                  "resize_size": 256, "dataset": "imagenet"}   # torchvision's resize for them
+                  "classes": list(weights.meta["categories"]), "mean": tuple(preset.mean),
+                  "std": tuple(preset.std), "image_size": preset.crop_size[0],
+                  "resize_size": preset.resize_size[0], "in_channels_data": 3,
+                  "dataset": "imagenet"}
     return model.to(device or "cpu").eval(), checkpoint
 
 

@@ -59,9 +59,8 @@ def on_outputs(model: nn.Module, names: Iterable[str],
 
 def activations(model: nn.Module, x: torch.Tensor, names: Iterable[str] | str,
                 grad: bool = False) -> dict[str, torch.Tensor]:
-    """The named layers' outputs on `x`, e.g. ``activations(model, x, "relu7")["relu7"]`` (the
-    paper's Figure 4 features). Copied as emitted, so a later in-place ReLU does not change
-    them; no graph unless `grad`. The train/eval mode is left as it is (see `eval_mode`)."""
+    """The named layers' outputs on `x` (``activations(model, x, "relu7")["relu7"]``), copied as
+    emitted (a later in-place ReLU leaves them), without a graph unless `grad`; mode unchanged."""
     wanted = [names] if isinstance(names, str) else list(names)
     found: dict[str, torch.Tensor] = {}
 

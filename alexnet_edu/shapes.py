@@ -98,8 +98,7 @@ def unread_pixels(size: int, kernel: int, stride: int = 1, padding: int = 0,
     >>> unread_pixels(13, kernel=1, stride=2)        # a 1-pixel window every 2 pixels
     [1, 3, 5, 7, 9, 11]
     """
-    read = _read_pixels(size, kernel, stride, padding, dilation)
-    return [x for x in range(size) if x not in read]
+    return sorted(set(range(size)) - _read_pixels(size, kernel, stride, padding, dilation))
 
 
 def _read_pixels(size: int, kernel: int, stride: int, padding: int, dilation: int) -> set[int]:
@@ -169,9 +168,8 @@ def _mult_adds(module: nn.Module, output: torch.Tensor) -> int:
 
 def trace(model: nn.Module, input_size: tuple[int, ...] | torch.Size,
           device: str | torch.device | None = None) -> Trace:
-    """Run one image of `input_size` (C, H, W) through `model` (eval mode, no gradients) and
-    record every leaf layer's output shape, parameters and multiply-adds, as PyTorch computes
-    them. The input goes to `device`, by default the parameters' device."""
+    """Every leaf layer's output shape, parameters and multiply-adds, measured on one image of
+    `input_size` (C, H, W) on `device` (default: the parameters'), in eval mode."""
     input_size = tuple(input_size)[1:] if len(input_size) == 4 else tuple(input_size)
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (channels, height, width), got {tuple(input_size)}")

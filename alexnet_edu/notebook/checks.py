@@ -172,9 +172,8 @@ def _difference(name: str, got: torch.Tensor, expected: torch.Tensor, tol: float
 def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5,
                 atol: float = 0.0, mistakes: Mapping[str, Any] | None = None) -> None:
     """Same shape and relative error (see `relative_error`) at most `tol`; values at most `atol`
-    apart count as equal (near zero, float32 rounding alone gives a large relative error).
-    An answer closer to one of `mistakes` than to `expected` fails with its name, even within
-    `tol` (a sample and a population standard deviation of many values differ by < 1e-5)."""
+    apart count as equal (float32 rounding near zero). An answer closer to one of `mistakes`
+    than to `expected` fails with its name, even within `tol`."""
     exp_t = torch.as_tensor(expected)
     wanted = f"a tensor of shape {tuple(exp_t.shape)}"
     _require_answer(name, got, wanted)
@@ -243,9 +242,8 @@ def _layer_outputs(model: torch.nn.Module, x: torch.Tensor, names: list[str],
 
 def check_layers(model: torch.nn.Module, reference: torch.nn.Module, x: torch.Tensor,
                  tol: float = 1e-5) -> None:
-    """Run both models on `x` (eval mode, no gradients) and compare them layer by layer, naming
-    the first layer whose output shape or values differ. The two models need the same named
-    layers (conv1 ... fc8); copy the reference's weights into yours first if they should agree."""
+    """Run both models on `x` (eval mode, no gradients) and name the first layer (conv1 ... fc8,
+    named alike in both) whose output shape or values differ."""
     names = [n for n in reference.layer_names() if not n.startswith(("drop", "relu"))]
     theirs = _layer_outputs(reference, x, names, "the reference model")
     mine = _layer_outputs(model, x, names, "your model")

@@ -53,10 +53,9 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
 def nearest_neighbours(queries: torch.Tensor, gallery: torch.Tensor, k: int = 5,
                       metric: str = "euclidean",
                       exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distances, indices), each (Q, k): the k gallery rows closest to each query row, nearest
-    first. metric "euclidean" (the paper's) or "cosine" (1 - cosine similarity). Inputs of any
-    shape are flattened per row (so raw images give pixel-space neighbours). `exclude_self`
-    skips index i for query i (queries = gallery)."""
+    """(distances, indices), each (Q, k): the k gallery rows (flattened: images give pixel-space
+    neighbours) nearest each query row, by "euclidean" (the paper's) or "cosine" (1 - cosine
+    similarity) distance. `exclude_self` skips index i for query i (queries = gallery)."""
     q = queries.flatten(1).double()
     g = gallery.flatten(1).double()
     if q.shape[1] != g.shape[1]:

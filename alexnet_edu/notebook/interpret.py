@@ -59,8 +59,7 @@ def occlusion(model: nn.Module, images: torch.Tensor, targets: int | Sequence[in
               patch: int = 16, stride: int = 8, baseline: float = 0.0,
               batch_size: int = 64) -> torch.Tensor:
     """(N, rows, cols) drop in the target class's probability when a `patch` x `patch` square of
-    value `baseline` covers the image at each position (`occlusion_positions`). Positive =
-    the region supported the class. Occluded copies are evaluated `batch_size` at a time."""
+    value `baseline` covers each position (`occlusion_positions`): positive = it supported it."""
     if images.dim() != 4:
         raise ValueError(f"occlusion expects a batch (N, C, H, W), got {tuple(images.shape)}")
     n, _, h, w = images.shape
@@ -144,21 +143,17 @@ def _same_size(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(N,) Spearman rank correlation over pixels between maps a[i] and b[i] (N, h, w); maps of
     different sizes are resized to the larger. NaN where a map is constant (no ranking)."""
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata
 
-    a, b = _same_size(a, b)
-    out = []
-    for x, y in zip(a.flatten(1).numpy(), b.flatten(1).numpy()):
-        constant = x.min() == x.max() or y.min() == y.max()
-        out.append(float("nan") if constant else float(spearmanr(x, y).statistic))
-    return torch.tensor(out)
+    # Spearman's rho is Pearson's correlation of the ranks (ties share their mean rank)
+    ra, rb = (torch.from_numpy(rankdata(t.flatten(1).numpy(), axis=1)) for t in _same_size(a, b))
+    return torch.stack([torch.corrcoef(torch.stack(pair))[0, 1] for pair in zip(ra, rb)]).float()
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """(N,) structural similarity (Wang, Bovik, Sheikh & Simoncelli 2004, eq. 13) of maps a[i]
-    and b[i], each first scaled to [0, 1] by its own min and max (so data range L = 1,
-    C1 = (0.01 L)^2, C2 = (0.03 L)^2), with their Gaussian window (11 taps, sigma 1.5; shorter
-    for smaller maps), averaged over the valid positions. 1 = the same map."""
+    """(N,) structural similarity (Wang et al. 2004, eq. 13; 1 = the same map) of maps a[i] and
+    b[i] each scaled to [0, 1] (so L = 1, C1 = (0.01 L)^2, C2 = (0.03 L)^2), with their Gaussian
+    window (11 taps, sigma 1.5; fewer on small maps), averaged over the valid positions."""
     a, b = (to_unit_range(t, dims=(-2, -1))[:, None].double() for t in _same_size(a, b))
     taps = min(window, *a.shape[-2:])
     taps -= 1 - taps % 2                                                   # odd
@@ -178,9 +173,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
 
 def cascading_randomization(model: nn.Module, layers: Sequence[str] = CASCADE_LAYERS,
                             seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
-    """Yield (layer, model) with `layers` re-initialized cumulatively, top first: ("fc8", fc8
-    random), ("fc7", fc8 and fc7 random), ... Each layer gets PyTorch's default initialization
-    (its `reset_parameters`), from a generator seeded with `seed`; `model` is not changed."""
+    """Yield (layer, copy of `model`) with `layers` re-initialized cumulatively, top first: fc8,
+    then fc8 and fc7, ... by their `reset_parameters` (PyTorch's defaults), seeded with `seed`."""
     current = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -197,8 +191,8 @@ def sanity_check(model: nn.Module, images: torch.Tensor,
                  layers: Sequence[str] = CASCADE_LAYERS, seed: int = 0) -> dict:
     """Adebayo et al.'s cascading randomization test: each method(model, images, targets) ->
     (N, h, w) maps runs on the trained model, then after each step of `cascading_randomization`.
-    Returns {"stages": ["trained", *layers], "maps": {method: [maps per stage]}, "spearman" and
-    "ssim": {method: [mean over images per stage]}}. A method passes when its scores fall."""
+    Returns {"stages": ["trained", *layers], "maps": {method: [maps per stage]}, "spearman",
+    "ssim": {method: [mean over images per stage]}}; a method passes when its scores fall."""
     t = _targets(targets, len(images), images.device)
     maps = {name: [method(model, images, t).detach().cpu()] for name, method in methods.items()}
     for _, randomized in cascading_randomization(model, layers, seed):

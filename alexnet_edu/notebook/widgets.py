@@ -16,10 +16,10 @@ __all__ = ["FeatureMapViewer"]
 
 
 class FeatureMapViewer:
-    """Pick an image, a layer and a channel; see the map, the input and the image's most active
-    channels in that layer (`figure()`), as a widget in JupyterLab and Colab and as a PNG where
-    widgets do not run. Controls: `image_picker`, `layer`, `channel`, `top_channels`; output:
-    `image`; all: `widget`, with CSS classes alexnet-edu-<control> for browser tests."""
+    """Pick an image, a layer and a channel; see the input, the map and the image's most active
+    channels (`figure()`): a widget in JupyterLab and Colab, a PNG elsewhere. Controls
+    `image_picker`, `layer`, `channel`, `top_channels` and `image` have the CSS class
+    alexnet-edu-<name, - for _> (for browser tests); `widget` holds them all."""
 
     def __init__(self, model: torch.nn.Module, images: torch.Tensor,
                  titles: Sequence[str] | None = None, layers: Sequence[str] | None = None,

@@ -182,10 +182,6 @@ def _table(out: str) -> dict[str, dict]:
     return result
 
 
-def _ranked(out: str) -> dict[str, list[tuple[str, float]]]:
-    return {path: row["top"] for path, row in _table(out).items()}
-
-
 def test_predict_table_names_true_classes_and_accuracy(fm_run, tmp_path, capsys):
     rng = np.random.default_rng(1)
     for folder in ("Trouser", "Coat", "holiday"):          # two class folders, one other
@@ -219,7 +215,7 @@ def test_predict_directory_with_bad_files(fm_run, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2
     assert "Traceback" not in err, err
-    ranked = _ranked(out)
+    ranked = {path: row["top"] for path, row in _table(out).items()}
     assert list(ranked) == [str(folder / "good.png")]  # the good one, and only it
     top = ranked[str(folder / "good.png")]
     assert len(top) == 5 and {name for name, _ in top} <= set(FASHION_MNIST_CLASSES)
@@ -291,8 +287,10 @@ def test_usage_errors_exit_2(capsys):
 
 def test_help_teaches_the_paper_defaults(capsys):
     assert main(["train", "--help"]) == 0
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "Section 5" in out and "227" in out and "0.01" in out and "momentum" in out
+    assert "(default: paper)" in out and "(default: 1)" in out   # the architecture's defaults
+    assert "(default: 0.5, Section 4.2)" in out
     result = subprocess.run([sys.executable, "-m", "alexnet_edu", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shlex
+import shutil
 import struct
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from hostile_fixtures import ERROR, TINY, _files, _one_error, _resume
 from PIL import Image
 
 import alexnet_edu.cli as cli_module
+import alexnet_edu.train as train_module
 from alexnet_edu.checkpoint import check_fields, check_resumable, load_checkpoint
 from alexnet_edu.cli import main
 from alexnet_edu.data import load_splits
@@ -282,27 +284,34 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path):
         "alexnet-edu: error: interrupted while starting (nothing was done)"]
 
 
-def test_ctrl_c_before_training_starts_says_what_is_saved(data_root, tmp_path, monkeypatch,
-                                                          capsys):
-    def interrupt(*args, **kwargs):   # Ctrl-C while the data loads
-        raise KeyboardInterrupt
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
 
+
+@pytest.mark.parametrize("module, name, said", [
+    (cli_module, "load_splits", "before training started"),            # while the data loads
+    (train_module, "train_one_epoch", "before its first epoch finished")])
+def test_ctrl_c_before_anything_is_saved_offers_no_resume(module, name, said, data_root, tmp_path,
+                                                          monkeypatch, capsys):
     out = tmp_path / "run"
     argv = ["train", "--dataset", "fashion-mnist", "--data-root", str(data_root), "--out",
             str(out), *TINY]
-    monkeypatch.setattr(cli_module, "load_splits", interrupt)
+    monkeypatch.setattr(module, name, _interrupt)
     assert main(argv) == 130
     err = capsys.readouterr().err
-    assert "before training started: nothing was saved" in err and "Traceback" not in err
+    assert f"{said}: nothing was saved" in err and "Traceback" not in err
+    assert "--resume" not in err
     assert shlex.split(err.split("Start again with: ", 1)[1].splitlines()[0])[1:] == argv
     assert not out.exists()
     monkeypatch.undo()
     assert main(argv) == 0                             # as printed, it starts the run
-    capsys.readouterr()
-    # the same interrupt at --resume: the run is kept, and the command says --resume
+
+
+def test_ctrl_c_while_a_resume_loads_keeps_the_run(run, data_root, tmp_path, monkeypatch, capsys):
+    out = shutil.copytree(run, tmp_path / "run", ignore=shutil.ignore_patterns(".lock"))
     before = _files(out)
-    monkeypatch.setattr(cli_module, "load_splits", interrupt)
-    assert main([*argv, "--resume", "--epochs", "2"]) == 130
+    monkeypatch.setattr(cli_module, "load_splits", _interrupt)
+    assert _resume(data_root, out, *TINY, "--epochs", "2") == 130
     err = capsys.readouterr().err
     assert "holds the run. Continue it exactly with: " in err and "--resume" in err
     assert _files(out) == before

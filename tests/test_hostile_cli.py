@@ -327,13 +327,6 @@ def test_resume_refuses_flags_that_change_the_run(flags, said, run, data_root, c
     assert (run / "last.pt").stat().st_mtime_ns == before
 
 
-def test_train_help_states_the_architecture_defaults(capsys):
-    assert main(["train", "--help"]) == 0
-    out = " ".join(capsys.readouterr().out.split())
-    assert "(default: paper)" in out and "(default: 1)" in out and "(default: 0.5, Section 4.2)" \
-        in out
-
-
 # --- 7. Ctrl-C ----------------------------------------------------------------------------------
 
 def test_interrupted_training_exits_130_and_names_resume(data_root, tmp_path, monkeypatch,
@@ -357,23 +350,3 @@ def test_interrupted_training_exits_130_and_names_resume(data_root, tmp_path, mo
     assert main([*argv, "--out", str(tmp_path / "straight")]) == 0
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")
     assert all(torch.equal(resumed["model"][k], v) for k, v in straight["model"].items())
-
-
-def test_an_interrupt_before_the_first_batch_offers_no_resume(data_root, tmp_path, monkeypatch,
-                                                              capsys):
-    def interrupt(*args, **kwargs):   # Ctrl-C before the first epoch finished
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "train_one_epoch", interrupt)
-    out = tmp_path / "run"
-    argv = ["train", "--dataset", "fashion-mnist", "--data-root", str(data_root), "--out",
-            str(out), *TINY]
-    assert main(argv) == 130
-    err = capsys.readouterr().err
-    assert "before its first epoch finished: nothing was saved" in err
-    assert "--resume" not in err and "Traceback" not in err
-    assert not (out / "last.pt").exists()
-    monkeypatch.undo()
-    hint = err.split("Start again with: ", 1)[1].splitlines()[0]
-    assert main(shlex.split(hint)[1:]) == 0                  # as printed, it starts the run
-

@@ -53,9 +53,8 @@ def _require_answer(name: str, got: Any, wanted: str) -> None:
 
 def check_equal(name: str, got: Any, expected: Any,
                 mistakes: Mapping[str, Any] | None = None) -> None:
-    """Exact equality, for integers, strings and tuples (e.g. an output size). A whole number
-    expected is not matched by a float (27.0 from ``/`` where ``//`` was meant), and a value
-    listed in `mistakes` ({what it is: value}) is named when the answer equals it."""
+    """Exact equality (e.g. an output size); a float never matches an expected whole number (27.0
+    from / where // was meant), and an answer equal to one of `mistakes` is named."""
     _require_answer(name, got, f"a value like {expected!r}")
     several = isinstance(expected, (list, tuple))
     if isinstance(got, torch.Tensor) and got.numel() == 1 and not several:
@@ -189,10 +188,9 @@ def check_close(name: str, got: Any, expected: Any, tol: float = 1e-5,
     if mistakes and raw.shape == exp_t.shape and torch.isfinite(_cpu64(raw)).all():
         right = relative_error(raw, exp_t)
         for what, value in mistakes.items():
-            wrong = torch.as_tensor(value)
-            if wrong.shape != raw.shape:
+            if torch.as_tensor(value).shape != raw.shape:
                 continue
-            off = relative_error(raw, wrong)
+            off = relative_error(raw, value)
             if off < right and (message or off <= tol):
                 raise CheckFailed(f"{name}: this is {what} (relative error {off:.1e} from it, "
                                   f"{right:.1e} from the expected answer)")
@@ -210,8 +208,7 @@ def check_true(name: str, condition: bool, explanation: str) -> None:
 
 def _layer_outputs(model: torch.nn.Module, x: torch.Tensor, names: list[str],
                    whose: str) -> dict[str, torch.Tensor]:
-    """Outputs of the named layers (copied as emitted, so in-place ReLUs do not change them); a
-    model that raises is reported with the layer it was in."""
+    """The named layers' outputs (copied: in-place ReLUs leave them); a crash names its layer."""
     for name in names:
         try:
             find_layer(model, name)

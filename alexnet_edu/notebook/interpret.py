@@ -1,20 +1,17 @@
-r"""Which pixels made the network say "dog"? Three answers, each with its own blind spots
-(notebook 09). All take *normalized* float images (N, C, H, W) and any classifier, run it in eval
-mode (restoring its mode afterwards) and return CPU tensors.
+r"""Which pixels made the network say "dog"? Three answers, each with its blind spots (notebook
+09), for *normalized* images (N, C, H, W) and any classifier (run in eval mode, its mode restored):
 
-- **Occlusion** (Zeiler & Fergus 2014, Section 4.2): the drop of the class probability when a grey
-  patch (0 after normalization: the training mean) covers each position. Easy to trust; one
-  forward pass per position, and the answer depends on the patch.
-- **Gradient saliency** (Simonyan et al. 2014): $M_{uv} = \max_c |\partial s_t / \partial
-  x_{c,u,v}|$ for the class logit $s_t$. One backward pass; a local, noisy linearization.
-- **Grad-CAM** (Selvaraju et al. 2017): $L = \mathrm{ReLU}(\sum_k \alpha_k A^k)$ with $\alpha_k$
-  the mean gradient of $s_t$ over map $A^k$ of a late conv layer. Smooth, as coarse as the layer.
+- **occlusion** (Zeiler & Fergus 2014, Section 4.2): the class probability's drop when a grey patch
+  (0 after normalization: the training mean) covers each position; one forward pass per position;
+- **saliency** (Simonyan et al. 2014): $M_{uv} = \max_c |\partial s_t / \partial x_{c,u,v}|$ for
+  the class logit $s_t$; one backward pass, a local and noisy linearization;
+- **Grad-CAM** (Selvaraju et al. 2017): $\mathrm{ReLU}(\sum_k \alpha_k A^k)$, $\alpha_k$ the mean
+  gradient of $s_t$ over map $A^k$ of a late conv layer; smooth, as coarse as the layer.
 
-**Sanity checks** (Adebayo et al., NeurIPS 2018): an explanation of the *model* must change when
-the model does. `sanity_check` re-initializes the layers from fc8 down (`cascading_randomization`)
-and compares each method's maps with the trained model's (Spearman rank correlation, SSIM);
-`edge_map`, which never looks at the model, is the reference that fails.
-`train_on_shuffled_labels` is their second test: a copy that memorized permuted labels.
+**Sanity checks** (Adebayo et al. 2018): an explanation of the *model* must change with the model.
+`sanity_check` compares each method's maps as the layers are re-initialized from fc8 down;
+`edge_map`, blind to the model, is the reference that fails; `train_on_shuffled_labels` is their
+second test. Results are CPU tensors.
 """
 
 from __future__ import annotations

@@ -49,10 +49,8 @@ class FeatureMapViewer:
         self.top_channels = widgets.Dropdown(options=[], description="Top channels",
                                              style={"description_width": "initial"})
         self.image = widgets.Image(format="png")
-        for w, css in ((self.image_picker, "image-picker"), (self.layer, "layer"),
-                       (self.channel, "channel"), (self.top_channels, "top-channels"),
-                       (self.image, "image")):
-            w.add_class(f"alexnet-edu-{css}")
+        for name in ("image_picker", "layer", "channel", "top_channels", "image"):
+            getattr(self, name).add_class("alexnet-edu-" + name.replace("_", "-"))
         self.widget = widgets.VBox([
             widgets.HBox([self.image_picker, self.layer]),
             widgets.HBox([self.channel, self.top_channels]), self.image])
@@ -114,8 +112,7 @@ class FeatureMapViewer:
 
     # --- drawing ------------------------------------------------------------------------------
     def figure(self) -> Figure:
-        """The current view: input image, the chosen channel (with a colour bar) and the
-        image's top-k channels at this layer."""
+        """The current view: the input, the chosen channel and the image's top channels."""
         index, layer, ch = self.image_picker.value, self.layer.value, self.channel.value
         m = self.maps()
         # A fixed layout: constrained layout would double the time of every redraw.

@@ -117,9 +117,8 @@ def eval_transform(checkpoint: dict) -> nn.Module:
 def check_continues(checkpoint: dict, model_config: dict | None = None,
                     classes: Sequence[str] | None = None, train_config=None,
                     processes: int | None = None) -> None:
-    """One ValueError naming everything that keeps `checkpoint` from continuing as this run:
-    another model, other classes, another recipe (`RECIPE`; `train_config` a TrainConfig or a
-    dict), another number of data-parallel processes. None: not checked."""
+    """One ValueError naming all that keeps `checkpoint` from continuing as this run: another model,
+    classes, recipe (`RECIPE`) or number of processes; an argument None is not checked."""
     problems, theirs = [], checkpoint.get("model_config") or {}
     saved = checkpoint.get("train_config") or {}
     if model_config is not None and theirs != model_config:

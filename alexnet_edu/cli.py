@@ -144,9 +144,8 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def _run_folder(run_dir: Path) -> Iterator[None]:
-    """Hold `run_dir` for one run: create it, check that files can be written there, lock it
-    against a second `train` (RUN_DIR/.lock), remove the temporary files of saves killed
-    mid-write (a live process's stay); a folder created here and left empty is removed."""
+    """Hold `run_dir` for one run: create it, check it is writable, lock it (RUN_DIR/.lock), remove
+    killed saves' temporary files; a folder created here and left empty is removed again."""
     created, lock = not run_dir.exists(), FileLock(run_dir / ".lock")
     try:
         try:
@@ -396,13 +395,14 @@ DATASET_HELP = ("fashion-mnist (28x28 grey), stl10 (96x96 colour), or a folder w
                 "sub-folder of images per class")
 
 
-def _checked(convert, check):
-    """An argparse type: `convert`, then `check`, whose ValueError is a usage error ("momentum
-    must be ..." from TrainConfig reads "argument --momentum: must be ...")."""
+def _checked(convert, check, what: str = ""):
+    """An argparse type: `convert`, then `check`, a predicate (False: the value must be `what`) or
+    a check whose ValueError ("momentum must be ...") reads "argument --momentum: must be ..."."""
     def parse(text: str):
         value = convert(text)   # argparse: "invalid int value: 'many'"
         try:
-            check(value)
+            if check(value) is False:
+                raise ValueError(f"must be {what}, got {value}")
         except ValueError as err:
             raise argparse.ArgumentTypeError(re.sub(r"^\w+ must", "must", str(err))) from None
         return value
@@ -410,18 +410,11 @@ def _checked(convert, check):
     return parse
 
 
-def _must(ok, what: str):
-    def check(value) -> None:
-        if not ok(value):
-            raise ValueError(f"must be {what}, got {value}")
-    return check
-
-
-_positive_int = _checked(int, _must(lambda v: v >= 1, "a positive integer"))
+_positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+_image_side = _checked(int, lambda v: 1 <= v <= MAX_IMAGE_SIZE,
+                       f"a side from 1 to {MAX_IMAGE_SIZE} px (the paper's is 227)")
 # NaN fails every comparison, so it is refused too
-_image_side = _checked(int, _must(lambda v: 1 <= v <= MAX_IMAGE_SIZE,
-                                  f"a side from 1 to {MAX_IMAGE_SIZE} px (the paper's is 227)"))
-_probability = _checked(float, _must(lambda v: 0 <= v < 1, "a probability from 0 to below 1"))
+_probability = _checked(float, lambda v: 0 <= v < 1, "a probability from 0 to below 1")
 
 
 def _command_parser(commands, name: str, summary: str, run, description: str,

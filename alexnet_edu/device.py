@@ -26,8 +26,7 @@ def describe_device(device: torch.device | str) -> str:
 
 
 def synchronize(device: torch.device | str) -> None:
-    """Wait until the work queued on `device` is done, so that a timer around it measures the
-    work and not only its queueing: CUDA and Apple's MPS run asynchronously; the CPU does not."""
+    """Wait for the work queued on `device` (CUDA and MPS run asynchronously), for timers."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

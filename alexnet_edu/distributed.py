@@ -21,9 +21,8 @@ __all__ = ["start", "rank", "world_size", "is_main", "wrap", "sum_across", "loss
 
 
 def start(device: str | None = None) -> torch.device | None:
-    """Join torchrun's process group (once) and return this process's device: its GPU (the
-    node-local rank) with NCCL, or the CPU with gloo when there is no GPU or `device` is "cpu".
-    None when not launched by torchrun."""
+    """Join torchrun's process group (once); this process's device: its GPU (NCCL), or the CPU
+    (gloo) without a GPU or when `device` is "cpu". None when not launched by torchrun."""
     if not dist.is_torchelastic_launched():
         return None
     gpu = torch.cuda.is_available() and device != "cpu"
@@ -52,8 +51,7 @@ def is_main() -> bool:
 
 
 def wrap(model: nn.Module) -> nn.Module:
-    """`model` for the forward pass: in DistributedDataParallel when there are several
-    processes (its backward averages the gradients over them), else `model` itself."""
+    """`model` in DistributedDataParallel (which averages gradients) when processes > 1."""
     return DistributedDataParallel(model) if world_size() > 1 else model
 
 

@@ -92,9 +92,8 @@ def _check_model_config(config: dict, bad) -> None:
     smallest = smallest_image_size(config.get("variant", "paper"),
                                    3 if config.get("overlapping_pool", True) else 2)
     if config["image_size"] < smallest:
-        raise bad("model_config['image_size']", f"must be at least {smallest} (the smallest "
-                                                 f"input this layout takes), got "
-                                                 f"{config['image_size']}")
+        raise bad("model_config['image_size']", f"must be at least {smallest} (the smallest input "
+                  f"this layout takes), got {config['image_size']}")
 
 
 def _check_weights(weights, config: dict, bad) -> None:

@@ -66,9 +66,7 @@ def check_equal(name: str, got: Any, expected: Any,
             got = type(expected)(values)
         elif hasattr(got, "tolist"):
             got = values   # one number (a 0-d tensor, a NumPy scalar) where several are expected
-    if _equal(got, expected):
-        _float_for_integer(name, got, expected)
-    else:
+    if not _equal(got, expected):
         if _long(got) and _long(expected):
             raise CheckFailed(_sequence_difference(name, list(got), list(expected)))
         hint = next((f" - that is {what}" for what, value in (mistakes or {}).items()
@@ -79,6 +77,7 @@ def check_equal(name: str, got: Any, expected: Any,
         elif not hint and type(got) is not type(expected) and str(got) == str(expected):
             hint = f" (a {type(got).__name__}, expected a {type(expected).__name__})"
         raise CheckFailed(f"{name}: expected {expected!r}, got {got!r}{hint}")
+    _float_for_integer(name, got, expected)
     _ok(f"{name}: all {len(got)} values as expected" if _long(got) else f"{name}: {got!r}")
 
 

@@ -155,8 +155,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     taps = min(window, *a.shape[-2:])
     taps -= 1 - taps % 2                                                   # odd
     g = torch.exp(-(torch.arange(taps, dtype=torch.float64) - taps // 2) ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
-    w = (g[:, None] * g[None, :])[None, None]
+    w = (torch.outer(g, g) / g.sum() ** 2)[None, None]                    # normalized 2-D window
     blur = lambda t: F.conv2d(t, w)
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a ** 2

@@ -19,8 +19,8 @@ from .transforms import PAPER_RESIZE, resize_batch
 
 __all__ = ["DataFileError", "read_image", "read_image_tensor", "image_files", "scan_folder",
            "square", "TensorImageDataset", "ImageFiles", "load_image_folder", "folder_dataset",
-           "first_images", "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE",
-           "MAX_IMAGE_PIXELS", "IN_MEMORY_BYTES", "sample_photos"]
+           "first_images", "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS",
+           "IN_MEMORY_BYTES", "sample_photos"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
@@ -168,32 +168,29 @@ def square(image: Tensor, side: int = PAPER_RESIZE) -> Tensor:
 
 class ImageFiles(Dataset):
     """An image folder too large for memory, as file paths: `ds[i]` reads image i (in the
-    DataLoader's workers) and brings it to side x side the paper's way (§2)."""
+    DataLoader's workers) and brings it to 256 x 256 RGB the paper's way (§2)."""
 
-    def __init__(self, paths: list[Path], labels: Tensor, classes: list[str],
-                 side: int = PAPER_RESIZE, channels: int = 3):
+    def __init__(self, paths: list[Path], labels: Tensor, classes: list[str]):
         self.paths, self.labels, self.classes = list(paths), labels.long(), list(classes)
-        self.side, self.channels = side, channels
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        image = read_image_tensor(self.paths[index], self.channels, shorter_side=self.side)
-        return square(image, self.side), int(self.labels[index])
+        image = read_image_tensor(self.paths[index], shorter_side=PAPER_RESIZE)
+        return square(image), int(self.labels[index])
 
     def subset(self, indices: Tensor) -> ImageFiles:
         return ImageFiles([self.paths[i] for i in indices.tolist()], self.labels[indices].clone(),
-                          self.classes, self.side, self.channels)
+                          self.classes)
 
     def __repr__(self) -> str:
-        return (f"ImageFiles({len(self)} images read from disk as {self.channels}x{self.side}x"
-                f"{self.side} uint8, {len(self.classes)} classes)")
+        return (f"ImageFiles({len(self)} images read from disk as 3x{PAPER_RESIZE}x"
+                f"{PAPER_RESIZE} uint8, {len(self.classes)} classes)")
 
 
 class TensorImageDataset(Dataset):
-    """Images held in memory as one uint8 tensor N x C x H x W, with integer labels. `ds[i]` is
-    `(uint8 C x H x W, int)`; `data.make_loader` takes whole batches with one indexing operation."""
+    """Images held in memory as one uint8 tensor N x C x H x W, with integer labels."""
 
     def __init__(self, images: Tensor, labels: Tensor, classes: list[str]):
         if images.dtype != torch.uint8 or images.dim() != 4:

@@ -52,8 +52,7 @@ def current_profile() -> Profile:
         return Profile("smoke", "ALEXNET_EDU_SMOKE=1: CI's quick check, numbers mean nothing")
     if torch.cuda.is_available():
         return Profile("full", f"a CUDA GPU: {torch.cuda.get_device_name(0)}")
-    mps = getattr(torch.backends, "mps", None)
-    why = "Apple MPS is not CUDA" if mps is not None and mps.is_available() else "no CUDA GPU"
+    why = "Apple MPS is not CUDA" if torch.backends.mps.is_available() else "no CUDA GPU"
     return Profile("cpu", f"{why}: the 67 px recipe, each training notebook within 15 minutes "
                           "on a CPU")
 

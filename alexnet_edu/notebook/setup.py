@@ -45,7 +45,6 @@ def set_up(drive: bool = False) -> tuple[torch.device, Profile, bool]:
     if in_colab and device.type != "cuda":
         print("This Colab runtime has no GPU. Training cells will be slow: choose "
               "Runtime > Change runtime type > T4 GPU, then Runtime > Run all.")
-    # the run's size: smoke (CI), cpu (no CUDA GPU: 67 px, minutes), full (a CUDA GPU)
     profile = current_profile()
     print(f"alexnet_edu {__version__}; {profile}")
     return device, profile, profile.name == "smoke"

@@ -94,8 +94,7 @@ def _resolve_checkpoint(path: str | Path) -> Path:
 
 
 def _inputs(names: Sequence[str]) -> Iterator[Path]:
-    """The files to classify: each name, a folder's every file (a non-image among them is
-    reported, not skipped; an empty folder, as it is, too)."""
+    """The files to classify: each name, a folder's every file (non-images, empty folders too)."""
     for path in map(Path, names):
         yield from (image_files(path, extensions=None) or [path]) if path.is_dir() else [path]
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import alexnet_edu.train as train_module
 from alexnet_edu.cli import main
@@ -26,6 +28,17 @@ def _one_error(err: str) -> str:
     lines = _error_lines(err)
     assert len(lines) == 1, err
     return lines[0]
+
+
+def _images(folder: Path, classes: list[str], n: int = 6, seed: int = 0) -> Path:
+    """`folder` with `n` random 20 x 20 colour PNGs in a sub-folder per class."""
+    g = np.random.default_rng(seed)
+    for name in classes:
+        (folder / name).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(g.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                folder / name / f"{i}.png")
+    return folder
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hostile_fixtures import _error_lines, _one_error
+from hostile_fixtures import _error_lines, _images, _one_error
 from PIL import Image
 
 from alexnet_edu.checkpoint import eval_transform, load_checkpoint, load_model
@@ -183,11 +183,7 @@ def _table(out: str) -> dict[str, dict]:
 
 
 def test_predict_table_names_true_classes_and_accuracy(fm_run, tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    for folder in ("Trouser", "Coat", "holiday"):          # two class folders, one other
-        (tmp_path / folder).mkdir()
-        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(
-            tmp_path / folder / "x.png")
+    _images(tmp_path, ["Trouser", "Coat", "holiday"], n=1)   # two class folders, one other
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(fm_run / "best.pt"), "--top-k", "3",
                  str(tmp_path)]) == 0

@@ -28,7 +28,7 @@ import hostile_fixtures
 import numpy as np
 import pytest
 import torch
-from hostile_fixtures import ERROR, TINY, _files, _one_error, _resume
+from hostile_fixtures import ERROR, TINY, _files, _images, _one_error, _resume
 from PIL import Image
 
 import alexnet_edu.cli as cli_module
@@ -40,16 +40,6 @@ from alexnet_edu.standin import generate_fashion_mnist
 from alexnet_edu.train import TrainConfig, build_model, fit
 
 data_root, run = hostile_fixtures.data_root, hostile_fixtures.run   # fixtures: a finished run
-
-
-def _images(folder: Path, classes: list[str], n: int = 6, seed: int = 0) -> Path:
-    g = np.random.default_rng(seed)
-    for name in classes:
-        (folder / name).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(g.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
-                folder / name / f"{i}.png")
-    return folder
 
 
 def _evaluate(checkpoint: Path, data_root: Path, *flags: str) -> int:

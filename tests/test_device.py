@@ -23,17 +23,12 @@ def hardware(monkeypatch):
     return fake
 
 
-def test_cuda_first(hardware, capsys):
-    hardware(cuda=1, mps=True)
-    assert pick_device() == torch.device("cuda")
-    out = capsys.readouterr().out
-    assert out == "Using cuda:0 (Fake GPU 0)\n"
-
-
-def test_mps_when_no_cuda(hardware, capsys):
-    hardware(cuda=0, mps=True)
-    assert pick_device() == torch.device("mps")
-    assert capsys.readouterr().out == "Using mps (Apple GPU)\n"
+@pytest.mark.parametrize("cuda, picked, said", [(1, "cuda", "cuda:0 (Fake GPU 0)"),   # first
+                                                (0, "mps", "mps (Apple GPU)")])     # else MPS
+def test_cuda_first_then_mps(cuda, picked, said, hardware, capsys):
+    hardware(cuda=cuda, mps=True)
+    assert pick_device() == torch.device(picked)
+    assert capsys.readouterr().out == f"Using {said}\n"
 
 
 def test_cpu_last_with_a_hint(hardware, capsys):

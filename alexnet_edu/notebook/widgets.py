@@ -6,6 +6,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+import ipywidgets as widgets
 import torch
 from matplotlib.figure import Figure
 
@@ -25,8 +26,6 @@ class FeatureMapViewer:
                  titles: Sequence[str] | None = None, layers: Sequence[str] | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  top_k: int = 8, layer: str | None = None):
-        import ipywidgets as widgets  # optional: only the viewer needs it
-
         if images.dim() == 3:
             images = images.unsqueeze(0)
         if images.dim() != 4 or len(images) == 0:

@@ -19,7 +19,6 @@ from .viz import show_figures_inline
 __all__ = ["set_up", "keep_runs_on_drive"]
 
 DRIVE = Path("/content/drive")            # where Colab mounts Google Drive
-DRIVE_FOLDER = "alexnet-edu"              # runs/ goes to MyDrive/alexnet-edu/runs
 
 
 def set_up(drive: bool = False) -> tuple[torch.device, Profile, bool]:
@@ -50,7 +49,7 @@ def set_up(drive: bool = False) -> tuple[torch.device, Profile, bool]:
     return device, profile, profile.name == "smoke"
 
 
-def keep_runs_on_drive(mount: Path | None = None) -> Path:
+def keep_runs_on_drive() -> Path:
     """On Colab: make runs/ a link to MyDrive/alexnet-edu/runs (returned), so that a model 04 or
     05 trained survives a disconnect and is found by 06-09 in another runtime."""
     if "google.colab" not in sys.modules:
@@ -58,10 +57,9 @@ def keep_runs_on_drive(mount: Path | None = None) -> Path:
                          "already on your disk")
     from google.colab import drive  # only exists on Colab
 
-    mount = mount or DRIVE
-    if not (mount / "MyDrive").is_dir():
-        drive.mount(str(mount))      # asks for permission once per runtime
-    target = mount / "MyDrive" / DRIVE_FOLDER / "runs"
+    if not (DRIVE / "MyDrive").is_dir():
+        drive.mount(str(DRIVE))      # asks for permission once per runtime
+    target = DRIVE / "MyDrive" / "alexnet-edu" / "runs"
     target.mkdir(parents=True, exist_ok=True)
     runs = PROJECT_ROOT / "runs"
     already = runs.is_symlink() and runs.resolve() == target.resolve()   # run again

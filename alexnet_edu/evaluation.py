@@ -62,8 +62,7 @@ def _log_probabilities(model: nn.Module, transform: nn.Module, images: torch.Ten
 
 def predict(model: nn.Module, images, transform: nn.Module | dict,
             device: str | torch.device | None = None, tta: bool = False) -> torch.Tensor:
-    """Class probabilities (N x classes) for uint8 images (C x H x W or N x C x H x W) or a
-    Dataset; `transform` as in `evaluate`."""
+    """Class probabilities (N x classes) of uint8 images (C x H x W, N x C x H x W) or a Dataset."""
     if torch.is_tensor(images):
         images = images[None] if images.dim() == 3 else images
         images = (images, torch.zeros(len(images), dtype=torch.long))

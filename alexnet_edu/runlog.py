@@ -63,8 +63,7 @@ class RunLog:
 def estimate_epoch_seconds(model: nn.Module, splits, config, device: torch.device,
                            transform: nn.Module, dtype: torch.dtype | None = None,
                            steps: int = 2) -> float:
-    """Seconds one epoch (training and validation) should take, from `steps` timed training
-    steps on a copy of the model (the model itself is untouched)."""
+    """Seconds one epoch (training and validation) should take, from `steps` timed on a copy."""
     net = copy.deepcopy(model).to(device).train()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)   # lr 0: the copy does not change
     batch = min(config.batch_size, len(splits.train))

@@ -108,13 +108,11 @@ def _checked(images: np.ndarray, labels: np.ndarray, paths: tuple[Path, Path],
 
 def read_split(name: str, folder: Path, split: str) -> TensorImageDataset:
     """One split ("train", "test") of a named dataset, read from its official files in `folder`."""
+    files = FILES[name][0:2] if split == "train" else FILES[name][2:4]   # images, labels
+    paths = tuple(_present(folder / f) for f in files)
     if name == "fashion-mnist":
-        prefix = "train" if split == "train" else "t10k"
-        paths = (_present(folder / f"{prefix}-images-idx3-ubyte"),
-                 _present(folder / f"{prefix}-labels-idx1-ubyte"))
         images, labels = _read_idx(paths[0], ndim=3)[:, None], _read_idx(paths[1], ndim=1)
         return TensorImageDataset(*_checked(images, labels, paths, low=0), CLASSES[name])
-    paths = (_present(folder / f"{split}_X.bin"), _present(folder / f"{split}_y.bin"))
     pixels = np.frombuffer(_file_bytes(paths[0]), np.uint8)
     if len(pixels) % (3 * 96 * 96):
         raise DataFileError(f"{paths[0]} holds {len(pixels)} bytes, not a whole number of "

@@ -29,7 +29,6 @@ def _isolated(request, monkeypatch, tmp_path):
     if not any(name.startswith("real_") for name in request.fixturenames):
         monkeypatch.setenv("ALEXNET_EDU_DATA", str(tmp_path / "data-root"))
     monkeypatch.setattr(standin, "PROJECT_ROOT", tmp_path / "project")
-    torch.manual_seed(0)
 
 
 def _image_bytes(ds: TensorImageDataset) -> set[bytes]:

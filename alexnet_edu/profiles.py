@@ -192,7 +192,8 @@ def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:
         env = root is None and os.environ.get("ALEXNET_EDU_DATA", "").strip()
         root = Path(root or data_root())
         # no machine paths beyond the data folder's short name: a stored output shows none
-        where, folder = "$ALEXNET_EDU_DATA" if env else shown_path(root), root / FOLDERS[name]
+        where = "$ALEXNET_EDU_DATA" if env else shown_path(root)
+        folder = root / FOLDERS[name]
         size = f"{data.STL10_DOWNLOAD_GB} GB" if name == "stl10" else "30 MB"
         failed = " (the download failed: offline?)" if "download failed" in str(err) else ""
         print(f"{name} is not here: {where}/{FOLDERS[name].as_posix()}/ lacks "

@@ -75,10 +75,8 @@ def keep_runs_on_drive() -> Path:
 def brief_errors() -> None:
     """In IPython, show a failed exercise check and a NameError as one line, not a traceback
     through alexnet_edu; the cell still fails (nbval and grading count it)."""
-    try:
-        from IPython import get_ipython  # present wherever a notebook runs
-    except ImportError:
-        return
+    from IPython import get_ipython  # ipywidgets, a dependency, brings IPython
+
     shell = get_ipython()
     if shell is not None:
         shell.set_custom_exc((CheckFailed, NameError), _brief)

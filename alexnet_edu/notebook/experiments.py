@@ -1,15 +1,8 @@
 r"""The paper's design choices, tested small: one change at a time, the same budget for each.
 
-Krizhevsky, Sutskever & Hinton (2012) justify four choices with a comparison: **ReLU** over tanh
-(§3.1, Figure 1: "six times faster" to 25 % training error on CIFAR-10, learning rate chosen per
-network, no regularization; `run_speed` repeats it with `SmallCNN` on Fashion-MNIST),
-**Local Response Normalization** (§3.3: -1.4 points of top-1 error), **overlapping pooling**
-z = 3 > s = 2 (§3.4: -0.4 points) and **dropout** in fc6/fc7 (§4.2: "substantial overfitting"
-without it).
-
-`run_ablations` trains an AlexNet per variant with one `TrainConfig` (one fixed learning rate:
-a plateau cut would fall on another epoch in each arm) and keeps which validation and training
-images each final model got right; `claims_table` judges each claim at the last epoch
+The claims: ReLU over tanh (§3.1, Figure 1; `run_speed` with `SmallCNN`), LRN (§3.3),
+overlapping pooling (§3.4) and dropout (§4.2). `run_ablations` trains an AlexNet per variant
+with one config and one fixed learning rate; `claims_table` judges each claim at the last epoch
 (McNemar's exact test for an error rate, a paired band for the overfitting gap, a seed-to-seed
 interval for the speed-up). A run that blew up (`diverged`) is not evidence.
 """
@@ -50,11 +43,8 @@ History = Sequence[Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class Ablation:
-    """One claim of the paper: the paper's setting against one alternative.
-
-    `measure` says how the claim is judged: "speed" (epochs to reach `target_error` training
-    error), "val_error" (validation error at the last epoch) or "gap" (train minus validation
-    accuracy at the last epoch, both in eval mode)."""
+    """One claim of the paper: the paper's setting against one alternative, judged by `measure`:
+    "speed" (epochs to `target_error` training error), "val_error" or "gap" (last epoch)."""
 
     name: str
     claim: str
@@ -93,11 +83,9 @@ PAPER_ABLATIONS: tuple[Ablation, ...] = (
 
 
 class SmallCNN(nn.Sequential):
-    """Figure 1's kind of network (§3.1: "a four-layer convolutional neural network"): three
-    5x5 convolutions (32, 32, 64 maps, padding 2), each followed by the activation and 3x3 max
-    pooling with stride 2, and one fully connected layer - the layout of cuda-convnet's CIFAR-10
-    example (layers-80sec.cfg). No dropout, no LRN: "no regularization of any kind". PyTorch's
-    default initialization; the same seed gives both activations the same weights."""
+    """Figure 1's "four-layer convolutional neural network" (§3.1), as cuda-convnet's CIFAR-10
+    example (layers-80sec.cfg): three 5x5 convolutions, each with the activation and 3x3/2 max
+    pooling, and one linear layer; "no regularization of any kind"."""
 
     def __init__(self, activation: str = "relu", num_classes: int = 10, in_channels: int = 1,
                  image_size: int = 28) -> None:
@@ -120,18 +108,16 @@ class SmallCNN(nn.Sequential):
 
 
 def fixed_schedule(config):
-    """`config` with one learning rate for the whole run: the plateau rule (§5) would cut it at
-    whichever epoch each arm's validation error stalls, and two arms would then not run the same
-    schedule. (A patience as long as the run never fires.)"""
+    """`config` with one learning rate for the whole run (a patience as long as the run): the
+    plateau rule (§5) would cut each arm's rate at another epoch."""
     if config.schedule == "plateau":
         return dataclasses.replace(config, patience=config.epochs)
     return config
 
 
 def variants(ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> dict[str, dict]:
-    """{label: model overrides} for every distinct run the ablations need. The paper's settings
-    all coincide (LRN, overlapping pooling, dropout 0.5, and our kaiming initialization), so they
-    share one run: "paper"."""
+    """{label: model overrides} for every distinct run the ablations need; the paper's settings
+    all share one run, "paper"."""
     runs: dict[str, dict] = {"paper": {}}
     for ab in ablations:
         for label, overrides in (ab.paper, ab.alternative):
@@ -178,9 +164,8 @@ def _correct(model: nn.Module, images, transform: nn.Module, device) -> list[int
 
 def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: bool,
                probe, keep_checkpoints: bool) -> list[dict]:
-    """`fit` one arm into `folder` and keep its history.json; with a `probe` (training images),
-    every epoch also records the eval-mode training accuracy on it, and the last epoch which
-    probe and validation images were right."""
+    """`fit` one arm into `folder`; with a `probe` (training images) also record the eval-mode
+    accuracy on it, and at the last epoch which probe and validation images were right."""
     plain = BatchTransform(model.config["image_size"], tuple(splits.mean), tuple(splits.std),
                            train=False, out_channels=model.config["in_channels"])
     device = torch.device(device) if device is not None else pick_device(verbose=False)
@@ -217,15 +202,10 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
                   base: Mapping[str, Any] | None = None, resume: bool = False,
                   keep_checkpoints: bool = True) -> dict[str, list[dict]]:
     """Train one AlexNet per entry of `runs` ({label: overrides}; default `variants()`) into
-    ``run_root/<label>``, each with the same `config` under one fixed learning rate
-    (`fixed_schedule`), the same data and initial weights; `base`: overrides shared by all.
-    ``resume=True`` continues or reuses runs (their ``last.pt``); ``keep_checkpoints=False``
-    deletes a finished run's ``.pt`` files (hundreds of MB each). Every epoch records
-    ``train_acc_eval`` (eval-mode accuracy on a training subset as large as the validation
-    split), the last epoch ``val_correct`` / ``train_correct`` (which images the final model
-    got right). Returns {label: history}; Ctrl-C (KeyboardInterrupt from `fit`) stops them all,
-    and ``resume=True`` continues; a run whose loss became NaN or infinite is one row with
-    ``diverged``."""
+    ``run_root/<label>`` with the same `fixed_schedule(config)`, data and initial weights;
+    `base`: overrides shared by all. Every epoch records ``train_acc_eval`` (eval mode, on a
+    training subset as large as the validation split), the last ``val_correct`` and
+    ``train_correct``. Returns {label: history}; a run that went NaN is one ``diverged`` row."""
     runs = variants() if runs is None else runs
     config = fixed_schedule(config)
     if any("overlapping_pool" in overrides for overrides in runs.values()):
@@ -245,9 +225,8 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
 
 def run_seeds(splits, config, image_size: int, run_root: str | Path, seeds: int,
               **kwargs: Any) -> list[dict[str, list[dict]]]:
-    """`run_ablations` once per seed 0 .. seeds-1 (``config.seed``: initial weights, batch order,
-    augmentation), into ``run_root/seed-<s>``: the spread between seeds is the noise one run
-    cannot show. Returns one {label: history} per seed."""
+    """`run_ablations` once per seed 0 .. seeds-1, into ``run_root/seed-<s>``: the spread
+    between seeds is the noise one run cannot show."""
     return [run_ablations(splits, dataclasses.replace(config, seed=seed), image_size,
                           Path(run_root) / f"seed-{seed}", **kwargs) for seed in range(seeds)]
 
@@ -255,10 +234,9 @@ def run_seeds(splits, config, image_size: int, run_root: str | Path, seeds: int,
 def run_speed(splits, config, run_root: str | Path, lrs: Sequence[float], seeds: int,
               device: str | torch.device | None = None, ablation: Ablation = RELU_VS_TANH,
               keep_checkpoints: bool = False) -> dict[str, Any]:
-    """Figure 1's experiment (§3.1), small: a `SmallCNN` per arm at the splits' native size, no
-    weight decay or augmentation. Each arm's learning rate is "chosen independently to make
-    training as fast as possible": seed 0 trains every rate in `lrs`, the fewest epochs to the
-    target (then the lower final training error) wins; seeds 1 .. seeds-1 repeat it. Returns
+    """Figure 1's experiment (§3.1), small: a `SmallCNN` per arm, no weight decay or
+    augmentation, each arm's rate "chosen independently" (seed 0 tries every rate in `lrs`; the
+    fewest epochs to the target wins), then repeated for seeds 1 .. seeds-1. Returns
     {"lr": {label: rate}, "tuning": {label: {rate: history}}, "per_seed": [{label: history}]}."""
     config = fixed_schedule(dataclasses.replace(config, weight_decay=0.0, augment=False))
     image_size = int(splits.image_size)   # native: 28 px for Fashion-MNIST
@@ -294,10 +272,9 @@ def _speed_key(history: History, target: float) -> tuple[float, float]:
 
 def speed_rows(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
                num_classes: int = 10) -> list[dict]:
-    """The speed claim's row from `run_speed`'s result: per seed the epochs each arm took to the
-    target, and the ratio alternative / paper with a 95 % interval. A crossing at whole epoch T
-    lies in (T-1, T], so a seed's ratio lies in [(T_b - 1) / T_a, T_b / (T_a - 1)]; the interval
-    is Student's t over seeds of the log of those ends. "held" only above 1."""
+    """The speed claim's row from `run_speed`'s result: the epochs to the target per seed, and
+    the ratio alternative / paper with a 95 % interval (Student's t over seeds of the log of
+    each seed's ratio bounds: a crossing at whole epoch T lies in (T-1, T])."""
     a_label, b_label = ablation.paper[0], ablation.alternative[0]
     pairs, notes = _speed_pairs(result["per_seed"], ablation, num_classes)
     epochs = len(result["per_seed"][0][a_label])
@@ -313,8 +290,7 @@ def speed_rows(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
 
 def _speed_pairs(per_seed: Sequence[Mapping[str, History]], ablation: Ablation,
                  num_classes: int) -> tuple[list[tuple], list[str]]:
-    """(epochs to the target of the paper's arm, of the alternative) for every seed in which
-    neither diverged, and a note for each seed that was left out."""
+    """(paper's epochs to the target, alternative's) per seed where neither diverged; notes."""
     labels = (ablation.paper[0], ablation.alternative[0])
     pairs, notes = [], []
     for seed, runs in enumerate(per_seed):
@@ -352,8 +328,7 @@ def _speed_verdict(pairs: list[tuple], notes: list[str], target: float,
 
 
 def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean, sample standard deviation and the half width of Student's t 95 % interval of the
-    mean, t(0.975, k-1) sd / sqrt(k) (with 3 values the factor is 4.30, not 2)."""
+    """Mean, sample sd and the half width of Student's t 95 % interval of the mean."""
     k, mean = len(values), sum(values) / len(values)
     sd = math.sqrt(sum((x - mean) ** 2 for x in values) / (k - 1))
     return mean, sd, float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
@@ -370,10 +345,8 @@ def _log_interval(ratios: Sequence[float], end: str) -> float:
 
 
 def diverged(history: History, num_classes: int = 10) -> str | None:
-    """Why a run counts as diverged, or None: a loss that became NaN or infinite, or a
-    first-epoch training loss above both ln(num_classes) (a uniform guess's loss) and the
-    untrained model's ``initial_loss`` by more than a tenth of ln(num_classes): it blew up in
-    its first steps. (A model that starts above ln(classes) averages above it in epoch 1 too.)"""
+    """Why a run counts as diverged, or None: a NaN or infinite loss, or a first-epoch training
+    loss above both ln(num_classes) and the untrained ``initial_loss`` by a tenth of ln(classes)."""
     if not history:
         return None
     if "diverged" in history[-1]:
@@ -384,8 +357,7 @@ def diverged(history: History, num_classes: int = 10) -> str | None:
     first = float(history[0].get("train_loss", 0.0))
     start = float(history[0].get("initial_loss", 0.0))
     chance = math.log(num_classes)
-    # a margin: a run that learns slowly can average a few hundredths above its start in its
-    # first epoch (dropout, augmentation); a blow-up climbs far above it
+    # a slow learner can average a little above its start in epoch 1; a blow-up climbs far
     margin = 0.1 * chance
     if first > max(chance, start) + margin:
         return (f"its first-epoch training loss {first:.2f} is above ln {num_classes} = "
@@ -396,8 +368,7 @@ def diverged(history: History, num_classes: int = 10) -> str | None:
 
 
 def _effect(ab: Ablation, histories: Mapping[str, History], num_classes: int) -> float | None:
-    """How many points better the paper's setting did in one set of runs (validation error or
-    train - val gap at the last epoch); None when a run diverged."""
+    """How many points better the paper's setting did in one seed; None when a run diverged."""
     a, b = _histories_of(ab, histories)
     if diverged(a, num_classes) or diverged(b, num_classes):
         return None
@@ -409,10 +380,9 @@ def _effect(ab: Ablation, histories: Mapping[str, History], num_classes: int) ->
 def seeds_table(per_seed: Sequence[Mapping[str, History]],
                 ablations: Sequence[Ablation] = PAPER_ABLATIONS,
                 num_classes: int = 10) -> list[dict]:
-    """One row per ablation over several seeds' runs (`run_seeds`): the paper setting's
-    advantage in each, their mean ± sample standard deviation, and a verdict only when the mean
-    is outside Student's t 95 % interval of zero. One seed gives no spread: "one seed". A seed
-    in which either run diverged counts for nothing (its entry is None); none left: "diverged"."""
+    """One row per ablation over `run_seeds`' runs: the paper setting's advantage per seed
+    (None where a run diverged), mean ± sd, and a verdict only when Student's t 95 % interval
+    of the mean excludes zero ("one seed": no spread)."""
     rows = []
     for ab in ablations:
         effects = [_effect(ab, histories, num_classes) for histories in per_seed]
@@ -449,8 +419,7 @@ def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def epochs_to_error(history: History, target: float = 0.25) -> int | None:
-    """The first epoch whose *training* error (1 - train_acc) is at most `target`, or None if
-    the run never got there (Figure 1's measure)."""
+    """The first epoch whose training error is at most `target`, or None (Figure 1's measure)."""
     for i, row in enumerate(history):
         if 1.0 - float(row["train_acc"]) <= target:
             return int(row.get("epoch", i + 1))
@@ -458,9 +427,8 @@ def epochs_to_error(history: History, target: float = 0.25) -> int | None:
 
 
 def overfitting_gap(history: History) -> float:
-    """Training minus validation accuracy at the last epoch (positive = overfitting), both in
-    eval mode (``train_acc_eval``): the running ``train_acc``, with dropout on, would make
-    dropout look like less overfitting by construction."""
+    """Training minus validation accuracy at the last epoch, both in eval mode: the running
+    ``train_acc`` has dropout on, which would flatter dropout by construction."""
     if not history:
         raise ValueError("the history is empty: train at least one epoch")
     last = history[-1]
@@ -471,9 +439,8 @@ def overfitting_gap(history: History) -> float:
 
 
 def check_pooling_fair(image_size: int, variant: str = "paper") -> None:
-    """Raise a ValueError when overlapping (3/2) and plain (2/2) pooling give pool5 maps of
-    different sides at `image_size`: fc6 would then change size too, and the ablation would
-    compare two changes, not one."""
+    """Raise a ValueError when 3/2 and 2/2 pooling give pool5 maps of different sides at
+    `image_size` (fc6 would change too: two changes, not one)."""
     overlapping = feature_map_size(image_size, variant, 3)
     plain = feature_map_size(image_size, variant, 2)
     if overlapping != plain:
@@ -499,16 +466,14 @@ def val_error(history: History) -> float:
 
 
 def _noise(error: float, n_val: int) -> float:
-    """Two standard errors of the difference of two independent error rates measured on n_val
-    images (unpaired: the fallback when a history has no per-image results)."""
+    """Two standard errors of the difference of two independent error rates on n_val images."""
     p = min(max(error, 1.0 / max(n_val, 1)), 1 - 1.0 / max(n_val, 1))
     return 2 * math.sqrt(2 * p * (1 - p) / max(n_val, 1))
 
 
 def mcnemar(correct_a: Sequence[int], correct_b: Sequence[int]) -> dict[str, float]:
-    """McNemar's exact test of two classifiers on the same images: only the images exactly one
-    gets right count (``only_a``, ``only_b``); ``p``: the two-sided exact binomial p-value of
-    that split against 50:50; ``diff``: b's error minus a's, ``half_width``: 1.96 paired SE."""
+    """McNemar's exact test on the same images: ``p`` of the split ``only_a``:``only_b`` against
+    50:50; ``diff``: b's error minus a's, ``half_width``: 1.96 paired SE."""
     if len(correct_a) != len(correct_b) or not correct_a:
         raise ValueError(f"mcnemar needs two equally long, non-empty lists of 0/1, got "
                          f"{len(correct_a)} and {len(correct_b)}")
@@ -582,11 +547,9 @@ def _row(ab: Ablation, measure: str, paper: str, alternative: str, epochs: int) 
 def claims_table(histories: Mapping[str, History], n_val: int,
                  ablations: Sequence[Ablation] = PAPER_ABLATIONS,
                  num_classes: int = 10) -> list[dict]:
-    """One row per ablation, from the histories at their last epoch (the same for every arm):
-    the two values, the verdict ("held", "did not hold", "undecided" or "diverged") and why.
-    Error rates: McNemar's exact test on the same validation images; the overfitting gap: a
-    paired band over the training probe and the validation images (without per-image results,
-    an unpaired band for n_val images). A run that diverged (`diverged`) is not evidence."""
+    """One row per ablation at the last epoch: the two values, the verdict ("held", "did not
+    hold", "undecided" or "diverged") and why (McNemar for error rates, a paired band for the
+    gap; unpaired for n_val images without per-image results)."""
     return [_claim_row(ab, *_histories_of(ab, histories), n_val, num_classes)
             for ab in ablations]
 
@@ -640,10 +603,8 @@ def _epoch_axes(ax, title: str, ylabel: str, percent: bool = True, **legend: Any
 
 def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
                   n_val: int | None = None) -> Figure:
-    """What the verdict of `ablation` uses, per epoch, paper's setting (solid) against the
-    alternative (dashed): for an error-rate claim the running training error and the validation
-    error (compared at the last epoch); for the gap claim the eval-mode training and validation
-    errors and their gap."""
+    """What the verdict of `ablation` uses, per epoch: the paper's setting (solid) against the
+    alternative (dashed)."""
     runs = dict(zip((ablation.paper[0], ablation.alternative[0]),
                     _histories_of(ablation, histories)))
     fig, axes = subplots(1, 2, figsize=(10, 3.4))
@@ -677,9 +638,8 @@ def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
 
 def plot_speed(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
                what: str = "") -> Figure:
-    """`run_speed`'s curves: the running training error per epoch of every seed, each arm at
-    its chosen learning rate (left), and seed 0's learning-rate search (right), with the
-    target line."""
+    """`run_speed`'s training error per epoch: every seed at the chosen rates (left), seed 0's
+    rate search (right)."""
     fig, axes = subplots(1, 2, figsize=(10, 3.4))
     colours = dict(zip((ablation.paper[0], ablation.alternative[0]), ("tab:blue", "tab:orange")))
     styles = {label: "-" if label == ablation.paper[0] else "--" for label in colours}

@@ -1,9 +1,7 @@
 """Every figure of the package and the notebooks (the interactive viewer is in `widgets`).
 
-One plotting idiom: `fig, ax = viz.subplots(...)`, pyplot's `subplots` without pyplot's global
-state, so nothing is shown twice in a notebook and tests can inspect a figure. Every plotting
-function returns its `Figure`. Scaling for display is x01 = (x - min) / (max - min), and 0
-where max == min, so an all-zero ReLU map never becomes NaN.
+One idiom: `fig, ax = viz.subplots(...)`, pyplot's `subplots` without pyplot's global state, so
+nothing is shown twice in a notebook and tests can inspect a figure; every function returns it.
 """
 
 from __future__ import annotations
@@ -40,10 +38,8 @@ _AXES_ARGUMENTS = {"sharex", "sharey", "squeeze", "width_ratios", "height_ratios
 
 
 def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
-    """`matplotlib.pyplot.subplots` without pyplot: (figure, axes), the axes squeezed as pyplot
-    squeezes them (one Axes, a 1-D or a 2-D array), in a constrained layout (no `tight_layout`
-    needed). As in pyplot, the arguments of the grid go to `Figure.subplots` and the others
-    (figsize, dpi, layout, ...) to `Figure`."""
+    """`matplotlib.pyplot.subplots` without pyplot: (figure, axes) in a constrained layout; the
+    grid's arguments go to `Figure.subplots`, the others (figsize, dpi, ...) to `Figure`."""
     grid = {k: kwargs.pop(k) for k in list(kwargs) if k in _AXES_ARGUMENTS}
     fig = Figure(**{"layout": "constrained", **kwargs})
     if os.environ.get(FIGURE_CHECK_VARIABLE):
@@ -54,9 +50,8 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any
 # --- the figure test: text that leaves the figure or lies on other text -----------------------
 
 FIGURE_CHECK_VARIABLE = "ALEXNET_EDU_FIGURE_CHECK"
-"""Set to 1 (warn) or to a file path (append one line per problem) before the figures are made:
-every figure `subplots` makes then runs `layout_problems` each time it is drawn (shown in a
-notebook or saved), so a notebook run reports every unreadable figure it shows."""
+"""Set to 1 (warn) or a file path (append a line per problem): every figure `subplots` makes
+then runs `layout_problems` each time it is drawn."""
 
 
 def _texts(fig: Figure, ticks: bool) -> list[tuple[str, Any]]:
@@ -86,11 +81,9 @@ def _texts(fig: Figure, ticks: bool) -> list[tuple[str, Any]]:
 
 def layout_problems(fig: Figure, ticks: bool = False, renderer: Any = None,
                     tolerance: float = 1.0) -> list[str]:
-    """What makes a drawn figure hard to read, as sentences (empty list: nothing found):
-    a title, axis or colour-bar label, legend entry or text annotation that sticks out of the
-    figure, or that overlaps another one (by more than `tolerance` pixels both ways), and a
-    text annotation drawn over a bar or a legend. With `ticks`, tick labels are checked as
-    well. Draws the figure unless given the `renderer` of a draw that has just happened."""
+    """What makes a drawn figure hard to read, as sentences: text that sticks out of the figure
+    or overlaps other text (by more than `tolerance` px both ways; tick labels with `ticks`), or
+    an annotation drawn over a bar or the legend. Draws the figure unless given a `renderer`."""
     if renderer is None:
         if not hasattr(fig.canvas, "get_renderer"):
             from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -144,10 +137,8 @@ def _check_after_draw(event: Any) -> None:
 
 def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
                  ax: Axes | None = None) -> Figure:
-    """Draw every position of a sliding window along one axis (on `ax`, or a new figure).
-    Top row: the input, padding hatched, pixels no window reads in red. Below it, one row per
-    output: the window's span, its taps (the pixels it multiplies) darker. Raises ValueError,
-    like `conv_output_size`, when the window does not fit."""
+    """Draw every position of a sliding window along one axis: the input row (padding hatched,
+    unread pixels red), then one row per output with its taps darker."""
     out = conv_output_size(size, kernel, stride, padding, dilation)
     extent = dilation * (kernel - 1) + 1
     lost = set(unread_pixels(size, kernel, stride, padding, dilation))
@@ -184,9 +175,8 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
 
 
 def to_unit_range(x: ArrayLike, dims: Sequence[int] | None = None) -> torch.Tensor:
-    """Min-max scale `x` to [0, 1] over `dims` (all dims when None), e.g. ``dims=(-2, -1)``
-    scales every map of an (N, C, H, W) tensor on its own. Constant slices (dead ReLU maps)
-    become 0, and NaN/inf become 0, so the result is always finite and in [0, 1]."""
+    """Min-max scale `x` to [0, 1] over `dims` (all when None); constant slices (dead ReLU maps)
+    and NaN/inf become 0."""
     t = torch.as_tensor(x).detach().to("cpu", torch.float32)
     t = torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
     if t.numel() == 0:
@@ -202,8 +192,7 @@ def to_unit_range(x: ArrayLike, dims: Sequence[int] | None = None) -> torch.Tens
 
 def denormalize(images: torch.Tensor, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None) -> torch.Tensor:
-    """Undo ``(x - mean) / std`` for display and clip to [0, 1]. uint8 images are divided by
-    255; float images without mean/std are min-max scaled per image."""
+    """Undo ``(x - mean) / std`` and clip to [0, 1]; uint8 / 255; no mean/std: min-max per image."""
     t = torch.as_tensor(images).detach().cpu()
     if t.dtype == torch.uint8:
         return t.float() / 255.0
@@ -252,9 +241,8 @@ def figure_to_png(fig: Figure, dpi: int = 80) -> bytes:
 
 
 def show_figures_inline() -> None:
-    """In IPython/Jupyter, show a returned Figure as a picture. Figures built without pyplot
-    (ours) have no notebook display until pyplot's inline backend is loaded, so register a PNG
-    formatter for them (`notebook.set_up` calls this; nothing happens outside IPython)."""
+    """In IPython, show a returned Figure as a PNG: figures built without pyplot have no display
+    until pyplot's inline backend is loaded."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -272,8 +260,7 @@ def show_figures_inline() -> None:
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
                mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                ncols: int | None = None, title: str = "Images") -> Figure:
-    """Show a batch (N, C, H, W) or one image (C, H, W): uint8, or normalized floats with the
-    `mean`/`std` that normalized them (see `denormalize`)."""
+    """Show a batch (N, C, H, W) or one image (C, H, W), uint8 or normalized (`denormalize`)."""
     t = torch.as_tensor(images)
     if t.dim() == 3:
         t = t.unsqueeze(0)
@@ -291,10 +278,8 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
 
 
 def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filters") -> Figure:
-    """Show conv kernels (out, in, kH, kW) as small images, like the paper's Figure 3.
-
-    3 input channels are shown in colour, 1 in grey; other counts show the first input channel.
-    Each filter is scaled to [0, 1] on its own so weak filters stay visible."""
+    """Show conv kernels (out, in, kH, kW) like the paper's Figure 3, each scaled on its own (3
+    input channels in colour, else the first in grey)."""
     w = torch.as_tensor(weight).detach().cpu().float()
     if w.dim() != 4:
         raise ValueError(f"filter_grid expects conv weights (out, in, kH, kW), got "
@@ -315,11 +300,8 @@ def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filte
 def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
                      ncols: int = 8, title: str = "Feature maps", cmap: str = "viridis",
                      shared: bool = False) -> Figure:
-    """Show feature maps (C, H, W) — or one map (H, W); `channels` picks which (default: up
-    to the first 32). Each map is scaled to [0, 1] on its own, or, with `shared`, all on one
-    scale in the maps' own units; a colour bar says which. NaN marks "no value" (e.g. a ratio
-    where the activation is 0) and is drawn light grey, outside the scaling. Dead maps (all
-    zero) show as flat and say so."""
+    """Show feature maps (C, H, W) or one (H, W), `channels` (default the first 32), each on its
+    own scale or, `shared`, one; NaN means "no value" and is drawn grey."""
     m = torch.as_tensor(maps).detach().cpu().float()
     if m.dim() == 4:
         if m.shape[0] != 1:
@@ -360,8 +342,7 @@ def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
 
 def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str],
                           title: str = "Confusion matrix") -> Figure:
-    """Rows = true class, columns = predicted class, each row as % of that class's images
-    (empty rows stay 0)."""
+    """Rows = true class, columns = predicted, each row as % of that class's images."""
     cm = torch.as_tensor(matrix).detach().cpu().double()
     if cm.dim() != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] != len(classes):
         raise ValueError(f"expected a {len(classes)}×{len(classes)} matrix for {len(classes)} "
@@ -399,8 +380,7 @@ def plot_towers(one: Sequence, two: Sequence,
                 layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
                                          "fc7", "fc8")) -> Figure:
     """Parameters and multiply-adds per layer of one tower (groups=1) against the paper's two
-    (groups=2), from two `shapes.trace` tables; the bars of the layers the towers halve say how
-    much they save (§3.2, notebooks 01 and 11)."""
+    (groups=2, §3.2), from two `shapes.trace` tables."""
     fig, axes = subplots(1, 2, figsize=(12, 3.8))
     x = np.arange(len(layers))
     for ax, key, label, unit in zip(axes, ("parameters", "mult_adds"),
@@ -426,9 +406,8 @@ def plot_towers(one: Sequence, two: Sequence,
 
 def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training curves",
                  fig: Figure | None = None) -> Figure:
-    """Loss, accuracy and learning rate per epoch from `fit`'s history (a list of dicts with
-    epoch, train_loss, train_acc, val_loss, val_acc, lr, images_per_s). Missing keys are
-    skipped; accuracies in [0, 1] are shown as %."""
+    """Loss, accuracy (as %) and learning rate per epoch from `fit`'s history; missing keys
+    are skipped."""
     rows = _history_rows(history)
     if fig is None:
         fig, axes = subplots(1, 3, figsize=(12, 3.4))
@@ -471,11 +450,8 @@ def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training cu
 
 
 class LiveHistoryPlot:
-    """Redraw `plot_history` in place after every epoch:
-    ``fit(..., on_epoch_end=LiveHistoryPlot())``.
-
-    Called with the whole history (a list of dicts) or with one epoch's dict (then it keeps the
-    list itself). In a notebook it updates one display; elsewhere it only records."""
+    """Redraw `plot_history` in place after every epoch, given the history or one epoch's dict:
+    ``fit(..., on_epoch_end=LiveHistoryPlot())``."""
 
     def __init__(self, title: str = "Training curves (live)"):
         self.title = title
@@ -505,10 +481,9 @@ class LiveHistoryPlot:
 def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                   title: str = "Attribution") -> Figure:
-    """Each image (top row) and its heat map (N, h, w) resized to it and overlaid (bottom row).
-    Unsigned maps (saliency, Grad-CAM) are scaled to [0, 1] per image in `inferno` (brightness
-    grows with the value, unlike `jet`). Signed maps (any value < 0; occlusion can also *raise*
-    the probability) are divided by their largest |value| and drawn in `RdBu_r`, centred on 0."""
+    """Each image (top row) and its heat map (N, h, w) overlaid (bottom row): unsigned maps
+    scaled per image in `inferno`, signed ones (occlusion) over their largest |value| in
+    `RdBu_r`, centred on 0."""
     imgs = torch.as_tensor(images)
     imgs = denormalize(imgs if imgs.dim() == 4 else imgs.unsqueeze(0), mean, std)
     m = torch.as_tensor(maps).detach().cpu().float()
@@ -545,8 +520,7 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
 def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
                images: torch.Tensor | None = None, title: str = "Embedding",
                axis_names: tuple[str, str] = ("component 1", "component 2")) -> Figure:
-    """2-D points (N, 2) coloured by class, with a legend; with uint8 `images`, about 24 points
-    also show their image as a thumbnail, framed in its class's colour."""
+    """2-D points (N, 2) coloured by class; with `images`, about 24 also show a thumbnail."""
     pts = np.asarray(torch.as_tensor(points).detach().cpu().float())
     lab = np.asarray(torch.as_tensor(labels).cpu())
     fig, ax = subplots(figsize=(9, 7))
@@ -573,9 +547,8 @@ def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
                    neighbours: Mapping[str, torch.Tensor], labels: ArrayLike | None = None,
                    classes: Sequence[str] | None = None,
                    title: str = "Nearest neighbours") -> Figure:
-    """One row per query: the query image, then its k neighbours in each space (e.g.
-    ``{"fc7": idx_fc7, "pixels": idx_px}``, each (Q, k) indices into `images`), like the
-    paper's Figure 4 (right). Neighbours of another class than the query get a red title."""
+    """One row per query: the image, then its k neighbours in each space (``{"fc7": (Q, k)
+    indices into images}``), as the paper's Figure 4; another class gets a red title."""
     shown = denormalize(torch.as_tensor(images))
     spaces = list(neighbours)
     k = int(next(iter(neighbours.values())).shape[1])
@@ -606,10 +579,8 @@ def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
 
 def plot_sanity_checks(result: Mapping[str, Any],
                        title: str = "Cascading randomization (Adebayo et al. 2018)") -> Figure:
-    """The scores of `interpret.sanity_check` against the randomization steps: Spearman rank
-    correlation (left) and SSIM (right) between each method's maps on the trained model and
-    after re-initializing the layers from fc8 down to the one named. A method that explains
-    the model falls towards 0; one that stays high explains the image."""
+    """`interpret.sanity_check`'s Spearman (left) and SSIM (right) scores per randomization
+    step: a method that explains the model falls towards 0."""
     stages = list(result["stages"])
     fig, axes = subplots(1, 2, figsize=(11, 3.8), sharey=True)
     x = np.arange(len(stages))
@@ -631,8 +602,7 @@ def plot_sanity_checks(result: Mapping[str, Any],
 def plot_sanity_maps(image: torch.Tensor, result: Mapping[str, Any], index: int = 0,
                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                      stages: Sequence[str] | None = None) -> Figure:
-    """One image's maps from `interpret.sanity_check`: a row per method, a column per
-    randomization step (`stages`, default all), each map scaled to its own min and max."""
+    """One image's maps from `interpret.sanity_check`: a row per method, a column per step."""
     shown = stages or result["stages"]
     columns = [result["stages"].index(s) for s in shown]
     methods = list(result["maps"])

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import re
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,7 +277,13 @@ def speed_rows(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
     the ratio alternative / paper with a 95 % interval (Student's t over seeds of the log of
     each seed's ratio bounds: a crossing at whole epoch T lies in (T-1, T])."""
     a_label, b_label = ablation.paper[0], ablation.alternative[0]
-    pairs, notes = _speed_pairs(result["per_seed"], ablation, num_classes)
+    pairs, notes = [], []   # (paper's epochs to the target, alternative's) per seed kept
+    for seed, runs in enumerate(result["per_seed"]):
+        if bad := [label for label in (a_label, b_label) if diverged(runs[label], num_classes)]:
+            notes.append(f"seed {seed}: {', '.join(bad)} diverged")
+        else:
+            pairs.append(tuple(epochs_to_error(runs[label], ablation.target_error)
+                               for label in (a_label, b_label)))
     epochs = len(result["per_seed"][0][a_label])
     shown = [", ".join("–" if t is None else str(t) for t in arm)
              for arm in zip(*pairs)] or ["", ""]
@@ -286,21 +293,6 @@ def speed_rows(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
     row.update(ratio=None, interval=None)
     row.update(_speed_verdict(pairs, notes, ablation.target_error, epochs))
     return [row]
-
-
-def _speed_pairs(per_seed: Sequence[Mapping[str, History]], ablation: Ablation,
-                 num_classes: int) -> tuple[list[tuple], list[str]]:
-    """(paper's epochs to the target, alternative's) per seed where neither diverged; notes."""
-    labels = (ablation.paper[0], ablation.alternative[0])
-    pairs, notes = [], []
-    for seed, runs in enumerate(per_seed):
-        bad = [label for label in labels if diverged(runs[label], num_classes)]
-        if bad:
-            notes.append(f"seed {seed}: {', '.join(bad)} diverged")
-        else:
-            pairs.append(tuple(epochs_to_error(runs[label], ablation.target_error)
-                               for label in labels))
-    return pairs, notes
 
 
 def _speed_verdict(pairs: list[tuple], notes: list[str], target: float,
@@ -329,8 +321,7 @@ def _speed_verdict(pairs: list[tuple], notes: list[str], target: float,
 
 def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     """Mean, sample sd and the half width of Student's t 95 % interval of the mean."""
-    k, mean = len(values), sum(values) / len(values)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in values) / (k - 1))
+    k, mean, sd = len(values), statistics.fmean(values), statistics.stdev(values)
     return mean, sd, float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
 
 
@@ -491,8 +482,7 @@ def mcnemar(correct_a: Sequence[int], correct_b: Sequence[int]) -> dict[str, flo
 def _paired_se(a: Sequence[int], b: Sequence[int]) -> float:
     """Standard error of mean(b) - mean(a) over the same images."""
     d = [y - x for x, y in zip(a, b)]
-    n, mean = len(d), sum(d) / len(d)
-    return math.sqrt(sum((x - mean) ** 2 for x in d) / max(n - 1, 1) / n)
+    return statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
 
 
 def _val_error_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[str, str]:

@@ -332,8 +332,7 @@ def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
         dead = values.numel() == 0 or values.abs().max() == 0
         ax.set_title(f"ch {c}" + (" (dead)" if dead else f" max {values.max().item():.2g}"),
                      fontsize=7)
-    bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9, aspect=30)
-    bar.set_label(label, fontsize=7)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9, aspect=30).set_label(label, fontsize=7)
     scale = "one shared scale" if shared else "each scaled to its own min–max"
     fig.suptitle(f"{title}: {len(chosen)} of {m.shape[0]} channels, {m.shape[1]}×{m.shape[2]} "
                  f"({scale}" + ("; grey: no value)" if missing.any() else ")"))
@@ -511,8 +510,7 @@ def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str
             axes[0, i].set_title(str(titles[i]), fontsize=8)
     axes[0, 0].set_ylabel("image")
     axes[1, 0].set_ylabel("map")
-    bar = fig.colorbar(im, ax=axes[1, :].tolist())
-    bar.set_label(label, fontsize=7)
+    fig.colorbar(im, ax=axes[1, :].tolist()).set_label(label, fontsize=7)
     fig.suptitle(title)
     return fig
 
@@ -590,9 +588,8 @@ def plot_sanity_checks(result: Mapping[str, Any],
             ax.plot(x, scores, "-o", ms=4, label=name, color=matplotlib.colormaps["tab10"](i))
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xticks(x, ["trained"] + [f"→{s}" for s in stages[1:]], rotation=45, ha="right")
-        ax.set(xlabel="randomized from fc8 down to", ylabel=label)
+        ax.set(xlabel="randomized from fc8 down to", ylabel=label, ylim=(-0.3, 1.05))
         ax.set_title(f"{label} with the trained model's map", fontsize=9)
-        ax.set_ylim(-0.3, 1.05)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"{title}: mean over {len(next(iter(result['maps'].values()))[0])} images")

@@ -204,9 +204,10 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
                   keep_checkpoints: bool = True) -> dict[str, list[dict]]:
     """Train one AlexNet per entry of `runs` ({label: overrides}; default `variants()`) into
     ``run_root/<label>`` with the same `fixed_schedule(config)`, data and initial weights;
-    `base`: overrides shared by all. Every epoch records ``train_acc_eval`` (eval mode, on a
-    training subset as large as the validation split), the last ``val_correct`` and
-    ``train_correct``. Returns {label: history}; a run that went NaN is one ``diverged`` row."""
+    `base`: overrides shared by all; `resume` continues after Ctrl-C. Every epoch records
+    ``train_acc_eval`` (eval mode, on a training subset as large as the validation split), the
+    last ``val_correct`` and ``train_correct``. Returns {label: history}; a run that went NaN
+    is one ``diverged`` row."""
     runs = variants() if runs is None else runs
     config = fixed_schedule(config)
     if any("overlapping_pool" in overrides for overrides in runs.values()):

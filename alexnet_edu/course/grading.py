@@ -3,18 +3,15 @@
     python -m alexnet_edu.course.grading notebooks/ submissions/ --out grades.csv [--workers 2]
 
 `submissions/` holds one folder per student with their copies of the released notebooks (same
-file names). Each notebook is graded in two runs, each in its own `sandbox`:
-
+file names, cells matched by id). Each notebook is graded in two runs, each in its own `sandbox`:
 1. the student's notebook runs as handed in; after each answer cell, the names the answer
    defines are written out as data (`values`; never a pickled object);
 2. a fresh kernel runs the *solution* notebook with each answer replaced by the student's (data
    read back with `torch.load(weights_only=True)`, functions defined from the source by
    `answers`); the solution's check cells, hidden tests included, decide.
-
-So nothing the student's kernel does (hiding errors, rebinding the checks, rewriting files)
-reaches a grade, only the values it defines. What remains: a student's function runs inside the
-checking kernel when a check calls it, and can tamper with that notebook's checks from then on
-(never another notebook's, another student's, or the CSV). Cells are matched by id.
+So only the values a student's kernel defines reach a grade. What remains: a student's function
+runs in the checking kernel when a check calls it, and can tamper with that notebook's checks from
+then on (never another notebook's, another student's, or the CSV).
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..files import write_atomic
@@ -42,8 +39,7 @@ from . import sandbox
 from .answers import AnswerNames, answer_names, define_names, student_parts
 from .release import (
     NotebookError,
-    _cell_regions,
-    _released_source,
+    NotebookScan,
     _text,
     bad_input,
     load_notebook,
@@ -54,7 +50,6 @@ from .values import MANIFEST
 
 __all__ = ["Grade", "Solution", "load_solution", "grade_folder", "main"]
 
-FIELDS = ("student", "notebook", "exercise", "passed", "message")
 STARTUP_S = 180      # importing torch and IPython in a new sandbox, on a busy machine
 GRACE_S = 15         # after a cell's timeout: the interrupt's own time before the kill
 _NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
@@ -72,21 +67,10 @@ class Grade:
 
 
 @dataclass
-class _Exercise:
-    title: str
-    answer: int                 # index of the answer cell in the solution
-    names: AnswerNames
-    released: str               # the answer cell as released (stubs, no answer)
-    checks: list[int]           # indices of its check cells (hidden tests included)
-
-
-@dataclass
-class Solution:
+class Solution(NotebookScan):
     """A solution notebook, read and scanned once, before any student's code runs."""
 
-    path: Path
-    cells: list[dict]
-    exercises: list[_Exercise]
+    names: list[AnswerNames] = field(default_factory=list)   # what each exercise's answer binds
 
 
 def _key(cell: dict, index: int) -> str:
@@ -95,42 +79,32 @@ def _key(cell: dict, index: int) -> str:
 
 def load_solution(path: Path | str) -> Solution:
     """Read a solution notebook and work out, for each exercise, what its answer defines."""
-    path = Path(path)
-    scan = scan_notebook(path)
-    nb, _ = load_notebook(path)
-    regions = _cell_regions(nb, path)
-    exercises = []
+    sol = Solution(**vars(scan_notebook(path)))
     previous = 0
-    for ex in scan.exercises:
-        source = _text(nb["cells"][ex.cell]["source"])
-        task = "\n".join(_text(c["source"]) for c in nb["cells"][previous:ex.cell]
+    for ex in sol.exercises:
+        task = "\n".join(_text(c["source"]) for c in sol.cells[previous:ex.cell]
                          if c["cell_type"] == "markdown")
-        spans = [(r.begin_line, r.end_line) for r in regions[ex.cell] if r.kind == "solution"]
         try:
-            names = answer_names(source, spans, define_names(task))
+            sol.names.append(answer_names(_text(sol.cells[ex.cell]["source"]), ex.spans,
+                                          define_names(task)))
         except SyntaxError as err:
-            raise NotebookError(f"{path}: cell {ex.cell}: the answer does not parse as Python "
-                                f"({err.msg}, line {err.lineno})") from None
-        released = _released_source(source, "code", regions[ex.cell])
-        exercises.append(_Exercise(ex.title, ex.cell, names, released,
-                                   sorted({*ex.check_cells, *ex.hidden_cells})))
+            raise NotebookError(f"{sol.path}: cell {ex.cell}: the answer does not parse as "
+                                f"Python ({err.msg}, line {err.lineno})") from None
         previous = ex.cell + 1
-    return Solution(path, nb["cells"], exercises)
+    return sol
 
 
 @dataclass
 class _Run:
-    """What one sandboxed run reported: each cell's error (None: ran cleanly) and, if it did not
-    finish, the cell where it stopped and why ("timed out" or "died")."""
+    """What one sandboxed run reported; `stopped_at` is None when it ran to the end."""
 
-    errors: dict[int, str | None]
+    errors: dict[int, str | None]   # each cell's error, None where it ran cleanly
     stopped_at: int | None = None
-    reason: str = ""
+    reason: str = ""                # why it stopped: "timed out" or "died"
 
 
 def _environment(profile: str, workers: int = 1) -> dict[str, str]:
-    """The graded kernels' environment: the run profile, headless figures, and (with several
-    workers) CPU threads shared out between them unless OMP_NUM_THREADS says otherwise."""
+    """The graded kernels' environment: the profile, headless figures, CPU threads shared out."""
     env = {"ALEXNET_EDU_PROFILE": profile, "ALEXNET_EDU_SMOKE": "1" if profile == "smoke" else "0",
            "MPLBACKEND": "Agg"}   # figures are rendered headless, nothing waits on a window
     if workers > 1:
@@ -138,9 +112,8 @@ def _environment(profile: str, workers: int = 1) -> dict[str, str]:
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(key):
             env[key] = os.environ[key]
-    # the data root by name: in the sandbox the package has no clone around it, so the default
-    # (the clone's data/) would become the scratch folder's, empty. None here: the scratch
-    # folder's it is (smoke mode writes its stand-ins there)
+    # by name: in the sandbox the default (the clone's data/) would be the scratch folder's,
+    # empty; without a data root here, smoke mode writes its stand-ins in the scratch folder
     if data_root().is_dir():
         env["ALEXNET_EDU_DATA"] = str(data_root())
     return env
@@ -148,8 +121,8 @@ def _environment(profile: str, workers: int = 1) -> dict[str, str]:
 
 def _execute(cells: list[dict], scratch: Path, timeout: int, env: dict[str, str], sandboxed: bool,
              hide: Sequence[Path]) -> _Run:
-    """Run `cells` with `cell_runner` in a sandbox rooted at `scratch`; each cell gets `timeout`
-    seconds, then an interrupt, then (GRACE_S later) the whole sandbox is killed."""
+    """Run `cells` with `cell_runner` in a sandbox at `scratch`: past `timeout` s a cell is
+    interrupted, GRACE_S later the whole sandbox is killed."""
     inside = sandbox.SCRATCH if sandboxed else str(scratch)
     (scratch / "job.json").write_text(json.dumps({"cells": cells, "timeout": timeout}))
     read, write = os.pipe()
@@ -172,9 +145,8 @@ def _execute(cells: list[dict], scratch: Path, timeout: int, env: dict[str, str]
 
 
 def _follow(read: int, count: int, timeout: int) -> _Run:
-    """Read the runner's events from the pipe until all `count` cells are done, the pipe closes
-    ("died") or the deadline passes ("timed out"): STARTUP_S for the first cell to start, then
-    `timeout` + GRACE_S per cell."""
+    """The runner's events until all `count` cells are done, the pipe closes ("died") or the
+    deadline passes ("timed out"): STARTUP_S to start, then `timeout` + GRACE_S a cell."""
     run = _Run({})
     expected, running, buffer = 0, False, b""
     deadline = time.monotonic() + STARTUP_S
@@ -212,8 +184,7 @@ def _follow(read: int, count: int, timeout: int) -> _Run:
 
 
 def _copy_values(source: Path, target: Path, limit: int = 1 << 30) -> None:
-    """Copy the plain files a student's run wrote under values/<exercise>/ (no links, no
-    folders deeper than that, none over `limit` bytes)."""
+    """Copy the plain files under values/<exercise>/ (no links, no deeper, none over `limit`)."""
     if not source.is_dir() or source.is_symlink():
         return
     for folder in source.iterdir():
@@ -246,66 +217,60 @@ def _stopped(run: _Run, timeout: int, where: str) -> str:
 
 def _read(path: Path) -> list[dict] | str:
     """A submission's cells, or why it cannot be graded."""
+    if not path.is_file():
+        return "not handed in"
     try:
         return load_notebook(path)[0]["cells"]
     except (NotebookError, OSError) as err:
         return str(err).split(": ", 1)[-1]
 
 
-def _grade_cells(sol: Solution, cells: list[dict] | str | None, student: str, timeout: int,
-                 env: dict[str, str], sandboxed: bool, hide: Sequence[Path]) -> list[Grade]:
-    if cells is None or isinstance(cells, str):
-        return [Grade(student, sol.path.name, ex.title, False, cells or "not handed in")
-                for ex in sol.exercises]
-    with tempfile.TemporaryDirectory(prefix="alexnet-edu-grading-") as tmp:
-        return _grade(sol, cells, student, Path(tmp), timeout, env, sandboxed, hide)
-
-
-def _grade(sol: Solution, cells: list[dict], student: str, tmp: Path, timeout: int,
+def _grade(sol: Solution, cells: list[dict] | str, student: str, timeout: int,
            env: dict[str, str], sandboxed: bool, hide: Sequence[Path]) -> list[Grade]:
-    inside = {run: sandbox.SCRATCH if sandboxed else str(tmp / run) for run in "ab"}
-    mine = {_key(c, i): i for i, c in enumerate(cells) if isinstance(c, dict)}
+    if isinstance(cells, str):   # why the submission cannot be graded
+        return [Grade(student, sol.path.name, ex.title, False, cells) for ex in sol.exercises]
+    mine = {_key(c, i): i for i, c in enumerate(cells)}
     answer_of = {}   # the student's answer cell -> its exercise
     for k, ex in enumerate(sol.exercises):
-        i = mine.get(_key(sol.cells[ex.answer], ex.answer))
-        if i is not None and cells[i].get("cell_type") == "code":
+        i = mine.get(_key(sol.cells[ex.cell], ex.cell))
+        if i is not None and cells[i]["cell_type"] == "code":
             answer_of[i] = k
-    parts = {k: student_parts(_text(cells[i].get("source", "")), sol.exercises[k].names)
+    parts = {k: student_parts(_text(cells[i]["source"]), sol.names[k])
              for i, k in answer_of.items()}
-    # 1. the student's notebook, the answers written out after each answer cell
-    job_a, answer_at, export_at = _student_job(cells, answer_of, parts, inside["a"])
-    run_a = _execute(job_a, sandbox.prepare(tmp / "a"), timeout, env, sandboxed, hide) \
-        if job_a else _Run({})
-    # 2. a fresh kernel: the solution notebook, each answer replaced by the student's
-    b = sandbox.prepare(tmp / "b")
-    _copy_values(tmp / "a" / "values", b / "values")
-    for folder in (b / "values").glob("*"):
-        sandbox.prepare(folder)
-    reached = {k: parts[k] for k, at in export_at.items()
-               if run_a.stopped_at is None or run_a.stopped_at > at}
-    job_b, checks_at = _checking_job(sol, reached, inside["b"])
-    run_b = _execute(job_b, b, timeout, env, sandboxed, hide)
-    return [Grade(student, sol.path.name, ex.title, *_verdict(
-                k, ex, sol, parts, answer_at, export_at, checks_at[k], run_a, run_b, tmp,
-                timeout))
-            for k, ex in enumerate(sol.exercises)]
+    with tempfile.TemporaryDirectory(prefix="alexnet-edu-grading-") as name:
+        tmp = Path(name)
+        inside = {run: sandbox.SCRATCH if sandboxed else str(tmp / run) for run in "ab"}
+        # 1. the student's notebook, the answers written out after each answer cell
+        job_a, answer_at, export_at = _student_job(cells, answer_of, parts, inside["a"])
+        run_a = _execute(job_a, sandbox.prepare(tmp / "a"), timeout, env, sandboxed, hide) \
+            if job_a else _Run({})
+        # 2. a fresh kernel: the solution notebook, each answer replaced by the student's
+        b = sandbox.prepare(tmp / "b")
+        _copy_values(tmp / "a" / "values", b / "values")
+        for folder in (b / "values").glob("*"):
+            sandbox.prepare(folder)
+        reached = {k: parts[k] for k, at in export_at.items()
+                   if run_a.stopped_at is None or run_a.stopped_at > at}
+        job_b, checks_at = _checking_job(sol, reached, inside["b"])
+        run_b = _execute(job_b, b, timeout, env, sandboxed, hide)
+        return [Grade(student, sol.path.name, ex.title, *_verdict(
+                    k, sol, parts, answer_at, export_at, checks_at[k], run_a, run_b, tmp, timeout))
+                for k, ex in enumerate(sol.exercises)]
 
 
 def _student_job(cells: list[dict], answer_of: dict[int, int], parts: dict,
                  inside: str) -> tuple[list[dict], dict[int, int], dict[int, int]]:
-    """The student's code cells in order, each answer cell followed by an export of the names
-    its exercise takes; and, per exercise, the job's index of its answer and of its export."""
+    """The student's code cells, each answer followed by an export of its names; and, per
+    exercise, the job's index of its answer and of its export."""
     job: list[dict] = []
     answer_at, export_at = {}, {}
     for i, cell in enumerate(cells):
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
+        if cell["cell_type"] != "code":
             continue
-        if i in answer_of:
-            answer_at[answer_of[i]] = len(job)
-        job.append({"mode": "run", "source": _text(cell.get("source", ""))})
+        job.append({"mode": "run", "source": _text(cell["source"])})
         if i in answer_of:
             k = answer_of[i]
-            export_at[k] = len(job)
+            answer_at[k], export_at[k] = len(job) - 1, len(job)
             job.append({"mode": "export", "names": parts[k][0], "folder": f"{inside}/values/{k}"})
     return job, answer_at, export_at
 
@@ -315,8 +280,9 @@ def _checking_job(sol: Solution, reached: dict,
     """The solution's code cells, each answer cell replaced by its released form and the
     student's answer loaded in its place (none where the student's run did not reach it); and,
     per exercise, the job's indices of its check cells."""
-    exercise_of = {ex.answer: k for k, ex in enumerate(sol.exercises)}
-    check_of = {j: k for k, ex in enumerate(sol.exercises) for j in ex.checks}
+    exercise_of = {ex.cell: k for k, ex in enumerate(sol.exercises)}
+    check_of = {j: k for k, ex in enumerate(sol.exercises)
+                for j in ex.check_cells + ex.hidden_cells}
     job: list[dict] = []
     checks_at: dict[int, list[int]] = {k: [] for k in range(len(sol.exercises))}
     for i, cell in enumerate(sol.cells):
@@ -324,7 +290,7 @@ def _checking_job(sol: Solution, reached: dict,
             continue
         if i in exercise_of:
             k = exercise_of[i]
-            names = sol.exercises[k].names
+            names = sol.names[k]
             data, source, _ = reached.get(k, ([], "", []))
             job.append({"mode": "lenient", "source": sol.exercises[k].released})
             job.append({"mode": "load", "delete": sorted(names.data | names.functions),
@@ -338,12 +304,13 @@ def _checking_job(sol: Solution, reached: dict,
     return job, checks_at
 
 
-def _verdict(k: int, ex: _Exercise, sol: Solution, parts: dict, answer_at: dict, export_at: dict,
+def _verdict(k: int, sol: Solution, parts: dict, answer_at: dict, export_at: dict,
              checks: list[int], run_a: _Run, run_b: _Run, tmp: Path,
              timeout: int) -> tuple[bool, str]:
     if k not in parts:
-        return False, (f"the answer cell (id {_key(sol.cells[ex.answer], ex.answer)}) is missing "
-                       "from the notebook")
+        cell = sol.exercises[k].cell
+        return False, f"the answer cell (id {_key(sol.cells[cell], cell)}) is missing from the " \
+                      "notebook"
     answer_error = run_a.errors.get(answer_at[k]) or ""
     if answer_error.startswith("NotImplementedError"):
         return False, "not answered (the answer still raises NotImplementedError)"
@@ -351,10 +318,9 @@ def _verdict(k: int, ex: _Exercise, sol: Solution, parts: dict, answer_at: dict,
         return False, f"timed out: a cell ran longer than {timeout} s"
     if run_a.stopped_at is not None and run_a.stopped_at <= export_at[k]:
         return False, _stopped(run_a, timeout, "notebook's")
-    errors = [run_b.errors.get(j) for j in checks]
     if run_b.stopped_at is not None and run_b.stopped_at <= max(checks, default=-1):
         return False, _stopped(run_b, timeout, "checking")
-    errors = [e for e in errors if e]
+    errors = [run_b.errors[j] for j in checks if run_b.errors.get(j)]
     if any(e.startswith("NotImplementedError") for e in errors):
         # a function the answer defines (or one an earlier exercise left) is still the stub
         return False, ("not (fully) answered: a function its check calls still raises "
@@ -366,65 +332,54 @@ def _verdict(k: int, ex: _Exercise, sol: Solution, parts: dict, answer_at: dict,
     missing = _NAME_ERROR.match(errors[0])
     if missing:
         why = _manifest(tmp / "b" / "values" / str(k) / MANIFEST).get(missing[1])
-        notes = parts[k][2]
         if isinstance(why, str) and why != "ok":
             return False, f"{missing[1]}: {why[:200]}"
-        if notes:
-            return False, f"{errors[0]} ({'; '.join(notes)})"
+        if parts[k][2]:   # what student_parts left out of the student's functions
+            return False, f"{errors[0]} ({'; '.join(parts[k][2])})"
     return False, errors[0]
 
 
 def grade_folder(solutions: Path | str, submissions: Path | str, out: Path | str,
                  timeout: int = 300, profile: str = "smoke", workers: int = 1,
                  unsafe: bool = False) -> list[Grade]:
-    """Grade every student folder in `submissions` against the notebooks in `solutions`, and
-    write the CSV `out` (atomically). A notebook a student did not hand in fails every exercise.
-    Without `unsafe`, refuses (NotebookError) where the sandbox cannot run."""
+    """Grade every student folder in `submissions` against `solutions`; write the CSV `out`."""
     solution_paths = notebook_paths([Path(solutions)])
     submissions = Path(submissions)
-    if not submissions.is_dir():
-        raise NotebookError(f"{submissions}: no such folder (expected one folder per student "
-                            "holding their notebooks)")
     # hidden folders (.ipynb_checkpoints, .git) are not students
-    students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = submissions.iterdir() if submissions.is_dir() else []
+    students = sorted(p for p in found if p.is_dir() and not p.name.startswith("."))
     if not students:
-        raise NotebookError(f"{submissions}: no student folders (expected one folder per "
-                            "student holding their notebooks)")
+        what = "no student folders" if submissions.is_dir() else "no such folder"
+        raise NotebookError(f"{submissions}: {what} (expected one folder per student holding "
+                            "their notebooks)")
     folder = Path(out).absolute().parent
     if not folder.is_dir() or not os.access(folder, os.W_OK):   # found out now, not after hours
         raise NotebookError(f"{out}: cannot write the grades there (no such folder, or not "
                             "writable)")
-    if not unsafe:
-        reason = sandbox.available()
-        if reason:
-            raise NotebookError(f"cannot sandbox the students' code: {reason}. Pass --unsafe to "
-                                "grade without a sandbox (their code then runs as you, with "
-                                "your files)")
+    if not unsafe and (reason := sandbox.available()):
+        raise NotebookError(f"cannot sandbox the students' code: {reason}. Pass --unsafe to "
+                            "grade without a sandbox (their code then runs as you, with your "
+                            "files)")
     loaded = [load_solution(p) for p in solution_paths]   # read once, before any student runs
     hide = sorted({Path(solutions).absolute(), *(p.parent.absolute() for p in solution_paths),
-                   submissions.absolute(), Path(out).absolute().parent})
+                   submissions.absolute(), folder})
     # every submission is read before any student's code runs
-    jobs = [(solution, _read(student / solution.path.name)
-             if (student / solution.path.name).is_file() else None, student.name, timeout,
+    jobs = [(solution, _read(student / solution.path.name), student.name, timeout,
              _environment(profile, workers), not unsafe, hide)
             for student in students for solution in loaded]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        grades = [g for result in pool.map(lambda job: _grade_cells(*job), jobs) for g in result]
+        grades = [g for result in pool.map(lambda job: _grade(*job), jobs) for g in result]
+    rows = [(g.student, g.notebook, g.exercise, int(g.passed), g.message) for g in grades]
     text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(FIELDS)
-    writer.writerows((g.student, g.notebook, g.exercise, int(g.passed), g.message)
-                     for g in grades)
+    csv.writer(text).writerows([[f.name for f in fields(Grade)], *rows])
     write_atomic(out, text.getvalue())
     return grades
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m alexnet_edu.course.grading", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  python -m alexnet_edu.course.grading notebooks/ submissions/ "
-               "--out grades.csv")
+        prog="python -m alexnet_edu.course.grading", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("solutions", type=Path, help="folder (or file) of solution notebooks")
     parser.add_argument("submissions", type=Path, help="folder with one folder per student")
     parser.add_argument("--out", type=Path, default=Path("grades.csv"), help="the CSV to write")

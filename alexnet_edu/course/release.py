@@ -28,23 +28,20 @@ __all__ = ["NotebookError", "Region", "Exercise", "NotebookScan", "scan_notebook
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-_MARKERS = {BEGIN_SOLUTION: ("begin", "solution"), END_SOLUTION: ("end", "solution"),
-            BEGIN_HIDDEN: ("begin", "hidden"), END_HIDDEN: ("end", "hidden")}
 _BEGIN = {"solution": BEGIN_SOLUTION, "hidden": BEGIN_HIDDEN}
 _END = {"solution": END_SOLUTION, "hidden": END_HIDDEN}
+_MARKERS = {m: (a, k) for a, d in (("begin", _BEGIN), ("end", _END)) for k, m in d.items()}
 # A near miss of a marker ("## BEGIN SOLUTION", "### begin solution", "### BEGIN SOLUTON") would
 # leave the answer in the student version: any line with a word like begin/end followed by one
 # like solution/hidden is an error unless it is exactly a marker.
 _WORD = re.compile(r"[a-z]+")
-_ACTIONS = ("begin", "end")
 _KINDS = {"solution": "solution", "solutions": "solution", "hidden": "hidden"}
 
 
 def _like(word: str, target: str) -> bool:
     """`word` is `target` or a typo of it (one or two letters off, in a word of 5 or more)."""
-    if word == target:
-        return True
-    return len(target) >= 5 and difflib.SequenceMatcher(None, word, target).ratio() >= 0.8
+    return word == target or (
+        len(target) >= 5 and difflib.SequenceMatcher(None, word, target).ratio() >= 0.8)
 
 
 def _near_marker(line: str, cell_type: str) -> str | None:
@@ -58,7 +55,7 @@ def _near_marker(line: str, cell_type: str) -> str | None:
     pairs = list(zip(words, words[1:]))
     pairs += [(w[:k], w[k:]) for w in words for k in range(3, len(w) - 3)]   # "BEGINSOLUTION"
     for first, second in pairs:
-        action = next((a for a in _ACTIONS if _like(first, a)), None)
+        action = next((a for a in ("begin", "end") if _like(first, a)), None)
         kind = next((_KINDS[k] for k in _KINDS if _like(second, k)), None)
         if action and kind:
             return (_BEGIN if action == "begin" else _END)[kind]
@@ -84,7 +81,6 @@ class Region:
 
     kind: str
     cell: int
-    cell_type: str
     begin_line: int
     end_line: int
 
@@ -95,7 +91,8 @@ class Exercise:
 
     cell: int
     title: str
-    regions: int
+    spans: list[tuple[int, int]]   # its solution regions' first and last lines (1-based)
+    released: str                  # the cell as released: stubs, no answer
     check_cells: list[int] = field(default_factory=list)   # visible calls to check_*
     hidden_tests: int = 0
     hidden_cells: list[int] = field(default_factory=list)  # cells holding its hidden tests
@@ -106,6 +103,7 @@ class NotebookScan:
     """What `check` knows about one notebook."""
 
     path: Path
+    cells: list[dict]
     exercises: list[Exercise]          # code cells with solution regions, in order
     written_answers: list[Region]      # solution regions in markdown cells (graded by hand)
     imports_checks: bool
@@ -113,9 +111,9 @@ class NotebookScan:
 
 # Reading ------------------------------------------------------------------------------------------
 def _cell_label(cell: dict, index: int) -> str:
-    first = next((ln.strip() for ln in _text(cell.get("source", "")).split("\n") if ln.strip()), "")
+    first = next((ln.strip() for ln in _text(cell["source"]).split("\n") if ln.strip()), "")
     first = first if len(first) <= 40 else first[:39] + "\u2026"
-    return f"cell {index} ({cell.get('cell_type', '?')}, starts {first!r})"
+    return f"cell {index} ({cell['cell_type']}, starts {first!r})"
 
 
 def _text(source: Any) -> str:
@@ -145,10 +143,9 @@ def load_notebook(path: Path) -> tuple[dict, str]:
         raise NotebookError(f"{path}: nbformat {nb.get('nbformat')!r} is not supported; convert "
                             "it with `jupyter nbconvert --to notebook --nbformat 4`")
     for i, cell in enumerate(nb["cells"]):
-        source = cell.get("source") if isinstance(cell, dict) else None
-        if not isinstance(cell, dict) or not isinstance(cell.get("cell_type"), str) or not (
-                isinstance(source, str)
-                or isinstance(source, list) and all(isinstance(s, str) for s in source)):
+        source = cell.get("source") if isinstance(cell, dict) else None   # str, or a list of str
+        if not isinstance(source, (str, list)) or not all(isinstance(s, str) for s in source) \
+                or not isinstance(cell.get("cell_type"), str):
             raise NotebookError(f"{path}: cell {i}: not a notebook cell (needs 'cell_type' and "
                                 "a 'source' string or list of strings)")
     return nb, text
@@ -186,7 +183,7 @@ def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region
             raise NotebookError(f"{where}: {_END[kind]!r} on line {number} does not match "
                                 f"{_BEGIN[open_kind]!r} on line {open_line}")
         else:
-            regions.append(Region(kind, index, cell_type, open_line, number))
+            regions.append(Region(kind, index, open_line, number))
             open_kind = None
     if open_kind:
         raise NotebookError(f"{where}: {_BEGIN[open_kind]!r} on line {open_line} has no "
@@ -230,12 +227,6 @@ def release_notebook(nb: dict, path: Path | str = "<notebook>") -> dict:
     return student
 
 
-def dumps(nb: dict, trailing_newline: bool = True) -> str:
-    """JSON text as nbformat writes it (indent 1, non-ASCII kept, key order the file's own)."""
-    text = json.dumps(nb, indent=1, separators=(",", ": "), ensure_ascii=False)
-    return text + "\n" if trailing_newline else text
-
-
 def notebook_paths(inputs: Iterable[Path | str]) -> list[Path]:
     """Expand folders to the notebooks in them (not recursive, hidden files skipped)."""
     paths: list[Path] = []
@@ -253,14 +244,10 @@ def notebook_paths(inputs: Iterable[Path | str]) -> list[Path]:
 
 
 def release(inputs: Sequence[Path | str] | Path | str, out: Path | str) -> list[Path]:
-    """Write the student version of every notebook in `inputs` (files or folders) into `out`.
-    Everything is read and validated first, then each file is written atomically."""
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
+    """Write the student versions of `inputs` (notebooks or folders) into `out`: all or none."""
     out = Path(out)
-    paths = notebook_paths(inputs)
     planned: dict[str, str] = {}
-    for path in paths:
+    for path in notebook_paths([inputs] if isinstance(inputs, (str, Path)) else inputs):
         if out.resolve() == path.parent.resolve():
             raise NotebookError(f"{out}: the output folder holds the solution notebook "
                                 f"{path.name}; releasing there would overwrite it - choose "
@@ -268,7 +255,10 @@ def release(inputs: Sequence[Path | str] | Path | str, out: Path | str) -> list[
         if path.name in planned:
             raise NotebookError(f"{path}: two input notebooks are called {path.name}")
         nb, text = load_notebook(path)
-        planned[path.name] = dumps(release_notebook(nb, path), text.endswith("\n"))
+        # as nbformat writes it: indent 1, non-ASCII kept, the file's key order and last newline
+        student = json.dumps(release_notebook(nb, path), indent=1, separators=(",", ": "),
+                             ensure_ascii=False)
+        planned[path.name] = student + "\n" * text.endswith("\n")
     if out.exists() and not out.is_dir():
         raise NotebookError(f"{out}: exists and is not a folder")
     return [write_atomic(out / name, text) for name, text in planned.items()]
@@ -292,13 +282,14 @@ def scan_notebook(path: Path | str) -> NotebookScan:
     nb, _ = load_notebook(path)
     cells = nb["cells"]
     per_cell = _cell_regions(nb, path)
-    released = release_notebook(nb, path)["cells"]
+    released = [_text(c["source"]) for c in release_notebook(nb, path)["cells"]]
     exercises: list[Exercise] = []
     written: list[Region] = []
     for i, regions in enumerate(per_cell):
         solutions = [r for r in regions if r.kind == "solution"]
         if solutions and cells[i]["cell_type"] == "code":
-            exercises.append(Exercise(i, _title(cells, i), len(solutions)))
+            spans = [(r.begin_line, r.end_line) for r in solutions]
+            exercises.append(Exercise(i, _title(cells, i), spans, released[i]))
         else:
             written.extend(solutions)
     # a check cell: a later code cell (before the next exercise) whose visible part calls check_*
@@ -311,11 +302,11 @@ def scan_notebook(path: Path | str) -> NotebookScan:
             ex.hidden_tests += hidden
             if hidden:
                 ex.hidden_cells.append(j)
-            if _CHECK_CALL.search(_text(released[j]["source"])):
+            if _CHECK_CALL.search(released[j]):
                 ex.check_cells.append(j)
     imports = any(_CHECKS_IMPORT.search(_text(c["source"])) for c in cells
                   if c["cell_type"] == "code")
-    return NotebookScan(path, exercises, written, imports)
+    return NotebookScan(path, cells, exercises, written, imports)
 
 
 def convention_problems(scan: NotebookScan, min_exercises: int = 3) -> list[str]:
@@ -340,10 +331,10 @@ def _report(scan: NotebookScan, problems: list[str]) -> str:
         checked = (f"checked in cell {', '.join(map(str, ex.check_cells))}" if ex.check_cells
                    else "NOT CHECKED")
         hidden = f", {ex.hidden_tests} hidden test region(s)" if ex.hidden_tests else ""
-        lines.append(f"  cell {ex.cell:>3}  {ex.title or '(no heading above)'}  [{ex.regions} "
+        lines.append(f"  cell {ex.cell:>3}  {ex.title or '(no heading above)'}  [{len(ex.spans)} "
                      f"solution region(s), {checked}{hidden}]")
-    for r in scan.written_answers:
-        lines.append(f"  cell {r.cell:>3}  written answer (markdown), graded by hand")
+    lines += [f"  cell {r.cell:>3}  written answer (markdown), graded by hand"
+              for r in scan.written_answers]
     lines.extend(f"  ! {p}" for p in problems)
     return "\n".join(lines)
 

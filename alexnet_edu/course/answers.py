@@ -58,9 +58,8 @@ def define_names(markdown: str) -> set[str]:
 
 
 def answer_names(source: str, regions: list[tuple[int, int]], defined: set[str]) -> AnswerNames:
-    """Split what a solution answer cell binds: names bound inside a solution region (lines
-    `regions`, 1-based, inclusive), functions whose body holds a region and the task's `defined`
-    names are the answer; everything else it binds is context."""
+    """Split what a solution answer cell binds into the answer (names bound inside a solution
+    region `regions`, functions holding one, the task's `defined` names) and context."""
     tree = ast.parse(source)
     inside = lambda line: any(a <= line <= b for a, b in regions)   # noqa: E731
     names = AnswerNames()
@@ -79,18 +78,14 @@ def answer_names(source: str, regions: list[tuple[int, int]], defined: set[str])
 
 
 def _safe_default(node: ast.AST) -> bool:
-    if isinstance(node, ast.Constant):
-        return True
+    """A literal, a dotted name, or a tuple or list of those."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         return isinstance(node.operand, ast.Constant)
     if isinstance(node, ast.Attribute):
-        return _safe_default(node.value) if isinstance(node.value, ast.Attribute) \
-            else isinstance(node.value, ast.Name)
-    if isinstance(node, ast.Name):
-        return True
+        return isinstance(node.value, (ast.Name, ast.Attribute)) and _safe_default(node.value)
     if isinstance(node, (ast.Tuple, ast.List)):
         return all(_safe_default(e) for e in node.elts)
-    return False
+    return isinstance(node, (ast.Constant, ast.Name))
 
 
 def _strip(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:

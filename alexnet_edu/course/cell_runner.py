@@ -33,22 +33,18 @@ def _run(shell, source: str) -> str | None:
 
 
 def _lenient(shell, source: str) -> None:
-    """Each top-level statement on its own, errors ignored (the context a released answer cell
-    sets up around its stubs)."""
+    """Each top-level statement on its own, errors ignored: the context around a cell's stubs."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return
-    for node in tree.body:
-        segment = ast.get_source_segment(source, node)
-        if segment:
-            _run(shell, segment)
+    for node in tree.body:   # a parsed statement has its position: the segment is never None
+        _run(shell, ast.get_source_segment(source, node))
 
 
 def _load(ns: dict, cell: dict) -> str | None:
-    """Replace the answer's names by the student's: data read back from the student's kernel,
-    functions defined from their source. The student's other names are added only where the
-    checks' namespace has no such name (a helper may not replace what a check reads)."""
+    """Replace the answer's names by the student's (data from their kernel, functions from their
+    source); their other names only where the checks have no such name (checks read theirs)."""
     for name in cell["delete"]:
         ns.pop(name, None)
     values.load(ns, cell["names"], cell["folder"])
@@ -97,7 +93,7 @@ def main(argv: list[str]) -> int:
             elif mode == "load":
                 error = _load(shell.user_ns, cell)
         except KeyboardInterrupt as err:   # the timeout arrived between two statements
-            error = _one_line(err) or "KeyboardInterrupt"
+            error = _one_line(err)
         finally:
             timer.cancel()
         send(cell=k, event="end", error=error)

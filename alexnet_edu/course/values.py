@@ -7,6 +7,7 @@ dicts and this package's dataclasses of those, written with `torch.save` and rea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -33,9 +34,7 @@ def encode(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
         return value
     if isinstance(value, torch.Tensor):
-        tensor = value.detach().cpu().clone()
-        return tensor.requires_grad_(True) if value.requires_grad and tensor.is_floating_point() \
-            else tensor
+        return value.detach().cpu().clone().requires_grad_(value.requires_grad)
     if isinstance(value, torch.Size):
         return torch.Size(value)
     if type(value).__module__ == "numpy":
@@ -44,7 +43,7 @@ def encode(value: Any, depth: int = 0) -> Any:
             return {_NDARRAY: torch.from_numpy(value.copy())}
         if isinstance(value, np.generic):
             return value.item()
-    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+    if type(value) in (list, tuple):   # not a subclass: a namedtuple or torch.Size is no list
         items = [encode(v, depth + 1) for v in value]
         return items if isinstance(value, list) else tuple(items)
     if type(value) is dict:
@@ -100,18 +99,11 @@ def export(namespace: dict, names: list[str], folder: Path | str) -> None:
     (folder / MANIFEST).write_text(json.dumps(manifest))
 
 
-def load(namespace: dict, names: list[str], folder: Path | str) -> dict[str, str]:
-    """Put each of `names` written to `folder` into `namespace`; the names that could not be read
-    back, with why."""
-    folder = Path(folder)
-    problems = {}
+def load(namespace: dict, names: list[str], folder: Path | str) -> None:
+    """Put each of `names` written to `folder` into `namespace`; one not written or not readable
+    stays undefined (its check's NameError, with the manifest, says why)."""
     for name in names:
-        path = folder / f"{name}.pt"
-        if not path.is_file():
-            problems[name] = "not written"
-            continue
-        try:
-            namespace[name] = decode(torch.load(path, weights_only=True, map_location="cpu"))
-        except Exception as err:   # noqa: BLE001 - a forged file is refused, whatever it holds
-            problems[name] = f"unreadable ({type(err).__name__})"
-    return problems
+        path = Path(folder) / f"{name}.pt"
+        if path.is_file():
+            with contextlib.suppress(Exception):   # a forged file is refused, whatever it holds
+                namespace[name] = decode(torch.load(path, weights_only=True, map_location="cpu"))

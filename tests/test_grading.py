@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_grading_attacks import notebook
 
 from alexnet_edu.course import sandbox
 from alexnet_edu.course.grading import main
@@ -93,15 +94,6 @@ def test_wrong_slow_and_missing_answers_fail_with_a_reason(graded):
     assert len(graded) == 3 * 4
 
 
-def _notebook(cells: list[tuple[str, str]]) -> dict:
-    return {"nbformat": 4, "nbformat_minor": 5,
-            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                        "language": "python"}},
-            "cells": [{"cell_type": kind, "id": f"cell{i}", "metadata": {}, "source": source,
-                       **({"outputs": [], "execution_count": None} if kind == "code" else {})}
-                      for i, (kind, source) in enumerate(cells)]}
-
-
 def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
     """A function whose body still raises NotImplementedError (raised when the check calls it)
     is 'not (fully) answered'; a check cell made only of hidden tests is put back and run (also
@@ -109,7 +101,7 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
     folder (.ipynb_checkpoints) is not a student; a missing submissions folder is one line."""
     solution = tmp_path / "solutions" / "ex.ipynb"
     solution.parent.mkdir()
-    solution.write_text(json.dumps(_notebook([
+    solution.write_text(json.dumps(notebook([
         ("markdown", "### Exercise 1 (easy)\n**Define:** `double`"),
         ("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
         ("code", "from alexnet_edu.notebook.checks import check_equal\n"

@@ -229,12 +229,9 @@ def _grade(sol: Solution, cells: list[dict] | str, student: str, timeout: int,
            env: dict[str, str], sandboxed: bool, hide: Sequence[Path]) -> list[Grade]:
     if isinstance(cells, str):   # why the submission cannot be graded
         return [Grade(student, sol.path.name, ex.title, False, cells) for ex in sol.exercises]
-    mine = {_key(c, i): i for i, c in enumerate(cells)}
-    answer_of = {}   # the student's answer cell -> its exercise
-    for k, ex in enumerate(sol.exercises):
-        i = mine.get(_key(sol.cells[ex.cell], ex.cell))
-        if i is not None and cells[i]["cell_type"] == "code":
-            answer_of[i] = k
+    mine = {_key(c, i): i for i, c in enumerate(cells) if c["cell_type"] == "code"}
+    keys = [_key(sol.cells[ex.cell], ex.cell) for ex in sol.exercises]
+    answer_of = {mine[key]: k for k, key in enumerate(keys) if key in mine}   # cell -> exercise
     parts = {k: student_parts(_text(cells[i]["source"]), sol.names[k])
              for i, k in answer_of.items()}
     with tempfile.TemporaryDirectory(prefix="alexnet-edu-grading-") as name:

@@ -17,8 +17,8 @@ training, checkpoints, testing.
 
 Two settings differ from the paper, because ten minutes on two cores are only 12-15 epochs:
 the learning rate starts at 0.02, twice the paper's, and is divided by 10 once the validation
-error has not improved for 2 epochs in a row (--patience 1). The README's Results section lists
-the runs behind these choices.
+error has not improved for 2 epochs in a row (--patience 1). benchmarks/README.md lists the
+runs behind these choices.
 
 --precision-only times a few training steps in float32, in bf16 autocast and in channels-last,
 in one process, and prints the ratios: that is how `device.amp_dtype("auto", cpu)` was decided (bf16

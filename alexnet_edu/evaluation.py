@@ -29,6 +29,9 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
     transform = (eval_transform(transform) if isinstance(transform, dict) else transform).to(device)
     if tta not in (False, True, "flip"):
         raise ValueError(f"tta must be False, True (ten crops) or 'flip', got {tta!r}")
+    if tta is True and not hasattr(transform, "ten_crop_batch"):
+        raise ValueError("10-crop testing needs a transforms.BatchTransform (its ten_crop_batch); "
+                         f"got {type(transform).__name__}")
     dtype = amp_dtype(amp, device)
     all_logp, all_targets = [], []
     with eval_mode(model):

@@ -610,3 +610,14 @@ def test_resume_may_change_the_precision(tmp_path, capsys, before, after):
     assert all(math.isfinite(row["train_loss"]) for row in history)
     out = capsys.readouterr().out
     assert ("fresh loss scaler" in out) == (after == "fp16")
+
+
+def test_ten_crops_need_a_batch_transform():
+    """tta=True with a transform that cannot cut ten crops: a message naming what is needed."""
+    from alexnet_edu.evaluation import evaluate
+    from alexnet_edu.model import AlexNet
+
+    model = AlexNet(num_classes=2, in_channels=1, image_size=67)
+    data = (torch.zeros(2, 1, 67, 67, dtype=torch.uint8), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="10-crop testing needs a transforms.BatchTransform"):
+        evaluate(model, data, torch.nn.Identity(), "cpu", tta=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -16,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import run_notebooks  # noqa: E402
 
-from alexnet_edu import settings, train  # noqa: E402
+from alexnet_edu import files  # noqa: E402
+from alexnet_edu.checkpoint import start_run  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -47,14 +47,16 @@ def test_editing_a_cells_source_makes_its_output_stale() -> None:
 def test_output_of_a_run_that_replaces_an_earlier_one_is_refused(tmp_path, monkeypatch, capsys):
     """Stored outputs show a student's first run: train.fit's own notice that it starts over an
     earlier run's checkpoints (the words it prints, not a copy of them) is refused."""
-    monkeypatch.setattr(settings, "PROJECT_ROOT", tmp_path)     # paths shown repo-relative
-    last = tmp_path / "runs" / "cpu" / "fashion-mnist" / "last.pt"
-    last.parent.mkdir(parents=True)
-    train._new_run(SimpleNamespace(last=last), train.TrainConfig())
-    assert capsys.readouterr().out == ""                         # a first run says nothing
-    last.write_bytes(b"")                                        # an earlier run's checkpoint
-    train._new_run(SimpleNamespace(last=last), train.TrainConfig())
-    printed = capsys.readouterr().out
+    monkeypatch.setattr(files, "PROJECT_ROOT", tmp_path)        # paths shown repo-relative
+    run_dir = tmp_path / "runs" / "cpu" / "fashion-mnist"
+
+    def start() -> str:   # fit's first step; a new run touches no model or optimizer
+        assert start_run(run_dir, False, None, [], None, None, None, None) == (0, [])
+        return capsys.readouterr().out
+
+    assert start() == ""                                         # a first run says nothing
+    (run_dir / "last.pt").write_bytes(b"")                       # an earlier run's checkpoint
+    printed = start()
     assert printed.startswith("Starting a new run: runs/cpu/fashion-mnist/last.pt")  # no local path
     cell = nbformat.v4.new_code_cell("history = train.fit(...)")
     cell.outputs = [nbformat.v4.new_output("stream", text=printed)]

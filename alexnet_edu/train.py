@@ -206,11 +206,11 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         with autocast(device, dtype):
             logits = model(x)
             loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
-        value = loss_sum.item()   # waits for the forward pass
-        if not math.isfinite(value):
-            raise FloatingPointError(runlog.nonfinite_loss(value, epoch, i, dtype))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss_sum * weight).backward()   # the mean loss over the step's images
+        value = loss_sum.item()   # one wait for the device, after the backward pass was queued
+        if not math.isfinite(value):   # before the step: the weights stay the last good ones
+            raise FloatingPointError(runlog.nonfinite_loss(value, epoch, i, dtype))
         scaler.step(optimizer)   # skipped when float16 gradients overflowed
         scaler.update()
         sums["loss"] += value

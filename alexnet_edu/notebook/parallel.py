@@ -21,5 +21,8 @@ def launch(processes: int, train_args: list[str], threads: int = 1,
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}   # they share the cores
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"training with {processes} process(es) failed:\n{done.stderr[-2000:]}")
+        # the processes' own messages come first, torchrun's summary of who failed last
+        said = done.stderr if len(done.stderr) <= 3000 else (
+            f"{done.stderr[:1500]}\n[...]\n{done.stderr[-1500:]}")
+        raise RuntimeError(f"training with {processes} process(es) failed:\n{said}")
     return done.stdout

@@ -60,7 +60,13 @@ def graded(tmp_path_factory) -> dict[tuple[str, str], tuple[bool, str]]:
     bob = json.loads(json.dumps(student))
     _answer(bob, ex1, "conv2_out = 26\n")
     _answer(bob, ex2, "import time\ntime.sleep(600)\n")
-    for name, nb in (("ada", ada), ("bob", bob)):
+    # dee: ada's notebook as Colab saves it, without cell ids (nbformat 4.4): matched by the
+    # names each answer defines
+    dee = json.loads(json.dumps(ada))
+    dee["nbformat_minor"] = 4
+    for cell in dee["cells"]:
+        del cell["id"]
+    for name, nb in (("ada", ada), ("bob", bob), ("dee", dee)):
         (tmp / "submissions" / name).mkdir(parents=True)
         (tmp / "submissions" / name / SOLUTION.name).write_text(json.dumps(nb))
     (tmp / "submissions" / "cy").mkdir()          # handed nothing in
@@ -78,6 +84,13 @@ def test_right_answers_pass_and_checks_cannot_be_edited_away(graded):
     assert graded[("ada", "Exercise 3 (medium)")] == (True, "")
 
 
+def test_a_notebook_saved_without_cell_ids_is_graded_as_with_them(graded):
+    assert [graded[("dee", f"Exercise {n}")] for n in ("1 (easy)", "2 (easy)", "3 (medium)",
+                                                        "4 (hard)")] == [
+        graded[("ada", f"Exercise {n}")] for n in ("1 (easy)", "2 (easy)", "3 (medium)",
+                                                    "4 (hard)")]
+
+
 def test_hidden_tests_are_put_back(graded):
     passed, message = graded[("ada", "Exercise 4 (hard)")]
     assert not passed and "alexnet_chain(66) should raise ValueError" in message
@@ -91,7 +104,7 @@ def test_wrong_slow_and_missing_answers_fail_with_a_reason(graded):
         False, "not answered (the answer still raises NotImplementedError)")
     assert {graded[("cy", f"Exercise {n}")] for n in ("1 (easy)", "4 (hard)")} == {
         (False, "not handed in")}
-    assert len(graded) == 3 * 4
+    assert len(graded) == 4 * 4
 
 
 def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["AnswerNames", "answer_names", "define_names", "student_parts"]
+__all__ = ["AnswerNames", "answer_names", "define_names", "student_parts", "bound_names"]
 
 _DEFINE = re.compile(r"\*\*Define:\*\*(.*)")
 _TICKED = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
@@ -50,6 +50,14 @@ def _bindings(node: ast.AST) -> Iterable[tuple[str, int]]:
     for child in ast.iter_child_nodes(node):
         if not isinstance(child, _SCOPES):
             yield from _bindings(child)
+
+
+def bound_names(source: str) -> set[str]:
+    """Every name a cell's code binds at the top level (none where it does not parse)."""
+    try:
+        return {name for node in ast.parse(source).body for name, _ in _bindings(node)}
+    except SyntaxError:
+        return set()
 
 
 def define_names(markdown: str) -> set[str]:

@@ -36,7 +36,7 @@ from pathlib import Path
 from ..files import write_atomic
 from ..settings import data_root
 from . import sandbox
-from .answers import AnswerNames, answer_names, define_names, student_parts
+from .answers import AnswerNames, answer_names, bound_names, define_names, student_parts
 from .release import (
     NotebookError,
     NotebookScan,
@@ -229,9 +229,7 @@ def _grade(sol: Solution, cells: list[dict] | str, student: str, timeout: int,
            env: dict[str, str], sandboxed: bool, hide: Sequence[Path]) -> list[Grade]:
     if isinstance(cells, str):   # why the submission cannot be graded
         return [Grade(student, sol.path.name, ex.title, False, cells) for ex in sol.exercises]
-    mine = {_key(c, i): i for i, c in enumerate(cells) if c["cell_type"] == "code"}
-    keys = [_key(sol.cells[ex.cell], ex.cell) for ex in sol.exercises]
-    answer_of = {mine[key]: k for k, key in enumerate(keys) if key in mine}   # cell -> exercise
+    answer_of = _answer_cells(sol, cells)   # cell -> exercise
     parts = {k: student_parts(_text(cells[i]["source"]), sol.names[k])
              for i, k in answer_of.items()}
     with tempfile.TemporaryDirectory(prefix="alexnet-edu-grading-") as name:
@@ -253,6 +251,23 @@ def _grade(sol: Solution, cells: list[dict] | str, student: str, timeout: int,
         return [Grade(student, sol.path.name, ex.title, *_verdict(
                     k, sol, parts, answer_at, export_at, checks_at[k], run_a, run_b, tmp, timeout))
                 for k, ex in enumerate(sol.exercises)]
+
+
+def _answer_cells(sol: Solution, cells: list[dict]) -> dict[int, int]:
+    """Which student cell answers which exercise: the cell with the answer cell's id, else (a
+    notebook saved without cell ids: Colab's, nbformat < 4.5) the first code cell not taken that
+    binds every name the answer defines."""
+    mine = {_key(c, i): i for i, c in enumerate(cells) if c["cell_type"] == "code"}
+    answer_of = {mine[key]: k for k, ex in enumerate(sol.exercises)
+                 if (key := _key(sol.cells[ex.cell], ex.cell)) in mine}
+    for k in sorted(set(range(len(sol.exercises))) - set(answer_of.values())):
+        wanted = sol.names[k].data | sol.names[k].functions
+        for i, cell in enumerate(cells):
+            if wanted and cell["cell_type"] == "code" and i not in answer_of \
+                    and wanted <= bound_names(_text(cell["source"])):
+                answer_of[i] = k
+                break
+    return answer_of
 
 
 def _student_job(cells: list[dict], answer_of: dict[int, int], parts: dict,

@@ -2,9 +2,10 @@
 
 The core, the lesson in reading order: `shapes`, `layers` (Local Response Normalization), `model`,
 `transforms` (the paper's augmentation on whole batches), `data` (datasets, splits, loaders),
-`train`, `metrics` (+ `checkpoint`, `distributed`, `device`). Support: `images` (image files and
-folders), `official` (the official dataset files), `files`, `hooks`, `lrn_fast`, `runlog`,
-`validation`, `standin` (generated smoke data). The edge, where policy is decided: `settings`
+`train`, `metrics` (+ `checkpoint`, `distributed`, `device`, `evaluation`). Support: `images`
+(image files and folders), `official` (the official dataset files), `heldout`, `report`,
+`schedules`, `lrn_fast`, `hooks`, `state_keys`, `validation`, `input_checks`, `runlog`, `files`,
+`machine`, `standin` (generated smoke data). The edge, where policy is decided: `settings`
 (environment), `profiles` (run sizes, data root, downloads, runs folder), `cli`
 (`python -m alexnet_edu`). Notebook companions live in `alexnet_edu.notebook`, course tools in
 `alexnet_edu.course`.

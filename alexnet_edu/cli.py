@@ -26,9 +26,9 @@ from .data import DATASETS, folder_dataset
 from .device import pick_device
 from .evaluation import evaluate, predict
 from .images import image_files, read_image_tensor
-from .metrics import per_class_report
 from .model import INITS, VARIANTS, AlexNet
 from .profiles import PROFILES, current_profile, held_out_split, load_splits, run_size, runs_dir
+from .report import per_class_report
 from .runlog import OutOfMemory
 from .train import TrainConfig, build_model, fit
 from .validation import MAX_IMAGE_SIZE, check_fields, check_resumable

@@ -10,39 +10,39 @@ sees from them). Where the files are and whether to download them is the caller'
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from . import official
 from .distributed import ShardBatches
 from .images import (
     ImageFiles,
     TensorImageDataset,
+    collate_files,
     first_images,
     folder_dataset,
+    folder_splits,
     load_image_folder,
     sample_photos,
+    split_fingerprint,
+    statistics_sample,
 )
 
 __all__ = ["DATASETS", "FASHION_MNIST_CLASSES", "STL10_CLASSES", "Splits", "TensorImageDataset",
-           "load_splits", "held_out_split", "dataset_key", "load_image_folder", "ImageFiles",
-           "folder_dataset", "first_images", "channel_mean_std", "rgb_pca",
-           "make_loader", "as_loader", "split_fingerprint", "sample_photos", "STL10_DOWNLOAD_GB",
-           "OFFICIAL_SIZES"]
+           "load_splits", "dataset_key", "load_image_folder", "ImageFiles", "folder_dataset",
+           "first_images", "channel_mean_std", "rgb_pca", "make_loader", "as_loader",
+           "split_fingerprint", "sample_photos", "STL10_DOWNLOAD_GB", "OFFICIAL_SIZES"]
 
 DATASETS = ("fashion-mnist", "stl10")
 FASHION_MNIST_CLASSES, STL10_CLASSES = official.CLASSES["fashion-mnist"], official.CLASSES["stl10"]
 # what a full download holds: (training images, test images)
 OFFICIAL_SIZES = {"fashion-mnist": (60_000, 10_000), "stl10": (5_000, 8_000)}
 STL10_DOWNLOAD_GB = 2.6          # stl10_binary.tar.gz, with the unlabelled part
-FOLDER_TEST_FRACTION = 0.2       # one image folder: 20 % becomes the test split
-STATS_SAMPLE = 2_000             # images a streamed training split computes its statistics on
 
 
 @dataclass
@@ -72,19 +72,6 @@ class Splits:
         return (f"Splits({self.name}{tag}: train {len(self.train)}, val {len(self.val)}, test "
                 f"{len(self.test)} images of {self.in_channels}x{self.image_size}x"
                 f"{self.image_size}; {len(self.classes)} classes; mean {mean}, std {std})")
-
-
-def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
-    """SHA-256 of a split's images and labels (a streamed folder's: file names and sizes, since
-    reading them all would take an epoch); `held_out_split` checks it."""
-    digest = hashlib.sha256()
-    if isinstance(dataset, ImageFiles):
-        for path in dataset.paths:
-            digest.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}\n".encode())
-    else:
-        digest.update(dataset.images.contiguous().numpy().tobytes())
-    digest.update(dataset.labels.to(torch.int64).contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 # Statistics from the training split (normalization and PCA lighting) -----------------------------
@@ -135,29 +122,6 @@ def dataset_key(dataset: str | Path) -> str:
     return {"fashionmnist": "fashion-mnist", "stl-10": "stl10"}.get(key, key)
 
 
-def _held_out_folder(folder: Path) -> Path | None:
-    """A folder's own test split: test/ beside train/, else val/ (ImageNet's layout: our
-    validation split comes from train/)."""
-    found = [folder / name for name in ("test", "val") if (folder / name).is_dir()]
-    return found[0] if found and (folder / "train").is_dir() else None
-
-
-def _folder_splits(folder: Path, seed: int) -> tuple[Dataset, Dataset]:
-    """(training pool, test split): train/ and test/ (or val/), else a seeded random split."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"unknown dataset {str(folder)!r}: use one of {DATASETS} or the "
-                                "path of a folder of images in class sub-folders")
-    if (held_out := _held_out_folder(folder)) is not None:
-        train, test = folder_dataset(folder / "train"), folder_dataset(held_out)
-        if test.classes != train.classes:
-            raise ValueError(f"{folder}/train and {held_out} have different class folders")
-        return train, test
-    full = folder_dataset(folder)
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed + 1))
-    n_test = max(1, round(len(full) * FOLDER_TEST_FRACTION))
-    return full.subset(order[n_test:]), full.subset(order[:n_test])
-
-
 def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[int, int]:
     least = int(val_fraction > 0)   # a validation split, when asked for, has an image at least
     n_val = max(least, round(n_pool * val_fraction))
@@ -170,7 +134,7 @@ def _split_counts(n_pool: int, val_fraction: float, limit: int | None) -> tuple[
     return n_train, n_val
 
 
-def _test_subset(test: Dataset, seed: int, limit: int | None) -> Dataset:
+def test_subset(test: Dataset, seed: int, limit: int | None) -> Dataset:
     """The test split under `limit`: a seeded random subset, which keeps the classes balanced."""
     if limit is None or len(test) <= limit:
         return test
@@ -190,52 +154,24 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
         (pool, test), synthetic, source = official.load(name, root, download)
     else:
         source, synthetic = Path(dataset).expanduser(), False
-        pool, test = _folder_splits(source, seed)
+        if not source.is_dir():
+            raise FileNotFoundError(f"unknown dataset {str(source)!r}: use one of {DATASETS} or "
+                                    "the path of a folder of images in class sub-folders")
+        pool, test = folder_splits(source, seed)
         # a folder named like a split (stl10-sample/test) is known by its parent too
         name = (f"{source.parent.name}-{source.name}"
                 if source.name.lower() in ("train", "val", "test") else source.name)
     n_train, n_val = _split_counts(len(pool), val_fraction, limit)
     order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
     train, val = pool.subset(order[n_val:n_val + n_train]), pool.subset(order[:n_val])
-    test = _test_subset(test, seed, limit)
-    sample = train.images if isinstance(train, TensorImageDataset) else None
-    if sample is None:   # a streamed folder: the statistics of a random sample of its images
-        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-        sample = first_images(train.subset(pick[:STATS_SAMPLE]), STATS_SAMPLE)
+    test = test_subset(test, seed, limit)
+    sample = statistics_sample(train, seed)   # all of it, or a streamed folder's random 2,000
     mean, std, cov = _stats(sample)
     channels = sample.shape[1]
     recipe = {"seed": seed, "val_fraction": val_fraction, "limit": limit, "test_images": len(test),
               "val": split_fingerprint(val), "test": split_fingerprint(test)}
     return Splits(train, val, test, pool.classes, int(channels), mean, std,
                   _eig(cov) if channels == 3 else None, name, synthetic, str(source), recipe)
-
-
-def held_out_split(dataset: str | Path, root: str | Path | None = None, split: str = "test",
-                   recipe: dict | None = None, download: bool = False,
-                   classes: list[str] | None = None) -> tuple[Dataset, bool]:
-    """(the split, synthetic): `split` as `load_splits` draws it with a run's `recipe` (its
-    checkpoint's "split"), refused when its classes or fingerprint are not the run's. A test
-    split kept apart (official test files, a folder's test/) is read alone."""
-    recipe, name = recipe or {}, dataset_key(dataset)
-    seed, limit = recipe.get("seed", 0), recipe.get("limit")
-    if split == "test" and name in DATASETS:   # the official test files alone
-        (held,), synthetic, _ = official.load(name, root, download, splits=("test",))
-    elif split == "test" and (apart := _held_out_folder(Path(dataset).expanduser())):
-        held, synthetic = folder_dataset(apart), False
-    else:   # drawn from the training pool, or from one folder of images
-        splits = load_splits(dataset, root, recipe.get("val_fraction", 0.1), seed, limit, download)
-        held, synthetic, limit = getattr(splits, split), splits.synthetic, None   # drawn already
-    held = _test_subset(held, seed, limit)
-    if classes is not None and list(held.classes) != list(classes):
-        raise ValueError(f"the run was trained on the classes {list(classes)}, but {str(dataset)!r}"
-                         f" has {list(held.classes)}: evaluate it on data with the same classes "
-                         "(one sub-folder per class, named as in training)")
-    if recipe.get(split) is not None and split_fingerprint(held) != recipe[split]:
-        raise ValueError(f"the {split} split of {str(dataset)!r} rebuilt with the run's seed "
-                         f"{seed} is not the one the run held out (its files changed, or the "
-                         "data root points at other data): evaluating it could count images "
-                         "the model trained on; use the data it was trained on")
-    return held, synthetic
 
 
 # Loaders of uint8 batches ------------------------------------------------------------------------
@@ -254,17 +190,11 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
                   persistent_workers=num_workers > 0,
                   generator=torch.Generator().manual_seed(seed))
     if not in_memory:
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=_collate, **common)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_files, **common)
     # TensorDataset indexed by a batch's list of indices: the whole batch in one indexing operation
     return DataLoader(TensorDataset(dataset.images, dataset.labels), sampler=batches,
                       batch_size=None, collate_fn=tuple, **common)
 
-
-def _collate(batch: list) -> tuple[Tensor, Tensor]:
-    """default_collate, and an empty share (data-parallel's last step) as empty tensors."""
-    if not batch:
-        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
-    return default_collate(batch)
 
 
 def as_loader(data, batch_size: int) -> DataLoader:

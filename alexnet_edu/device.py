@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import platform
-import re
-from pathlib import Path
-
 import torch
+
+from .machine import cpu_has_bf16, cpu_name
+from .validation import check_available
 
 __all__ = ["pick_device", "describe_device", "synchronize", "amp_dtype", "autocast"]
 
@@ -34,29 +33,6 @@ def synchronize(device: torch.device | str) -> None:
         torch.mps.synchronize()
 
 
-def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> str:
-    """Linux's description of the CPU ('' where there is none: macOS, Windows)."""
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def cpu_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """The processor's model, e.g. 'AMD EPYC 7B13' (Linux's /proc/cpuinfo; elsewhere what
-    `platform.processor()` knows), so that a stored timing names the machine that made it."""
-    found = re.search(r"^model name\s*:\s*(.+)$", _cpuinfo(cpuinfo), re.MULTILINE)
-    name = found.group(1) if found else platform.processor()
-    return " ".join(re.sub(r"\((R|TM|tm)\)|\bCPU\b", " ", name or "").split()) or "unknown CPU"
-
-
-def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Does this CPU have bfloat16 matrix units (Intel AMX), where bf16 autocast pays off? AVX-512
-    BF16 alone is not enough: without AMX a bf16 step is far slower than float32."""
-    return any("amx_bf16" in line.partition(":")[2].split()
-               for line in _cpuinfo(cpuinfo).splitlines() if line.startswith("flags"))
-
-
 def amp_dtype(setting: str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype "auto" | "bf16" | "fp16" | "off" means on `device` (None: float32).
     "auto": bfloat16 on CUDA compute capability 8.0+ (`is_bf16_supported()` is no guide: it is
@@ -80,13 +56,7 @@ def pick_device(prefer: str | torch.device | None = None, verbose: bool = True) 
     "auto" picks); prints the choice unless `verbose` is False."""
     prefer = None if str(prefer).strip().lower() in ("", "auto", "none") else prefer
     if prefer is not None:
-        device, gpus = torch.device(prefer), torch.cuda.device_count()
-        if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < gpus):
-            raise ValueError(f"device {prefer!r} was asked for, but PyTorch sees "
-                             f"{f'only {gpus}' if torch.cuda.is_available() else 'no'} CUDA GPU(s) "
-                             "(indices start at 0; on Colab: Runtime > Change runtime type > GPU)")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"device {prefer!r} was asked for, but Apple MPS is not available")
+        device = check_available(torch.device(prefer))
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -13,6 +13,7 @@ from .data import as_loader
 from .device import amp_dtype, autocast
 from .metrics import average_crops, topk_accuracy
 from .model import eval_mode
+from .validation import check_tta
 
 __all__ = ["evaluate", "predict"]
 
@@ -27,11 +28,7 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
     paper's ten crops (Section 4.1), "flip" over the centre crop and its mirror."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     transform = (eval_transform(transform) if isinstance(transform, dict) else transform).to(device)
-    if tta not in (False, True, "flip"):
-        raise ValueError(f"tta must be False, True (ten crops) or 'flip', got {tta!r}")
-    if tta is True and not hasattr(transform, "ten_crop_batch"):
-        raise ValueError("10-crop testing needs a transforms.BatchTransform (its ten_crop_batch); "
-                         f"got {type(transform).__name__}")
+    check_tta(tta, transform)
     dtype = amp_dtype(amp, device)
     all_logp, all_targets = [], []
     with eval_mode(model):

@@ -1,9 +1,11 @@
 """Image files, read safely by one reader (8-bit RGB, bounded memory, errors naming the file),
-and folders of them (one sub-folder per class) as datasets: in memory or read from disk.
+and folders of them (one sub-folder per class) as datasets: in memory or read from disk, split
+into training pool and test split, fingerprinted so that a run's split can be checked later.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from torchvision.datasets.folder import find_classes, make_dataset
 
 from .transforms import PAPER_RESIZE, resize_batch
@@ -20,13 +22,16 @@ from .transforms import PAPER_RESIZE, resize_batch
 __all__ = ["DataFileError", "read_image", "read_image_tensor", "image_files", "scan_folder",
            "square", "TensorImageDataset", "ImageFiles", "load_image_folder", "folder_dataset",
            "first_images", "IMAGE_EXTENSIONS", "MAX_IMAGE_SIDE", "MAX_IMAGE_PIXELS",
-           "IN_MEMORY_BYTES", "sample_photos"]
+           "IN_MEMORY_BYTES", "sample_photos", "held_out_folder", "folder_splits",
+           "split_fingerprint", "statistics_sample", "collate_files"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
                     ".pgm")
 MAX_IMAGE_SIDE = 1024         # read_image shrinks larger images at once: memory stays bounded
 MAX_IMAGE_PIXELS = 64_000_000  # larger images are refused (PIL only warns at 89.5 million)
 IN_MEMORY_BYTES = 2 * 1024**3  # folders whose 256 x 256 images need more are streamed
+FOLDER_TEST_FRACTION = 0.2    # one image folder: 20 % becomes the test split
+STATS_SAMPLE = 2_000          # images a streamed training split computes its statistics on
 # Natural colour photos every install has: four public-domain / CC0 photos from scikit-image's
 # sample data, shrunk to a 256 px shorter side (alexnet_edu/photos/), and scikit-learn's two
 # sample photos (CC BY 2.0, read from the installed scikit-learn). Licences: data/README.md.
@@ -266,3 +271,53 @@ def sample_photos() -> TensorImageDataset:
     classes = sorted(found)
     images = torch.stack([square(found[name]) for name in classes])
     return TensorImageDataset(images, torch.arange(len(classes)), classes)
+
+
+def held_out_folder(folder: Path) -> Path | None:
+    """A folder's own test split: test/ beside train/, else val/ (ImageNet's layout: our
+    validation split comes from train/)."""
+    found = [folder / name for name in ("test", "val") if (folder / name).is_dir()]
+    return found[0] if found and (folder / "train").is_dir() else None
+
+
+def folder_splits(folder: Path, seed: int) -> tuple[Dataset, Dataset]:
+    """(training pool, test split): train/ and test/ (or val/), else a seeded random split."""
+    if (held_out := held_out_folder(folder)) is not None:
+        train, test = folder_dataset(folder / "train"), folder_dataset(held_out)
+        if test.classes != train.classes:
+            raise ValueError(f"{folder}/train and {held_out} have different class folders")
+        return train, test
+    full = folder_dataset(folder)
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed + 1))
+    n_test = max(1, round(len(full) * FOLDER_TEST_FRACTION))
+    return full.subset(order[n_test:]), full.subset(order[:n_test])
+
+
+def split_fingerprint(dataset: TensorImageDataset | ImageFiles) -> str:
+    """SHA-256 of a split's images and labels (a streamed folder's: file names and sizes, since
+    reading them all would take an epoch); `held_out_split` checks it."""
+    digest = hashlib.sha256()
+    if isinstance(dataset, ImageFiles):
+        for path in dataset.paths:
+            digest.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}\n".encode())
+    else:
+        digest.update(dataset.images.contiguous().numpy().tobytes())
+    digest.update(dataset.labels.to(torch.int64).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def statistics_sample(train: TensorImageDataset | ImageFiles, seed: int) -> Tensor:
+    """The images a training split's statistics are computed on: all of an in-memory split, a
+    seeded random `STATS_SAMPLE` of a streamed folder (reading them all would take an epoch)."""
+    if isinstance(train, TensorImageDataset):
+        return train.images
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return first_images(train.subset(pick[:STATS_SAMPLE]), STATS_SAMPLE)
+
+
+def collate_files(batch: list) -> tuple[Tensor, Tensor]:
+    """A streamed folder's batch: default_collate, and an empty share (data-parallel's last
+    step) as empty tensors."""
+    if not batch:
+        return torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+    return default_collate(batch)

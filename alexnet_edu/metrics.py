@@ -1,5 +1,5 @@
-r"""How good is a classifier? Top-k accuracy, the confusion matrix, per-class precision / recall /
-F1, and the paper's 10-crop test-time averaging (Section 4.1).
+r"""How good is a classifier? Top-k accuracy, the confusion matrix, and the paper's 10-crop
+test-time averaging (Section 4.1).
 
 **Top-k.** ImageNet results are reported as top-1 and top-5 error: a prediction is top-k
 correct when the true class is among the k highest-scoring classes. We compute the *rank* of the
@@ -12,22 +12,17 @@ which breaks **ties** deterministically: among equal scores the lower class inde
 A model that outputs the same score for every class is only "right" about class 0 in top-1.
 An example whose scores contain NaN or ±inf is *not* correct: a diverged network scores 0 %.
 
-**Empty classes.** Precision of a class nobody predicted ($0/0$) and recall of a class with no
-examples ($0/0$) are *defined as 0* (scikit-learn's ``zero_division=0``), and so is F1 when
-precision + recall = 0. A class missing from a small test set then lowers the macro average
-instead of crashing the report; its ``support`` of 0 says why.
+The per-class report (precision, recall, F1) is scikit-learn's, in `report.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["topk_accuracy", "topk_correct", "confusion_matrix", "per_class_report", "ClassReport",
-           "average_crops"]
+__all__ = ["topk_accuracy", "topk_correct", "confusion_matrix", "average_crops"]
 
 
 def _check_classes(name: str, t: torch.Tensor, num_classes: int) -> None:
@@ -80,60 +75,6 @@ def confusion_matrix(preds: torch.Tensor, targets: torch.Tensor, num_classes: in
     # Each (true, predicted) pair gets one bin: true * C + predicted.
     counts = torch.bincount(targets * num_classes + preds, minlength=num_classes * num_classes)
     return counts.view(num_classes, num_classes)
-
-
-@dataclass
-class ClassReport:
-    """Per-class precision, recall, F1 and support (tensors of length C), and the printed table."""
-
-    classes: list[str]
-    precision: torch.Tensor
-    recall: torch.Tensor
-    f1: torch.Tensor
-    support: torch.Tensor
-    text: str
-
-    @property
-    def macro_f1(self) -> float:
-        """Unweighted mean F1 over classes (empty classes count as 0)."""
-        return self.f1.mean().item()
-
-    @property
-    def accuracy(self) -> float:
-        """Overall accuracy = sum of correct / number of examples."""
-        return (self.recall.double() * self.support).sum().item() / self.support.sum().item()
-
-    def rows(self) -> list[dict]:
-        """One dict per class: cls, precision, recall, f1, support."""
-        return [dict(cls=c, precision=p, recall=r, f1=f, support=s) for c, p, r, f, s in zip(
-            self.classes, self.precision.tolist(), self.recall.tolist(), self.f1.tolist(),
-            self.support.tolist())]
-
-    def table(self) -> str:
-        """scikit-learn's text report: one line per class, then accuracy and the averages."""
-        return self.text
-
-    __str__ = table
-
-
-def per_class_report(preds: torch.Tensor, targets: torch.Tensor,
-                     classes: Sequence[str] | int) -> ClassReport:
-    r"""Precision $= TP/(TP+FP)$, recall $= TP/(TP+FN)$, $F_1 = 2PR/(P+R)$ for every class, by
-    `sklearn.metrics.classification_report`. `classes`: the class names or their number.
-    0/0 is defined as 0 (empty classes, see the module docstring)."""
-    from sklearn.metrics import classification_report  # slow to import; only the report needs it
-
-    names = [str(i) for i in range(classes)] if isinstance(classes, int) else list(classes)
-    if not confusion_matrix(preds, targets, len(names)).sum():   # (it checks the inputs)
-        raise ValueError("per_class_report needs at least one prediction, got none")
-    args = dict(y_true=torch.as_tensor(targets).cpu().flatten().numpy(), zero_division=0,
-                y_pred=torch.as_tensor(preds).cpu().flatten().numpy(), labels=range(len(names)))
-    scores = classification_report(**args, output_dict=True)   # keyed by "0", "1", ...
-    column = [[scores[str(i)][key] for i in range(len(names))]
-              for key in ("precision", "recall", "f1-score", "support")]
-    return ClassReport(names, *(torch.tensor(c, dtype=torch.float32) for c in column[:3]),
-                       torch.tensor(column[3]).long(),
-                       classification_report(**args, target_names=names, digits=3))
 
 
 @torch.no_grad()

@@ -15,8 +15,10 @@ import torch
 from torch import nn
 
 from .hooks import activations, eval_mode, find_layer
+from .input_checks import check_batch
 from .layers import LocalResponseNorm
 from .shapes import conv_output_size, pool_output_size
+from .state_keys import rename_keys
 
 __all__ = ["AlexNet", "activations", "eval_mode", "find_layer", "feature_map_size",
            "smallest_image_size", "CONVS", "VARIANTS", "INITS", "ACTIVATIONS"]
@@ -107,7 +109,7 @@ class AlexNet(nn.Sequential):
                            overlapping_pool=overlapping_pool)
         self.in_channels, self.image_size, self.variant = in_channels, image_size, variant
         self.min_image_size = smallest_image_size(variant, pool)
-        self.register_load_state_dict_pre_hook(_rename_keys)
+        self.register_load_state_dict_pre_hook(rename_keys)   # torchvision's names load too
         self.reset_parameters(init)
 
     def reset_parameters(self, init: str = "paper") -> None:
@@ -127,32 +129,8 @@ class AlexNet(nn.Sequential):
             else:
                 m.reset_parameters()
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f"AlexNet expects a batch of shape (N, {self.in_channels}, H, W); "
-                             f"got a {x.dim()}-D tensor of shape {tuple(x.shape)} "
-                             "(add a batch dimension with x.unsqueeze(0)?)")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"AlexNet was built for {self.in_channels} input channel(s), got "
-                             f"{x.shape[1]} (shape {tuple(x.shape)})")
-        if not x.is_floating_point():
-            raise ValueError(f"AlexNet expects floating-point images, got dtype {x.dtype} "
-                             "(convert uint8 images with x.float() / 255, then normalize)")
-        h, w = x.shape[-2:]
-        if self.variant == "paper" and (h, w) != (self.image_size, self.image_size):
-            # fc6's input size is fixed by image_size, so other sizes cannot pass through
-            other = (f"or build AlexNet(image_size={h})" if h == w >= self.min_image_size else
-                     f"the smallest square input this model's layers take is "
-                     f"{self.min_image_size}x{self.min_image_size}")
-            raise ValueError(f"this AlexNet was built for {self.image_size}x{self.image_size} "
-                             f"inputs (image_size={self.image_size}), got {h}x{w}: resize the "
-                             f"images to {self.image_size}x{self.image_size}; {other}")
-        if min(h, w) < self.min_image_size:
-            raise ValueError(f"a {h}x{w} input is too small: the {self.variant} AlexNet needs at "
-                             f"least {self.min_image_size}x{self.min_image_size}")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        check_batch(self, x)   # a wrong batch gets a message, not a shape error deep inside
         return super().forward(x)
 
     def layer(self, name: str) -> nn.Module:
@@ -193,24 +171,3 @@ def feature_map_size(image_size: int, variant: str = "paper", pool_kernel: int =
             f"a {image_size}x{image_size} image is too small for the {variant} AlexNet "
             f"(the smallest that fits is {smallest}x{smallest}; the paper uses 227x227): {err}"
         ) from None
-
-
-# torchvision.models.alexnet() state_dict key prefixes -> ours
-_TORCHVISION_KEYS = {"features.0.": "conv1.", "features.3.": "conv2.", "features.6.": "conv3.",
-                     "features.8.": "conv4.", "features.10.": "conv5.", "classifier.1.": "fc6.",
-                     "classifier.4.": "fc7.", "classifier.6.": "fc8."}
-
-
-def _rename_keys(module, state_dict, prefix, *args, **kwargs) -> None:
-    """Accept torchvision.models.alexnet() state_dicts as they are (features.0.weight, ...), and
-    our earlier layout's (features.conv1.weight, classifier.fc6.weight, ...)."""
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        rest = key[len(prefix):]
-        head, _, tail = rest.partition(".")
-        theirs = next((t for t in _TORCHVISION_KEYS if rest.startswith(t)), None)
-        if theirs:
-            rest = _TORCHVISION_KEYS[theirs] + rest[len(theirs):]
-        elif head in ("features", "classifier") and tail.split(".")[0] in module._modules:
-            rest = tail
-        if rest != key[len(prefix):]:
-            state_dict[prefix + rest] = state_dict.pop(key)

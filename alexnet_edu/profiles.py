@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from . import data
+from . import data, heldout
 from .official import FILES, FOLDERS, missing
 from .settings import PROJECT_ROOT, data_root, shown_path, smoke_mode
 from .standin import provide_standins
@@ -146,8 +146,8 @@ def load_splits(dataset: str | Path, root: str | Path | None = None,
 def held_out_split(dataset: str | Path, root: str | Path | None = None, split: str = "test",
                    recipe: dict | None = None, profile: str | None = None,
                    classes: list[str] | None = None):
-    """`data.held_out_split` (a run's held-out split, checked) with the policy of `load_splits`."""
-    return _with_policy(data.held_out_split, dataset, root, None, profile, split=split,
+    """`heldout.held_out_split` (a run's held-out split, checked), policy as `load_splits`."""
+    return _with_policy(heldout.held_out_split, dataset, root, None, profile, split=split,
                         recipe=recipe, classes=classes)
 
 

@@ -23,17 +23,10 @@ import torch
 from torch import nn
 
 from .hooks import activations, eval_mode
+from .input_checks import check_window, does_not_fit
 
 __all__ = ["conv_output_size", "pool_output_size", "unused_pixels", "unread_pixels", "LayerRow",
            "Trace", "trace"]
-
-
-def _check_window(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    for name, value, low in (("size", size, 1), ("kernel", kernel, 1), ("stride", stride, 1),
-                             ("padding", padding, 0), ("dilation", dilation, 1)):
-        if int(value) != value or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return dilation * (kernel - 1) + 1  # the window's effective extent
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
@@ -43,17 +36,10 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
     >>> conv_output_size(227, kernel=11, stride=4)   # AlexNet conv1
     55
     """
-    extent = _check_window(size, kernel, stride, padding, dilation)
+    extent = check_window(size, kernel, stride, padding, dilation)
     if size + 2 * padding < extent:
-        raise ValueError("a " + _does_not_fit(size, kernel, padding, dilation))
+        raise ValueError("a " + does_not_fit(size, kernel, padding, dilation))
     return (size + 2 * padding - extent) // stride + 1
-
-
-def _does_not_fit(size: int, kernel: int, padding: int, dilation: int) -> str:
-    extent = dilation * (kernel - 1) + 1
-    return (f"window of effective size {extent} (kernel {kernel}, dilation {dilation}) does not "
-            f"fit in an input of size {size} padded to {size + 2 * padding}: the input must be "
-            f"at least {extent - 2 * padding} wide")
 
 
 def pool_output_size(size: int, kernel: int, stride: int | None = None, padding: int = 0,
@@ -65,7 +51,7 @@ def pool_output_size(size: int, kernel: int, stride: int | None = None, padding:
     27
     """
     stride = kernel if stride is None else stride
-    extent = _check_window(size, kernel, stride, padding, dilation)
+    extent = check_window(size, kernel, stride, padding, dilation)
     if padding > kernel // 2:  # PyTorch's rule: a window must never lie entirely in padding
         raise ValueError(f"padding ({padding}) must be at most half the kernel ({kernel}): "
                          f"use padding <= {kernel // 2}")
@@ -75,7 +61,7 @@ def pool_output_size(size: int, kernel: int, stride: int | None = None, padding:
         out -= 1  # the last window would start in the right padding: PyTorch drops it
     if out < 1:
         hint = "" if ceil_mode else " (or set ceil_mode=True to keep a partial window)"
-        raise ValueError("a pooling " + _does_not_fit(size, kernel, padding, dilation) + hint)
+        raise ValueError("a pooling " + does_not_fit(size, kernel, padding, dilation) + hint)
     return out
 
 

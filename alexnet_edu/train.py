@@ -43,11 +43,12 @@ from .device import amp_dtype, autocast, pick_device
 from .evaluation import evaluate, predict
 from .model import AlexNet
 from .runlog import OutOfMemory, RunLog
+from .schedules import step_lr
 from .transforms import BatchTransform
 from .validation import check_fits, check_train_config
 
-__all__ = ["TrainConfig", "fit", "train_one_epoch", "evaluate", "predict", "step_lr",
-           "make_optimizer", "build_model", "initial_model", "OutOfMemory"]
+__all__ = ["TrainConfig", "fit", "train_one_epoch", "evaluate", "predict",
+           "make_optimizer", "build_model", "OutOfMemory"]
 
 
 @dataclass
@@ -63,7 +64,7 @@ class TrainConfig:
     patience: int = 2                    # ... when the validation error stopped improving"
     min_lr: float = 1e-5                 # the paper reduced it three times: 0.01 -> 1e-5
     warmup_epochs: float = 0.0           # linear lr warm-up (not in the paper; off)
-    schedule: str = "plateau"            # "plateau": Section 5's / 10; "cosine": see step_lr
+    schedule: str = "plateau"            # "plateau": Section 5's / 10; "cosine": schedules.py
     augment: bool = True                 # Section 4.1: random crops, flips (+ PCA for colour)
     pca_std: float = 0.1                 # Section 4.1: sigma of the PCA colour noise
     amp: str = "auto"                    # "auto" | "bf16" | "fp16" | "off" (see amp_dtype)
@@ -78,33 +79,12 @@ class TrainConfig:
         check_train_config(self)   # a clear ValueError for a value out of range
 
 
-def step_lr(config: TrainConfig, step: int, steps_per_epoch: int) -> float | None:
-    r"""The learning rate of optimizer step `step` (from 0) where it is set per step: lr (step
-    + 1) / warm-up steps during the linear warm-up, and with ``schedule="cosine"`` the half
-    cosine from lr to min_lr over the remaining steps (not in the paper; it suits a fixed number
-    of epochs, but is not better everywhere),
-    $$ \epsilon_t = \epsilon_{\min} + \tfrac12(\epsilon - \epsilon_{\min})(1 + \cos(\pi t / T)). $$
-    None: the paper's plateau rule decides, per epoch (it needs the validation error)."""
-    warmup = round(config.warmup_epochs * steps_per_epoch)
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    if config.schedule == "cosine":
-        total = max(config.epochs * steps_per_epoch - warmup, 1)
-        cosine = 0.5 * (1 + math.cos(math.pi * (step - warmup) / total))
-        return config.min_lr + (config.lr - config.min_lr) * cosine
-    return config.lr if step == warmup and warmup > 0 else None
-
-
 def make_optimizer(model: nn.Module, config: TrainConfig,
                    device: str | torch.device) -> torch.optim.SGD:
-    """Section 5's SGD (momentum, weight decay, lr: the config's). Weight decay applies to the
-    *weights* only (the update rule is written for w): decaying conv2's bias of 1 towards 0
-    would slowly undo Section 5's initialization for no regularizing benefit.
-
-    fused (CPU and CUDA): one kernel per step for every parameter's update, the same numbers.
-    Not under float16: when the GradScaler skips a step whose gradients overflowed, fused SGD
-    still creates its momentum buffer, from uninitialised memory, so the next real step adds
-    garbage to every weight."""
+    """Section 5's SGD. Weight decay applies to the *weights* only (the update rule is written for
+    w): decaying conv2's bias of 1 towards 0 would undo Section 5's initialization. fused: one
+    kernel per step, the same numbers; not under float16, where a step the GradScaler skips
+    still creates fused SGD's momentum buffer, from uninitialised memory."""
     groups = [{"params": [p for p in model.parameters() if p.dim() > 1],   # the weights
                "weight_decay": config.weight_decay},
               {"params": [p for p in model.parameters() if p.dim() <= 1], "weight_decay": 0.0}]
@@ -121,17 +101,6 @@ def build_model(splits, image_size: int = 227, seed: int = 0, **overrides) -> Al
     torch.manual_seed(seed)   # the only source of the initial weights
     return AlexNet(**{"num_classes": len(splits.classes), "in_channels": splits.in_channels,
                       "image_size": image_size, "init": "kaiming", **overrides})
-
-
-def initial_model(checkpoint: dict) -> AlexNet:
-    """The model a run started from, rebuilt from its checkpoint's seed (for runs whose model
-    `build_model` made with that seed: the notebooks, the CLI, the ablations)."""
-    seed = (checkpoint.get("train_config") or {}).get("seed")
-    if seed is None or "model_config" not in checkpoint:
-        raise ValueError("this checkpoint records no training run's seed (pretrained weights?): "
-                         "its initial weights cannot be rebuilt")
-    torch.manual_seed(seed)   # as build_model drew them
-    return AlexNet(**checkpoint["model_config"])
 
 
 def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,

@@ -1,22 +1,36 @@
 """Checks of what a user hands the trainer: every checkpoint field a command or a resume uses
-(one ValueError naming it, never a KeyError, gigabytes allocated or NaN output), a TrainConfig's
-ranges, and whether a model fits the data."""
+(one ValueError naming it, never a KeyError, gigabytes allocated or NaN output), a checkpoint
+file's checksums, whether it continues this run (its recipe), a TrainConfig's ranges, whether a
+model fits the data; and what a failed checkpoint write tells the user."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
 from .model import ACTIVATIONS, INITS, VARIANTS, AlexNet, smallest_image_size
 
 __all__ = ["MAX_IMAGE_SIZE", "MAX_CLASSES", "MAX_CHANNELS", "check_fields", "check_resumable",
-           "check_train_config", "check_fits"]
+           "check_train_config", "check_fits", "RECIPE", "check_continues", "check_archive",
+           "raise_failed_write", "check_available", "check_tta"]
 
 MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
 MAX_CLASSES = 100_000   # fc8 alone is 1.6 GB at 100k classes (ImageNet-21k has 21,841)
 MAX_CHANNELS = 4        # grey, RGB, RGBA
+# The TrainConfig fields a resumed run keeps (epochs, amp, workers, logging may change): the saved
+# optimizer and scheduler would silently replace a new lr, momentum, weight decay or patience;
+# another batch size, schedule, augmentation or seed makes the rest of it another run.
+RECIPE = ("batch_size", "lr", "momentum", "weight_decay", "lr_factor", "patience", "min_lr",
+          "warmup_epochs", "schedule", "augment", "pca_std", "seed")
 
 
 def check_fields(checkpoint: dict, path: str | Path) -> None:
@@ -179,3 +193,94 @@ def check_fits(model_config: dict, splits) -> None:
     if len(splits.val) == 0:
         raise ValueError("fit needs a validation split to select the model and schedule the "
                          "learning rate (load_splits(val_fraction=0.1)); never use the test split")
+
+
+def raise_failed_write(err: OSError | RuntimeError, path: Path) -> NoReturn:
+    """For a checkpoint write that failed with `err`: an OSError saying why (with the free
+    space), what is intact and what to do; `err` itself where it is not a failed write
+    (torch.save reports one as a RuntimeError from its zip writer)."""
+    if isinstance(err, RuntimeError) and not any(
+            sign in str(err) for sign in ("unexpected pos", "StreamWriter", "write")):
+        raise err   # not a failed write (e.g. an object torch.save cannot pickle)
+    why = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip()
+    with contextlib.suppress(OSError):
+        why += f"; {shutil.disk_usage(path.parent).free / 2**20:.0f} MB free there"
+    kept = (f"the previous {path.name} is intact" if path.exists()
+            else f"no {path.name} was written")
+    # the run's last.pt, where there is one, is what a resume continues from
+    then = ("then resume the run" if (path.parent / "last.pt").is_file() else
+            "then start the run again: no last.pt was written, so there is nothing to resume")
+    raise OSError(f"could not write the checkpoint {path} ({why.splitlines()[0]}); {kept}. "
+                  f"Free disk space (or fix the folder's permissions), {then}") from err
+
+
+def check_archive(path: Path) -> None:
+    """A ValueError unless `path` is a zip archive (what torch.save writes) whose every member
+    matches the CRC-32 stored at save (zipfile's testzip: the whole file is read once)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a checkpoint: not the zip archive torch.save "
+                             "writes (another kind of file, or a truncated one); use a "
+                             "best.pt/last.pt that training wrote")
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        damaged = f"its archive ({err})"
+    if damaged is not None:
+        raise ValueError(f"{path} is damaged: {damaged} does not match the checksum saved with "
+                         "it (bytes changed on disk or in a copy): its weights cannot be trusted; "
+                         "use the run's best.pt or last.pt, an intact copy, or train again")
+
+
+def check_continues(checkpoint: dict, model_config: dict | None = None,
+                    classes: Sequence[str] | None = None, train_config=None,
+                    processes: int | None = None) -> None:
+    """One ValueError naming all that keeps `checkpoint` from continuing as this run: another model,
+    classes, recipe (`RECIPE`) or number of processes; an argument None is not checked."""
+    problems, theirs = [], checkpoint.get("model_config") or {}
+    saved = checkpoint.get("train_config") or {}
+    if model_config is not None and theirs != model_config:
+        problems.append("a different model: " + ", ".join(
+            f"{k}={theirs.get(k)!r} in the checkpoint but {model_config.get(k)!r} here"
+            for k in sorted(set(model_config) | set(theirs))
+            if theirs.get(k) != model_config.get(k)))
+    if classes is not None and list(classes) != list(checkpoint.get("classes") or []):
+        problems.append(f"the checkpoint's classes {checkpoint.get('classes')} differ from the "
+                        f"data's {list(classes)}: it belongs to another dataset")
+    mine = train_config if isinstance(train_config, dict | None) else asdict(train_config)
+    changed = [f"{k}={mine[k]!r} (the run's: {saved[k]!r})" for k in RECIPE
+               if k in saved and k in (mine or {}) and saved[k] != mine[k]]
+    if changed:
+        problems.append(f"another recipe: {', '.join(changed)}")
+    trained_by, batch = checkpoint.get("processes", 1), saved.get("batch_size") or 0
+    if processes is not None and trained_by != processes:   # the batch size is per process
+        problems.append(
+            f"trained by {trained_by} process(es) with batch {batch} each, {processes} would "
+            f"make its steps of {batch * processes} images instead of {batch * trained_by} at "
+            "the same learning rate: resume it " + ("in one process (without torchrun)" if
+            trained_by == 1 else f"with torchrun --nproc-per-node {trained_by}"))
+    if problems:
+        raise ValueError(f"the checkpoint cannot continue this run: {'; '.join(problems)}. A "
+                         "resumed run keeps its model, classes and recipe (epochs may grow): "
+                         "resume with the run's own, or start a new run in another folder")
+
+
+def check_available(device: torch.device) -> torch.device:
+    """`device`, or a ValueError saying PyTorch does not see it (a CUDA index, Apple's MPS)."""
+    gpus = torch.cuda.device_count()
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < gpus):
+        raise ValueError(f"device {str(device)!r} was asked for, but PyTorch sees "
+                         f"{f'only {gpus}' if torch.cuda.is_available() else 'no'} CUDA GPU(s) "
+                         "(indices start at 0; on Colab: Runtime > Change runtime type > GPU)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but Apple MPS is not available")
+    return device
+
+
+def check_tta(tta: bool | str, transform: torch.nn.Module) -> None:
+    """A ValueError unless `evaluate` can average over `tta`'s crops with `transform`."""
+    if tta not in (False, True, "flip"):
+        raise ValueError(f"tta must be False, True (ten crops) or 'flip', got {tta!r}")
+    if tta is True and not hasattr(transform, "ten_crop_batch"):
+        raise ValueError("10-crop testing needs a transforms.BatchTransform (its ten_crop_batch); "
+                         f"got {type(transform).__name__}")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from alexnet_edu.checkpoint import FORMAT, _check_archive, save_checkpoint
+from alexnet_edu.checkpoint import FORMAT, save_checkpoint
 from alexnet_edu.device import describe_device
 from alexnet_edu.model import AlexNet
+from alexnet_edu.validation import check_archive
 
 
 def _best(seconds: list[float]) -> float:
@@ -42,7 +43,7 @@ def main() -> None:
             torch.load(path, map_location="cpu", weights_only=True)
             load.append(time.perf_counter() - start)
             start = time.perf_counter()
-            _check_archive(path)
+            check_archive(path)
             check.append(time.perf_counter() - start)
     print(f"{describe_device(torch.device('cpu'))}, torch {torch.__version__}")
     print(f"checkpoint: {size / 2**20:.0f} MiB ({sum(p.numel() for p in model.parameters()):,} "

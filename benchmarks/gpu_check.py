@@ -65,7 +65,8 @@ from train_throughput import load_data, naive_pipeline, run, with_torch_lrn
 from alexnet_edu import standin
 from alexnet_edu.checkpoint import load_model
 from alexnet_edu.data import load_splits, make_loader
-from alexnet_edu.device import amp_dtype, cpu_name, describe_device
+from alexnet_edu.device import amp_dtype, describe_device
+from alexnet_edu.machine import cpu_name
 from alexnet_edu.notebook.parallel import launch
 from alexnet_edu.profiles import run_size
 from alexnet_edu.runlog import estimate_epoch_seconds

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from alexnet_edu.course.grading import grade_folder
-from alexnet_edu.device import cpu_name
+from alexnet_edu.machine import cpu_name
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from alexnet_edu import data, profiles, standin
+from alexnet_edu import data, heldout, profiles, standin
 from alexnet_edu.data import TensorImageDataset, load_image_folder, load_splits, make_loader
 from alexnet_edu.standin import generate_fashion_mnist, generate_stl10
 from alexnet_edu.transforms import BatchTransform, crop_and_flip, pca_lighting, ten_crop
@@ -178,21 +178,22 @@ def test_held_out_split_is_the_runs_split_and_refuses_another(fashion_root, tmp_
     run = load_splits("fashion-mnist", root=fashion_root, val_fraction=0.2, seed=3, limit=40,
                       download=False)
     for split in ("val", "test"):
-        held, synthetic = data.held_out_split("fashion-mnist", fashion_root, split, run.recipe)
+        held, synthetic = heldout.held_out_split("fashion-mnist", fashion_root, split, run.recipe)
         assert torch.equal(held.images, getattr(run, split).images) and synthetic
     only_test = tmp_path / "only-test" / "FashionMNIST" / "raw"   # no training files
     only_test.mkdir(parents=True)
     for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (only_test / name).write_bytes((fashion_root / "FashionMNIST" / "raw" / name).read_bytes())
-    held, synthetic = data.held_out_split("fashion-mnist", tmp_path / "only-test", "test",
+    held, synthetic = heldout.held_out_split("fashion-mnist", tmp_path / "only-test", "test",
                                           run.recipe)
     assert torch.equal(held.images, run.test.images) and not synthetic   # no marker there
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
-        data.held_out_split("fashion-mnist", tmp_path / "only-test", "val", run.recipe)
+        heldout.held_out_split("fashion-mnist", tmp_path / "only-test", "val", run.recipe)
     with pytest.raises(ValueError, match="rebuilt with the run's seed 4 is not the one the run"):
-        data.held_out_split("fashion-mnist", fashion_root, "val", {**run.recipe, "seed": 4})
+        heldout.held_out_split("fashion-mnist", fashion_root, "val", {**run.recipe, "seed": 4})
     with pytest.raises(ValueError, match=r"classes \['a', 'b'\], but 'fashion-mnist'"):
-        data.held_out_split("fashion-mnist", fashion_root, "test", run.recipe, classes=["a", "b"])
+        heldout.held_out_split("fashion-mnist", fashion_root, "test", run.recipe,
+                               classes=["a", "b"])
 
 
 def test_mean_std_and_pca_come_from_the_train_split_only(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from alexnet_edu import device as device_module
+from alexnet_edu import machine
 from alexnet_edu.device import describe_device, pick_device
 
 
@@ -79,11 +80,11 @@ def test_cpu_name_reads_the_model_without_trademark_noise(tmp_path, monkeypatch)
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
                     "model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nflags\t\t: fpu\n")
-    assert device_module.cpu_name(info) == "Intel Xeon @ 2.20GHz"
+    assert machine.cpu_name(info) == "Intel Xeon @ 2.20GHz"
     info.write_text("model name\t: AMD EPYC 7B13 64-Core Processor\n")
-    assert device_module.cpu_name(info) == "AMD EPYC 7B13 64-Core Processor"
+    assert machine.cpu_name(info) == "AMD EPYC 7B13 64-Core Processor"
     # no /proc/cpuinfo (macOS, Windows): what platform knows, else a plain phrase
-    monkeypatch.setattr(device_module.platform, "processor", lambda: "arm")
-    assert device_module.cpu_name(tmp_path / "missing") == "arm"
-    monkeypatch.setattr(device_module.platform, "processor", lambda: "")
-    assert device_module.cpu_name(tmp_path / "missing") == "unknown CPU"
+    monkeypatch.setattr(machine.platform, "processor", lambda: "arm")
+    assert machine.cpu_name(tmp_path / "missing") == "arm"
+    monkeypatch.setattr(machine.platform, "processor", lambda: "")
+    assert machine.cpu_name(tmp_path / "missing") == "unknown CPU"

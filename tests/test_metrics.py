@@ -9,10 +9,10 @@ from torch import nn
 from alexnet_edu.metrics import (
     average_crops,
     confusion_matrix,
-    per_class_report,
     topk_accuracy,
     topk_correct,
 )
+from alexnet_edu.report import per_class_report
 from alexnet_edu.transforms import ten_crop
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_edu import data, images
+from alexnet_edu import data, heldout, images
 from alexnet_edu.cli import main
 
 
@@ -90,10 +90,10 @@ def test_imagenet_layout_uses_val_as_the_test_split(photos, tmp_path):
             f.rename(imagenet / "val" / label / f.name)
     splits = data.load_splits(imagenet)
     assert len(splits.test) == 4 and len(splits.train) + len(splits.val) == 16
-    test, synthetic = data.held_out_split(imagenet, recipe=splits.recipe)   # fingerprint checked
+    test, synthetic = heldout.held_out_split(imagenet, recipe=splits.recipe)   # fingerprint checked
     assert [p.name for p in test.paths] == [p.name for p in splits.test.paths] and not synthetic
     (imagenet / "train").rename(imagenet / "gone")       # the test split needs no training files
-    assert data.held_out_split(imagenet / "val")[0].classes == ["cat", "dog"]
+    assert heldout.held_out_split(imagenet / "val")[0].classes == ["cat", "dog"]
 
 
 def test_a_bad_file_in_a_streamed_folder_is_named_in_one_line(photos, tmp_path, capsys):

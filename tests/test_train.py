@@ -26,15 +26,15 @@ from alexnet_edu.checkpoint import (
     load_model,
     save_checkpoint,
 )
+from alexnet_edu.notebook.pretrained import initial_model
+from alexnet_edu.schedules import step_lr
 from alexnet_edu.train import (
     TrainConfig,
     build_model,
     evaluate,
     fit,
-    initial_model,
     make_optimizer,
     predict,
-    step_lr,
 )
 
 HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"}

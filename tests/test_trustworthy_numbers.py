@@ -23,7 +23,8 @@ from alexnet_edu import train
 from alexnet_edu.checkpoint import eval_transform, load_checkpoint
 from alexnet_edu.cli import main
 from alexnet_edu.data import load_splits, split_fingerprint
-from alexnet_edu.device import amp_dtype, cpu_has_bf16
+from alexnet_edu.device import amp_dtype
+from alexnet_edu.machine import cpu_has_bf16
 from alexnet_edu.metrics import topk_accuracy, topk_correct
 from alexnet_edu.notebook import experiments
 from alexnet_edu.standin import generate_fashion_mnist

@@ -20,7 +20,8 @@ from ..profiles import current_profile, load_splits, runs_dir, stl10_source
 from ..settings import data_root, shown_path
 from ..train import TrainConfig, build_model, fit
 
-__all__ = ["imagenet_alexnet", "model_to_inspect", "images_to_inspect", "load_or_train",
+__all__ = ["imagenet_alexnet", "initial_model", "model_to_inspect", "images_to_inspect",
+           "load_or_train",
            "trained_model_path"]
 
 
@@ -175,3 +176,14 @@ def load_or_train(dataset: str, device: str | torch.device | None = None
            f"{shown_path(trained_model_path(name))} does not exist yet - run notebook 04/05 for "
            "a real one")
     return model, checkpoint, how
+
+
+def initial_model(checkpoint: dict) -> AlexNet:
+    """The model a run started from, rebuilt from its checkpoint's seed (for runs whose model
+    `train.build_model` made with that seed: the notebooks, the CLI, the ablations)."""
+    seed = (checkpoint.get("train_config") or {}).get("seed")
+    if seed is None or "model_config" not in checkpoint:
+        raise ValueError("this checkpoint records no training run's seed (pretrained weights?): "
+                         "its initial weights cannot be rebuilt")
+    torch.manual_seed(seed)   # as build_model drew them
+    return AlexNet(**checkpoint["model_config"])

@@ -1,10 +1,8 @@
-r"""The paper's design choices, tested small: one change at a time, the same budget for each.
+"""The paper's design choices, tested small: one change at a time, the same budget for each.
 
-The claims: ReLU over tanh (§3.1, Figure 1; `run_speed` with `SmallCNN`), LRN (§3.3),
-overlapping pooling (§3.4) and dropout (§4.2). `run_ablations` trains an AlexNet per variant
-with one config and one fixed learning rate; `claims_table` judges each claim at the last epoch
-(McNemar's exact test for an error rate, a paired band for the overfitting gap, a seed-to-seed
-interval for the speed-up). A run that blew up (`diverged`) is not evidence.
+ReLU over tanh (§3.1, Figure 1: `run_speed` on `SmallCNN`); LRN (§3.3), overlapping pooling
+(§3.4) and dropout (§4.2): `run_ablations`, one AlexNet per variant, one config, one fixed rate,
+judged at the last epoch by `claims_table`. A run that blew up (`diverged`) is not evidence.
 """
 
 from __future__ import annotations
@@ -84,24 +82,19 @@ PAPER_ABLATIONS: tuple[Ablation, ...] = (
 
 
 class SmallCNN(nn.Sequential):
-    """Figure 1's "four-layer convolutional neural network" (§3.1), as cuda-convnet's CIFAR-10
-    example (layers-80sec.cfg): three 5x5 convolutions, each with the activation and 3x3/2 max
-    pooling, and one linear layer; "no regularization of any kind"."""
+    """Figure 1's "four-layer convolutional neural network" (§3.1), cuda-convnet's CIFAR-10
+    layers-80sec.cfg: 3 x (5x5 conv, activation, 3x3/2 pool), a linear layer, no regularization."""
 
     def __init__(self, activation: str = "relu", num_classes: int = 10, in_channels: int = 1,
                  image_size: int = 28) -> None:
         acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
         if activation not in acts:
             raise ValueError(f"activation must be 'relu' or 'tanh', got {activation!r}")
-        side = image_size
-        for _ in range(3):
-            side = (side - 3) // 2 + 1   # each 3x3/2 pooling; the convolutions keep the side
+        side = (image_size - 7) // 8   # (s - 3) // 2 + 1 thrice: the 3x3/2 poolings; convs keep s
         if side < 1:
             raise ValueError(f"SmallCNN needs inputs of at least 15 px, got {image_size}")
-        layers: list[nn.Module] = []
-        for c_in, c_out in ((in_channels, 32), (32, 32), (32, 64)):
-            layers += [nn.Conv2d(c_in, c_out, 5, padding=2), acts[activation](),
-                       nn.MaxPool2d(3, 2)]
+        layers = [layer for c_in, c_out in ((in_channels, 32), (32, 32), (32, 64)) for layer in
+                  (nn.Conv2d(c_in, c_out, 5, padding=2), acts[activation](), nn.MaxPool2d(3, 2))]
         super().__init__(*layers, nn.Flatten(), nn.Linear(64 * side * side, num_classes))
         # what train.fit reads (input size, channels, classes), as AlexNet.config
         self.config = {"num_classes": num_classes, "in_channels": in_channels,
@@ -111,9 +104,8 @@ class SmallCNN(nn.Sequential):
 def fixed_schedule(config):
     """`config` with one learning rate for the whole run (a patience as long as the run): the
     plateau rule (§5) would cut each arm's rate at another epoch."""
-    if config.schedule == "plateau":
-        return dataclasses.replace(config, patience=config.epochs)
-    return config
+    return (dataclasses.replace(config, patience=config.epochs) if config.schedule == "plateau"
+            else config)
 
 
 def variants(ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> dict[str, dict]:
@@ -122,8 +114,7 @@ def variants(ablations: Sequence[Ablation] = PAPER_ABLATIONS) -> dict[str, dict]
     runs: dict[str, dict] = {"paper": {}}
     for ab in ablations:
         for label, overrides in (ab.paper, ab.alternative):
-            if not _is_paper_setting(overrides) and label not in runs:
-                runs[label] = dict(overrides)
+            runs.setdefault(_run_key(label, overrides), dict(overrides))
     return runs
 
 
@@ -132,8 +123,8 @@ _PAPER_RUN = {"activation": "relu", "lrn": True, "overlapping_pool": True, "drop
               "init": "kaiming"}
 
 
-def _is_paper_setting(overrides: Mapping[str, Any]) -> bool:
-    return all(_PAPER_RUN.get(k) == v for k, v in overrides.items())
+def _run_key(label: str, overrides: Mapping[str, Any]) -> str:
+    return "paper" if all(_PAPER_RUN.get(k) == v for k, v in overrides.items()) else label
 
 
 def _histories_of(ab: Ablation, histories: Mapping[str, History]) -> tuple[History, History]:
@@ -142,7 +133,7 @@ def _histories_of(ab: Ablation, histories: Mapping[str, History]) -> tuple[Histo
                          "and plot_speed")
     found = []
     for label, overrides in (ab.paper, ab.alternative):
-        key = "paper" if _is_paper_setting(overrides) else label
+        key = _run_key(label, overrides)
         if key not in histories:
             raise KeyError(f"no run {key!r} for the {ab.name!r} ablation ({label}: {overrides}); "
                            f"the runs are {', '.join(map(repr, histories))}: train it with "
@@ -157,12 +148,6 @@ def run_folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", label).strip("-.") or "run"
 
 
-def _correct(model: nn.Module, images, transform: nn.Module, device) -> list[int]:
-    """1 for each image `model` classifies right, 0 for each it gets wrong, in order."""
-    result = evaluate(model, images, transform, device)
-    return (result["predictions"] == result["targets"]).int().tolist()
-
-
 def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: bool,
                probe, keep_checkpoints: bool) -> list[dict]:
     """`fit` one arm into `folder`; with a `probe` (training images) also record the eval-mode
@@ -172,6 +157,10 @@ def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: b
     device = torch.device(device) if device is not None else pick_device(verbose=False)
     # the untrained model's loss: a first epoch far above it blew up (see `diverged`)
     initial_loss = evaluate(model.to(device), splits.val, plain, device)["loss"]
+
+    def right(images) -> list[int]:   # 1 for each image classified right, 0 if wrong, in order
+        result = evaluate(model, images, plain, device)
+        return (result["predictions"] == result["targets"]).int().tolist()
 
     def train_probe(history: list[dict]) -> None:
         if "train_acc_eval" not in history[-1]:
@@ -188,13 +177,11 @@ def _train_one(model: nn.Module, splits, config, folder: Path, device, resume: b
             history[0].setdefault("initial_loss", initial_loss)
         if history and probe is not None and len(history) >= config.epochs:
             train_probe(history)
-            history[-1]["train_correct"] = _correct(model, probe, plain, device)
-            history[-1]["val_correct"] = _correct(model, splits.val, plain, device)
+            history[-1].update(train_correct=right(probe), val_correct=right(splits.val))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "history.json").write_text(json.dumps(history, indent=1))   # + what fit lacks
-    if not keep_checkpoints:
-        for checkpoint in folder.glob("*.pt"):
-            checkpoint.unlink()
+    for checkpoint in () if keep_checkpoints else folder.glob("*.pt"):
+        checkpoint.unlink()
     return history
 
 
@@ -202,12 +189,11 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
                   runs: Mapping[str, dict] | None = None, device: str | torch.device | None = None,
                   base: Mapping[str, Any] | None = None, resume: bool = False,
                   keep_checkpoints: bool = True) -> dict[str, list[dict]]:
-    """Train one AlexNet per entry of `runs` ({label: overrides}; default `variants()`) into
-    ``run_root/<label>`` with the same `fixed_schedule(config)`, data and initial weights;
-    `base`: overrides shared by all; `resume` continues after Ctrl-C. Every epoch records
-    ``train_acc_eval`` (eval mode, on a training subset as large as the validation split), the
-    last ``val_correct`` and ``train_correct``. Returns {label: history}; a run that went NaN
-    is one ``diverged`` row."""
+    """Train one AlexNet per `runs` entry ({label: overrides}, default `variants()`; `base` for
+    all) into ``run_root/<label>``: same `fixed_schedule(config)`, data and initial weights;
+    `resume` continues after Ctrl-C. Returns {label: history}, each epoch with ``train_acc_eval``
+    (eval mode, on a training subset the size of val), the last with ``val_correct`` and
+    ``train_correct``; a run that went NaN is one ``diverged`` row."""
     runs = variants() if runs is None else runs
     config = fixed_schedule(config)
     if any("overlapping_pool" in overrides for overrides in runs.values()):
@@ -219,9 +205,8 @@ def run_ablations(splits, config, image_size: int, run_root: str | Path,
         model = build_model(splits, image_size=image_size, seed=config.seed,
                             **{**dict(base or {}), **overrides})
         print(f"--- {label}: {', '.join(f'{k}={v!r}' for k, v in overrides.items()) or 'paper'}")
-        folder = Path(run_root) / run_folder_name(label)
-        histories[label] = _train_one(model, splits, config, folder, device, resume, probe,
-                                      keep_checkpoints)
+        histories[label] = _train_one(model, splits, config, Path(run_root, run_folder_name(label)),
+                                      device, resume, probe, keep_checkpoints)
     return histories
 
 
@@ -241,25 +226,21 @@ def run_speed(splits, config, run_root: str | Path, lrs: Sequence[float], seeds:
     fewest epochs to the target wins), then repeated for seeds 1 .. seeds-1. Returns
     {"lr": {label: rate}, "tuning": {label: {rate: history}}, "per_seed": [{label: history}]}."""
     config = fixed_schedule(dataclasses.replace(config, weight_decay=0.0, augment=False))
-    image_size = int(splits.image_size)   # native: 28 px for Fashion-MNIST
-    tuning: dict[str, dict[float, list[dict]]] = {}
-    chosen: dict[str, float] = {}
+    tuning, chosen = {}, {}   # {label: {rate: history}}, {label: rate}
     per_seed: list[dict[str, list[dict]]] = [{} for _ in range(seeds)]
 
     def train_arm(label: str, overrides: dict, lr: float, seed: int) -> list[dict]:
         torch.manual_seed(seed)   # the same initial weights in both arms
         model = SmallCNN(num_classes=len(splits.classes), in_channels=splits.in_channels,
-                         image_size=image_size, **overrides)
+                         image_size=int(splits.image_size), **overrides)   # native: 28 px
         print(f"--- {label}, lr {lr:g}, seed {seed}")
         folder = Path(run_root) / f"seed-{seed}" / run_folder_name(f"{label}-lr-{lr:g}")
-        run_config = dataclasses.replace(config, lr=lr, seed=seed)
-        return _train_one(model, splits, run_config, folder, device, False, None,
-                          keep_checkpoints)
+        return _train_one(model, splits, dataclasses.replace(config, lr=lr, seed=seed), folder,
+                          device, False, None, keep_checkpoints)
 
     for label, overrides in (ablation.paper, ablation.alternative):
         tuning[label] = {lr: train_arm(label, overrides, lr, 0) for lr in lrs}
-        chosen[label] = min(lrs, key=lambda lr: _speed_key(tuning[label][lr],
-                                                            ablation.target_error))
+        chosen[label] = min(lrs, key=lambda r: _speed_key(tuning[label][r], ablation.target_error))
         per_seed[0][label] = tuning[label][chosen[label]]
         for seed in range(1, seeds):
             per_seed[seed][label] = train_arm(label, overrides, chosen[label], seed)
@@ -291,14 +272,11 @@ def speed_rows(result: Mapping[str, Any], ablation: Ablation = RELU_VS_TANH,
     lrs = ", ".join(f"{label} {lr:g}" for label, lr in result["lr"].items())
     row = _row(ablation, f"epochs to {ablation.target_error:.0%} training error (lr per arm: "
                f"{lrs})", f"{a_label}: {shown[0]}", f"{b_label}: {shown[1]}", epochs)
-    row.update(ratio=None, interval=None)
-    row.update(_speed_verdict(pairs, notes, ablation.target_error, epochs))
-    return [row]
+    return [{**row, "ratio": None, "interval": None,
+             **_speed_verdict(pairs, notes, ablation.target_error, epochs)}]
 
 
-def _speed_verdict(pairs: list[tuple], notes: list[str], target: float,
-                   epochs: int) -> dict[str, Any]:
-    """verdict, why, ratio and interval of the speed row (see `speed_rows`)."""
+def _speed_verdict(pairs: list[tuple], notes: list[str], target: float, epochs: int) -> dict:
     missing = [i for i, (ta, tb) in enumerate(pairs) if ta is None or tb is None]
     if not pairs:
         return {"verdict": "diverged", "why": "; ".join(notes) + ": not evidence"}
@@ -309,15 +287,13 @@ def _speed_verdict(pairs: list[tuple], notes: list[str], target: float,
     low = [(tb - 1) / ta for ta, tb in pairs]
     high = [tb / (ta - 1) if ta > 1 else math.inf for ta, tb in pairs]
     if len(pairs) < 2:
-        return {"ratio": ratio, "verdict": "one seed", "why": f"{ratio:.1f}x in one seed "
-                f"(between {low[0]:.1f}x and {high[0]:.1f}x from whole epochs): no spread over "
-                "seeds"}
+        return {"ratio": ratio, "verdict": "one seed", "why": f"{ratio:.1f}x in one seed (between "
+                f"{low[0]:.1f}x and {high[0]:.1f}x from whole epochs): no spread over seeds"}
     lo, hi = _log_interval(low, "low"), _log_interval(high, "high")
-    return {"ratio": ratio, "interval": (lo, hi),
-            "verdict": "held" if lo > 1 else "did not hold" if hi < 1 else "undecided",
-            "why": f"{ratio:.1f}x sooner (geometric mean of {len(pairs)} seeds; 95 % interval "
-                   f"{lo:.2f}x to {hi:.2f}x, whole epochs included)"
-                   + (f"; {'; '.join(notes)}" if notes else "")}
+    why = (f"{ratio:.1f}x sooner (geometric mean of {len(pairs)} seeds; 95 % interval {lo:.2f}x "
+           f"to {hi:.2f}x, whole epochs included)" + "".join(f"; {note}" for note in notes))
+    return {"ratio": ratio, "interval": (lo, hi), "why": why,
+            "verdict": "held" if lo > 1 else "did not hold" if hi < 1 else "undecided"}
 
 
 def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -346,8 +322,7 @@ def diverged(history: History, num_classes: int = 10) -> str | None:
     losses = [float(r[k]) for r in history for k in ("train_loss", "val_loss") if k in r]
     if any(not math.isfinite(x) for x in losses):
         return "its loss became NaN or infinite"
-    first = float(history[0].get("train_loss", 0.0))
-    start = float(history[0].get("initial_loss", 0.0))
+    first, start = (float(history[0].get(k, 0.0)) for k in ("train_loss", "initial_loss"))
     chance = math.log(num_classes)
     # a slow learner can average a little above its start in epoch 1; a blow-up climbs far
     margin = 0.1 * chance
@@ -364,9 +339,8 @@ def _effect(ab: Ablation, histories: Mapping[str, History], num_classes: int) ->
     a, b = _histories_of(ab, histories)
     if diverged(a, num_classes) or diverged(b, num_classes):
         return None
-    if ab.measure == "val_error":
-        return 100 * (val_error(b) - val_error(a))
-    return 100 * (overfitting_gap(b) - overfitting_gap(a))
+    measure = val_error if ab.measure == "val_error" else overfitting_gap
+    return 100 * (measure(b) - measure(a))
 
 
 def seeds_table(per_seed: Sequence[Mapping[str, History]],
@@ -380,15 +354,12 @@ def seeds_table(per_seed: Sequence[Mapping[str, History]],
         effects = [_effect(ab, histories, num_classes) for histories in per_seed]
         kept = [e for e in effects if e is not None]
         row = {"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "paper": ab.effect,
-               "effects": effects, "mean": None, "sd": None, "unit": "points",
-               "verdict": "diverged" if not kept else "one seed"}
-        if len(kept) == 1:
-            row["mean"] = kept[0]
-        elif kept:
-            mean, row["sd"], half_width = _t_interval(kept)
-            row["mean"] = mean
-            row["verdict"] = ("undecided" if abs(mean) <= half_width else
-                              "held" if mean > 0 else "did not hold")
+               "effects": effects, "mean": kept[0] if kept else None, "sd": None,
+               "unit": "points", "verdict": "diverged" if not kept else "one seed"}
+        if len(kept) > 1:
+            row["mean"], row["sd"], half_width = _t_interval(kept)
+            row["verdict"] = ("undecided" if abs(row["mean"]) <= half_width else
+                              "held" if row["mean"] > 0 else "did not hold")
         rows.append(row)
     return rows
 
@@ -412,10 +383,8 @@ def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 def epochs_to_error(history: History, target: float = 0.25) -> int | None:
     """The first epoch whose training error is at most `target`, or None (Figure 1's measure)."""
-    for i, row in enumerate(history):
-        if 1.0 - float(row["train_acc"]) <= target:
-            return int(row.get("epoch", i + 1))
-    return None
+    return next((int(row.get("epoch", i + 1)) for i, row in enumerate(history)
+                 if 1.0 - float(row["train_acc"]) <= target), None)
 
 
 def overfitting_gap(history: History) -> float:
@@ -474,10 +443,9 @@ def mcnemar(correct_a: Sequence[int], correct_b: Sequence[int]) -> dict[str, flo
     only_b = sum(1 for x, y in zip(correct_a, correct_b) if y and not x)
     discordant = only_a + only_b
     p = binomtest(min(only_a, only_b), discordant, 0.5).pvalue if discordant else 1.0
-    diff = (only_a - only_b) / n
     se = math.sqrt(max(discordant - (only_a - only_b) ** 2 / n, 0.0)) / n
-    return {"only_a": only_a, "only_b": only_b, "n": n, "p": float(p), "diff": diff,
-            "half_width": 1.96 * se}
+    return {"only_a": only_a, "only_b": only_b, "n": n, "p": float(p),
+            "diff": (only_a - only_b) / n, "half_width": 1.96 * se}
 
 
 def _paired_se(a: Sequence[int], b: Sequence[int]) -> float:
@@ -492,27 +460,22 @@ def _val_error_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[st
     if "val_correct" in a[-1] and "val_correct" in b[-1]:
         test = mcnemar(a[-1]["val_correct"], b[-1]["val_correct"])
         detail = (f"{100 * test['diff']:+.1f} ± {100 * test['half_width']:.1f} points (95 %, "
-                  f"paired on {test['n']} images); right only with {a_label}: "
-                  f"{test['only_a']}, only without: {test['only_b']}; McNemar p = "
-                  f"{test['p']:.2g}")
+                  f"paired on {test['n']} images); right only with {a_label}: {test['only_a']}, "
+                  f"only without: {test['only_b']}; McNemar p = {test['p']:.2g}")
         if test["p"] >= 0.05:
             return "undecided", f"{detail}: within noise"
         return ("held" if ea < eb else "did not hold"), detail
-    noise, diff = _noise((ea + eb) / 2, n_val), 100 * (eb - ea)   # unpaired
-    if abs(eb - ea) <= noise:
-        return "undecided", (f"error difference {diff:+.1f} points is within noise "
-                             f"(±{100 * noise:.1f})")
+    noise, diff = 100 * _noise((ea + eb) / 2, n_val), 100 * (eb - ea)   # unpaired, in points
+    if abs(diff) <= noise:
+        return "undecided", f"error difference {diff:+.1f} points is within noise (±{noise:.1f})"
     if ea < eb:
         return "held", f"{diff:.1f} points lower with {a_label}"
     return "did not hold", f"{-diff:.1f} points higher with {a_label}"
 
 
 def _gap_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[str, str]:
-    a_label = ab.paper[0]
-    ga, gb = overfitting_gap(a), overfitting_gap(b)
-    diff = gb - ga
-    paired = all(k in h[-1] for h in (a, b) for k in ("val_correct", "train_correct"))
-    if paired:
+    diff = overfitting_gap(b) - overfitting_gap(a)
+    if all(k in h[-1] for h in (a, b) for k in ("val_correct", "train_correct")):   # paired
         se = math.hypot(_paired_se(a[-1]["train_correct"], b[-1]["train_correct"]),
                         _paired_se(a[-1]["val_correct"], b[-1]["val_correct"]))
         n_train = len(a[-1]["train_correct"])
@@ -526,13 +489,12 @@ def _gap_row(ab: Ablation, a: History, b: History, n_val: int) -> tuple[str, str
     if abs(diff) <= band:
         return "undecided", f"{detail}: within noise"
     return ("held" if diff > 0 else "did not hold"), (
-        f"{detail}: {'smaller' if diff > 0 else 'larger'} with {a_label}")
+        f"{detail}: {'smaller' if diff > 0 else 'larger'} with {ab.paper[0]}")
 
 
 def _row(ab: Ablation, measure: str, paper: str, alternative: str, epochs: int) -> dict:
     return {"ablation": ab.name, "claim": f"{ab.claim} ({ab.section})", "measure": measure,
-            "paper": paper, "alternative": alternative, "verdict": "", "why": "",
-            "epochs": epochs}
+            "paper": paper, "alternative": alternative, "verdict": "", "why": "", "epochs": epochs}
 
 
 def claims_table(histories: Mapping[str, History], n_val: int,
@@ -556,13 +518,10 @@ def _claim_row(ab: Ablation, a: History, b: History, n_val: int, num_classes: in
         shown = [f"{overfitting_gap(h):+.1%}" if "train_acc_eval" in h[-1] else "–"
                  for h in (a, b)]
     row = _row(ab, what, *(f"{label}: {value}" for label, value in zip(labels, shown)), len(a))
-    if blown:
-        row["verdict"] = "diverged"
-        row["why"] = "; ".join(f"{label}: {reason}" for label, reason in blown.items()) + (
-            ": not evidence for or against the claim")
-    else:
-        test = _val_error_row if ab.measure == "val_error" else _gap_row
-        row["verdict"], row["why"] = test(ab, a, b, n_val)
+    why = "; ".join(f"{label}: {reason}" for label, reason in blown.items())
+    test = _val_error_row if ab.measure == "val_error" else _gap_row
+    row["verdict"], row["why"] = (("diverged", f"{why}: not evidence for or against the claim")
+                                  if blown else test(ab, a, b, n_val))
     return row
 
 
@@ -594,13 +553,11 @@ def _epoch_axes(ax, title: str, ylabel: str, percent: bool = True, **legend: Any
 
 def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
                   n_val: int | None = None) -> Figure:
-    """What the verdict of `ablation` uses, per epoch: the paper's setting (solid) against the
-    alternative (dashed)."""
-    runs = dict(zip((ablation.paper[0], ablation.alternative[0]),
-                    _histories_of(ablation, histories)))
+    """What `ablation`'s verdict uses per epoch: the paper's setting (solid), the other (dashed)."""
+    runs = zip((ablation.paper[0], ablation.alternative[0]), _histories_of(ablation, histories))
     fig, axes = subplots(1, 2, figsize=(10, 3.4))
     images = f" ({n_val} images)" if n_val else ""
-    for (label, rows), style in zip(runs.items(), ("-o", "--s")):
+    for (label, rows), style in zip(runs, ("-o", "--s")):
         x = _epochs(rows)
         if ablation.measure == "gap":
             tr, va = _error(rows, "train_acc_eval"), _error(rows, "val_acc")
@@ -611,16 +568,14 @@ def plot_ablation(ablation: Ablation, histories: Mapping[str, History],
             for ax, key in zip(axes, ("train_acc", "val_acc")):
                 ax.plot(x, _error(rows, key), style, ms=4, label=label)
     if ablation.measure == "gap":
-        _epoch_axes(axes[0], f"eval-mode error: training probe and validation{images}",
-                    "error (%)", fontsize=8)
         axes[1].axhline(0, color="grey", lw=1)
-        _epoch_axes(axes[1], "gap = train - val accuracy (points)",
-                    "train - val accuracy (points)", percent=False, fontsize=8)
+        titles = [(f"eval-mode error: training probe and validation{images}", "error (%)"),
+                  ("gap = train - val accuracy (points)", "train - val accuracy (points)")]
     else:
-        _epoch_axes(axes[0], "running training error (dropout, augmentation on)",
-                    "training error (%)", fontsize=8)
-        _epoch_axes(axes[1], f"validation error{images}; compared at the last epoch",
-                    "validation error (%)", fontsize=8)
+        titles = [("running training error (dropout, augmentation on)", "training error (%)"),
+                  (f"validation error{images}; compared at the last epoch", "validation error (%)")]
+    for ax, (title, ylabel) in zip(axes, titles):
+        _epoch_axes(ax, title, ylabel, percent=ylabel.endswith("(%)"), fontsize=8)
     # two lines: a claim's wording is long enough to leave a 12-inch figure
     fig.suptitle(f"{ablation.paper[0]} vs {ablation.alternative[0]}, AlexNet: measured per epoch\n"
                  f"({ablation.section} claims: {ablation.claim})", fontsize=10)

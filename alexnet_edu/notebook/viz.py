@@ -56,9 +56,7 @@ then runs `layout_problems` each time it is drawn."""
 
 def _texts(fig: Figure, ticks: bool) -> list[tuple[str, Any]]:
     """(description, Text) for every visible, non-empty text of the figure."""
-    found: list[tuple[str, Any]] = []
-    if fig._suptitle is not None:
-        found.append(("suptitle", fig._suptitle))
+    found = [("suptitle", fig._suptitle)] if fig._suptitle is not None else []
     found += [("figure text", t) for t in fig.texts if t is not fig._suptitle]
     for i, ax in enumerate(fig.axes):
         if not ax.get_visible():
@@ -102,17 +100,15 @@ def layout_problems(fig: Figure, ticks: bool = False, renderer: Any = None,
                   if isinstance(p, Rectangle) and p.get_visible() and p.get_fill()]
         if legend is not None and legend.get_visible():
             covers.append(("the legend", legend.get_window_extent(renderer)))
-        for t in ax.texts if ax.get_visible() else ():
-            if t.get_visible() and t.get_text().strip():
-                box = t.get_window_extent(renderer)
-                what = next((w for w, other in covers if _overlap(box, other, tolerance)), None)
-                if what:
-                    problems.append(f"axes {i} text {t.get_text()!r} is drawn over {what}")
+        for d, text, box in boxes:
+            what = d == f"axes {i} text" and next(
+                (w for w, other in covers if _overlap(box, other, tolerance)), None)
+            if what:
+                problems.append(f"{d} {text!r} is drawn over {what}")
     return problems
 
 
 def _overlap(a: Any, b: Any, tolerance: float) -> bool:
-    """Two boxes share more than `tolerance` pixels both ways."""
     return (min(a.x1, b.x1) - max(a.x0, b.x0) > tolerance
             and min(a.y1, b.y1) - max(a.y0, b.y0) > tolerance)
 
@@ -162,8 +158,7 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
                                    facecolor=c, alpha=0.8, gid="tap"))
     ax.set_xlim(-padding - 0.5, size + padding + 0.5)
     ax.set_ylim(out + 0.2, -1.4)
-    every = max(1, out // 12)  # at most ~12 labelled rows
-    rows = list(range(0, out, every))
+    rows = list(range(0, out, max(1, out // 12)))  # at most ~12 labelled rows
     ax.set_yticks([-0.6] + [j + 0.4 for j in rows], ["input"] + [str(j) for j in rows])
     ax.set(xlabel="pixel position (hatched: padding, red: never read)", ylabel="output index")
     exact = (size + 2 * padding - extent) / stride + 1
@@ -177,12 +172,9 @@ def draw_windows(size: int, kernel: int, stride: int = 1, padding: int = 0, dila
 def to_unit_range(x: ArrayLike, dims: Sequence[int] | None = None) -> torch.Tensor:
     """Min-max scale `x` to [0, 1] over `dims` (all when None); constant slices (dead ReLU maps)
     and NaN/inf become 0."""
-    t = torch.as_tensor(x).detach().to("cpu", torch.float32)
-    t = torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
-    if t.numel() == 0:
-        return t
+    t = torch.as_tensor(x).detach().to("cpu", torch.float32).nan_to_num(0.0, 0.0, 0.0)  # NaN, ±inf
     dims = tuple(range(t.dim())) if dims is None else tuple(dims)
-    if not dims:
+    if t.numel() == 0 or not dims:
         return torch.zeros_like(t)
     lo = t.amin(dim=dims, keepdim=True)
     span = t.amax(dim=dims, keepdim=True) - lo
@@ -200,18 +192,15 @@ def denormalize(images: torch.Tensor, mean: Sequence[float] | None = None,
     if mean is None or std is None:
         return to_unit_range(t, dims=tuple(range(1, t.dim())) if t.dim() == 4 else None)
     shape = (1, -1, 1, 1) if t.dim() == 4 else (-1, 1, 1)
-    m = torch.as_tensor(mean, dtype=torch.float32).view(shape)
-    s = torch.as_tensor(std, dtype=torch.float32).view(shape)
+    m, s = (torch.as_tensor(v, dtype=torch.float32).view(shape) for v in (mean, std))
     return torch.nan_to_num(t * s + m).clamp(0.0, 1.0)
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] -> what imshow wants: (H, W, 3) or (H, W) for one channel."""
-    if image.dim() == 2:
-        return image.numpy()
-    if image.shape[0] == 1:
-        return image[0].numpy()
-    return image[:3].permute(1, 2, 0).numpy()
+    if image.dim() == 3:
+        image = image[0] if image.shape[0] == 1 else image[:3].permute(1, 2, 0)
+    return image.numpy()
 
 
 def _pictures(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Figure, np.ndarray]:
@@ -220,14 +209,13 @@ def _pictures(nrows: int, ncols: int, figsize: tuple[float, float]) -> tuple[Fig
                     subplot_kw={"xticks": [], "yticks": []})
 
 
-def _grid(n: int, ncols: int | None, cell: float = 1.4, title_space: float = 0.6,
-          max_cols: int = 8) -> tuple[Figure, np.ndarray]:
+def _grid(n: int, ncols: int | None, cell: float, max_cols: int = 8) -> tuple[Figure, np.ndarray]:
     """A figure with at least `n` axes in a 2-D array (always 2-D, even for one image)."""
     if n < 1:
         raise ValueError("nothing to plot: got 0 images/maps")
     ncols = max(1, min(n, ncols or max_cols))
     nrows = math.ceil(n / ncols)
-    fig, axes = _pictures(nrows, ncols, (cell * ncols + 0.4, cell * nrows + title_space))
+    fig, axes = _pictures(nrows, ncols, (cell * ncols + 0.4, cell * nrows + 0.6))
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes
@@ -243,17 +231,12 @@ def figure_to_png(fig: Figure, dpi: int = 80) -> bytes:
 def show_figures_inline() -> None:
     """In IPython, show a returned Figure as a PNG: figures built without pyplot have no display
     until pyplot's inline backend is loaded."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
+    from IPython import get_ipython  # ipywidgets, a dependency, brings IPython
     shell = get_ipython()
     if shell is None or not hasattr(shell, "display_formatter"):
         return
     png = shell.display_formatter.formatters["image/png"]
-    try:
-        png.lookup_by_type(Figure)       # the inline backend already shows figures
-    except KeyError:
+    if Figure not in png:   # else the inline backend already shows figures
         png.for_type(Figure, lambda fig: figure_to_png(fig, dpi=100))
 
 
@@ -262,8 +245,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
                ncols: int | None = None, title: str = "Images") -> Figure:
     """Show a batch (N, C, H, W) or one image (C, H, W), uint8 or normalized (`denormalize`)."""
     t = torch.as_tensor(images)
-    if t.dim() == 3:
-        t = t.unsqueeze(0)
+    t = t[None] if t.dim() == 3 else t
     if t.dim() != 4:
         raise ValueError(f"image_grid expects (N, C, H, W) or (C, H, W), got {tuple(t.shape)}")
     shown = denormalize(t, mean, std)
@@ -272,8 +254,7 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None,
         ax.imshow(_hwc(shown[i]), cmap="gray", vmin=0, vmax=1)
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=8)
-    h, w = t.shape[-2:]
-    fig.suptitle(f"{title} ({len(shown)} × {h}×{w} px)")
+    fig.suptitle(f"{title} ({len(shown)} × {t.shape[-2]}×{t.shape[-1]} px)")
     return fig
 
 
@@ -282,8 +263,7 @@ def filter_grid(weight: torch.Tensor, ncols: int = 12, title: str = "conv1 filte
     input channels in colour, else the first in grey)."""
     w = torch.as_tensor(weight).detach().cpu().float()
     if w.dim() != 4:
-        raise ValueError(f"filter_grid expects conv weights (out, in, kH, kW), got "
-                         f"{tuple(w.shape)}")
+        raise ValueError(f"filter_grid wants conv weights (out, in, kH, kW), got {tuple(w.shape)}")
     if w.shape[1] not in (1, 3):
         w = w[:, :1]
     shown = to_unit_range(w, dims=(1, 2, 3))
@@ -303,15 +283,12 @@ def feature_map_grid(maps: torch.Tensor, channels: Sequence[int] | None = None,
     """Show feature maps (C, H, W) or one (H, W), `channels` (default the first 32), each on its
     own scale or, `shared`, one; NaN means "no value" and is drawn grey."""
     m = torch.as_tensor(maps).detach().cpu().float()
-    if m.dim() == 4:
-        if m.shape[0] != 1:
-            raise ValueError(f"feature_map_grid shows one image's maps (C, H, W); got a batch "
-                             f"of {m.shape[0]}: pass maps[i]")
-        m = m[0]
-    if m.dim() == 2:
-        m = m.unsqueeze(0)
-    if m.dim() != 3:
+    if m.dim() == 4 and m.shape[0] != 1:
+        raise ValueError(f"feature_map_grid shows one image's maps (C, H, W); got a batch "
+                         f"of {m.shape[0]}: pass maps[i]")
+    if m.dim() not in (2, 3, 4):
         raise ValueError(f"feature_map_grid expects (C, H, W) maps, got {tuple(m.shape)}")
+    m = m[0] if m.dim() == 4 else m[None] if m.dim() == 2 else m   # -> (C, H, W)
     chosen = list(channels) if channels is not None else list(range(min(32, m.shape[0])))
     picked = m[chosen]
     missing = ~torch.isfinite(picked)
@@ -357,11 +334,9 @@ def plot_confusion_matrix(matrix: ArrayLike, classes: Sequence[str],
     ax.set(xlabel="predicted class", ylabel="true class")
     if k <= 20:
         top = shown.max().item() or 1
-        for i in range(k):
-            for j in range(k):
-                v = shown[i, j].item()
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                        color="white" if v > 0.6 * top else "black")
+        for (i, j), v in np.ndenumerate(shown.numpy()):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                    color="white" if v > 0.6 * top else "black")
     total = int(cm.sum().item())
     acc = 100 * cm.diagonal().sum().item() / max(total, 1)
     ax.set_title(f"{title} ({total} images, accuracy {acc:.1f}%)")
@@ -375,38 +350,32 @@ def _history_rows(history: Any) -> list[Mapping[str, Any]]:
     return rows
 
 
-def plot_towers(one: Sequence, two: Sequence,
-                layers: Sequence[str] = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6",
-                                         "fc7", "fc8")) -> Figure:
+def plot_towers(one: Sequence, two: Sequence, layers: Sequence[str] = (
+        "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")) -> Figure:
     """Parameters and multiply-adds per layer of one tower (groups=1) against the paper's two
     (groups=2, §3.2), from two `shapes.trace` tables."""
     fig, axes = subplots(1, 2, figsize=(12, 3.8))
     x = np.arange(len(layers))
-    for ax, key, label, unit in zip(axes, ("parameters", "mult_adds"),
-                                    ("Parameters", "Multiply-adds"),
-                                    ("millions", "millions per image")):
-        a = [getattr(one.row(n), key) / 1e6 for n in layers]
-        b = [getattr(two.row(n), key) / 1e6 for n in layers]
+    for ax, (key, label, unit) in zip(axes, (("parameters", "Parameters", "millions"),
+                                             ("mult_adds", "Multiply-adds", "millions per image"))):
+        a, b = ([getattr(table.row(n), key) / 1e6 for n in layers] for table in (one, two))
         ax.bar(x - 0.2, a, width=0.4, label="groups=1 (one tower)")
         ax.bar(x + 0.2, b, width=0.4, label="groups=2 (two towers, as in the paper)")
         for i, (p, q) in enumerate(zip(a, b)):
             if p > q:   # above the pair, not on top of the taller neighbour bar
-                ax.text(x[i], max(p, q) * 1.25, f"-{p - q:.2f} M", ha="center", va="bottom",
-                        fontsize=7)
+                ax.text(x[i], p * 1.25, f"-{p - q:.2f} M", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(x, layers)
         ax.set_yscale("log")
         ax.set_ylim(top=max(a + b) * 12)   # room for the labels and the legend above the bars
         ax.set(xlabel="layer", ylabel=f"{label.lower()} ({unit}, log scale)")
-        ax.set_title(f"{label} per layer, one tower vs two (labels: saved by groups=2)",
-                     fontsize=9)
+        ax.set_title(f"{label} per layer, one tower vs two (labels: saved by groups=2)", fontsize=9)
         ax.legend(fontsize=8, loc="upper left")
     return fig
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training curves",
                  fig: Figure | None = None) -> Figure:
-    """Loss, accuracy (as %) and learning rate per epoch from `fit`'s history; missing keys
-    are skipped."""
+    """Loss, accuracy (%) and learning rate per epoch of `fit`'s history (missing keys: skipped)."""
     rows = _history_rows(history)
     if fig is None:
         fig, axes = subplots(1, 3, figsize=(12, 3.4))
@@ -442,9 +411,8 @@ def plot_history(history: Sequence[Mapping[str, Any]], title: str = "Training cu
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     speed = series("images_per_s")
-    speed_note = (f", last epoch {speed[-1]:.0f} images/s" if speed and speed[-1] == speed[-1]
-                  else "")   # speed[-1] == speed[-1]: not NaN
-    fig.suptitle(f"{title}: {len(rows)} epoch(s){speed_note}")
+    last = f", last epoch {speed[-1]:.0f} images/s" if speed and not math.isnan(speed[-1]) else ""
+    fig.suptitle(f"{title}: {len(rows)} epoch(s){last}")
     return fig
 
 
@@ -459,17 +427,12 @@ class LiveHistoryPlot:
         self._handle = None
 
     def __call__(self, record: Any, *args: Any, **kwargs: Any) -> None:
-        if isinstance(record, Mapping):
-            self.history.append(dict(record))
-        else:
-            self.history = [dict(r) for r in _history_rows(record)]
+        self.history = ([*self.history, dict(record)] if isinstance(record, Mapping)
+                        else [dict(r) for r in _history_rows(record)])
         self.figure = plot_history(self.history, self.title, fig=self.figure)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:  # plain Python: nothing to draw on
-            return
-        if get_ipython() is None:
+        from IPython import get_ipython
+        from IPython.display import display
+        if get_ipython() is None:   # plain Python: nothing to draw on
             return
         if self._handle is None:
             self._handle = display(self.figure, display_id=True)
@@ -480,19 +443,16 @@ class LiveHistoryPlot:
 def plot_heatmaps(images: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                   title: str = "Attribution") -> Figure:
-    """Each image (top row) and its heat map (N, h, w) overlaid (bottom row): unsigned maps
-    scaled per image in `inferno`, signed ones (occlusion) over their largest |value| in
-    `RdBu_r`, centred on 0."""
+    """Each image (top row) and its heat map (N, h, w) over it (bottom row): unsigned maps scaled
+    per image (`inferno`), signed ones (occlusion) by their largest |value| (`RdBu_r`, 0 white)."""
     imgs = torch.as_tensor(images)
     imgs = denormalize(imgs if imgs.dim() == 4 else imgs.unsqueeze(0), mean, std)
     m = torch.as_tensor(maps).detach().cpu().float()
-    if m.dim() == 2:
-        m = m.unsqueeze(0)
+    m = m[None] if m.dim() == 2 else m
     if len(m) != len(imgs):
         raise ValueError(f"got {len(imgs)} images but {len(m)} maps")
     m = torch.nn.functional.interpolate(m.unsqueeze(1), size=imgs.shape[-2:], mode="bilinear",
-                                        align_corners=False)[:, 0]
-    m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
+                                        align_corners=False)[:, 0].nan_to_num(0.0, 0.0, 0.0)
     if (m < 0).any():
         peak = m.abs().amax(dim=(-2, -1), keepdim=True)
         m = m / torch.where(peak > 0, peak, torch.ones_like(peak))
@@ -522,22 +482,19 @@ def scatter_2d(points: ArrayLike, labels: ArrayLike, classes: Sequence[str],
     pts = np.asarray(torch.as_tensor(points).detach().cpu().float())
     lab = np.asarray(torch.as_tensor(labels).cpu())
     fig, ax = subplots(figsize=(9, 7))
-    cmap = "tab10" if len(classes) <= 10 else "tab20"
+    colours = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
     for c, name in enumerate(classes):
-        sel = lab == c
-        if sel.any():
-            ax.scatter(pts[sel, 0], pts[sel, 1], s=14, label=name,
-                       color=matplotlib.colormaps[cmap](c % 20))
+        if (sel := lab == c).any():
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=14, label=name, color=colours(c % 20))
     if images is not None:
         shown = denormalize(images)
         for i in range(0, len(pts), max(1, len(pts) // 24)):
             box = OffsetImage(_hwc(shown[i]), zoom=36 / shown.shape[-1], cmap="gray")   # 36 px
-            edge = matplotlib.colormaps[cmap](int(lab[i]) % 20)   # framed in its class colour
+            edge = colours(int(lab[i]) % 20)   # framed in its class colour
             ax.add_artist(AnnotationBbox(box, pts[i], frameon=True, pad=0.15,
                                          bboxprops=dict(edgecolor=edge, linewidth=1.5)))
-    ax.set(xlabel=axis_names[0], ylabel=axis_names[1])
+    ax.set(xlabel=axis_names[0], ylabel=axis_names[1], title=f"{title} ({len(pts)} images)")
     ax.legend(fontsize=7, markerscale=1.5, loc="best")
-    ax.set_title(f"{title} ({len(pts)} images)")
     return fig
 
 
@@ -554,10 +511,8 @@ def plot_retrieval(images: torch.Tensor, queries: Sequence[int],
     fig, axes = _pictures(len(queries), cols, (1.25 * cols + 0.6, 1.45 * len(queries) + 0.7))
 
     def name(i: int) -> str:
-        if labels is None:
-            return f"#{i}"
-        c = int(labels[i])
-        return classes[c] if classes is not None else str(c)
+        c = None if labels is None else int(labels[i])
+        return f"#{i}" if c is None else str(c) if classes is None else classes[c]
 
     for r, q in enumerate(queries):
         entries = [("query", int(q))] + [(s, int(j)) for s in spaces
@@ -600,8 +555,7 @@ def plot_sanity_maps(image: torch.Tensor, result: Mapping[str, Any], index: int 
                      mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                      stages: Sequence[str] | None = None) -> Figure:
     """One image's maps from `interpret.sanity_check`: a row per method, a column per step."""
-    shown = stages or result["stages"]
-    columns = [result["stages"].index(s) for s in shown]
+    columns = [result["stages"].index(s) for s in stages or result["stages"]]
     methods = list(result["maps"])
     fig, axes = _pictures(len(methods), len(columns) + 1,
                           (1.3 * (len(columns) + 1) + 0.8, 1.35 * len(methods) + 0.8))
@@ -613,8 +567,7 @@ def plot_sanity_maps(image: torch.Tensor, result: Mapping[str, Any], index: int 
             m = to_unit_range(result["maps"][name][k][index], dims=(-2, -1))
             axes[r, c].imshow(m.numpy(), cmap="inferno", vmin=0, vmax=1)
             if r == 0:
-                axes[r, c].set_title("trained" if k == 0 else f"→{result['stages'][k]}",
-                                     fontsize=8)
+                axes[r, c].set_title("trained" if k == 0 else f"→{result['stages'][k]}", fontsize=8)
     axes[0, 0].set_title("image", fontsize=8)
     fig.suptitle("Maps as the layers are randomized (each map scaled to its own min–max)",
                  fontsize=10)

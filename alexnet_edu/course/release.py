@@ -1,13 +1,7 @@
-"""Student versions of the solution notebooks, whose answers sit between nbgrader's markers.
-
-    python -m alexnet_edu.course.release release notebooks/ --out release/
-    python -m alexnet_edu.course.release check notebooks/
-
-`release` replaces each solution region by nbgrader's stub at its indentation, removes hidden
-tests and clears outputs; every other byte is kept. `check` validates the markers and this
-project's convention (at least three exercises, each followed by a cell that calls
-`alexnet_edu.notebook.checks`). Exit status: 0 fine, 1 convention problems, 2 bad input.
-"""
+"""Student versions of the solution notebooks, whose answers sit between nbgrader's markers
+(usage: alexnet_edu/course/README.md). `release` puts nbgrader's stub in each solution region,
+removes hidden tests and outputs, keeps every other byte; `check` validates the markers and the
+convention (at least three exercises, each followed by a cell calling notebook.checks)."""
 
 from __future__ import annotations
 
@@ -26,10 +20,8 @@ from ..files import write_atomic
 __all__ = ["NotebookError", "Region", "Exercise", "NotebookScan", "scan_notebook",
            "release_notebook", "release", "notebook_paths", "convention_problems", "main"]
 
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-_BEGIN = {"solution": BEGIN_SOLUTION, "hidden": BEGIN_HIDDEN}
-_END = {"solution": END_SOLUTION, "hidden": END_HIDDEN}
+_BEGIN = {"solution": "### BEGIN SOLUTION", "hidden": "### BEGIN HIDDEN TESTS"}
+_END = {kind: marker.replace("BEGIN", "END") for kind, marker in _BEGIN.items()}
 _MARKERS = {m: (a, k) for a, d in (("begin", _BEGIN), ("end", _END)) for k, m in d.items()}
 # A near miss of a marker ("## BEGIN SOLUTION", "### begin solution", "### BEGIN SOLUTON") would
 # leave the answer in the student version: any line with a word like begin/end followed by one
@@ -126,14 +118,12 @@ def load_notebook(path: Path) -> tuple[dict, str]:
     if path.suffix != ".ipynb":
         raise NotebookError(f"{path}: not a notebook (expected a .ipynb file)")
     try:
-        text = path.read_bytes().decode("utf-8")
+        nb = json.loads(text := path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise NotebookError(f"{path}: no such file") from None
     except UnicodeDecodeError as err:
         raise NotebookError(f"{path}: not a notebook (not UTF-8 text: {err.reason} at byte "
                             f"{err.start})") from None
-    try:
-        nb = json.loads(text)
     except json.JSONDecodeError as err:
         raise NotebookError(f"{path}: not a notebook (invalid JSON: {err.msg} at line "
                             f"{err.lineno}, column {err.colno})") from None
@@ -173,7 +163,7 @@ def _regions(source: str, cell_type: str, where: str, index: int) -> list[Region
                                     f"is inside the {_BEGIN[open_kind]!r} region opened on line "
                                     f"{open_line}; close that one with {_END[open_kind]!r} first")
             if kind == "hidden" and cell_type != "code":
-                raise NotebookError(f"{where}: {BEGIN_HIDDEN!r} on line {number}: hidden tests "
+                raise NotebookError(f"{where}: {_BEGIN[kind]!r} on line {number}: hidden tests "
                                     "belong in code cells")
             open_kind, open_line = kind, number
         elif open_kind is None:
@@ -211,8 +201,7 @@ def _released_source(source: str, cell_type: str, regions: list[Region]) -> str:
 
 def release_notebook(nb: dict, path: Path | str = "<notebook>") -> dict:
     """The student version of a notebook's JSON (a new dict; `nb` is not changed)."""
-    path = Path(path)
-    per_cell = _cell_regions(nb, path)
+    per_cell = _cell_regions(nb, Path(path))
     student = json.loads(json.dumps(nb))  # deep copy that keeps key order
     for cell, regions in zip(student["cells"], per_cell):
         if regions:
@@ -220,10 +209,8 @@ def release_notebook(nb: dict, path: Path | str = "<notebook>") -> dict:
             # keep the file's own form: nbformat stores sources as lists of lines
             cell["source"] = new.splitlines(True) if isinstance(cell["source"], list) else new
         if cell["cell_type"] == "code":
-            if "outputs" in cell:
-                cell["outputs"] = []
-            if "execution_count" in cell:
-                cell["execution_count"] = None
+            cell.update({k: v for k, v in (("outputs", []), ("execution_count", None))
+                         if k in cell})
     return student
 
 
@@ -231,15 +218,13 @@ def notebook_paths(inputs: Iterable[Path | str]) -> list[Path]:
     """Expand folders to the notebooks in them (not recursive, hidden files skipped)."""
     paths: list[Path] = []
     for item in map(Path, inputs):
-        if item.is_dir():
-            found = sorted(p for p in item.glob("*.ipynb") if not p.name.startswith("."))
-            if not found:
-                raise NotebookError(f"{item}: no notebooks (*.ipynb) in this folder")
-            paths.extend(found)
-        elif not item.exists():
+        if not item.exists():
             raise NotebookError(f"{item}: no such file or folder")
-        else:
-            paths.append(item)
+        found = (sorted(p for p in item.glob("*.ipynb") if not p.name.startswith("."))
+                 if item.is_dir() else [item])
+        if not found:
+            raise NotebookError(f"{item}: no notebooks (*.ipynb) in this folder")
+        paths.extend(found)
     return paths
 
 
@@ -256,8 +241,7 @@ def release(inputs: Sequence[Path | str] | Path | str, out: Path | str) -> list[
             raise NotebookError(f"{path}: two input notebooks are called {path.name}")
         nb, text = load_notebook(path)
         # as nbformat writes it: indent 1, non-ASCII kept, the file's key order and last newline
-        student = json.dumps(release_notebook(nb, path), indent=1, separators=(",", ": "),
-                             ensure_ascii=False)
+        student = json.dumps(release_notebook(nb, path), indent=1, ensure_ascii=False)
         planned[path.name] = student + "\n" * text.endswith("\n")
     if out.exists() and not out.is_dir():
         raise NotebookError(f"{out}: exists and is not a folder")
@@ -293,14 +277,12 @@ def scan_notebook(path: Path | str) -> NotebookScan:
         else:
             written.extend(solutions)
     # a check cell: a later code cell (before the next exercise) whose visible part calls check_*
-    for k, ex in enumerate(exercises):
-        stop = exercises[k + 1].cell if k + 1 < len(exercises) else len(cells)
+    for ex, stop in zip(exercises, [e.cell for e in exercises[1:]] + [len(cells)]):
         for j in range(ex.cell + 1, stop):
             if cells[j]["cell_type"] != "code":
                 continue
-            hidden = sum(r.kind == "hidden" for r in per_cell[j])
-            ex.hidden_tests += hidden
-            if hidden:
+            if hidden := sum(r.kind == "hidden" for r in per_cell[j]):
+                ex.hidden_tests += hidden
                 ex.hidden_cells.append(j)
             if _CHECK_CALL.search(released[j]):
                 ex.check_cells.append(j)
@@ -343,15 +325,16 @@ def _report(scan: NotebookScan, problems: list[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m alexnet_edu.course.release",
-        description="Release student versions of solution notebooks (nbgrader markers).")
+        description="Release student versions of solution notebooks (nbgrader markers). Exit "
+                    "status: 0 fine, 1 convention problems (check), 2 bad input.")
     sub = parser.add_subparsers(dest="command", required=True)
     rel = sub.add_parser("release", help="write student notebooks (solutions stripped)")
-    rel.add_argument("inputs", nargs="+", type=Path, help="notebooks or folders of notebooks")
     rel.add_argument("--out", required=True, type=Path, help="folder for the student notebooks")
     chk = sub.add_parser("check", help="validate markers and list the exercises")
-    chk.add_argument("inputs", nargs="+", type=Path, help="notebooks or folders of notebooks")
     chk.add_argument("--min-exercises", type=int, default=3,
                      help="exercises expected per notebook (default 3; 0 to only validate)")
+    for command in (rel, chk):
+        command.add_argument("inputs", nargs="+", type=Path, help="notebooks or folders of them")
     args = parser.parse_args(argv)
     try:
         if args.command == "release":
@@ -360,11 +343,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                   + ", ".join(p.name for p in written))
             return 0
         status = 0
-        for path in notebook_paths(args.inputs):
-            scan = scan_notebook(path)
+        for scan in map(scan_notebook, notebook_paths(args.inputs)):
             problems = convention_problems(scan, args.min_exercises)
             print(_report(scan, problems))
-            status = status or (1 if problems else 0)
+            status |= bool(problems)
         return status
     except (NotebookError, OSError) as err:
         return bad_input(err)

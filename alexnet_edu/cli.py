@@ -1,7 +1,6 @@
-"""The command line (`alexnet-edu` or `python -m alexnet_edu`): train, evaluate, predict with
-the functions the notebooks use. An edge: it decides the profile, data root and run folder and
-passes them down. Bad input is one line on stderr (the library's own message), exit code 2;
-`predict` reports a bad file, classifies the others, then exits with 2."""
+"""The command line (`alexnet-edu`, `python -m alexnet_edu`): train, evaluate, predict with the
+notebooks' functions; an edge that decides profile, data root and run folder. Bad input: one line
+on stderr (the library's message), exit code 2 (`predict` still classifies the other files)."""
 
 from __future__ import annotations
 
@@ -56,16 +55,14 @@ def _printable(text: Any) -> str:
 
 def _shell_word(word: Any) -> str:
     """`word` quoted for a POSIX shell on one line: shlex.quote, or bash's $'...' where the word
-    holds a newline or another control character (which shlex.quote would print raw)."""
-    word = str(word)
-    if word.isprintable():
+    holds a control character (which shlex.quote would print raw)."""
+    if (word := str(word)).isprintable():
         return shlex.quote(word)
     return "$'" + "".join("\\" + c if c in "\\'" else _printable(c) for c in word) + "'"
 
 
 def _command_prefix(program: str) -> str:
-    """`program`, or under torchrun (its WORLD_SIZE, LOCAL_WORLD_SIZE) the torchrun command with
-    as many processes: what a resumed run must be started with."""
+    """`program`, or under torchrun the torchrun command with as many processes (for a resume)."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
     nodes = f" --nnodes {processes // per_node}" if processes > per_node else ""
@@ -73,10 +70,9 @@ def _command_prefix(program: str) -> str:
             else program)
 
 
-def _command(words: Sequence[Any], as_run_now: bool = True) -> str:
-    """The command line with `words` quoted; `as_run_now`: started as this process was."""
-    start = _command_prefix(PROG) if as_run_now else PROG
-    return " ".join([start, *map(_shell_word, words)])
+def _command(words: Sequence[Any], start: str | None = None) -> str:
+    """The command line with `words` quoted, started with `start` or as this process was."""
+    return " ".join([start or _command_prefix(PROG), *map(_shell_word, words)])
 
 
 def _json(value: Any) -> str:
@@ -86,11 +82,9 @@ def _json(value: Any) -> str:
 
 def _resolve_checkpoint(path: str | Path) -> Path:
     """The checkpoint file; a run folder stands for its best.pt (else last.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        return next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()),
-                    path / "best.pt")
-    return path
+    if not (path := Path(path)).is_dir():
+        return path
+    return next(filter(Path.is_file, (path / "best.pt", path / "last.pt")), path / "best.pt")
 
 
 def _inputs(names: Sequence[str]) -> Iterator[Path]:
@@ -100,8 +94,7 @@ def _inputs(names: Sequence[str]) -> Iterator[Path]:
 
 
 # train -------------------------------------------------------------------------------------------
-# The TrainConfig fields `train` sets, with their help; flag, type and default come from the
-# dataclass (`_add_config_flags`), so a new field needs one line here and nothing else.
+# The TrainConfig fields `train` sets and their help: a new field needs one line here, no more.
 CONFIG_HELP = {
     "epochs": "passes over the training set (default: the profile's)",
     "batch_size": "images per SGD step (default: {}; the paper: 128)",
@@ -116,16 +109,13 @@ CONFIG_HELP = {
     "num_workers": "DataLoader worker processes",
     "tensorboard": "also log to RUN_DIR/tensorboard",
     "seed": "random seed (default: {})"}
-FLAG_NAMES = {"num_workers": "workers"}   # the flag users know where it is not the field's name
 
 
 def _add_config_flags(add) -> None:
     """A flag per TrainConfig field in CONFIG_HELP, default None: --resume tells a flag given
     from one left out, and the profile's or the run's value stands for it."""
-    for field in dataclasses.fields(TrainConfig):
-        if field.name not in CONFIG_HELP:
-            continue
-        flag = "--" + FLAG_NAMES.get(field.name, field.name).replace("_", "-")
+    for field in (f for f in dataclasses.fields(TrainConfig) if f.name in CONFIG_HELP):
+        flag = "--" + {"num_workers": "workers"}.get(field.name, field.name).replace("_", "-")
         convert = int if field.default is None else type(field.default)
         kind = ({"action": argparse.BooleanOptionalAction} if "bool" in str(field.type) else
                 {"type": _checked(convert, lambda v, k=field.name: TrainConfig(**{k: v})),
@@ -188,9 +178,7 @@ def _recipe(args: argparse.Namespace, name: str, last: Path):
                         image_size=args.image_size)
         print(f"Profile {args.profile}: {size.describe()} (flags override it; --profile "
               "smoke|cpu|full picks another)")
-        return None, size.limit, size.image_size, TrainConfig(**{
-            "epochs": size.epochs, "batch_size": size.batch_size, "lr": size.lr,
-            "patience": size.patience, **given})
+        return None, size.limit, size.image_size, size.train_config(**given)
     checkpoint = load_checkpoint(last)
     check_fields(checkpoint, last)
     check_resumable(checkpoint, last)
@@ -249,16 +237,16 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
     evaluate_it = (["evaluate", "--checkpoint", checkpoint]
                    + (["--dataset", args.dataset] if Path(args.dataset).is_dir() else [])
                    + (["--data-root", args.data_root] if args.data_root else []))
-    print(f"Checkpoint: {_shell_word(checkpoint)}\nNext: {_command(evaluate_it, False)}")
+    print(f"Checkpoint: {_shell_word(checkpoint)}\nNext: {_command(evaluate_it, PROG)}")
     return EXIT_OK
 
 
 def _say_interrupted(args: argparse.Namespace) -> None:
-    """What an interrupted `train` left (said by rank 0) and the command that goes on from it:
+    """What an interrupted command left; for `train` (said by rank 0) the command that goes on:
     --resume where the run folder holds a last.pt (its finished epochs), else the same command."""
-    run_dir = getattr(args, "run_dir", None)
+    run_dir = getattr(args, "run_dir", None)   # set by `train` before it writes anything
     if run_dir is None or not distributed.is_main():
-        return _error("interrupted")
+        return _error("interrupted" + (" (nothing was written)" if run_dir is None else ""))
     if (last := run_dir / "last.pt").is_file():
         text = (f"Interrupted: {_shell_word(last)} holds the run. Continue it exactly with: "
                 f"{_command(args.argv + ([] if args.resume else ['--resume']))}")
@@ -270,29 +258,33 @@ def _say_interrupted(args: argparse.Namespace) -> None:
 
 
 # evaluate ----------------------------------------------------------------------------------------
+TTA = {None: (False, "one centre view"), "ten": (True, "ten-crop averaged (Section 4.1)"),
+       "flip": ("flip", "the centre view and its mirror image, averaged")}   # --tta: (tta, said)
+
+
 def _held_out(args: argparse.Namespace, checkpoint: dict):
     """(dataset name, synthetic, split): the run's own split, rebuilt and checked
-    (`data.held_out_split`); with --split all, every image of --dataset, classes checked."""
+    (`profiles.held_out_split`); with --split all, every image of --dataset, classes checked."""
     recipe, classes = checkpoint.get("split") or {}, list(checkpoint["classes"])
-    dataset = args.dataset or checkpoint["dataset"]
-    if args.split == "all" and args.dataset is None:
+    dataset, every = args.dataset or checkpoint["dataset"], args.split == "all"
+    if every and args.dataset is None:
         raise ValueError("--split all scores every image of data you name: pass --dataset FOLDER "
                          "(one sub-folder of images per class), or a dataset name with "
                          "--data-root; the run's own held-out images are --split test")
     if args.dataset is None and dataset not in DATASETS and not Path(dataset).is_dir():
         raise ValueError(f"the checkpoint was trained on an image folder called {dataset!r}; "
                          "pass its path with --dataset")
-    if args.split == "all" and Path(dataset).is_dir():
+    if every and Path(dataset).is_dir():
         split, synthetic = folder_dataset(dataset), False
         if list(split.classes) != classes:
             raise ValueError(f"the run was trained on the classes {classes}, but {dataset!r} has "
                              f"{list(split.classes)}: evaluate it on data with the same classes "
                              "(one sub-folder per class, named as in training)")
     else:   # --split all of a named dataset: all its test files
-        split, synthetic = held_out_split(
-            dataset, args.data_root, "test" if args.split == "all" else args.split,
-            None if args.split == "all" else recipe, args.profile, classes)
-    if args.split == "all":
+        split, synthetic = held_out_split(dataset, args.data_root, args.profile, classes=classes,
+                                          split="test" if every else args.split,
+                                          recipe=None if every else recipe)
+    if every:
         print(f"note: --split all scores all {len(split)} images of {_printable(dataset)} as an "
               "independent test set: no split protection applies (nothing checks that the run "
               "did not train on any of them; if it did, the accuracy is too high)",
@@ -308,26 +300,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Top-1/top-5 accuracy and a per-class precision/recall/F1 table on one split."""
     stdout = sys.stdout   # with --json it carries one JSON object: all chatter goes to stderr
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        device = pick_device(args.device)
-        model, checkpoint = load_model(_resolve_checkpoint(args.checkpoint), device=device)
+        device, path = pick_device(args.device), _resolve_checkpoint(args.checkpoint)
+        model, checkpoint = load_model(path, device=device)
         dataset, synthetic, split = _held_out(args, checkpoint)
         if args.limit is not None:   # a subset of the held-out split, never a redrawn one
             split = split.subset(torch.arange(min(args.limit, len(split))))
-        tta = {None: False, "ten": True, "flip": "flip"}[args.tta]
+        tta, how = TTA[args.tta]
         result = evaluate(model, split, eval_transform(checkpoint), device, tta=tta)
         classes = list(checkpoint["classes"])   # escaped in text; json.dumps escapes its own
         report = per_class_report(result["predictions"], result["targets"],
                                   classes if args.json else [_printable(c) for c in classes])
-    summary = {"checkpoint": str(_resolve_checkpoint(args.checkpoint)), "dataset": dataset,
-               "split": args.split, "tta": args.tta, "synthetic": bool(synthetic),
+    summary = {"checkpoint": str(path), "dataset": dataset, "split": args.split, "tta": args.tta,
+               "synthetic": bool(synthetic),
                **{k: result[k] for k in ("n", "loss", "top1", "top5")},   # top5: None below 5
                "macro_f1": report.macro_f1,
                "per_class": [{"class": r.pop("cls"), **r} for r in report.rows()]}
     if args.json:
         print(_json(summary), file=stdout)
         return EXIT_OK
-    how = {None: "one centre view", "ten": "ten-crop averaged (Section 4.1)",
-           "flip": "the centre view and its mirror image, averaged"}[args.tta]
     stand_in = " (generated stand-in data)" if synthetic else ""
     print(f"{_printable(dataset)}{stand_in}, {args.split} split: {summary['n']} images, {how}")
     print("   ".join([f"top-{k} accuracy {a:.4f} (error {1 - a:.4f})"
@@ -467,7 +457,18 @@ def _add_train(commands) -> None:
     add("--rgb", action="store_true", help="give grey data to a 3-channel network")
 
 
-def _add_evaluate(commands) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for `alexnet-edu {train,evaluate,predict}`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="AlexNet (Krizhevsky, Sutskever & Hinton, 2012) for learning: train it, "
+                    "evaluate it, classify your own images.",
+        epilog=f"example:\n  {PROG} train --dataset fashion-mnist --epochs 10 --out runs/fm\n"
+               f"  {PROG} evaluate --checkpoint runs/fm/best.pt --tta\n"
+               f"  {PROG} predict --checkpoint runs/fm/best.pt shirt.png photos/\n\n"
+               "Exit codes: 0 ok, 2 bad input (one line on stderr says why), 130 interrupted.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_train(commands)
     add = _command_parser(
         commands, "evaluate", "accuracy and per-class report of a checkpoint", cmd_evaluate,
         "Top-1/top-5 accuracy (Table 1 reports error rates) and per-class precision, recall and "
@@ -481,9 +482,6 @@ def _add_evaluate(commands) -> None:
     add("--tta", nargs="?", const="ten", choices=("ten", "flip"),
         help="test-time averaging: ten (plain --tta) = the 4 corner and centre crops and their "
              "mirrors (Section 4.1); flip = the centre and its mirror")
-
-
-def _add_predict(commands) -> None:
     add = _command_parser(
         commands, "predict", "classify image files", cmd_predict,
         "The most probable classes of each image (softmax of fc8). Files that are not readable "
@@ -491,21 +489,6 @@ def _add_predict(commands) -> None:
     add("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files, or folders (recursive)")
     add("--top-k", type=_positive_int, default=5, metavar="K",
         help="classes shown per image (default: %(default)s, the paper's top-5)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser for `alexnet-edu {train,evaluate,predict}`."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="AlexNet (Krizhevsky, Sutskever & Hinton, 2012) for learning: train it, "
-                    "evaluate it, classify your own images.",
-        epilog=f"example:\n  {PROG} train --dataset fashion-mnist --epochs 10 --out runs/fm\n"
-               f"  {PROG} evaluate --checkpoint runs/fm/best.pt --tta\n"
-               f"  {PROG} predict --checkpoint runs/fm/best.pt shirt.png photos/\n\n"
-               "Exit codes: 0 ok, 2 bad input (one line on stderr says why), 130 interrupted.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_train, _add_evaluate, _add_predict):
-        add(commands)
     return parser
 
 
@@ -526,8 +509,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(err)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        if args.command == "train":
-            _say_interrupted(args)
-        else:
-            _error("interrupted (nothing was written)")
+        _say_interrupted(args)
         return EXIT_INTERRUPTED

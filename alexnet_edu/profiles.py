@@ -1,10 +1,7 @@
-"""Run profiles and the policy they decide: the edge (notebooks and the CLI ask here and pass
-the answers to the core as arguments). The same code at three sizes, chosen by the machine:
-``smoke`` (CI: a few hundred images; its numbers mean nothing), ``cpu`` (no CUDA GPU: 67 px, a
-training notebook in minutes on 2 cores) and ``full`` (a CUDA GPU: 227 px, whole datasets).
-``ALEXNET_EDU_PROFILE=smoke|cpu|full`` overrides the choice. A profile changes how much work is
-done (`run_size`), where runs go (`runs_dir`) and whether STL-10 is downloaded, never which code.
-"""
+"""Run profiles, the edge's policy (notebooks and the CLI ask here and pass the answers down):
+``smoke`` (CI, numbers mean nothing), ``cpu`` (no CUDA GPU: 67 px) or ``full`` (CUDA: 227 px,
+whole datasets); ``ALEXNET_EDU_PROFILE`` overrides. A profile changes how much work is done
+(`run_size`), where runs go (`runs_dir`) and whether STL-10 is downloaded, never which code."""
 
 from __future__ import annotations
 
@@ -71,9 +68,9 @@ class RunSize:
     seeds: int = 1           # repeats with seeds 0, 1, ... (notebook 10: the spread of a claim)
 
     def train_config(self, **overrides) -> TrainConfig:
-        """A `train.TrainConfig` with these sizes (and the paper's recipe for everything else)."""
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                           patience=self.patience, **overrides)
+        """A `train.TrainConfig` with these sizes (`overrides` win; the paper's recipe else)."""
+        return TrainConfig(**{"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                              "patience": self.patience, **overrides})
 
     def describe(self) -> str:
         images = "all images" if self.limit is None else f"at most {self.limit:,} images per split"
@@ -128,8 +125,8 @@ def run_size(task: str, profile: str | None = None, **overrides) -> RunSize:
 
 # Where runs and data are, and whether to download -------------------------------------------------
 def runs_dir(profile: str | None = None) -> Path:
-    """Where trained runs live: PROJECT_ROOT/runs in the full profile, runs/cpu and runs/smoke in
-    the others (so that a small run never shadows a bigger one)."""
+    """PROJECT_ROOT/runs in the full profile, else runs/cpu or runs/smoke (so that a small run
+    never shadows a bigger one)."""
     name = profile or current_profile().name
     return PROJECT_ROOT / "runs" / ("" if name == "full" else name)
 
@@ -143,12 +140,11 @@ def load_splits(dataset: str | Path, root: str | Path | None = None,
     return _with_policy(data.load_splits, dataset, root, download, profile, **kwargs)
 
 
-def held_out_split(dataset: str | Path, root: str | Path | None = None, split: str = "test",
-                   recipe: dict | None = None, profile: str | None = None,
-                   classes: list[str] | None = None):
-    """`heldout.held_out_split` (a run's held-out split, checked), policy as `load_splits`."""
-    return _with_policy(heldout.held_out_split, dataset, root, None, profile, split=split,
-                        recipe=recipe, classes=classes)
+def held_out_split(dataset: str | Path, root: str | Path | None = None,
+                   profile: str | None = None, **kwargs):
+    """`heldout.held_out_split` (a run's held-out split: split, recipe, classes), checked, with
+    the policy of `load_splits`."""
+    return _with_policy(heldout.held_out_split, dataset, root, None, profile, **kwargs)
 
 
 def _with_policy(read, dataset, root, download, profile, **kwargs):
@@ -161,15 +157,14 @@ def _with_policy(read, dataset, root, download, profile, **kwargs):
     if named is None:   # the working folder's data/ (on Colab /content/data) may be created
         root.mkdir(parents=True, exist_ok=True)
     profile = profile or current_profile().name
-    if download is None:
-        download = name != "stl10" or profile == "full"
+    download = name != "stl10" or profile == "full" if download is None else download
     try:
         return read(name, root, download=download, **kwargs)
     except FileNotFoundError as err:
         if not smoke_mode() or not root.is_dir():   # a data root that is not there stays an error
-            hint = f"The data root {root} is {named or 'the default, data/'}: set ALEXNET_EDU_DATA "
-            hint += ("to the folder that holds the datasets, or ALEXNET_EDU_SMOKE=1 to try the "
-                     "notebooks on small generated stand-ins.")
+            hint = (f"The data root {root} is {named or 'the default, data/'}: set "
+                    "ALEXNET_EDU_DATA to the folder that holds the datasets, or "
+                    "ALEXNET_EDU_SMOKE=1 to try the notebooks on small generated stand-ins.")
             if name == "stl10" and not download:
                 hint += (f" The {profile} profile does not start STL-10's "
                          f"{data.STL10_DOWNLOAD_GB} GB download: pass download=True, or set "
@@ -184,8 +179,7 @@ def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:
     try:
         return load_splits(dataset, **kwargs)
     except FileNotFoundError as err:
-        name = data.dataset_key(dataset)
-        if name not in data.DATASETS:
+        if (name := data.dataset_key(dataset)) not in data.DATASETS:
             print(f"Not loaded: {err}")
             return None
         root = kwargs.get("root")

@@ -4,7 +4,7 @@ The core, the lesson in reading order: `shapes`, `layers` (Local Response Normal
 `transforms` (the paper's augmentation on whole batches), `data` (datasets, splits, loaders),
 `train`, `metrics` (+ `checkpoint`, `distributed`, `device`, `evaluation`). Support: `images`
 (image files and folders), `official` (the official dataset files), `heldout`, `report`,
-`schedules`, `lrn_fast`, `hooks`, `state_keys`, `validation`, `input_checks`, `runlog`, `files`,
+`schedules`, `lrn_fast`, `hooks`, `validation`, `input_checks`, `runlog`, `files`,
 `machine`, `standin` (generated smoke data). The edge, where policy is decided: `settings`
 (environment), `profiles` (run sizes, data root, downloads, runs folder), `cli`
 (`python -m alexnet_edu`). Notebook companions live in `alexnet_edu.notebook`, course tools in

@@ -1,5 +1,6 @@
 """Looking inside any model: a layer by name, eval mode, and what named layers emit (through
-forward hooks, which PyTorch calls with a layer's output each time it runs)."""
+forward hooks, which PyTorch calls with a layer's output each time it runs); and the
+load_state_dict hook by which `model.AlexNet` takes torchvision's weight names."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["find_layer", "eval_mode", "on_outputs", "activations"]
+__all__ = ["find_layer", "eval_mode", "on_outputs", "activations", "rename_keys"]
 
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
@@ -70,3 +71,24 @@ def activations(model: nn.Module, x: torch.Tensor, names: Iterable[str] | str,
     with on_outputs(model, wanted, keep), torch.set_grad_enabled(grad and torch.is_grad_enabled()):
         model(x)
     return {name: found[name] for name in wanted}
+
+
+# torchvision.models.alexnet() state_dict key prefixes -> ours
+_TORCHVISION_KEYS = {"features.0.": "conv1.", "features.3.": "conv2.", "features.6.": "conv3.",
+                     "features.8.": "conv4.", "features.10.": "conv5.", "classifier.1.": "fc6.",
+                     "classifier.4.": "fc7.", "classifier.6.": "fc8."}
+
+
+def rename_keys(module, state_dict, prefix, *args, **kwargs) -> None:
+    """Accept torchvision.models.alexnet() state_dicts as they are (features.0.weight, ...), and
+    our earlier layout's (features.conv1.weight, classifier.fc6.weight, ...)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        rest = key[len(prefix):]
+        head, _, tail = rest.partition(".")
+        theirs = next((t for t in _TORCHVISION_KEYS if rest.startswith(t)), None)
+        if theirs:
+            rest = _TORCHVISION_KEYS[theirs] + rest[len(theirs):]
+        elif head in ("features", "classifier") and tail.split(".")[0] in module._modules:
+            rest = tail
+        if rest != key[len(prefix):]:
+            state_dict[prefix + rest] = state_dict.pop(key)

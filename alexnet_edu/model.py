@@ -14,11 +14,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .hooks import activations, eval_mode, find_layer
+from .hooks import activations, eval_mode, find_layer, rename_keys
 from .input_checks import check_batch
 from .layers import LocalResponseNorm
 from .shapes import conv_output_size, pool_output_size
-from .state_keys import rename_keys
 
 __all__ = ["AlexNet", "activations", "eval_mode", "find_layer", "feature_map_size",
            "smallest_image_size", "CONVS", "VARIANTS", "INITS", "ACTIVATIONS"]

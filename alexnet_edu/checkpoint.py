@@ -20,7 +20,6 @@ from .files import shown_path, write_atomic
 from .model import AlexNet
 from .transforms import BatchTransform
 from .validation import (
-    RECIPE,
     check_archive,
     check_continues,
     check_fields,
@@ -28,7 +27,7 @@ from .validation import (
     raise_failed_write,
 )
 
-__all__ = ["FORMAT", "RECIPE", "save_checkpoint",
+__all__ = ["FORMAT", "save_checkpoint",
            "load_checkpoint", "load_model", "check_fields", "check_resumable", "check_continues",
            "eval_transform", "seed_epoch", "run_checkpoint", "save_run", "start_run"]
 

@@ -104,7 +104,7 @@ CONFIG_HELP = {
     "weight_decay": "L2 weight decay (default: {}; the paper: 5e-4)",
     "amp": "mixed precision: auto (default: bfloat16 where it runs fast, float16 with loss "
            "scaling on older NVIDIA GPUs, else float32), bf16, fp16 or off",
-    "channels_last": "NHWC memory layout (default: on CUDA only)",
+    "channels_last": "NHWC memory layout (default: on CUDA, and on a CPU from 128 px)",
     "augment": "random crops, flips, PCA noise (default: on; --no-augment leaves them out)",
     "num_workers": "DataLoader worker processes",
     "tensorboard": "also log to RUN_DIR/tensorboard",

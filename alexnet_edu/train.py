@@ -68,7 +68,7 @@ class TrainConfig:
     augment: bool = True                 # Section 4.1: random crops, flips (+ PCA for colour)
     pca_std: float = 0.1                 # Section 4.1: sigma of the PCA colour noise
     amp: str = "auto"                    # "auto" | "bf16" | "fp16" | "off" (see amp_dtype)
-    channels_last: bool | None = None    # None: on CUDA only
+    channels_last: bool | None = None    # None: on CUDA, and on a CPU from 128 px
     seed: int = 0
     num_workers: int | None = None       # DataLoader workers (None: data.make_loader decides)
     eval_batch_size: int = 256
@@ -191,7 +191,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 def _prepare(model: AlexNet, config: TrainConfig, device: torch.device) -> tuple:
     """(optimizer, plateau scheduler, loss scaler, autocast dtype), the model on `device`."""
     model.to(device)
-    if config.channels_last if config.channels_last is not None else device.type == "cuda":
+    # None: NHWC on CUDA, and on a CPU from 128 px, where it measured faster (benchmarks/)
+    default = device.type == "cuda" or (device.type == "cpu" and model.config["image_size"] >= 128)
+    if default if config.channels_last is None else config.channels_last:
         model.to(memory_format=torch.channels_last)
     dtype = amp_dtype(config.amp, device)
     optimizer = make_optimizer(model, config, device)

@@ -621,3 +621,19 @@ def test_ten_crops_need_a_batch_transform():
     data = (torch.zeros(2, 1, 67, 67, dtype=torch.uint8), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="10-crop testing needs a transforms.BatchTransform"):
         evaluate(model, data, torch.nn.Identity(), "cpu", tta=True)
+
+
+@pytest.mark.parametrize("size, layout", [(67, "nchw"), (131, "nhwc"), (227, "nhwc")])
+def test_the_cpu_trains_channels_last_from_128_px_unless_told(size, layout):
+    """channels_last=None: NHWC on a CPU only where it measured faster (larger inputs; the cpu
+    profile's 67 px stays NCHW); True and False are obeyed at any size."""
+    from alexnet_edu.model import AlexNet
+    from alexnet_edu.train import _prepare
+
+    def nhwc(channels_last):
+        model = AlexNet(num_classes=4, in_channels=3, image_size=size)   # (1 channel: both)
+        _prepare(model, TrainConfig(channels_last=channels_last), torch.device("cpu"))
+        return model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+    assert nhwc(None) == (layout == "nhwc")
+    assert nhwc(True) and not nhwc(False)

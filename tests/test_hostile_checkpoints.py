@@ -212,15 +212,23 @@ def test_a_fuzzed_tiff_and_a_named_pipe_do_not_stop_predict(run, tmp_path, capsy
     good = tmp_path / "good.png"
     Image.fromarray(np.full((30, 30), 128, dtype=np.uint8)).save(good)
 
+    finished = threading.Event()
+
     def unblock():   # without the fix predict waits for a writer: give it one, late
-        time.sleep(20)
-        with open(pipe, "wb"):
+        if finished.wait(20):
+            return
+        try:   # non-blocking: with no reader waiting there is nothing to unblock
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
             pass
 
     threading.Thread(target=unblock, daemon=True).start()
     start = time.monotonic()
-    code = main(["predict", "--checkpoint", str(run / "best.pt"), str(tiff), str(pipe),
-                 str(good)])
+    try:
+        code = main(["predict", "--checkpoint", str(run / "best.pt"), str(tiff), str(pipe),
+                     str(good)])
+    finally:
+        finished.set()   # so the thread never touches tmp_path after pytest removes it
     assert time.monotonic() - start < 15, "predict waited on the named pipe"
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err

@@ -31,5 +31,6 @@ def test_load_or_train_trains_with_the_quick_recipe(tmp_path, monkeypatch):
     _, checkpoint, how = pretrained.load_or_train("fashion-mnist", "cpu")
     config, n_train, size = seen[0]
     assert (config.lr, config.schedule, config.epochs) == (pretrained.QUICK["lr"], "cosine", 1)
+    assert (config.batch_size, config.augment) == (64, False)   # the benchmarked recipe
     assert size == pretrained.QUICK["image_size"]
     assert f"trained a quick model ({n_train:,} images" in how

@@ -127,9 +127,12 @@ def images_to_inspect(limit: int | None = None, checkpoint: dict | None = None):
     return data, how
 
 
-# The quick model (06-09 alone on a fresh Colab VM): notebook 04's cpu recipe cut to 4 epochs,
-# with a cosine decay that ends them at a small learning rate (benchmarks/time_to_accuracy.py).
-QUICK = dict(limit=7_500, image_size=67, epochs=4, lr=0.02, schedule="cosine")
+# The quick model (06-09 alone on a fresh Colab VM): notebook 04's cpu recipe cut to 5 epochs,
+# with a cosine decay that ends them at a small learning rate. Batch 64 and no crops or flips:
+# in so few epochs more steps help and augmentation only slows learning (it pays off over
+# longer runs, against overfitting). benchmarks/README.md has the runs behind this choice.
+QUICK = dict(limit=7_500, image_size=67, epochs=5, lr=0.02, schedule="cosine", batch_size=64,
+             augment=False)
 QUICK_SMOKE = dict(limit=384, epochs=2)
 
 
@@ -168,11 +171,12 @@ def load_or_train(dataset: str, device: str | torch.device | None = None
             return model, checkpoint, f"loaded {how} ({shown_path(path)})"
     splits = load_splits(dataset, limit=size["limit"])
     model = build_model(splits, image_size=size["image_size"])
-    fit(model, splits, TrainConfig(epochs=size["epochs"], lr=size["lr"],
-                                   schedule=size["schedule"], progress=False), run, device=device)
+    fit(model, splits, TrainConfig(epochs=size["epochs"], lr=size["lr"], schedule=size["schedule"],
+                                   batch_size=size["batch_size"], augment=size["augment"],
+                                   progress=False), run, device=device)
     model, checkpoint = load_model(run / "best.pt", device)
     how = (f"trained a quick model ({len(splits.train):,} images, {size['image_size']} px, "
-           f"{size['epochs']} epochs) into {shown_path(run)} because "
+           f"{size['epochs']} epochs, no augmentation) into {shown_path(run)} because "
            f"{shown_path(trained_model_path(name))} does not exist yet - run notebook 04/05 for "
            "a real one")
     return model, checkpoint, how

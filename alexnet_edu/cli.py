@@ -102,8 +102,10 @@ CONFIG_HELP = {
     "schedule": "plateau (default): the paper's lr / 10 when the validation error stalls; cosine",
     "momentum": "SGD momentum (default: {}; the paper: 0.9)",
     "weight_decay": "L2 weight decay (default: {}; the paper: 5e-4)",
-    "amp": "mixed precision: auto (default: bfloat16 where it runs fast, float16 with loss "
-           "scaling on older NVIDIA GPUs, else float32), bf16, fp16 or off",
+    "amp": "mixed precision: auto (default: bfloat16 on NVIDIA GPUs of compute capability 8.0+ "
+           "such as A100, L4, H100 and on Intel CPUs with AMX; float16 with loss scaling on "
+           "older NVIDIA GPUs such as T4, V100; float32 on other CPUs and Apple MPS), bf16, "
+           "fp16 or off",
     "channels_last": "NHWC memory layout (default: on CUDA, and on a CPU from 128 px)",
     "augment": "random crops, flips, PCA noise (default: on; --no-augment leaves them out)",
     "num_workers": "DataLoader worker processes",

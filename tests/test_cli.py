@@ -287,6 +287,9 @@ def test_help_teaches_the_paper_defaults(capsys):
     assert "Section 5" in out and "227" in out and "0.01" in out and "momentum" in out
     assert "(default: paper)" in out and "(default: 1)" in out   # the architecture's defaults
     assert "(default: 0.5, Section 4.2)" in out
+    # what --amp auto picks on each kind of device (device.amp_dtype's rule)
+    assert all(word in out for word in ("compute capability 8.0+", "AMX", "T4", "float32 on "
+                                        "other CPUs and Apple MPS"))
     result = subprocess.run([sys.executable, "-m", "alexnet_edu", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0

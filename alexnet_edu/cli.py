@@ -62,10 +62,13 @@ def _shell_word(word: Any) -> str:
 
 
 def _command_prefix(program: str) -> str:
-    """`program`, or under torchrun the torchrun command with as many processes (for a resume)."""
+    """`program`, or under torchrun the torchrun command with as many processes (for a resume).
+    Across machines it names the rendezvous as HOST:PORT, to be replaced by the endpoint the run
+    was started with: no worker process is told it."""
     processes = int(os.environ.get("WORLD_SIZE", "1"))
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", processes))
-    nodes = f" --nnodes {processes // per_node}" if processes > per_node else ""
+    nodes = (f" --nnodes {processes // per_node} --rdzv-backend c10d --rdzv-endpoint HOST:PORT"
+             if processes > per_node else "")
     return (f"torchrun --nproc-per-node {per_node}{nodes} -m alexnet_edu" if processes > 1
             else program)
 

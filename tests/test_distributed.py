@@ -186,8 +186,9 @@ def test_the_printed_command_to_continue_names_torchrun(runs, monkeypatch, capsy
     hint = capsys.readouterr().err.split("Continue it exactly with: ", 1)[1].splitlines()[0]
     assert hint.startswith("torchrun --nproc-per-node 2 -m alexnet_edu train ")
     monkeypatch.setenv("WORLD_SIZE", "4")
-    assert cli._command_prefix("alexnet-edu") == (
-        "torchrun --nproc-per-node 2 --nnodes 2 -m alexnet_edu")
+    assert cli._command_prefix("alexnet-edu") == (   # two machines: the rendezvous is needed
+        "torchrun --nproc-per-node 2 --nnodes 2 --rdzv-backend c10d --rdzv-endpoint HOST:PORT "
+        "-m alexnet_edu")
 
 
 def test_start_keeps_the_cpu_when_asked_even_beside_a_gpu(monkeypatch):

@@ -176,9 +176,9 @@ def load_or_train(dataset: str, device: str | torch.device | None = None
                                    progress=False), run, device=device)
     model, checkpoint = load_model(run / "best.pt", device)
     how = (f"trained a quick model ({len(splits.train):,} images, {size['image_size']} px, "
-           f"{size['epochs']} epochs, no augmentation) into {shown_path(run)} because "
-           f"{shown_path(trained_model_path(name))} does not exist yet - run notebook 04/05 for "
-           "a real one")
+           f"{size['epochs']} epochs{'' if size['augment'] else ', no augmentation'}) into "
+           f"{shown_path(run)} because {shown_path(trained_model_path(name))} does not exist "
+           "yet - run notebook 04/05 for a real one")
     return model, checkpoint, how
 
 

@@ -35,7 +35,9 @@ def layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
 def test_fast_and_reference_equal_torch_with_alpha_times_size(size, channels):
     torch.manual_seed(size * 10 + channels)
     x = torch.randn(2, channels, 5, 6) * 4  # both signs; alpha*sum(a^2) far from negligible
-    for constants in (dict(), STRONG):
+    # k = 0 and k = 0.3 too: the kernel spreads k over the window's channels and its pads
+    for constants in (dict(), STRONG, dict(alpha=0.05, beta=0.75, k=0.0),
+                      dict(alpha=0.05, beta=0.6, k=0.3)):
         expected = torch_lrn(x, size, **constants)
         for name, view in layouts(x).items():
             got = local_response_norm(view, size, **constants)

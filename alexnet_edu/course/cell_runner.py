@@ -42,6 +42,19 @@ def _lenient(shell, source: str) -> None:
         _run(shell, ast.get_source_segment(source, node))
 
 
+class _AnswerGlobals(dict):
+    """The answer's own names, in front of the checking kernel's: the student's functions see
+    what their cell bound (`import math as m`) even where the notebook has another `m`, and
+    every other name live from the kernel, as in their own notebook."""
+
+    def __init__(self, kernel: dict):
+        super().__init__()
+        self.kernel = kernel
+
+    def __missing__(self, name: str):   # functions whose globals are not a plain dict ask here
+        return self.kernel[name]
+
+
 def _load(ns: dict, cell: dict) -> str | None:
     """Replace the answer's names by the student's (data from their kernel, functions from their
     source); their other names only where the checks have no such name (checks read theirs)."""
@@ -50,13 +63,15 @@ def _load(ns: dict, cell: dict) -> str | None:
     values.load(ns, cell["names"], cell["folder"])
     extra: dict = {}
     values.load(extra, cell["extra"], cell["folder"])
-    defined: dict = {}
+    defined = _AnswerGlobals(ns)
+    defined.update(extra)
     if cell["source"]:
         try:
-            exec(compile(cell["source"], "<answer>", "exec"), ns, defined)   # noqa: S102
+            exec(compile(cell["source"], "<answer>", "exec"), defined)   # noqa: S102
         except Exception as err:   # noqa: BLE001 - reported as the answer's error
             return _one_line(err)
-    for name, value in [*extra.items(), *defined.items()]:
+    defined.pop("__builtins__", None)
+    for name, value in defined.items():
         if name in cell["functions"] or name not in ns:
             ns[name] = value
     return None

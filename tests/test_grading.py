@@ -155,29 +155,35 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
 
 
 def test_an_answer_keeps_its_own_names_and_the_checks_keep_the_notebooks(tmp_path):
-    """A name the answer binds (`import math as m`) that the notebook also uses (`m = 3`): the
-    student's function sees the student's `m`, as in their own kernel, and the later checks
-    still see the notebook's `m`; names the answer does not bind stay live (`scale`, set after
-    the answer, is read when the function runs)."""
+    """Exercise 1: the answer binds a name the notebook also has (`import math as m` beside
+    `m = 3`): the student's function sees the student's `m`, as in their own kernel, and the
+    check after it still sees the notebook's `m`. Exercise 2: no such clash, and the function
+    reads the kernel live (`scale`, set in the check cell, is read when it runs)."""
     solution = tmp_path / "solutions" / "ex.ipynb"
     solution.parent.mkdir()
     solution.write_text(json.dumps(notebook([
         ("code", "m = 3\nscale = 1"),
         ("markdown", "### Exercise 1 (easy)\n**Define:** `area`"),
         ("code", "### BEGIN SOLUTION\nimport math\n\n\ndef area(r):\n"
-                 "    return scale * math.pi * r * r\n### END SOLUTION"),
-        ("code", "from alexnet_edu.notebook.checks import check_equal\nscale = 2\n"
-                 "check_equal('area(1)', round(area(1), 4), 6.2832)\n"
+                 "    return math.pi * r * r\n### END SOLUTION"),
+        ("code", "from alexnet_edu.notebook.checks import check_equal\n"
+                 "check_equal('area(1)', round(area(1), 4), 3.1416)\n"
                  "check_equal('m', m, 3)"),
+        ("markdown", "### Exercise 2 (easy)\n**Define:** `scaled`"),
+        ("code", "def scaled(r):\n    ### BEGIN SOLUTION\n    return scale * r\n"
+                 "    ### END SOLUTION"),
+        ("code", "from alexnet_edu.notebook.checks import check_equal\nscale = 2\n"
+                 "check_equal('scaled(3)', scaled(3), 6)"),
     ])))
     (released,) = release(solution, tmp_path / "release")
     student = json.loads(released.read_text())
     eve = json.loads(json.dumps(student))
-    _answer(eve, "cell2", "import math as m\n\n\ndef area(r):\n    return scale * m.pi * r * r\n")
+    _answer(eve, "cell2", "import math as m\n\n\ndef area(r):\n    return m.pi * r * r\n")
+    _answer(eve, "cell5", "def scaled(r):\n    return scale * r\n")
     (tmp_path / "submissions" / "eve").mkdir(parents=True)
     (tmp_path / "submissions" / "eve" / "ex.ipynb").write_text(json.dumps(eve))
     out = tmp_path / "grades.csv"
     assert main([str(solution.parent), str(tmp_path / "submissions"), "--out", str(out),
                  "--timeout", "60"]) == 0
     rows = [(r["student"], r["passed"], r["message"]) for r in csv.DictReader(out.open())]
-    assert rows == [("eve", "1", "")]
+    assert rows == [("eve", "1", ""), ("eve", "1", "")]

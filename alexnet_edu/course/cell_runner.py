@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import signal
+import symtable
 import sys
 import threading
 
@@ -42,36 +43,40 @@ def _lenient(shell, source: str) -> None:
         _run(shell, ast.get_source_segment(source, node))
 
 
-class _AnswerGlobals(dict):
-    """The answer's own names, in front of the checking kernel's: the student's functions see
-    what their cell bound (`import math as m`) even where the notebook has another `m`, and
-    every other name live from the kernel, as in their own notebook."""
-
-    def __init__(self, kernel: dict):
-        super().__init__()
-        self.kernel = kernel
-
-    def __missing__(self, name: str):   # functions whose globals are not a plain dict ask here
-        return self.kernel[name]
+def _bound(source: str) -> set[str]:
+    """The names a cell's top level binds (assignments, imports, def, class)."""
+    table = symtable.symtable(source, "<answer>", "exec")
+    return {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
 
 
 def _load(ns: dict, cell: dict) -> str | None:
     """Replace the answer's names by the student's (data from their kernel, functions from their
-    source); their other names only where the checks have no such name (checks read theirs)."""
+    source); their other names only where the checks have no such name (checks read theirs).
+
+    The answer's functions look up globals in the kernel, live, as in the student's notebook.
+    Where the answer binds a name the kernel also has (`import math as m` beside the
+    notebook's `m`), one namespace cannot hold both: the answer then runs in a copy of the
+    kernel, so its functions see their `m` (and the kernel as it was at this cell), and the
+    checks keep the notebook's `m`."""
     for name in cell["delete"]:
         ns.pop(name, None)
     values.load(ns, cell["names"], cell["folder"])
     extra: dict = {}
     values.load(extra, cell["extra"], cell["folder"])
-    defined = _AnswerGlobals(ns)
-    defined.update(extra)
+    defined: dict = {}
     if cell["source"]:
         try:
-            exec(compile(cell["source"], "<answer>", "exec"), defined)   # noqa: S102
+            code = compile(cell["source"], "<answer>", "exec")
+            clashes = (_bound(cell["source"]) & ns.keys()) - {*cell["functions"], *cell["names"]}
+            if clashes:
+                own = dict(ns)
+                exec(code, own)   # noqa: S102
+                defined = {name: own[name] for name in _bound(cell["source"]) if name in own}
+            else:
+                exec(code, ns, defined)   # noqa: S102
         except Exception as err:   # noqa: BLE001 - reported as the answer's error
             return _one_line(err)
-    defined.pop("__builtins__", None)
-    for name, value in defined.items():
+    for name, value in [*extra.items(), *defined.items()]:
         if name in cell["functions"] or name not in ns:
             ns[name] = value
     return None

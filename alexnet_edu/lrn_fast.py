@@ -48,7 +48,8 @@ class _Padded:
         self.flat = torch.full((size,), fill, dtype=like.dtype, device=like.device)
         # scratch for the sums of 2, 4, 8, ... channels (shareable: used only inside `window`)
         doublings = (before + after + 1).bit_length() - 1
-        self.sums = sums or [torch.empty_like(self.flat) for _ in range(doublings)]
+        self.sums = sums if sums is not None else [torch.empty_like(self.flat)
+                                                   for _ in range(doublings)]
         self.plans: dict = {}
 
     def rows(self, n: int, flat: torch.Tensor | None = None, shift: int = 0) -> torch.Tensor:

@@ -44,3 +44,21 @@ def test_an_answer_that_raises_reports_its_error_and_binds_nothing(tmp_path):
     error = _load(ns, _cell("import math as m\nx = 1 / 0\n", ["f"], tmp_path))
     assert error == "ZeroDivisionError: division by zero"
     assert "x" not in ns and ns["m"] == 3
+
+
+def test_importing_what_the_kernel_already_has_is_no_clash(tmp_path):
+    """`import math` where the kernel's `math` is that module, a `for _` loop (IPython's own
+    `_`): the answer still runs in the live kernel, so a later change of `scale` is read."""
+    ns = _kernel(math=math, scale=1, _=None)
+    source = ("import math\nfrom math import floor\n\nfor _ in range(2):\n    pass\n\n\n"
+              "def f():\n    return floor(math.sqrt(scale))\n")
+    assert _load(ns, _cell(source, ["f"], tmp_path)) is None
+    ns["scale"] = 49
+    assert ns["f"]() == 7
+
+
+def test_a_name_imported_as_something_else_or_also_assigned_is_a_clash(tmp_path):
+    ns = _kernel(np=math, m=math)
+    source = "import os as np\nimport math as m\nm = 2\n\n\ndef f():\n    return np.sep, m\n"
+    assert _load(ns, _cell(source, ["f"], tmp_path)) is None
+    assert ns["f"]() == ("/", 2) and ns["np"] is math and ns["m"] is math

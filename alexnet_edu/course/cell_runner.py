@@ -43,10 +43,39 @@ def _lenient(shell, source: str) -> None:
         _run(shell, ast.get_source_segment(source, node))
 
 
-def _bound(source: str) -> set[str]:
-    """The names a cell's top level binds (assignments, imports, def, class)."""
+def _bound(source: str) -> dict[str, bool]:
+    """The names a cell's top level binds (assignments, imports, def, class): True where only
+    imports bind it."""
     table = symtable.symtable(source, "<answer>", "exec")
-    return {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    return {s.get_name(): not s.is_assigned() for s in table.get_symbols()
+            if s.is_assigned() or s.is_imported()}
+
+
+_UNKNOWN = object()
+
+
+def _imported(node: ast.Import | ast.ImportFrom) -> list[tuple[str, object]]:
+    """(name, what it will be bound to) per name an import binds; _UNKNOWN where its module is
+    not loaded yet."""
+    if isinstance(node, ast.Import):
+        return [(a.asname or a.name.partition(".")[0],
+                 sys.modules.get(a.name if a.asname else a.name.partition(".")[0], _UNKNOWN))
+                for a in node.names]
+    module = sys.modules.get(node.module or "") if node.level == 0 else None
+    return [(a.asname or a.name, getattr(module, a.name, _UNKNOWN)) for a in node.names]
+
+
+def _clashes(source: str, ns: dict, answer_names: set[str]) -> set[str]:
+    """The names the answer binds to something other than what the kernel holds under them
+    (`import torch` where the kernel's `torch` is that very module is no clash; `_` names, which
+    IPython uses itself, and the answer's own names aside)."""
+    bound = _bound(source)
+    imports = [(name, value is ns.get(name, _UNKNOWN)) for node in ast.walk(ast.parse(source))
+               if isinstance(node, (ast.Import, ast.ImportFrom)) for name, value in _imported(node)]
+    harmless = {name for name, _ in imports} - {name for name, same in imports if not same}
+    return {name for name, only_imported in bound.items()
+            if name in ns and name not in answer_names and not name.startswith("_")
+            and not (only_imported and name in harmless)}
 
 
 def _load(ns: dict, cell: dict) -> str | None:
@@ -67,8 +96,7 @@ def _load(ns: dict, cell: dict) -> str | None:
     if cell["source"]:
         try:
             code = compile(cell["source"], "<answer>", "exec")
-            clashes = (_bound(cell["source"]) & ns.keys()) - {*cell["functions"], *cell["names"]}
-            if clashes:
+            if _clashes(cell["source"], ns, {*cell["functions"], *cell["names"]}):
                 own = dict(ns)
                 exec(code, own)   # noqa: S102
                 defined = {name: own[name] for name in _bound(cell["source"]) if name in own}

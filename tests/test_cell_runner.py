@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from alexnet_edu.course import values
 from alexnet_edu.course.cell_runner import _load
 
 
@@ -47,14 +48,15 @@ def test_an_answer_that_raises_reports_its_error_and_binds_nothing(tmp_path):
 
 
 def test_importing_what_the_kernel_already_has_is_no_clash(tmp_path):
-    """`import math` where the kernel's `math` is that module, a `for _` loop (IPython's own
-    `_`): the answer still runs in the live kernel, so a later change of `scale` is read."""
-    ns = _kernel(math=math, scale=1, _=None)
-    source = ("import math\nfrom math import floor\n\nfor _ in range(2):\n    pass\n\n\n"
-              "def f():\n    return floor(math.sqrt(scale))\n")
+    """`import math` where the kernel's `math` is that module, and a helper the kernel also has
+    but no function reads: the answer still runs in the live kernel (a later `scale` is read,
+    a `global` write lands)."""
+    ns = _kernel(math=math, scale=1, show=print, count=0)
+    source = ("import math\nfrom math import floor\n\n\ndef show(x):\n    pass\n\n\n"
+              "def f():\n    global count\n    count += 1\n    return floor(math.sqrt(scale))\n")
     assert _load(ns, _cell(source, ["f"], tmp_path)) is None
     ns["scale"] = 49
-    assert ns["f"]() == 7
+    assert ns["f"]() == 7 and ns["count"] == 1
 
 
 def test_a_name_imported_as_something_else_or_also_assigned_is_a_clash(tmp_path):
@@ -62,3 +64,21 @@ def test_a_name_imported_as_something_else_or_also_assigned_is_a_clash(tmp_path)
     source = "import os as np\nimport math as m\nm = 2\n\n\ndef f():\n    return np.sep, m\n"
     assert _load(ns, _cell(source, ["f"], tmp_path)) is None
     assert ns["f"]() == ("/", 2) and ns["np"] is math and ns["m"] is math
+
+
+def test_the_answers_other_names_helpers_and_star_imports_are_the_students(tmp_path):
+    """Names the answer cell assigned arrive as data (`extra`); a clash elsewhere must not hide
+    them, a kernel name of the same name must not shadow them; `_` helpers and names from a
+    star import are the student's too."""
+    values.export({"EPS": 1e-3}, ["EPS"], tmp_path)
+    ns = _kernel(EPS=1e-8, m=3, _h=lambda: "kernel", pi=3)
+    source = ("import math as m\nfrom math import *\n\n\ndef _h():\n    return 'student'\n\n\n"
+              "def f():\n    return EPS, m.e, _h(), pi\n")
+    cell = {**_cell(source, ["f"], tmp_path), "extra": ["EPS"]}
+    assert _load(ns, cell) is None
+    assert ns["f"]() == (1e-3, math.e, "student", math.pi)
+    assert (ns["EPS"], ns["m"], ns["_h"](), ns["pi"]) == (1e-8, 3, "kernel", 3)   # the checks'
+    star = _kernel(pi=3)
+    assert _load(star, _cell("from math import *\n\n\ndef g():\n    return pi\n", ["g"],
+                             tmp_path)) is None
+    assert star["g"]() == math.pi and star["pi"] == 3

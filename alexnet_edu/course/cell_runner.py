@@ -43,14 +43,6 @@ def _lenient(shell, source: str) -> None:
         _run(shell, ast.get_source_segment(source, node))
 
 
-def _bound(source: str) -> dict[str, bool]:
-    """The names a cell's top level binds (assignments, imports, def, class): True where only
-    imports bind it."""
-    table = symtable.symtable(source, "<answer>", "exec")
-    return {s.get_name(): not s.is_assigned() for s in table.get_symbols()
-            if s.is_assigned() or s.is_imported()}
-
-
 _UNKNOWN = object()
 
 
@@ -65,17 +57,30 @@ def _imported(node: ast.Import | ast.ImportFrom) -> list[tuple[str, object]]:
     return [(a.asname or a.name, getattr(module, a.name, _UNKNOWN)) for a in node.names]
 
 
-def _clashes(source: str, ns: dict, answer_names: set[str]) -> set[str]:
-    """The names the answer binds to something other than what the kernel holds under them
-    (`import torch` where the kernel's `torch` is that very module is no clash; `_` names, which
-    IPython uses itself, and the answer's own names aside)."""
-    bound = _bound(source)
+def _globals_read(table: symtable.SymbolTable) -> set[str]:
+    """The names the functions (and their nested scopes) in `table` read as globals."""
+    names: set[str] = set()
+    for child in table.get_children():
+        names |= {s.get_name() for s in child.get_symbols() if s.is_global() and s.is_referenced()}
+        names |= _globals_read(child)
+    return names
+
+
+def _clashes(source: str, ns: dict, extra: dict, answer_names: set[str]) -> set[str]:
+    """The names the answer's functions read that the answer binds (its imports and defs in
+    `source`, its other names in `extra`) to something else than the kernel holds under them.
+    Importing the very module the kernel has (`import torch`) is no clash; a star import
+    clashes with every kernel name the functions read."""
+    table = symtable.symtable(source, "<answer>", "exec")
+    top = {s.get_name(): s for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
     imports = [(name, value is ns.get(name, _UNKNOWN)) for node in ast.walk(ast.parse(source))
                if isinstance(node, (ast.Import, ast.ImportFrom)) for name, value in _imported(node)]
-    harmless = {name for name, _ in imports} - {name for name, same in imports if not same}
-    return {name for name, only_imported in bound.items()
-            if name in ns and name not in answer_names and not name.startswith("_")
-            and not (only_imported and name in harmless)}
+    same = {name for name, _ in imports} - {name for name, same in imports if not same}
+    read = _globals_read(table) & ns.keys() - answer_names
+    if any(name == "*" for name, _ in imports):   # binds names unknown until it runs
+        return read
+    return {name for name in read & (top.keys() | extra.keys())
+            if name in extra or top[name].is_assigned() or name not in same}
 
 
 def _load(ns: dict, cell: dict) -> str | None:
@@ -83,9 +88,10 @@ def _load(ns: dict, cell: dict) -> str | None:
     source); their other names only where the checks have no such name (checks read theirs).
 
     The answer's functions look up globals in the kernel, live, as in the student's notebook.
-    Where the answer binds a name the kernel also has (`import math as m` beside the
-    notebook's `m`), one namespace cannot hold both: the answer then runs in a copy of the
-    kernel, so its functions see their `m` (and the kernel as it was at this cell), and the
+    Where they read a name the answer binds and the kernel holds otherwise (`import math as m`
+    beside the notebook's `m`), one namespace cannot hold both: the answer then runs in a copy
+    of the kernel with its own names, so its functions see their `m` (and the rest of the
+    kernel as it was at this cell: later changes and `global` writes stay apart), and the
     checks keep the notebook's `m`."""
     for name in cell["delete"]:
         ns.pop(name, None)
@@ -96,10 +102,11 @@ def _load(ns: dict, cell: dict) -> str | None:
     if cell["source"]:
         try:
             code = compile(cell["source"], "<answer>", "exec")
-            if _clashes(cell["source"], ns, {*cell["functions"], *cell["names"]}):
-                own = dict(ns)
+            if _clashes(cell["source"], ns, extra, {*cell["functions"], *cell["names"]}):
+                own = {**ns, **extra}
                 exec(code, own)   # noqa: S102
-                defined = {name: own[name] for name in _bound(cell["source"]) if name in own}
+                defined = {name: value for name, value in own.items()
+                           if name not in ns or value is not ns[name]}
             else:
                 exec(code, ns, defined)   # noqa: S102
         except Exception as err:   # noqa: BLE001 - reported as the answer's error

@@ -73,14 +73,14 @@ def _clashes(source: str, ns: dict, extra: dict, answer_names: set[str]) -> set[
     clashes with every kernel name the functions read."""
     table = symtable.symtable(source, "<answer>", "exec")
     top = {s.get_name(): s for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
-    imports = [(name, value is ns.get(name, _UNKNOWN)) for node in ast.walk(ast.parse(source))
-               if isinstance(node, (ast.Import, ast.ImportFrom)) for name, value in _imported(node)]
-    same = {name for name, _ in imports} - {name for name, same in imports if not same}
+    imports = [item for node in ast.walk(ast.parse(source))
+               if isinstance(node, (ast.Import, ast.ImportFrom)) for item in _imported(node)]
     read = _globals_read(table) & ns.keys() - answer_names
     if any(name == "*" for name, _ in imports):   # binds names unknown until it runs
         return read
+    other = {name for name, value in imports if value is not ns.get(name, _UNKNOWN)}
     return {name for name in read & (top.keys() | extra.keys())
-            if name in extra or top[name].is_assigned() or name not in same}
+            if name in extra or top[name].is_assigned() or name in other}
 
 
 def _load(ns: dict, cell: dict) -> str | None:

@@ -33,6 +33,22 @@ def _cell_id(nb: dict, starts: str) -> str:
     return next(c["id"] for c in nb["cells"] if "".join(c["source"]).startswith(starts))
 
 
+def _released(tmp_path: Path, cells: list[tuple[str, str]]) -> tuple[Path, dict]:
+    """A solution notebook of `cells` in tmp_path/solutions, and its released (student) form."""
+    solution = tmp_path / "solutions" / "ex.ipynb"
+    solution.parent.mkdir()
+    solution.write_text(json.dumps(notebook(cells)))
+    (released,) = release(solution, tmp_path / "release")
+    return solution, json.loads(released.read_text())
+
+
+def _grade(solution: Path, submissions: Path, out: Path) -> list[dict]:
+    """The grader's rows for every submission, with a 60 s cell timeout."""
+    assert main([str(solution.parent), str(submissions), "--out", str(out),
+                 "--timeout", "60"]) == 0
+    return list(csv.DictReader(out.open()))
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict[tuple[str, str], tuple[bool, str]]:
     tmp = tmp_path_factory.mktemp("grading")
@@ -112,9 +128,7 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
     is 'not (fully) answered'; a check cell made only of hidden tests is put back and run (also
     where the student deleted it, as it is released empty); a hidden
     folder (.ipynb_checkpoints) is not a student; a missing submissions folder is one line."""
-    solution = tmp_path / "solutions" / "ex.ipynb"
-    solution.parent.mkdir()
-    solution.write_text(json.dumps(notebook([
+    solution, student = _released(tmp_path, [
         ("markdown", "### Exercise 1 (easy)\n**Define:** `double`"),
         ("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
         ("code", "from alexnet_edu.notebook.checks import check_equal\n"
@@ -123,9 +137,7 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
         ("code", "### BEGIN SOLUTION\ntriple = 3\n### END SOLUTION"),
         ("code", "### BEGIN HIDDEN TESTS\nfrom alexnet_edu.notebook.checks import check_equal\n"
                  "check_equal('triple', triple, 3)\n### END HIDDEN TESTS"),
-    ])))
-    (released,) = release(solution, tmp_path / "release")
-    student = json.loads(released.read_text())
+    ])
     assert "HIDDEN" not in "".join(student["cells"][5]["source"])
     submissions = tmp_path / "submissions"
     for name in ("ann", ".ipynb_checkpoints"):
@@ -138,10 +150,8 @@ def test_function_stubs_hidden_only_checks_and_hidden_folders(tmp_path, capsys):
     (submissions / "ben").mkdir()
     (submissions / "ben" / "ex.ipynb").write_text(json.dumps(ben))
     out = tmp_path / "grades.csv"
-    assert main([str(solution.parent), str(submissions), "--out", str(out),
-                 "--timeout", "60"]) == 0
     rows = {(r["student"], r["exercise"].split(":")[0].strip()): (r["passed"], r["message"])
-            for r in csv.DictReader(out.open())}
+            for r in _grade(solution, submissions, out)}
     assert rows == {("ann", "Exercise 1 (easy)"): (
                         "0", "not (fully) answered: a function its check calls still raises "
                              "NotImplementedError"),
@@ -159,9 +169,7 @@ def test_an_answer_keeps_its_own_names_and_the_checks_keep_the_notebooks(tmp_pat
     `m = 3`): the student's function sees the student's `m`, as in their own kernel, and the
     check after it still sees the notebook's `m`. Exercise 2: no such clash, and the function
     reads the kernel live (`scale`, set in the check cell, is read when it runs)."""
-    solution = tmp_path / "solutions" / "ex.ipynb"
-    solution.parent.mkdir()
-    solution.write_text(json.dumps(notebook([
+    solution, student = _released(tmp_path, [
         ("code", "m = 3\nscale = 1"),
         ("markdown", "### Exercise 1 (easy)\n**Define:** `area`"),
         ("code", "### BEGIN SOLUTION\nimport math\n\n\ndef area(r):\n"
@@ -174,16 +182,12 @@ def test_an_answer_keeps_its_own_names_and_the_checks_keep_the_notebooks(tmp_pat
                  "    ### END SOLUTION"),
         ("code", "from alexnet_edu.notebook.checks import check_equal\nscale = 2\n"
                  "check_equal('scaled(3)', scaled(3), 6)"),
-    ])))
-    (released,) = release(solution, tmp_path / "release")
-    student = json.loads(released.read_text())
+    ])
     eve = json.loads(json.dumps(student))
     _answer(eve, "cell2", "import math as m\n\n\ndef area(r):\n    return m.pi * r * r\n")
     _answer(eve, "cell5", "def scaled(r):\n    return scale * r\n")
     (tmp_path / "submissions" / "eve").mkdir(parents=True)
     (tmp_path / "submissions" / "eve" / "ex.ipynb").write_text(json.dumps(eve))
-    out = tmp_path / "grades.csv"
-    assert main([str(solution.parent), str(tmp_path / "submissions"), "--out", str(out),
-                 "--timeout", "60"]) == 0
-    rows = [(r["student"], r["passed"], r["message"]) for r in csv.DictReader(out.open())]
+    rows = [(r["student"], r["passed"], r["message"])
+            for r in _grade(solution, tmp_path / "submissions", tmp_path / "grades.csv")]
     assert rows == [("eve", "1", ""), ("eve", "1", "")]

@@ -110,10 +110,17 @@ def nonfinite_loss(value: float, epoch: int, batch: int, dtype: torch.dtype | No
             "capability 8.0 or newer), or in float32 (amp='off'), or lower config.lr")
 
 
-def diverged(loss: float, epoch: int, lr: float) -> str:
-    return (f"the model diverged: its validation loss is {loss} after epoch {epoch + 1} (the "
-            f"training loss was still finite); lower the learning rate (now {lr:g}) and start "
-            "again. best.pt keeps the best finite epoch, if there was one")
+def diverged(loss: float, epoch: int, lr: float, dtype: torch.dtype | None = None) -> str:
+    where = (f"the model diverged: its validation loss is {loss} after epoch {epoch + 1} (the "
+             "training loss was still finite)")
+    keeps = "best.pt keeps the best finite epoch, if there was one"
+    if dtype != torch.float16:
+        return f"{where}; lower the learning rate (now {lr:g}) and start again. {keeps}"
+    # validation runs under the same autocast: an activation or logit past float16's range
+    return (f"{where}. Under float16 autocast, an activation or logit may have overflowed "
+            "float16's range (largest value 65,504): train in bfloat16 (amp='bf16', on a GPU "
+            "of compute capability 8.0 or newer) or float32 (amp='off'), or lower the "
+            f"learning rate (now {lr:g}), and start again. {keeps}")
 
 
 class OutOfMemory(RuntimeError):

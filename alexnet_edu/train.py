@@ -105,12 +105,14 @@ def build_model(splits, image_size: int = 227, seed: int = 0, **overrides) -> Al
 
 def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
         device: str | torch.device | None = None, resume: bool = False,
-        on_epoch_end: Callable[[list[dict]], None] | None = None) -> list[dict]:
+        on_epoch_end: Callable[[list[dict]], bool | None] | None = None) -> list[dict]:
     """Train `model` on ``splits.train``, select on ``splits.val`` (never ``splits.test``), save
     ``run_dir/last.pt`` (+ ``best.pt``, ``history.json``) after every epoch; ``resume=True``
     continues after last.pt's epoch, bit-exactly as a straight run. Ctrl-C stops at once, saying
-    what last.pt holds. `on_epoch_end(history)` runs after each epoch. Returns the history (per
-    epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr, images_per_s, seconds)."""
+    what last.pt holds. `on_epoch_end(history)` runs after each epoch; when it returns True, fit
+    stops there and returns (a time budget, early stopping), and ``resume=True`` goes on later.
+    Returns the history (per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr,
+    images_per_s, seconds)."""
     device = pick_device(verbose=False) if device is None else torch.device(device)
     run_dir = Path(run_dir)
     check_fits(model.config, splits)
@@ -134,7 +136,7 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
                 seconds = time.perf_counter() - start
                 val = evaluate(model, splits.val, plain, device,
                                batch_size=config.eval_batch_size, amp=config.amp)
-                history.append(_row(epoch, sums, val, optimizer, seconds))
+                history.append(_row(epoch, sums, val, optimizer, seconds, dtype))
                 if config.schedule == "plateau":
                     # Section 5: "divide the learning rate by 10 when the validation error
                     # rate stopped improving" - the error rate, not the loss
@@ -143,8 +145,8 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
                     save_run(run_dir, model, splits, config, history, optimizer, scheduler, scaler)
                 done = epoch + 1
                 log.epoch(history[-1])
-                if on_epoch_end is not None:
-                    on_epoch_end(history)
+                if on_epoch_end is not None and on_epoch_end(history):
+                    break
     except torch.OutOfMemoryError:
         raise runlog.out_of_memory(config.batch_size, model.config["image_size"], device) from None
     except KeyboardInterrupt:
@@ -204,11 +206,12 @@ def _prepare(model: AlexNet, config: TrainConfig, device: torch.device) -> tuple
     return optimizer, scheduler, scaler, dtype
 
 
-def _row(epoch: int, sums: dict, val: dict, optimizer, seconds: float) -> dict:
+def _row(epoch: int, sums: dict, val: dict, optimizer, seconds: float,
+         dtype: torch.dtype | None = None) -> dict:
     """The epoch's history row, the training numbers over every process's images."""
     lr = optimizer.param_groups[0]["lr"]
     if not math.isfinite(val["loss"]):
-        raise FloatingPointError(runlog.diverged(val["loss"], epoch, lr))
+        raise FloatingPointError(runlog.diverged(val["loss"], epoch, lr, dtype))
     loss, correct, seen = distributed.sum_across([sums["loss"], sums["correct"], sums["seen"]])
     return {"epoch": epoch + 1, "train_loss": loss / seen, "train_acc": correct / seen,
             "val_loss": val["loss"], "val_acc": val["top1"], "lr": lr,

@@ -150,11 +150,28 @@ def check_resumable(checkpoint: dict, path: str | Path) -> None:
         "batch": (lambda v: v in (None, 0), "absent (a file saved inside an epoch, by an older "
                                             "alexnet-edu, cannot continue here)"),
         "scheduler": (lambda v: isinstance(v, dict), "a dict"),
-        "scaler": (lambda v: v is None or isinstance(v, dict), "a dict"),
+        "scaler": (_scaler_state, "a dict: empty, or a GradScaler's state (finite scale > 0, "
+                                  "growth_factor > 1, backoff_factor in (0, 1), ...)"),
         "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
                     "a list of epoch rows"),
         "train_config": (lambda v: isinstance(v, dict), "a dict"),
         "processes": (lambda v: v is None or (type(v) is int and v >= 1), "a count")}, bad)
+
+
+def _scaler_state(v) -> bool:
+    """None, {} (no loss scaling), or what ``torch.amp.GradScaler.state_dict()`` writes, with
+    values it can go on from (a scale of 0 turns every weight into NaN at the next step)."""
+    if v is None or v == {}:
+        return True
+    finite = (lambda x: type(x) in (int, float) and math.isfinite(x))
+    whole = (lambda x: type(x) is int)
+    return (isinstance(v, dict) and set(v) == {"scale", "growth_factor", "backoff_factor",
+                                               "growth_interval", "_growth_tracker"}
+            and finite(v["scale"]) and v["scale"] > 0
+            and finite(v["growth_factor"]) and v["growth_factor"] > 1
+            and finite(v["backoff_factor"]) and 0 < v["backoff_factor"] < 1
+            and whole(v["growth_interval"]) and v["growth_interval"] >= 1
+            and whole(v["_growth_tracker"]) and v["_growth_tracker"] >= 0)
 
 
 def check_train_config(config) -> None:

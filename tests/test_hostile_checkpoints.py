@@ -140,6 +140,11 @@ def test_damaged_last_pt_is_refused_on_resume(run, data_root, tmp_path, capsys):
     ({"batch": 2}, "'batch' must be absent"),   # saved inside an epoch by an older version
     ({"scheduler": None}, "'scheduler' must be a dict"),
     ({"scaler": "x"}, "'scaler' must be a dict"),
+    ({"scaler": {"scale": 1024.0}}, "'scaler' must be a dict: empty, or a GradScaler's"),
+    ({"scaler": {"scale": 0.0, "growth_factor": 2.0, "backoff_factor": 0.5,   # NaN weights
+                 "growth_interval": 2000, "_growth_tracker": 0}}, "'scaler' must be"),
+    ({"scaler": {"scale": float("inf"), "growth_factor": 2.0, "backoff_factor": 0.5,
+                 "growth_interval": 2000, "_growth_tracker": 0}}, "'scaler' must be"),
     ({"history": ["row"]}, "'history' must be a list of epoch rows"),
     ({"train_config": None}, "'train_config' must be a dict"),
     ({"processes": 0}, "'processes' must be a count")])

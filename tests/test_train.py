@@ -269,6 +269,23 @@ def test_keyboard_interrupt_from_the_callback_keeps_the_finished_epochs(tmp_path
     assert [row["epoch"] for row in history] == [1, 2, 3]
 
 
+def test_a_callback_returning_true_stops_after_that_epoch_and_resume_goes_on(tmp_path):
+    """A time budget or early stopping: not an exception, a finished run that resumes later."""
+    calls = []
+
+    def stop(history):
+        calls.append(len(history))
+        return len(history) == 2
+
+    history = fit(_tiny(), _splits(), TrainConfig(epochs=4, **CFG), tmp_path, "cpu",
+                  on_epoch_end=stop)
+    assert calls == [1, 2] and [row["epoch"] for row in history] == [1, 2]
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+    history = fit(_tiny(), _splits(), TrainConfig(epochs=4, **CFG), tmp_path, "cpu",
+                  resume=True, on_epoch_end=lambda h: None)   # None: go on
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+
+
 def test_a_failing_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint({"format": FORMAT, "epoch": 1}, path)
@@ -597,6 +614,43 @@ def test_a_non_finite_loss_under_float16_names_the_overflow(tmp_path):
         model.classifier[1].weight.fill_(1e4)   # logits far beyond float16's 65,504
     with pytest.raises(FloatingPointError, match=r"float16.*65,504.*bf16.*amp='off'"):
         fit(model, _splits(), TrainConfig(epochs=1, amp="fp16", **CFG), tmp_path, "cpu")
+
+
+class _BigWhenEvaluated(Tiny):
+    """Finite while training; in evaluation, logits past float16's 65,504 (fine in float32)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if self.training else out + 1e5
+
+
+def test_a_validation_loss_overflowing_float16_names_it(tmp_path):
+    """The validation pass runs under the same autocast: its overflow is float16's too."""
+    with pytest.raises(FloatingPointError, match=r"validation loss.*float16.*65,504.*amp='off'"):
+        fit(_BigWhenEvaluated(), _splits(), TrainConfig(epochs=1, amp="fp16", **CFG), tmp_path,
+            "cpu")
+    history = fit(_BigWhenEvaluated(), _splits(), TrainConfig(epochs=1, amp="off", **CFG),
+                  tmp_path / "fp32", "cpu")
+    assert math.isfinite(history[0]["val_loss"])
+
+
+@pytest.mark.parametrize("before, after", [("off", "fp16"), ("fp16", "off")])
+def test_a_resume_keeps_this_runs_optimizer_kernel(tmp_path, monkeypatch, before, after):
+    """optimizer.load_state_dict copies the saved groups' `fused` flag: a float16 resume of a
+    float32 run must still not step with fused SGD (see make_optimizer), and back."""
+    import alexnet_edu.train as train
+
+    fit(_tiny(), _splits(), TrainConfig(epochs=1, amp=before, **CFG), tmp_path, "cpu")
+    seen = []
+    real = train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda model, loader, optimizer, *rest: (
+        seen.append([g["fused"] for g in optimizer.param_groups]),
+        real(model, loader, optimizer, *rest))[1])
+    fit(_tiny(), _splits(), TrainConfig(epochs=2, amp=after, **CFG), tmp_path, "cpu",
+        resume=True)
+    assert seen == [[after != "fp16"] * 2]
+    saved = load_checkpoint(tmp_path / "last.pt")["optimizer"]["param_groups"]
+    assert [g["fused"] for g in saved] == [after != "fp16"] * 2
 
 
 @pytest.mark.parametrize("before, after", [("off", "fp16"), ("fp16", "off"), ("bf16", "fp16")])

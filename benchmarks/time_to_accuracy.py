@@ -121,12 +121,13 @@ def main() -> None:
                                progress=False)
     train_start = time.perf_counter()
 
-    def stop_when_out_of_time(history):
-        # Stop (fit saves and returns) when another epoch like the last would pass the budget.
+    def stop_when_out_of_time(history) -> bool:
+        # True: fit stops (saved) and returns, when another epoch like these would pass the budget
         elapsed = time.perf_counter() - train_start
         if elapsed + elapsed / len(history) > args.budget:
             print(f"stopping after epoch {len(history)}: {elapsed:.0f} s of {args.budget:.0f}")
-            raise KeyboardInterrupt
+            return True
+        return False
 
     with tempfile.TemporaryDirectory() as run:
         history = train.fit(model, splits, config, run, device,

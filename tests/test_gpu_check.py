@@ -3,10 +3,13 @@ CPU, at tiny sizes) writes both reports with every section's numbers."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
+import math
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -94,17 +97,69 @@ def test_memory_tries_doubling_batches_up_to_the_cap(report):
     assert [row["batch"] for row in mem["rows"]] == [2, 4, 8]
     assert all(row["fits"] for row in mem["rows"]) and mem["largest_batch"] == 8
     assert "reached" in mem["stopped"]
+    assert all(row["mib_per_added_image"] is None for row in mem["rows"])   # a CPU: unmeasured
 
 
-def test_distributed_is_skipped_with_the_reason(report):
+def test_memory_with_a_cap_below_the_first_batch_or_no_time_left(gpu_check):
+    cpu = torch.device("cpu")
+    capped = gpu_check.memory(dataclasses.replace(gpu_check.DRY, max_batch=1), cpu, math.inf)
+    assert [row["batch"] for row in capped["rows"]] == [1] and capped["largest_batch"] == 1
+    late = gpu_check.memory(gpu_check.DRY, cpu, deadline=0.0)
+    assert late["rows"] == [] and "budget was used up before batch 2" in late["stopped"]
+
+
+def test_distributed_runs_the_same_code_with_gloo_in_the_dry_run(report):
     section = report[0]["sections"]["distributed"]
-    assert section["status"] == "skipped" and "needs 2" in section["reason"]
+    assert section["status"] == "ok", section
+    assert "gloo" in section["result"]["compared"] and section["result"]["equal"] is True
 
 
 def test_fashion_mnist_run_reports_its_test_top1(report):
     run = report[0]["sections"]["fashion_mnist"]["result"]
     assert 0 <= run["test_top1"] <= 1 and run["test_images"] > 0
     assert run["epochs"] == "1 of 1" and run["image_size"] == 67 and len(run["history"]) == 1
+
+
+def test_the_budget_stops_the_fashion_mnist_run_after_an_epoch(gpu_check, monkeypatch,
+                                                               tmp_path):
+    """An epoch that takes "1000 s" (a shifted clock) of a 500 s budget: fit stops after it,
+    saved, and the section reports one of two epochs (it once escaped as KeyboardInterrupt)."""
+    class Clock:
+        shift = 0.0
+
+        @staticmethod
+        def perf_counter():
+            return time.perf_counter() + Clock.shift
+
+    real_fit = gpu_check.fit
+
+    def fit(*args, on_epoch_end, **kwargs):
+        def slow_epoch(history):
+            Clock.shift += 1000.0
+            return on_epoch_end(history)
+        return real_fit(*args, on_epoch_end=slow_epoch, **kwargs)
+
+    monkeypatch.setattr(gpu_check, "time", Clock)
+    monkeypatch.setattr(gpu_check, "fit", fit)
+    monkeypatch.setattr(gpu_check, "estimate_epoch_seconds", lambda *args, **kwargs: 1.0)
+    report = gpu_check.Report(tmp_path, budget=500, header={
+        "command": "test", "started": "now", "dry_run": True, "device": "cpu"})
+    sizes = dataclasses.replace(gpu_check.DRY, epochs=2)
+    report.section("fashion_mnist", lambda: gpu_check.fashion_mnist(
+        sizes, torch.device("cpu"), tmp_path / "data", True, report.deadline))
+    section = report.data["sections"]["fashion_mnist"]
+    assert section["status"] == "ok", section
+    assert section["result"]["epochs"] == "1 of 2" and len(section["result"]["history"]) == 1
+    assert section["result"]["stopped"].startswith("after epoch 1")
+    assert 0 <= section["result"]["test_top1"] <= 1
+
+
+def test_numbers_out_of_range_are_usage_errors(gpu_check, capsys):
+    for flag, value in (("--max-batch", "0"), ("--epochs", "-1"), ("--budget", "nan"),
+                        ("--budget", "abc")):
+        with pytest.raises(SystemExit) as stop:
+            gpu_check.main(["--dry-run", flag, value])
+        assert stop.value.code == 2 and f"{flag}: must be" in capsys.readouterr().err
 
 
 def test_markdown_has_every_section_and_its_numbers(report):

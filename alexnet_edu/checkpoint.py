@@ -49,8 +49,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     zip archive is checked (torch.load does not: damaged bytes would load as weights)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path} (train one with alexnet_edu.train.fit "
-                                "or notebook 04)")
+        raise FileNotFoundError(f"no checkpoint at {path}: train one (alexnet-edu train "
+                                "--dataset fashion-mnist, notebook 04, or train.fit)")
     check_archive(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)

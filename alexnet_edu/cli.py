@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from . import distributed
 from .checkpoint import check_continues, eval_transform, load_checkpoint, load_model
 from .data import DATASETS, folder_dataset
-from .device import pick_device
+from .device import describe_device, pick_device
 from .evaluation import evaluate, predict
 from .images import image_files, read_image_tensor
 from .model import INITS, VARIANTS, AlexNet
@@ -223,7 +223,7 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
         raise ValueError(f"{run_dir} already holds a run (last.pt); pass --resume to continue it, "
                          "or choose another --out, so that nothing is overwritten")
     resumed, limit, image_size, config = _recipe(args, name, last)
-    device = device or pick_device(args.device)
+    device = device or _pick_device(args.device)
     splits = load_splits(args.dataset, root=args.data_root, profile=args.profile, limit=limit,
                          seed=config.seed)
     model = (AlexNet(**resumed["model_config"]) if resumed else build_model(
@@ -246,15 +246,25 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
     return EXIT_OK
 
 
+def _pick_device(prefer: str | None) -> torch.device:
+    """`pick_device`, said without its hint for notebooks (the profile line said what runs)."""
+    device = pick_device(prefer, verbose=False)
+    print(f"Using {describe_device(device)}")
+    return device
+
+
 def _say_interrupted(args: argparse.Namespace) -> None:
     """What an interrupted command left; for `train` (said by rank 0) the command that goes on:
     --resume where the run folder holds a last.pt (its finished epochs), else the same command."""
     run_dir = getattr(args, "run_dir", None)   # set by `train` before it writes anything
     if run_dir is None or not distributed.is_main():
         return _error("interrupted" + (" (nothing was written)" if run_dir is None else ""))
+    # the profile (from the environment, if not typed) decides where data comes from: pin it
+    typed = any(word.split("=")[0] == "--profile" for word in args.argv)
+    pinned = [] if typed else ["--profile", args.profile]
     if (last := run_dir / "last.pt").is_file():
         text = (f"Interrupted: {_shell_word(last)} holds the run. Continue it exactly with: "
-                f"{_command(args.argv + ([] if args.resume else ['--resume']))}")
+                f"{_command(args.argv + pinned + ([] if args.resume else ['--resume']))}")
     else:
         stage = "its first epoch finished" if hasattr(args, "fitting") else "training started"
         text = (f"Interrupted before {stage}: nothing was saved. Start again with: "
@@ -286,7 +296,9 @@ def _held_out(args: argparse.Namespace, checkpoint: dict):
                              f"{list(split.classes)}: evaluate it on data with the same classes "
                              "(one sub-folder per class, named as in training)")
     else:   # --split all of a named dataset: all its test files
-        split, synthetic = held_out_split(dataset, args.data_root, args.profile, classes=classes,
+        # a run on generated stand-ins (the smoke profile, offline) finds them again in any shell
+        profile = "smoke" if checkpoint.get("synthetic") and args.dataset is None else args.profile
+        split, synthetic = held_out_split(dataset, args.data_root, profile, classes=classes,
                                           split="test" if every else args.split,
                                           recipe=None if every else recipe)
     if every:
@@ -305,7 +317,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Top-1/top-5 accuracy and a per-class precision/recall/F1 table on one split."""
     stdout = sys.stdout   # with --json it carries one JSON object: all chatter goes to stderr
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        device, path = pick_device(args.device), _resolve_checkpoint(args.checkpoint)
+        device, path = _pick_device(args.device), _resolve_checkpoint(args.checkpoint)
         model, checkpoint = load_model(path, device=device)
         dataset, synthetic, split = _held_out(args, checkpoint)
         if args.limit is not None:   # a subset of the held-out split, never a redrawn one
@@ -442,8 +454,9 @@ def _add_train(commands) -> None:
     add("--out", metavar="RUN_DIR", help="run folder for checkpoints (default: runs/<dataset>)")
     add("--resume", action="store_true", help="continue the run in RUN_DIR from last.pt (flags "
         "that would change its architecture, images or recipe are refused)")
-    add("--profile", choices=PROFILES, help="run size: smoke (a quick check), cpu (67 px), full "
-        "(227 px, all images) (default: full on a CUDA GPU, else cpu)")
+    add("--profile", choices=PROFILES, help="run size: smoke (a quick check; offline, generated "
+        "stand-in data), cpu (67 px), full (227 px, all images) (default: $ALEXNET_EDU_PROFILE, "
+        "else smoke under ALEXNET_EDU_SMOKE=1, else full on a CUDA GPU, else cpu)")
     add("--limit", type=_positive_int, metavar="N",
         help="use at most N images per split (default: the profile's)")
     _add_config_flags(add)

@@ -17,6 +17,7 @@ import torchvision
 from torch import Tensor
 
 from .images import DataFileError, TensorImageDataset
+from .settings import REPO_URL
 
 __all__ = ["CLASSES", "FOLDERS", "FILES", "GENERATED_MARKER", "folder", "load", "read_split",
            "missing", "is_standin", "writable"]
@@ -35,6 +36,8 @@ FILES = {"fashion-mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "stl10": ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt",
                    "fold_indices.txt"]}
 GENERATED_MARKER = "ALEXNET_EDU_GENERATED.json"   # beside generated stand-ins (standin.py)
+# where the official files come from: a link, since an installed package has no data/ folder
+DATA_README = f"{REPO_URL}/blob/main/data/README.md"
 _FIX = ("Delete the file(s) and download again (load_splits(..., download=True)), or copy the "
         "official files there.")
 
@@ -147,11 +150,13 @@ def folder(name: str, root: str | Path | None, download: bool,
             except (RuntimeError, OSError) as err:   # offline, proxy, full disk
                 failed = f" and the download failed ({' '.join(str(err).split())[:300]})"
     if absent := missing(name, where, needed):
-        listed = "\n".join(f"  {where / f}" for f in FILES[name])
+        listed = "\n".join(f"  {where / f}" for f in FILES[name][needed])
+        how = (f"download them (load_splits({name!r}, root, download=True))" if not download
+               else "name a data root you can write to" if "read-only" in failed
+               else "try again where the internet is reachable")
         raise FileNotFoundError(f"{name} is not complete in {where}: missing "
                                 f"{', '.join(absent)}{failed}.\nPut the official files there:\n"
-                                f"{listed}\n(see data/README.md), or download them with "
-                                f"load_splits({name!r}, root, download=True).")
+                                f"{listed}\n(see {DATA_README}), or {how}.")
     return where
 
 

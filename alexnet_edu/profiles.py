@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from . import data, heldout
-from .official import FILES, FOLDERS, missing
+from .official import DATA_README, FILES, FOLDERS, missing
 from .settings import PROJECT_ROOT, data_root, shown_path, smoke_mode
 from .standin import provide_standins
 from .train import TrainConfig
@@ -161,14 +161,17 @@ def _with_policy(read, dataset, root, download, profile, **kwargs):
     try:
         return read(name, root, download=download, **kwargs)
     except FileNotFoundError as err:
-        if not smoke_mode() or not root.is_dir():   # a data root that is not there stays an error
+        # stand-ins in the smoke profile, however chosen (ALEXNET_EDU_SMOKE=1, --profile smoke)
+        standins = smoke_mode() or profile == "smoke"
+        if not standins or not root.is_dir():   # a data root that is not there stays an error
             hint = (f"The data root {root} is {named or 'the default, data/'}: set "
-                    "ALEXNET_EDU_DATA to the folder that holds the datasets, or "
-                    "ALEXNET_EDU_SMOKE=1 to try the notebooks on small generated stand-ins.")
+                    "ALEXNET_EDU_DATA to the folder that holds the datasets, or use the smoke "
+                    "profile (ALEXNET_EDU_SMOKE=1; on the command line --profile smoke) to try "
+                    "the code on small generated stand-ins.")
             if name == "stl10" and not download:
                 hint += (f" The {profile} profile does not start STL-10's "
-                         f"{data.STL10_DOWNLOAD_GB} GB download: pass download=True, or set "
-                         "ALEXNET_EDU_PROFILE=full.")
+                         f"{data.STL10_DOWNLOAD_GB} GB download: pass download=True (on the "
+                         "command line --profile full), or set ALEXNET_EDU_PROFILE=full.")
             raise FileNotFoundError(f"{err}\n{hint}") from None
     return read(name, provide_standins(name, root), download=False, **kwargs)
 
@@ -193,7 +196,7 @@ def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:
         print(f"{name} is not here: {where}/{FOLDERS[name].as_posix()}/ lacks "
               f"{', '.join(missing(name, folder) or FILES[name][:4])}{failed}. Get it with "
               f"profiles.load_splits({name!r}, download=True) ({size}), or copy the official "
-              "files there (data/README.md). The cells that need it skip.")
+              f"files there ({DATA_README}). The cells that need it skip.")
         return None
 
 

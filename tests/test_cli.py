@@ -314,3 +314,27 @@ def test_predict_real_stl10_images(real_stl10_sample, data_root, tmp_path, capsy
         probabilities = [item["probability"] for item in row["top"]]
         assert len(set(names)) == 3 and set(names) <= set(STL10_CLASSES)
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
+
+
+def test_the_smoke_profile_flag_trains_and_evaluates_on_stand_ins_offline(tmp_path, monkeypatch,
+                                                                           capsys):
+    """A newcomer offline types --profile smoke (not ALEXNET_EDU_SMOKE=1): it trains on generated
+    stand-ins, and the printed evaluate command finds them again in a shell without smoke."""
+    from urllib.error import URLError
+
+    def offline(*args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", offline)
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "0")
+    monkeypatch.delenv("ALEXNET_EDU_PROFILE", raising=False)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("ALEXNET_EDU_DATA", str(tmp_path / "data"))
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "fashion-mnist", "--profile", "smoke", "--out", str(out),
+                 "--limit", "24", "--batch-size", "8", "--epochs", "1", "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    assert "(generated stand-in data)" in said and "training notebooks" not in said
+    evaluate = said.split("Next: ", 1)[1].split()
+    assert main([*evaluate[1:], "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["synthetic"] is True

@@ -397,13 +397,31 @@ def test_missing_dataset_offline_names_the_files(tmp_path, monkeypatch):
             load_splits("stl10", root=read_only, download=True)
     finally:
         read_only.chmod(0o755)
-    for name, file in (("fashion-mnist", "train-labels-idx1-ubyte"), ("stl10", "fold_indices.txt")):
+    for name, file in (("fashion-mnist", "train-labels-idx1-ubyte"), ("stl10", "test_y.bin")):
         with pytest.raises(FileNotFoundError, match="download failed") as err:
             load_splits(name, root=tmp_path / "offline", download=True)
         assert file in str(err.value) and "ALEXNET_EDU" not in str(err.value)   # no policy here
+        assert "fold_indices.txt" not in str(err.value)   # lists the files it reads, no others
+        assert "try again where the internet is reachable" in str(err.value)
         with pytest.raises(FileNotFoundError, match="download failed") as err:   # the edge's
             profiles.load_splits(name, root=tmp_path / "offline", download=True)
         assert file in str(err.value) and "ALEXNET_EDU_SMOKE" in str(err.value)
+
+
+def test_the_smoke_profile_however_chosen_falls_back_to_stand_ins(tmp_path, monkeypatch):
+    """--profile smoke or ALEXNET_EDU_PROFILE=smoke is smoke mode too (not only
+    ALEXNET_EDU_SMOKE=1): offline it trains on stand-ins. Other profiles stay an error that
+    names every way to the stand-ins."""
+    monkeypatch.setattr(standin, "SMOKE_GENERATED_SIZES", (60, 20))      # keep the test quick
+    (tmp_path / "data-root").mkdir()
+    assert profiles.load_splits("fashion-mnist", download=False, profile="smoke",
+                                limit=30).synthetic
+    monkeypatch.setenv("ALEXNET_EDU_PROFILE", "smoke")
+    assert profiles.load_splits("fashion-mnist", download=False, limit=30).synthetic
+    monkeypatch.setenv("ALEXNET_EDU_PROFILE", "cpu")
+    with pytest.raises(FileNotFoundError, match=r"ALEXNET_EDU_SMOKE=1; on the command line "
+                                                r"--profile smoke"):
+        profiles.load_splits("fashion-mnist", download=False, limit=30)
 
 
 def test_the_core_needs_a_root_and_never_substitutes_stand_ins(tmp_path, monkeypatch):

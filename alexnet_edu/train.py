@@ -110,7 +110,8 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
     ``run_dir/last.pt`` (+ ``best.pt``, ``history.json``) after every epoch; ``resume=True``
     continues after last.pt's epoch, bit-exactly as a straight run. Ctrl-C stops at once, saying
     what last.pt holds. `on_epoch_end(history)` runs after each epoch; when it returns True, fit
-    stops there and returns (a time budget, early stopping), and ``resume=True`` goes on later.
+    stops there and returns (a time budget, early stopping), and ``resume=True`` goes on later;
+    under data parallelism every process must decide alike (else the others wait forever).
     Returns the history (per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr,
     images_per_s, seconds)."""
     device = pick_device(verbose=False) if device is None else torch.device(device)

@@ -224,8 +224,9 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
                          "or choose another --out, so that nothing is overwritten")
     resumed, limit, image_size, config = _recipe(args, name, last)
     device = device or _pick_device(args.device)
+    # a run trained on generated stand-ins goes on with them in a shell without smoke mode
     splits = load_splits(args.dataset, root=args.data_root, profile=args.profile, limit=limit,
-                         seed=config.seed)
+                         seed=config.seed, standins=bool(resumed and resumed.get("synthetic")))
     model = (AlexNet(**resumed["model_config"]) if resumed else build_model(
         splits, seed=config.seed, **{**_model_flags(args), "image_size": image_size}))
     c = model.config
@@ -268,7 +269,7 @@ def _say_interrupted(args: argparse.Namespace) -> None:
     else:
         stage = "its first epoch finished" if hasattr(args, "fitting") else "training started"
         text = (f"Interrupted before {stage}: nothing was saved. Start again with: "
-                f"{_command(args.argv)}")
+                f"{_command(args.argv + pinned)}")
     print(text, file=sys.stderr)
 
 
@@ -296,9 +297,11 @@ def _held_out(args: argparse.Namespace, checkpoint: dict):
                              f"{list(split.classes)}: evaluate it on data with the same classes "
                              "(one sub-folder per class, named as in training)")
     else:   # --split all of a named dataset: all its test files
-        # a run on generated stand-ins (the smoke profile, offline) finds them again in any shell
-        profile = "smoke" if checkpoint.get("synthetic") and args.dataset is None else args.profile
-        split, synthetic = held_out_split(dataset, args.data_root, profile, classes=classes,
+        # a run on generated stand-ins (smoke mode, offline) is scored on them again in a shell
+        # without smoke mode (real files hold other images: its split would not match)
+        standins = bool(checkpoint.get("synthetic")) and args.dataset is None
+        split, synthetic = held_out_split(dataset, args.data_root, args.profile, standins,
+                                          classes=classes,
                                           split="test" if every else args.split,
                                           recipe=None if every else recipe)
     if every:
@@ -454,9 +457,10 @@ def _add_train(commands) -> None:
     add("--out", metavar="RUN_DIR", help="run folder for checkpoints (default: runs/<dataset>)")
     add("--resume", action="store_true", help="continue the run in RUN_DIR from last.pt (flags "
         "that would change its architecture, images or recipe are refused)")
-    add("--profile", choices=PROFILES, help="run size: smoke (a quick check; offline, generated "
-        "stand-in data), cpu (67 px), full (227 px, all images) (default: $ALEXNET_EDU_PROFILE, "
-        "else smoke under ALEXNET_EDU_SMOKE=1, else full on a CUDA GPU, else cpu)")
+    add("--profile", choices=PROFILES, help="run size: smoke (a quick check; with "
+        "ALEXNET_EDU_SMOKE=1, generated stand-ins for data not on disk), cpu (67 px), full (227 "
+        "px, all images) (default: $ALEXNET_EDU_PROFILE, else smoke under ALEXNET_EDU_SMOKE=1, "
+        "else full on a CUDA GPU, else cpu)")
     add("--limit", type=_positive_int, metavar="N",
         help="use at most N images per split (default: the profile's)")
     _add_config_flags(add)

@@ -140,20 +140,25 @@ def folder(name: str, root: str | Path | None, download: bool,
             f"the data root {root} {state}: create it (mkdir -p {root}) or name the folder that "
             "holds the datasets. Nothing was created or downloaded.")
     where, failed = root / FOLDERS[name], ""
+    how = f"download them (load_splits({name!r}, root, download=True))"
     if download and missing(name, where, needed):
         if not writable(root):
             failed = f" ({root} is read-only, so nothing was downloaded)"
+            how = "name a data root you can write to"
         else:
             try:   # torchvision's dataset classes know the URLs and checksums
                 {"fashion-mnist": torchvision.datasets.FashionMNIST,
                  "stl10": torchvision.datasets.STL10}[name](str(root), download=True)
             except (RuntimeError, OSError) as err:   # offline, proxy, full disk
                 failed = f" and the download failed ({' '.join(str(err).split())[:300]})"
+                # torchvision words an unreachable server as urlopen's error
+                how = ("try again where the internet is reachable" if "urlopen" in str(err)
+                       or "Name or service" in str(err) else "fix what stopped the download "
+                       "(above) and try again")
+            else:
+                how = "download them again: not every file arrived"
     if absent := missing(name, where, needed):
         listed = "\n".join(f"  {where / f}" for f in FILES[name][needed])
-        how = (f"download them (load_splits({name!r}, root, download=True))" if not download
-               else "name a data root you can write to" if "read-only" in failed
-               else "try again where the internet is reachable")
         raise FileNotFoundError(f"{name} is not complete in {where}: missing "
                                 f"{', '.join(absent)}{failed}.\nPut the official files there:\n"
                                 f"{listed}\n(see {DATA_README}), or {how}.")

@@ -133,21 +133,26 @@ def runs_dir(profile: str | None = None) -> Path:
 
 def load_splits(dataset: str | Path, root: str | Path | None = None,
                 download: bool | None = None, profile: str | None = None,
-                **kwargs) -> data.Splits:
+                standins: bool = False, **kwargs) -> data.Splits:
     """`data.load_splits` with this machine's policy: root None is `settings.data_root()`;
     download None fetches Fashion-MNIST always, STL-10 (2.6 GB) only in the full profile; in
-    smoke mode, files that are not here are replaced by generated stand-ins (and it says so)."""
-    return _with_policy(data.load_splits, dataset, root, download, profile, **kwargs)
+    smoke mode, files that are not here are replaced by generated stand-ins (and it says so).
+    `standins`: a run trained on generated stand-ins (resumed): no download, and stand-ins
+    where the files are not here, as in smoke mode."""
+    return _with_policy(data.load_splits, dataset, root, download, profile, **kwargs,
+                        standins=standins)
 
 
 def held_out_split(dataset: str | Path, root: str | Path | None = None,
-                   profile: str | None = None, **kwargs):
+                   profile: str | None = None, standins: bool = False, **kwargs):
     """`heldout.held_out_split` (a run's held-out split: split, recipe, classes), checked, with
-    the policy of `load_splits`."""
-    return _with_policy(heldout.held_out_split, dataset, root, None, profile, **kwargs)
+    the policy of `load_splits`; `standins`: the run trained on generated stand-ins, so no
+    download, and stand-ins where the files are not here (real files hold other images)."""
+    return _with_policy(heldout.held_out_split, dataset, root, None, profile, **kwargs,
+                        standins=standins)
 
 
-def _with_policy(read, dataset, root, download, profile, **kwargs):
+def _with_policy(read, dataset, root, download, profile, standins: bool = False, **kwargs):
     name = data.dataset_key(dataset)
     if name not in data.DATASETS:   # a folder of images: its path says everything
         return read(dataset, **kwargs)
@@ -158,22 +163,26 @@ def _with_policy(read, dataset, root, download, profile, **kwargs):
         root.mkdir(parents=True, exist_ok=True)
     profile = profile or current_profile().name
     download = name != "stl10" or profile == "full" if download is None else download
+    download = download and not standins   # real files would not be the run's images
     try:
         return read(name, root, download=download, **kwargs)
     except FileNotFoundError as err:
-        # stand-ins in the smoke profile, however chosen (ALEXNET_EDU_SMOKE=1, --profile smoke)
-        standins = smoke_mode() or profile == "smoke"
-        if not standins or not root.is_dir():   # a data root that is not there stays an error
+        # stand-ins under ALEXNET_EDU_SMOKE=1 (or for a run trained on them) only: the smoke
+        # *profile* is a size, and a student (tests/test_newcomer.py) must meet a missing
+        # dataset as it is
+        if not (smoke_mode() or standins) or not root.is_dir():   # a root not there: an error
             hint = (f"The data root {root} is {named or 'the default, data/'}: set "
-                    "ALEXNET_EDU_DATA to the folder that holds the datasets, or use the smoke "
-                    "profile (ALEXNET_EDU_SMOKE=1; on the command line --profile smoke) to try "
-                    "the code on small generated stand-ins.")
+                    "ALEXNET_EDU_DATA to the folder that holds the datasets, or "
+                    "ALEXNET_EDU_SMOKE=1 to try the code on small generated stand-ins (the smoke "
+                    "profile alone, --profile smoke, only makes the run small).")
             if name == "stl10" and not download:
                 hint += (f" The {profile} profile does not start STL-10's "
                          f"{data.STL10_DOWNLOAD_GB} GB download: pass download=True (on the "
                          "command line --profile full), or set ALEXNET_EDU_PROFILE=full.")
             raise FileNotFoundError(f"{err}\n{hint}") from None
-    return read(name, provide_standins(name, root), download=False, **kwargs)
+    why = f"The run trained on generated stand-ins: {name} is not in {root / FOLDERS[name]}"
+    return read(name, provide_standins(name, root, why if standins else None), download=False,
+                **kwargs)
 
 
 def try_load(dataset: str | Path, **kwargs) -> data.Splits | None:

@@ -119,8 +119,9 @@ def _generated_root(root: Path) -> Path:
     raise PermissionError(f"no writable folder for generated stand-in data among {candidates}")
 
 
-def provide_standins(name: str, root: Path) -> Path:
-    """The data root of stand-ins for `name`, made once in a writable folder; says so."""
+def provide_standins(name: str, root: Path, why: str | None = None) -> Path:
+    """The data root of stand-ins for `name`, made once in a writable folder; says so (and
+    `why`, default: not found under `root`)."""
     gen_root = _generated_root(root)
     folder = gen_root / FOLDERS[name]
     n_train, n_test = SMOKE_GENERATED_SIZES
@@ -129,7 +130,8 @@ def provide_standins(name: str, root: Path) -> Path:
     if not reuse:
         generate = generate_fashion_mnist if name == "fashion-mnist" else generate_stl10
         generate(gen_root, n_train, n_test, seed=0)
-    print(f"Smoke mode: {name} not found in {root / FOLDERS[name]} (offline); "
+    why = why or f"Smoke mode: {name} not found in {root / FOLDERS[name]}"
+    print(f"{why}; "
           f"{'using' if reuse else 'generated'} synthetic stand-in data in the official format "
           f"in {folder}. Numbers on it say nothing about the real dataset.")
     return gen_root

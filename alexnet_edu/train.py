@@ -146,7 +146,11 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
                     save_run(run_dir, model, splits, config, history, optimizer, scheduler, scaler)
                 done = epoch + 1
                 log.epoch(history[-1])
-                if on_epoch_end is not None and on_epoch_end(history):
+                # `is True`: a callback that returns something else (a figure) must not stop
+                if on_epoch_end is not None and on_epoch_end(history) is True:
+                    if distributed.is_main():
+                        print(f"Stopped after epoch {done} of {config.epochs} by on_epoch_end; "
+                              "fit(..., resume=True) goes on")
                     break
     except torch.OutOfMemoryError:
         raise runlog.out_of_memory(config.batch_size, model.config["image_size"], device) from None

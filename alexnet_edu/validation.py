@@ -165,7 +165,8 @@ def _scaler_state(v) -> bool:
         return True
     finite = (lambda x: type(x) in (int, float) and math.isfinite(x))
     whole = (lambda x: type(x) is int)
-    return (isinstance(v, dict) and set(v) == {"scale", "growth_factor", "backoff_factor",
+    # >=: a later torch may save more keys
+    return (isinstance(v, dict) and set(v) >= {"scale", "growth_factor", "backoff_factor",
                                                "growth_interval", "_growth_tracker"}
             and finite(v["scale"]) and v["scale"] > 0
             and finite(v["growth_factor"]) and v["growth_factor"] > 1

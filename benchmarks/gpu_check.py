@@ -50,6 +50,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -492,7 +493,7 @@ def same_weights(one: Path, two: Path, rtol: float = 1e-3, atol: float = 1e-5) -
             "equal": close}
 
 
-def data_parallel(device: torch.device) -> dict:
+def data_parallel(device: torch.device, deadline: float) -> dict:
     """On two GPUs or more, NCCL; in the dry run (`device` the CPU) the same code with gloo."""
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     if device.type == "cuda" and gpus < 2:
@@ -506,9 +507,11 @@ def data_parallel(device: torch.device) -> dict:
         root = Path(folder)
         standin.generate_fashion_mnist(root / "data", n_train=80, n_test=20, seed=0)
         for processes, batch in ((1, 16), (2, 8)):   # 32 images: 2 steps of 16 in both
+            # a hung process group must not hold the check past its budget (60 s at least)
             launch(processes, [*common, "--data-root", str(root / "data"), "--batch-size",
                                str(batch), "--out", str(root / str(processes))],
-                   env={"ALEXNET_EDU_PROFILE": "smoke"})
+                   env={"ALEXNET_EDU_PROFILE": "smoke"},
+                   timeout=max(deadline - time.perf_counter(), 60))
         result = {"gpus": gpus, "compared": f"torchrun 2 processes x batch 8 ({backend}) "
                   "against 1 process x batch 16", **same_weights(root / "1" / "last.pt",
                                                                  root / "2" / "last.pt")}
@@ -529,6 +532,8 @@ def fashion_mnist_splits(root: Path, limit: int | None, dry: bool):
         return load_data(limit)
     if not any(raw.glob("train-images-idx3-ubyte*")):
         print(f"Fashion-MNIST is not in {raw}: downloading it there (30 MB)", flush=True)
+        # a machine that drops packets to the internet must not hang the check past its budget
+        socket.setdefaulttimeout(30)
     return load_splits("fashion-mnist", root=root, limit=limit, download=True), str(raw)
 
 
@@ -713,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     report.section("throughput", lambda: throughput(sizes, device, report.deadline))
     report.section("lrn_share", lambda: lrn_share(sizes, device, report.deadline))
     report.section("memory", lambda: memory(sizes, device, report.deadline))
-    report.section("distributed", lambda: data_parallel(device))
+    report.section("distributed", lambda: data_parallel(device, report.deadline))
     report.section("fashion_mnist", lambda: fashion_mnist(sizes, device, root, args.dry_run,
                                                           report.deadline))
     print(f"\nwrote {args.out / 'gpu_check.md'} and {args.out / 'gpu_check.json'}"

@@ -316,10 +316,11 @@ def test_predict_real_stl10_images(real_stl10_sample, data_root, tmp_path, capsy
         assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
 
 
-def test_the_smoke_profile_flag_trains_and_evaluates_on_stand_ins_offline(tmp_path, monkeypatch,
-                                                                           capsys):
-    """A newcomer offline types --profile smoke (not ALEXNET_EDU_SMOKE=1): it trains on generated
-    stand-ins, and the printed evaluate command finds them again in a shell without smoke."""
+def test_a_run_on_stand_ins_resumes_and_evaluates_on_them_in_any_shell(tmp_path, monkeypatch,
+                                                                        capsys):
+    """A newcomer offline: --profile smoke alone is an error that names ALEXNET_EDU_SMOKE=1;
+    with it the run trains on generated stand-ins, and --resume and the printed evaluate command
+    find them again in a shell without it."""
     from urllib.error import URLError
 
     def offline(*args, **kwargs):
@@ -331,10 +332,17 @@ def test_the_smoke_profile_flag_trains_and_evaluates_on_stand_ins_offline(tmp_pa
     (tmp_path / "data").mkdir()
     monkeypatch.setenv("ALEXNET_EDU_DATA", str(tmp_path / "data"))
     out = tmp_path / "run"
-    assert main(["train", "--dataset", "fashion-mnist", "--profile", "smoke", "--out", str(out),
-                 "--limit", "24", "--batch-size", "8", "--epochs", "1", "--device", "cpu"]) == 0
+    argv = ["train", "--dataset", "fashion-mnist", "--profile", "smoke", "--out", str(out),
+            "--limit", "24", "--batch-size", "8", "--device", "cpu"]
+    assert main([*argv, "--epochs", "1"]) == 2
+    assert "ALEXNET_EDU_SMOKE=1 to try the code" in _one_error(capsys.readouterr().err)
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
+    assert main([*argv, "--epochs", "1"]) == 0
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "0")
+    assert main([*argv, "--epochs", "2", "--resume"]) == 0
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
     said = capsys.readouterr().out
     assert "(generated stand-in data)" in said and "training notebooks" not in said
-    evaluate = said.split("Next: ", 1)[1].split()
+    evaluate = said.rsplit("Next: ", 1)[1].splitlines()[0].split()
     assert main([*evaluate[1:], "--device", "cpu", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["synthetic"] is True

@@ -408,20 +408,33 @@ def test_missing_dataset_offline_names_the_files(tmp_path, monkeypatch):
         assert file in str(err.value) and "ALEXNET_EDU_SMOKE" in str(err.value)
 
 
-def test_the_smoke_profile_however_chosen_falls_back_to_stand_ins(tmp_path, monkeypatch):
-    """--profile smoke or ALEXNET_EDU_PROFILE=smoke is smoke mode too (not only
-    ALEXNET_EDU_SMOKE=1): offline it trains on stand-ins. Other profiles stay an error that
-    names every way to the stand-ins."""
+def test_a_download_that_fails_for_another_reason_does_not_blame_the_network(tmp_path,
+                                                                            monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", full_disk)
+    with pytest.raises(FileNotFoundError, match="No space left") as err:
+        load_splits("fashion-mnist", root=tmp_path, download=True)
+    assert "fix what stopped the download" in str(err.value)
+    assert "internet" not in str(err.value)
+
+
+def test_the_smoke_profile_alone_is_a_size_not_stand_ins(tmp_path, monkeypatch):
+    """--profile smoke (ALEXNET_EDU_PROFILE=smoke) without ALEXNET_EDU_SMOKE=1 meets a missing
+    dataset as a student does (tests/test_newcomer.py relies on it), and the error says which
+    switch gives stand-ins; `standins=True` (a stand-in run, resumed) takes them at once."""
     monkeypatch.setattr(standin, "SMOKE_GENERATED_SIZES", (60, 20))      # keep the test quick
     (tmp_path / "data-root").mkdir()
-    assert profiles.load_splits("fashion-mnist", download=False, profile="smoke",
+    with pytest.raises(FileNotFoundError, match=r"ALEXNET_EDU_SMOKE=1 to try the code.*"
+                                                r"--profile smoke, only makes the run small"):
+        profiles.load_splits("fashion-mnist", download=False, profile="smoke", limit=30)
+    assert not (tmp_path / "data-root" / "generated").exists()
+    assert profiles.load_splits("fashion-mnist", download=True, standins=True,   # no download
                                 limit=30).synthetic
-    monkeypatch.setenv("ALEXNET_EDU_PROFILE", "smoke")
-    assert profiles.load_splits("fashion-mnist", download=False, limit=30).synthetic
-    monkeypatch.setenv("ALEXNET_EDU_PROFILE", "cpu")
-    with pytest.raises(FileNotFoundError, match=r"ALEXNET_EDU_SMOKE=1; on the command line "
-                                                r"--profile smoke"):
-        profiles.load_splits("fashion-mnist", download=False, limit=30)
+    monkeypatch.setenv("ALEXNET_EDU_SMOKE", "1")
+    assert profiles.load_splits("fashion-mnist", download=False, profile="cpu",
+                                limit=30).synthetic
 
 
 def test_the_core_needs_a_root_and_never_substitutes_stand_ins(tmp_path, monkeypatch):

@@ -159,6 +159,10 @@ def test_crafted_resume_fields_are_one_line_on_resume(changes, named, run, data_
     with pytest.raises(ValueError, match="cannot continue the run exactly"):
         check_resumable(torch.load(out / "last.pt", weights_only=True), out / "last.pt")
     check_resumable(torch.load(run / "last.pt", weights_only=True), run / "last.pt")   # intact
+    later_torch = {"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5,
+                   "growth_interval": 2000, "_growth_tracker": 3, "a_new_key": 1}
+    check_resumable({**torch.load(run / "last.pt", weights_only=True), "scaler": later_torch},
+                    run / "last.pt")   # a key more (a later torch's) is no damage
 
 
 @pytest.mark.parametrize("content, said", [
@@ -304,7 +308,8 @@ def test_ctrl_c_before_anything_is_saved_offers_no_resume(module, name, said, da
     err = capsys.readouterr().err
     assert f"{said}: nothing was saved" in err and "Traceback" not in err
     assert "--resume" not in err
-    assert shlex.split(err.split("Start again with: ", 1)[1].splitlines()[0])[1:] == argv
+    again = shlex.split(err.split("Start again with: ", 1)[1].splitlines()[0])[1:]
+    assert again[:len(argv)] == argv and again[len(argv):][0] == "--profile"   # pinned
     assert not out.exists()
     monkeypatch.undo()
     assert main(argv) == 0                             # as printed, it starts the run

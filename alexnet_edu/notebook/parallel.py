@@ -10,16 +10,17 @@ __all__ = ["launch"]
 
 
 def launch(processes: int, train_args: list[str], threads: int = 1,
-           env: dict[str, str] | None = None) -> str:
+           env: dict[str, str] | None = None, timeout: float | None = None) -> str:
     """Run ``alexnet-edu train *train_args`` in `processes` processes on this machine (torchrun
-    for more than one) and return its output; RuntimeError with the end of stderr if it fails.
-    For notebook 11 and the tests: CPU processes talking through gloo."""
+    for more than one) and return its output; RuntimeError with the end of stderr if it fails,
+    subprocess.TimeoutExpired after `timeout` seconds. For notebook 11 and the tests: CPU
+    processes talking through gloo."""
     command = [sys.executable, "-m", "alexnet_edu", "train", *train_args]
     if processes > 1:
         command[1:1] = ["-m", "torch.distributed.run", "--standalone",
                         f"--nproc_per_node={processes}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}   # they share the cores
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         # the processes' own messages come first, torchrun's summary of who failed last
         said = done.stderr if len(done.stderr) <= 3000 else (

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, validation
 from .files import shown_path, write_atomic
 from .model import AlexNet
 from .transforms import BatchTransform
@@ -138,12 +138,7 @@ def start_run(run_dir: Path, resume: bool, model: AlexNet, classes: Sequence[str
     check_resumable(checkpoint, last)
     check_continues(checkpoint, model.config, classes, config, distributed.world_size())
     model.load_state_dict(checkpoint["model"])
-    # load_state_dict takes the saved groups' settings, the kernel flags too: keep this run's
-    # (make_optimizer: no fused SGD under float16, whatever precision the saved run used)
-    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict(checkpoint["optimizer"])
-    for group, flags in zip(optimizer.param_groups, kernels):
-        group.update(flags)
+    optimizer.load_state_dict(validation.with_this_runs_kernels(checkpoint["optimizer"], optimizer))
     scheduler.load_state_dict(checkpoint["scheduler"])
     # --amp may change at a resume: a float16 scaler after a run without one starts fresh (its
     # first steps find the scale again); one that is off now has nothing to load

@@ -17,7 +17,6 @@ import torchvision
 from torch import Tensor
 
 from .images import DataFileError, TensorImageDataset
-from .settings import REPO_URL
 
 __all__ = ["CLASSES", "FOLDERS", "FILES", "GENERATED_MARKER", "folder", "load", "read_split",
            "missing", "is_standin", "writable"]
@@ -36,8 +35,6 @@ FILES = {"fashion-mnist": ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "stl10": ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt",
                    "fold_indices.txt"]}
 GENERATED_MARKER = "ALEXNET_EDU_GENERATED.json"   # beside generated stand-ins (standin.py)
-# where the official files come from: a link, since an installed package has no data/ folder
-DATA_README = f"{REPO_URL}/blob/main/data/README.md"
 _FIX = ("Delete the file(s) and download again (load_splits(..., download=True)), or copy the "
         "official files there.")
 
@@ -161,7 +158,7 @@ def folder(name: str, root: str | Path | None, download: bool,
         listed = "\n".join(f"  {where / f}" for f in FILES[name][needed])
         raise FileNotFoundError(f"{name} is not complete in {where}: missing "
                                 f"{', '.join(absent)}{failed}.\nPut the official files there:\n"
-                                f"{listed}\n(see {DATA_README}), or {how}.")
+                                f"{listed}\nor {how}.")
     return where
 
 

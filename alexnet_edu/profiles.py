@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 
 from . import data, heldout
-from .official import DATA_README, FILES, FOLDERS, missing
-from .settings import PROJECT_ROOT, data_root, shown_path, smoke_mode
+from .official import FILES, FOLDERS, missing
+from .settings import PROJECT_ROOT, REPO_URL, data_root, shown_path, smoke_mode
 from .standin import provide_standins
 from .train import TrainConfig
 
@@ -22,6 +22,8 @@ __all__ = ["PROFILES", "Profile", "RunSize", "current_profile", "run_size",
            "SIZES", "runs_dir", "load_splits", "held_out_split", "try_load", "stl10_source"]
 
 PROFILES = ("smoke", "cpu", "full")
+# where the official files come from: a link, since an installed package has no data/ folder
+DATA_README = f"{REPO_URL}/blob/main/data/README.md"
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,8 @@ def _with_policy(read, dataset, root, download, profile, standins: bool = False,
         # *profile* is a size, and a student (tests/test_newcomer.py) must meet a missing
         # dataset as it is
         if not (smoke_mode() or standins) or not root.is_dir():   # a root not there: an error
-            hint = (f"The data root {root} is {named or 'the default, data/'}: set "
+            hint = (f"The files and where to get them: {DATA_README}. "
+                    f"The data root {root} is {named or 'the default, data/'}: set "
                     "ALEXNET_EDU_DATA to the folder that holds the datasets, or "
                     "ALEXNET_EDU_SMOKE=1 to try the code on small generated stand-ins (the smoke "
                     "profile alone, --profile smoke, only makes the run small).")

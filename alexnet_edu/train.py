@@ -109,11 +109,8 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
     """Train `model` on ``splits.train``, select on ``splits.val`` (never ``splits.test``), save
     ``run_dir/last.pt`` (+ ``best.pt``, ``history.json``) after every epoch; ``resume=True``
     continues after last.pt's epoch, bit-exactly as a straight run. Ctrl-C stops at once, saying
-    what last.pt holds. `on_epoch_end(history)` runs after each epoch; when it returns True, fit
-    stops there and returns (a time budget, early stopping), and ``resume=True`` goes on later;
-    under data parallelism every process must decide alike (else the others wait forever).
-    Returns the history (per epoch: epoch, train_loss, train_acc, val_loss, val_acc, lr,
-    images_per_s, seconds)."""
+    what last.pt holds. `on_epoch_end(history)` runs after each epoch; True stops fit there (every
+    process alike). Returns the history: per epoch, train/val loss and accuracy, lr, speed."""
     device = pick_device(verbose=False) if device is None else torch.device(device)
     run_dir = Path(run_dir)
     check_fits(model.config, splits)
@@ -146,11 +143,7 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
                     save_run(run_dir, model, splits, config, history, optimizer, scheduler, scaler)
                 done = epoch + 1
                 log.epoch(history[-1])
-                # `is True`: a callback that returns something else (a figure) must not stop
-                if on_epoch_end is not None and on_epoch_end(history) is True:
-                    if distributed.is_main():
-                        print(f"Stopped after epoch {done} of {config.epochs} by on_epoch_end; "
-                              "fit(..., resume=True) goes on")
+                if on_epoch_end is not None and on_epoch_end(history) is True:   # not a figure
                     break
     except torch.OutOfMemoryError:
         raise runlog.out_of_memory(config.batch_size, model.config["image_size"], device) from None
@@ -211,8 +204,7 @@ def _prepare(model: AlexNet, config: TrainConfig, device: torch.device) -> tuple
     return optimizer, scheduler, scaler, dtype
 
 
-def _row(epoch: int, sums: dict, val: dict, optimizer, seconds: float,
-         dtype: torch.dtype | None = None) -> dict:
+def _row(epoch: int, sums: dict, val: dict, optimizer, seconds: float, dtype=None) -> dict:
     """The epoch's history row, the training numbers over every process's images."""
     lr = optimizer.param_groups[0]["lr"]
     if not math.isfinite(val["loss"]):

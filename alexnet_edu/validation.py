@@ -158,6 +158,15 @@ def check_resumable(checkpoint: dict, path: str | Path) -> None:
         "processes": (lambda v: v is None or (type(v) is int and v >= 1), "a count")}, bad)
 
 
+def with_this_runs_kernels(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
+    """`saved` (an optimizer's state_dict) with `optimizer`'s kernel flags (fused, foreach) in
+    its groups: load_state_dict would take the saved run's, and a float16 resume of a float32
+    run must not step with fused SGD (see train.make_optimizer)."""
+    flags = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    return {**saved, "param_groups": [{**group, **mine} for group, mine in
+                                      zip(saved["param_groups"], flags)]}
+
+
 def _scaler_state(v) -> bool:
     """None, {} (no loss scaling), or what ``torch.amp.GradScaler.state_dict()`` writes, with
     values it can go on from (a scale of 0 turns every weight into NaN at the next step)."""

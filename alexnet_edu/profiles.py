@@ -169,16 +169,17 @@ def _with_policy(read, dataset, root, download, profile, standins: bool = False,
     try:
         return read(name, root, download=download, **kwargs)
     except FileNotFoundError as err:
-        # stand-ins under ALEXNET_EDU_SMOKE=1 (or for a run trained on them) only: the smoke
-        # *profile* is a size, and a student (tests/test_newcomer.py) must meet a missing
-        # dataset as it is
+        # stand-ins under ALEXNET_EDU_SMOKE=1 (or for a run trained on them: the CLI then checks
+        # they are its images) only: the smoke *profile* is a size, and a student
+        # (tests/test_newcomer.py) must meet a missing dataset as it is
         if not (smoke_mode() or standins) or not root.is_dir():   # a root not there: an error
             hint = (f"The files and where to get them: {DATA_README}. "
                     f"The data root {root} is {named or 'the default, data/'}: set "
-                    "ALEXNET_EDU_DATA to the folder that holds the datasets, or "
-                    "ALEXNET_EDU_SMOKE=1 to try the code on small generated stand-ins (the smoke "
-                    "profile alone, --profile smoke, only makes the run small).")
-            if name == "stl10" and not download:
+                    "ALEXNET_EDU_DATA to the folder that holds the datasets" + (
+                        "." if smoke_mode() or standins else ", or ALEXNET_EDU_SMOKE=1 to try "
+                        "the code on small generated stand-ins (the smoke profile alone, "
+                        "--profile smoke, only makes the run small)."))
+            if name == "stl10" and not download and not standins:
                 hint += (f" The {profile} profile does not start STL-10's "
                          f"{data.STL10_DOWNLOAD_GB} GB download: pass download=True (on the "
                          "command line --profile full), or set ALEXNET_EDU_PROFILE=full.")

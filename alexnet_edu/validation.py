@@ -144,6 +144,11 @@ def check_resumable(checkpoint: dict, path: str | Path) -> None:
 
     bad = _complaint(path, "it cannot continue the run exactly; start a new run in another "
                            "folder (its best.pt still evaluates)")
+    groups = checkpoint["optimizer"].get("param_groups")
+    if not (isinstance(checkpoint["optimizer"].get("state"), dict) and isinstance(groups, list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups)):
+        raise bad("'optimizer'", "must be an optimizer's state_dict (a dict 'state' and a list "
+                                 "'param_groups' of dicts with their 'params')")
     _check_table({"epoch": None, "scheduler": None, "history": None, "train_config": None,
                   **checkpoint}, {
         "epoch": (lambda v: type(v) is int and v >= 0, "a count"),
@@ -163,6 +168,8 @@ def with_this_runs_kernels(saved: dict, optimizer: torch.optim.Optimizer) -> dic
     its groups: load_state_dict would take the saved run's, and a float16 resume of a float32
     run must not step with fused SGD (see train.make_optimizer)."""
     flags = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+    if len(saved["param_groups"]) != len(flags):   # torch's load_state_dict says what is wrong
+        return saved
     return {**saved, "param_groups": [{**group, **mine} for group, mine in
                                       zip(saved["param_groups"], flags)]}
 

@@ -346,3 +346,8 @@ def test_a_run_on_stand_ins_resumes_and_evaluates_on_them_in_any_shell(tmp_path,
     evaluate = said.rsplit("Next: ", 1)[1].splitlines()[0].split()
     assert main([*evaluate[1:], "--device", "cpu", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["synthetic"] is True
+    # files appear in the data root later (other images): the run is not resumed on them
+    generate_fashion_mnist(tmp_path / "data", n_train=60, n_test=30, seed=7)
+    assert main([*argv, "--epochs", "3", "--resume"]) == 2
+    assert "--resume: the validation images" in _one_error(capsys.readouterr().err)
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2

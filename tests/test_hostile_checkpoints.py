@@ -165,6 +165,24 @@ def test_crafted_resume_fields_are_one_line_on_resume(changes, named, run, data_
                     run / "last.pt")   # a key more (a later torch's) is no damage
 
 
+@pytest.mark.parametrize("edit, said", [
+    (lambda opt: opt.pop("param_groups"), "'optimizer' must be an optimizer's state_dict"),
+    (lambda opt: opt.update(param_groups={"lr": 1}), "'optimizer' must be an optimizer's"),
+    (lambda opt: opt.update(state=None), "'optimizer' must be an optimizer's state_dict"),
+    (lambda opt: opt["param_groups"].append(dict(opt["param_groups"][0])),   # 3 groups, not 2
+     "different number of parameter groups")])
+def test_an_edited_optimizer_state_is_one_line_on_resume(edit, said, run, data_root, tmp_path,
+                                                         capsys):
+    out = tmp_path / "run"
+    optimizer = torch.load(run / "last.pt", weights_only=True)["optimizer"]
+    edit(optimizer)
+    _edited(run / "last.pt", out / "last.pt", optimizer=optimizer)
+    before = _files(out)
+    assert _resume(data_root, out, "--epochs", "2") == 2
+    assert said in _one_error(capsys.readouterr().err)
+    assert _files(out) == before
+
+
 @pytest.mark.parametrize("content, said", [
     ("text", "is not a checkpoint: not the zip archive torch.save writes"),
     ("best.pt", "is not a resumable last.pt: it has no optimizer state")])

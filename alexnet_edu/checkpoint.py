@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -122,10 +121,10 @@ def save_run(run_dir: Path, model: AlexNet, splits, config, history: list[dict],
     write_atomic(run_dir / "history.json", json.dumps(history, indent=1))
 
 
-def start_run(run_dir: Path, resume: bool, model: AlexNet, classes: Sequence[str], config,
-              optimizer, scheduler, scaler) -> tuple[int, list[dict]]:
+def start_run(run_dir: Path, resume: bool, model: AlexNet, splits, config, optimizer, scheduler,
+              scaler) -> tuple[int, list[dict]]:
     """(epochs done, history): with `resume`, ``run_dir/last.pt``'s, loaded into the model,
-    optimizer, scheduler and scaler once it is checked to continue this run; else (0, [])."""
+    optimizer, scheduler and scaler once checked to continue this run on `splits`; else (0, [])."""
     run_dir.mkdir(parents=True, exist_ok=True)
     last, say = run_dir / "last.pt", print if distributed.is_main() else (lambda text: None)
     if not (resume and last.exists()):
@@ -136,7 +135,8 @@ def start_run(run_dir: Path, resume: bool, model: AlexNet, classes: Sequence[str
         return 0, []
     checkpoint = load_checkpoint(last)
     check_resumable(checkpoint, last)
-    check_continues(checkpoint, model.config, classes, config, distributed.world_size())
+    check_continues(checkpoint, model.config, splits.classes, config, distributed.world_size(),
+                    (getattr(splits, "recipe", None) or {}).get("val"))
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(validation.with_this_runs_kernels(checkpoint["optimizer"], optimizer))
     scheduler.load_state_dict(checkpoint["scheduler"])

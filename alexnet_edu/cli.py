@@ -227,12 +227,6 @@ def _train(args: argparse.Namespace, name: str, run_dir: Path,
     # a run trained on generated stand-ins goes on with them in a shell without smoke mode
     splits = load_splits(args.dataset, root=args.data_root, profile=args.profile, limit=limit,
                          seed=config.seed, standins=bool(resumed and resumed.get("synthetic")))
-    saved = (resumed or {}).get("split") or {}
-    if saved.get("val") not in (None, splits.recipe.get("val")):   # the images, not only names
-        raise ValueError(f"--resume: the validation images of {splits.name} here are not the "
-                         f"run's ({'generated stand-ins' if resumed.get('synthetic') else 'real'}"
-                         " data): resume it on the data it was trained on (--data-root, "
-                         "ALEXNET_EDU_DATA), or start a new run in another --out")
     model = (AlexNet(**resumed["model_config"]) if resumed else build_model(
         splits, seed=config.seed, **{**_model_flags(args), "image_size": image_size}))
     c = model.config

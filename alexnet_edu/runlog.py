@@ -7,6 +7,7 @@ import copy
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,6 +88,14 @@ def estimate_epoch_seconds(model: nn.Module, splits, config, device: torch.devic
 def _duration(seconds: float) -> str:
     return (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400
             else f"{seconds / 3600:.1f} h")
+
+
+def asks_to_stop(answer: object) -> bool:
+    """Whether an `on_epoch_end` answer is True: Python's, NumPy's or a one-element bool tensor's
+    (``acc > 0.9`` on a tensor). Anything else goes on: a figure, a row, None, the number 1."""
+    if isinstance(answer, torch.Tensor):
+        return answer.dtype == torch.bool and answer.numel() == 1 and bool(answer)
+    return answer is True or isinstance(answer, np.bool_) and bool(answer)
 
 
 def say_interrupted(run_dir: Path, epoch: int, done: int) -> None:

@@ -115,7 +115,7 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
     run_dir = Path(run_dir)
     check_fits(model.config, splits)
     optimizer, scheduler, scaler, dtype = _prepare(model, config, device)
-    done, history = start_run(run_dir, resume, model, splits.classes, config, optimizer,
+    done, history = start_run(run_dir, resume, model, splits, config, optimizer,
                               scheduler, scaler)   # resume: from last.pt's epoch on
     augment, plain = _transforms(model, splits, config, device)
     forward, epoch = distributed.wrap(model), done   # several processes: gradients averaged
@@ -143,7 +143,7 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
                     save_run(run_dir, model, splits, config, history, optimizer, scheduler, scaler)
                 done = epoch + 1
                 log.epoch(history[-1])
-                if on_epoch_end is not None and on_epoch_end(history) is True:   # not a figure
+                if on_epoch_end is not None and runlog.asks_to_stop(on_epoch_end(history)):
                     break
     except torch.OutOfMemoryError:
         raise runlog.out_of_memory(config.batch_size, model.config["image_size"], device) from None

@@ -268,9 +268,10 @@ def check_archive(path: Path) -> None:
 
 def check_continues(checkpoint: dict, model_config: dict | None = None,
                     classes: Sequence[str] | None = None, train_config=None,
-                    processes: int | None = None) -> None:
+                    processes: int | None = None, val_images: str | None = None) -> None:
     """One ValueError naming all that keeps `checkpoint` from continuing as this run: another model,
-    classes, recipe (`RECIPE`) or number of processes; an argument None is not checked."""
+    classes, recipe (`RECIPE`), number of processes or validation images (`val_images`, their
+    `split_fingerprint`: the same names may hold other pixels); an argument None is not checked."""
     problems, theirs = [], checkpoint.get("model_config") or {}
     saved = checkpoint.get("train_config") or {}
     if model_config is not None and theirs != model_config:
@@ -281,6 +282,11 @@ def check_continues(checkpoint: dict, model_config: dict | None = None,
     if classes is not None and list(classes) != list(checkpoint.get("classes") or []):
         problems.append(f"the checkpoint's classes {checkpoint.get('classes')} differ from the "
                         f"data's {list(classes)}: it belongs to another dataset")
+    theirs_val = (checkpoint.get("split") or {}).get("val")
+    if None not in (val_images, theirs_val) and val_images != theirs_val:
+        problems.append("its validation images are not these (it trained on "
+                        f"{'generated stand-ins' if checkpoint.get('synthetic') else 'real data'}"
+                        f" of {checkpoint.get('dataset')!r}): resume it on the data it trained on")
     mine = train_config if isinstance(train_config, dict | None) else asdict(train_config)
     changed = [f"{k}={mine[k]!r} (the run's: {saved[k]!r})" for k in RECIPE
                if k in saved and k in (mine or {}) and saved[k] != mine[k]]

@@ -349,5 +349,6 @@ def test_a_run_on_stand_ins_resumes_and_evaluates_on_them_in_any_shell(tmp_path,
     # files appear in the data root later (other images): the run is not resumed on them
     generate_fashion_mnist(tmp_path / "data", n_train=60, n_test=30, seed=7)
     assert main([*argv, "--epochs", "3", "--resume"]) == 2
-    assert "--resume: the validation images" in _one_error(capsys.readouterr().err)
+    assert "its validation images are not these (it trained on generated stand-ins" in \
+        _one_error(capsys.readouterr().err)
     assert load_checkpoint(out / "last.pt")["epoch"] == 2

@@ -13,6 +13,7 @@ import json
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -288,6 +289,11 @@ def test_a_callback_returning_true_stops_after_that_epoch_and_resume_goes_on(tmp
     history = fit(_tiny(), _splits(), TrainConfig(epochs=3, **CFG), tmp_path / "other", "cpu",
                   on_epoch_end=lambda h: h[-1])
     assert len(history) == 3
+    # `accuracy > 0.9` computed in NumPy or torch is True too
+    for name, answer in (("numpy", np.float64(0.95) > 0.9), ("torch", torch.tensor(0.95) > 0.9)):
+        history = fit(_tiny(), _splits(), TrainConfig(epochs=2, **CFG), tmp_path / name, "cpu",
+                      on_epoch_end=lambda h, answer=answer: answer)
+        assert len(history) == 1, name
 
 
 def test_a_failing_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
@@ -333,6 +339,7 @@ def test_resume_refuses_another_model_or_class_count(tmp_path):
         fit(_tiny(num_classes=3), _splits(classes=3), TrainConfig(epochs=2, **CFG), tmp_path,
             "cpu", resume=True)
     checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["split"] == {}   # hand-made splits: no fingerprint, nothing to compare
     with pytest.raises(ValueError, match="another dataset"):
         check_continues(checkpoint, _tiny().config, classes=["w", "x", "y", "z"])
     check_continues(checkpoint, _tiny().config, ["c0", "c1", "c2", "c3"],
@@ -695,3 +702,24 @@ def test_the_cpu_trains_channels_last_from_128_px_unless_told(size, layout):
 
     assert nhwc(None) == (layout == "nhwc")
     assert nhwc(True) and not nhwc(False)
+
+
+def test_resume_refuses_other_validation_images_with_the_same_names(tmp_path):
+    """fit(..., resume=True) from a notebook, as the CLI: the same classes but other pixels
+    (stand-ins replaced by real files, another seed) would train on, silently, and its
+    best.pt be chosen on images the first epochs never saw."""
+    def fingerprinted(seed):
+        splits = _splits(seed=seed)
+        splits.recipe = {"seed": 0, "val": data.split_fingerprint(splits.val)}
+        return splits
+
+    fit(_tiny(), fingerprinted(0), TrainConfig(epochs=1, **CFG), tmp_path, "cpu")
+    assert load_checkpoint(tmp_path / "last.pt")["split"]["val"] == \
+        data.split_fingerprint(_splits(seed=0).val)
+    with pytest.raises(ValueError, match="its validation images are not these .it trained on "
+                                         "real data of 'tiny'"):
+        fit(_tiny(), fingerprinted(1), TrainConfig(epochs=2, **CFG), tmp_path, "cpu", resume=True)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1        # nothing was touched
+    history = fit(_tiny(), fingerprinted(0), TrainConfig(epochs=2, **CFG), tmp_path, "cpu",
+                  resume=True)                                       # its own images: goes on
+    assert [row["epoch"] for row in history] == [1, 2]

@@ -12,14 +12,20 @@
    Prints the largest differences of outputs and input gradients.
 2. The same in bfloat16, channels-last, plain and under `torch.autocast` (how a bf16 trainer runs
    it). PyTorch's layer may refuse bfloat16 input outside autocast: that is reported, not hidden.
-3. LRN's share of a paper-AlexNet training step (forward + backward + SGD step) in every
+3. LRN's share of a paper-AlexNet training step (forward + backward + the trainer's SGD step,
+   `train.make_optimizer`: fused where the precision allows) in every
    precision x layout (--precisions, default fp32 and bf16 autocast: float16 convolutions on a
    CPU have no fast kernels, a step takes minutes; --device cuda runs fp16 too), as a table:
    - "A/B": 1 - step(lrn=False) / step(lrn=True), same weights and data, the models taking
-     turns in every round;
+     turns in every round: the median over the rounds of each round's pair (the img/s columns
+     are the best of the rounds);
    - "layer": LRN's own forward + backward on the activations that step feeds it (norm1's and
      norm2's inputs, same dtype and memory format), as a share of step(lrn=False) + that time.
      Less noisy than A/B (not a difference of two large times) on a busy machine.
+
+The A/B column also counts the page faults of LRN's fresh output and gradient tensors (glibc
+maps large blocks anew for every step); `--keep-freed-memory` keeps freed memory in the process,
+and the A/B without them comes close to the "layer" column.
 
 Every figure is a ratio or a share of timings taken in this process, so a busy machine slows
 both sides alike. The last line is `speedup: N.NN` (ours vs nn, float32 forward + backward).
@@ -29,7 +35,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import platform
+import statistics
 import time
 
 import torch
@@ -38,6 +46,7 @@ from torch import nn
 from alexnet_edu import lrn_fast
 from alexnet_edu.layers import LocalResponseNorm
 from alexnet_edu.model import AlexNet
+from alexnet_edu.train import TrainConfig, make_optimizer
 
 SIZE, ALPHA, BETA, K = 5, 1e-4, 0.75, 2.0  # the paper's constants, Section 3.3
 # --clock cpu: this process's CPU time, which a machine busy with other work inflates far less
@@ -103,7 +112,7 @@ def lrn_share(batch: int, image_size: int, reps: int, precision: str, layout: st
     """Seconds per SGD step (forward + cross-entropy + backward + momentum/weight-decay update)
     with and without LRN, and of LRN's layers alone on that step's activations; best of `reps`
     rounds after a warm-up, the three taking turns in every round (a change in the machine's
-    load hits them alike)."""
+    load hits them alike); "ab": 1 - without / with, the median of the rounds' pairs."""
     dtype, fmt = PRECISIONS[precision], LAYOUTS[layout]
     torch.manual_seed(0)
     x = torch.randn(batch, 3, image_size, image_size, device=device).contiguous(
@@ -125,7 +134,8 @@ def lrn_share(batch: int, image_size: int, reps: int, precision: str, layout: st
     steps = {}
     for name, model in (("with", with_lrn), ("without", without)):
         model.train().to(device=device, memory_format=fmt)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        opt = make_optimizer(model, TrainConfig(amp={"fp32": "off"}.get(precision, precision)),
+                             device)   # the trainer's SGD (fused where it fuses)
 
         def step(model=model, opt=opt):
             opt.zero_grad(set_to_none=True)
@@ -149,7 +159,7 @@ def lrn_share(batch: int, image_size: int, reps: int, precision: str, layout: st
             out.backward(grads[name])
 
     steps["layer"] = layer
-    best = {name: float("inf") for name in steps}
+    times = {name: [] for name in steps}
     for round_ in range(reps + 1):              # round 0 is a warm-up
         for name, fn in steps.items():
             _sync(device)
@@ -157,7 +167,13 @@ def lrn_share(batch: int, image_size: int, reps: int, precision: str, layout: st
             fn()
             _sync(device)
             if round_:
-                best[name] = min(best[name], clock() - start)
+                times[name].append(clock() - start)
+    best = {name: min(seconds) for name, seconds in times.items()}
+    # A/B from each round's pair (with and without LRN, timed back to back), the median of the
+    # rounds: a slow spell hits both halves of a pair, where the two best-of times may come
+    # from different spells
+    best["ab"] = 1 - statistics.median(
+        w / t for w, t in zip(times["without"], times["with"], strict=True))
     return best
 
 
@@ -171,7 +187,7 @@ def share_table(batch: int, image_size: int, reps: int, precisions: list[str],
     for precision in precisions:
         for layout in LAYOUTS:
             t = lrn_share(batch, image_size, reps, precision, layout, device)
-            ab = 1 - t["without"] / t["with"]
+            ab = t["ab"]
             direct = t["layer"] / (t["without"] + t["layer"])
             print(f"  {precision:<9} {layout:<13} {batch / t['with']:6.1f} img/s "
                   f"{batch / t['without']:6.1f} img/s {100 * ab:5.1f} % {t['layer'] * 1e3:8.1f} ms "
@@ -198,6 +214,20 @@ def sweep_blocks(reps: int) -> None:
         lrn_fast._BLOCK = default
 
 
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory in this process (False where it is not glibc). By default a
+    block above a threshold (at most 32 MB) gets its own pages from the kernel and gives them back
+    when freed, so each step faults LRN's output and gradient (37 MB each at batch 32) in again,
+    zeroed page by page, and the A/B column counts that as LRN's. Here every block comes from a
+    heap that is never trimmed: the A/B without the page faults."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4   # malloc.h
+    return all((libc.mallopt(m_mmap_max, 0), libc.mallopt(m_trim_threshold, 2**31 - 1),
+                libc.mallopt(m_top_pad, 64 << 20)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2, help="timed runs; the best counts")
@@ -213,7 +243,11 @@ def main() -> None:
                         help="wall time, or CPU time (on a busy CPU; use with --threads 1)")
     parser.add_argument("--sweep-blocks", action="store_true",
                         help="only time our LRN at several block sizes")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="Linux, glibc: freed memory stays for reuse (keep_freed_memory)")
     args = parser.parse_args()
+    if args.keep_freed_memory and not keep_freed_memory():
+        parser.error("--keep-freed-memory needs Linux with glibc")
     global clock
     clock = CLOCKS[args.clock]
     if args.clock == "cpu" and args.device != "cpu":
@@ -224,7 +258,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, CPU capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, {args.clock} clock")
+          f"{torch.backends.cpu.get_cpu_capability()}, {args.clock} clock"
+          + ", freed memory kept" * args.keep_freed_memory)
 
     if args.sweep_blocks:
         return sweep_blocks(args.reps)

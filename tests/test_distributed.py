@@ -211,3 +211,35 @@ def test_start_keeps_the_cpu_when_asked_even_beside_a_gpu(monkeypatch):
     assert distributed.start(None) == torch.device("cuda", 1) and backends == ["nccl"]
     monkeypatch.setattr(dist, "is_torchelastic_launched", lambda: False)   # no torchrun
     assert distributed.start(None) is None
+
+
+def _running(marker: str) -> list[str]:
+    """Command lines of this machine's processes that mention `marker`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:   # a process that ended while we looked
+            continue
+        if any(marker.encode() in word for word in words):
+            found.append(" ".join(w.decode(errors="replace") for w in words))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux's /proc")
+def test_a_timeout_ends_torchruns_workers_too(tmp_path):
+    """gpu_check bounds the torchrun launch by its budget: when it runs out, no worker may go on
+    training past it (holding the GPU). launch() sends torchrun SIGTERM, on which torchrun stops
+    its workers, each in a session of its own, before it exits."""
+    standin.generate_fashion_mnist(tmp_path / "data", n_train=80, n_test=20, seed=0)
+    out = tmp_path / "long-run"
+    args = [*COMMON, "--data-root", str(tmp_path / "data"), "--batch-size", "8", "--out",
+            str(out)]
+    args[args.index("--epochs") + 1] = "10000"
+    with pytest.raises(subprocess.TimeoutExpired):
+        launch(2, args, env={"ALEXNET_EDU_PROFILE": "smoke"}, timeout=25)
+    assert out.exists()   # the workers had started (rank 0 made the run folder)
+    deadline = time.monotonic() + 10
+    while _running(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(str(out))

@@ -20,10 +20,21 @@ def launch(processes: int, train_args: list[str], threads: int = 1,
         command[1:1] = ["-m", "torch.distributed.run", "--standalone",
                         f"--nproc_per_node={processes}"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}   # they share the cores
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except BaseException:   # a timeout or a Ctrl-C
+            # torchrun stops its workers on SIGTERM; a SIGKILL, as subprocess.run's timeout
+            # sends, would leave them training, orphaned (each runs in a session of its own)
+            process.terminate()
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+    if process.returncode != 0:
         # the processes' own messages come first, torchrun's summary of who failed last
-        said = done.stderr if len(done.stderr) <= 3000 else (
-            f"{done.stderr[:1500]}\n[...]\n{done.stderr[-1500:]}")
+        said = stderr if len(stderr) <= 3000 else f"{stderr[:1500]}\n[...]\n{stderr[-1500:]}"
         raise RuntimeError(f"training with {processes} process(es) failed:\n{said}")
-    return done.stdout
+    return stdout

@@ -91,11 +91,17 @@ def _duration(seconds: float) -> str:
 
 
 def asks_to_stop(answer: object) -> bool:
-    """Whether an `on_epoch_end` answer is True: Python's, NumPy's or a one-element bool tensor's
-    (``acc > 0.9`` on a tensor). Anything else goes on: a figure, a row, None, the number 1."""
+    """Whether an `on_epoch_end` answer is True: Python's, or a one-element bool array's or
+    tensor's (``acc > 0.9`` in NumPy or torch). Anything else goes on: a figure, a row, None, the
+    number 1. With several processes, one that asks stops them all (the others would wait for
+    it in their next step's all-reduce for ever)."""
     if isinstance(answer, torch.Tensor):
-        return answer.dtype == torch.bool and answer.numel() == 1 and bool(answer)
-    return answer is True or isinstance(answer, np.bool_) and bool(answer)
+        stop = answer.dtype == torch.bool and answer.numel() == 1 and bool(answer)
+    elif isinstance(answer, np.ndarray | np.bool_):
+        stop = answer.dtype == np.bool_ and answer.size == 1 and bool(answer)
+    else:
+        stop = answer is True
+    return distributed.sum_across([float(stop)])[0] > 0
 
 
 def say_interrupted(run_dir: Path, epoch: int, done: int) -> None:

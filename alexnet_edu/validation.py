@@ -160,7 +160,9 @@ def check_resumable(checkpoint: dict, path: str | Path) -> None:
         "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
                     "a list of epoch rows"),
         "train_config": (lambda v: isinstance(v, dict), "a dict"),
-        "processes": (lambda v: v is None or (type(v) is int and v >= 1), "a count")}, bad)
+        "processes": (lambda v: v is None or (type(v) is int and v >= 1), "a count"),
+        "split": (lambda v: v is None or isinstance(v, dict), "the run's split recipe (a dict)")},
+        bad)
 
 
 def with_this_runs_kernels(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
@@ -282,11 +284,14 @@ def check_continues(checkpoint: dict, model_config: dict | None = None,
     if classes is not None and list(classes) != list(checkpoint.get("classes") or []):
         problems.append(f"the checkpoint's classes {checkpoint.get('classes')} differ from the "
                         f"data's {list(classes)}: it belongs to another dataset")
-    theirs_val = (checkpoint.get("split") or {}).get("val")
-    if None not in (val_images, theirs_val) and val_images != theirs_val:
-        problems.append("its validation images are not these (it trained on "
-                        f"{'generated stand-ins' if checkpoint.get('synthetic') else 'real data'}"
-                        f" of {checkpoint.get('dataset')!r}): resume it on the data it trained on")
+    split = checkpoint.get("split") if isinstance(checkpoint.get("split"), dict) else {}
+    if None not in (val_images, split.get("val")) and val_images != split.get("val"):
+        problems.append(
+            "its validation images are not these (it trained on "
+            f"{'generated stand-ins' if checkpoint.get('synthetic') else 'real data'} of "
+            f"{checkpoint.get('dataset')!r}, split with seed {split.get('seed')!r}, limit "
+            f"{split.get('limit')!r}): resume it on the data it trained on (the command line: "
+            "--data-root or ALEXNET_EDU_DATA, --limit; a notebook: the same profile)")
     mine = train_config if isinstance(train_config, dict | None) else asdict(train_config)
     changed = [f"{k}={mine[k]!r} (the run's: {saved[k]!r})" for k in RECIPE
                if k in saved and k in (mine or {}) and saved[k] != mine[k]]

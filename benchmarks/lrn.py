@@ -23,9 +23,10 @@
      norm2's inputs, same dtype and memory format), as a share of step(lrn=False) + that time.
      Less noisy than A/B (not a difference of two large times) on a busy machine.
 
-The A/B column also counts the page faults of LRN's fresh output and gradient tensors (glibc
-maps large blocks anew for every step); `--keep-freed-memory` keeps freed memory in the process,
-and the A/B without them comes close to the "layer" column.
+On Linux, glibc maps every block above 32 MB fresh from the kernel and unmaps it when freed, so
+each step (and each "layer" run) faults its large tensors in again, page by page.
+`--keep-freed-memory` keeps freed memory in the process: both columns without those page faults
+(on a 2-core EPYC the A/B came closer to the "layer" column; benchmarks/README.md).
 
 Every figure is a ratio or a share of timings taken in this process, so a busy machine slows
 both sides alike. The last line is `speedup: N.NN` (ours vs nn, float32 forward + backward).
@@ -161,7 +162,8 @@ def lrn_share(batch: int, image_size: int, reps: int, precision: str, layout: st
     steps["layer"] = layer
     times = {name: [] for name in steps}
     for round_ in range(reps + 1):              # round 0 is a warm-up
-        for name, fn in steps.items():
+        order = list(steps.items())
+        for name, fn in order if round_ % 2 else order[::-1]:   # neither goes first always
             _sync(device)
             start = clock()
             fn()
@@ -181,7 +183,7 @@ def share_table(batch: int, image_size: int, reps: int, precisions: list[str],
                 device: torch.device) -> None:
     """LRN's share of a training step per precision x layout, one row each."""
     print(f"LRN's share of a paper-AlexNet training step, batch {batch} at {image_size}px on "
-          f"{device}, best of {reps}:")
+          f"{device}, best of {reps} (A/B: median of {reps} pairs):")
     print(f"  {'precision':<9} {'layout':<13} {'with LRN':>10} {'without':>10} {'A/B':>7} "
           f"{'LRN layers':>11} {'layer':>7}")
     for precision in precisions:
@@ -217,9 +219,8 @@ def sweep_blocks(reps: int) -> None:
 def keep_freed_memory() -> bool:
     """Make glibc keep freed memory in this process (False where it is not glibc). By default a
     block above a threshold (at most 32 MB) gets its own pages from the kernel and gives them back
-    when freed, so each step faults LRN's output and gradient (37 MB each at batch 32) in again,
-    zeroed page by page, and the A/B column counts that as LRN's. Here every block comes from a
-    heap that is never trimmed: the A/B without the page faults."""
+    when freed, so each step faults its activations (37 MB each for conv1's at batch 32) in
+    again, zeroed page by page. Here every block comes from a heap that is never trimmed."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL("libc.so.6")
@@ -230,7 +231,8 @@ def keep_freed_memory() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=2, help="timed runs; the best counts")
+    parser.add_argument("--reps", type=int, default=2,
+                        help="timed runs; the best counts (A/B: the median of the rounds' pairs)")
     parser.add_argument("--batch", type=int, default=64, help="batch of conv1 activations")
     parser.add_argument("--step-batch", type=int, default=32, help="batch of the training step")
     parser.add_argument("--image-size", type=int, default=227, help="training-step image side")
@@ -246,6 +248,8 @@ def main() -> None:
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="Linux, glibc: freed memory stays for reuse (keep_freed_memory)")
     args = parser.parse_args()
+    if args.reps < 1:
+        parser.error(f"--reps must be at least 1, got {args.reps}")
     if args.keep_freed_memory and not keep_freed_memory():
         parser.error("--keep-freed-memory needs Linux with glibc")
     global clock

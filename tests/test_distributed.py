@@ -237,7 +237,7 @@ def test_a_timeout_ends_torchruns_workers_too(tmp_path):
             str(out)]
     args[args.index("--epochs") + 1] = "10000"
     with pytest.raises(subprocess.TimeoutExpired):
-        launch(2, args, env={"ALEXNET_EDU_PROFILE": "smoke"}, timeout=25)
+        launch(2, args, env={"ALEXNET_EDU_PROFILE": "smoke"}, timeout=40)
     assert out.exists()   # the workers had started (rank 0 made the run folder)
     deadline = time.monotonic() + 10
     while _running(str(out)) and time.monotonic() < deadline:

@@ -51,7 +51,7 @@ def test_output_of_a_run_that_replaces_an_earlier_one_is_refused(tmp_path, monke
     run_dir = tmp_path / "runs" / "cpu" / "fashion-mnist"
 
     def start() -> str:   # fit's first step; a new run touches no model or optimizer
-        assert start_run(run_dir, False, None, [], None, None, None, None) == (0, [])
+        assert start_run(run_dir, False, None, None, None, None, None, None) == (0, [])
         return capsys.readouterr().out
 
     assert start() == ""                                         # a first run says nothing

@@ -290,10 +290,27 @@ def test_a_callback_returning_true_stops_after_that_epoch_and_resume_goes_on(tmp
                   on_epoch_end=lambda h: h[-1])
     assert len(history) == 3
     # `accuracy > 0.9` computed in NumPy or torch is True too
-    for name, answer in (("numpy", np.float64(0.95) > 0.9), ("torch", torch.tensor(0.95) > 0.9)):
+    for name, answer in (("numpy", np.float64(0.95) > 0.9), ("array", np.array([0.95]) > 0.9),
+                         ("torch", torch.tensor(0.95) > 0.9)):
         history = fit(_tiny(), _splits(), TrainConfig(epochs=2, **CFG), tmp_path / name, "cpu",
                       on_epoch_end=lambda h, answer=answer: answer)
         assert len(history) == 1, name
+
+
+def test_one_process_asking_to_stop_stops_every_process(monkeypatch):
+    """With torchrun, a callback that answers True in one process only (a clock, a file) must
+    stop the others too, or they wait for it in their next all-reduce for ever."""
+    from alexnet_edu import distributed, runlog
+    said = []
+
+    def other_process_says_stop(values):
+        said.append(list(values))
+        return [values[0] + 1.0]   # this process's answer plus another's True
+
+    assert not runlog.asks_to_stop(None)   # one process: its own answer
+    monkeypatch.setattr(distributed, "sum_across", other_process_says_stop)
+    assert runlog.asks_to_stop(None) and runlog.asks_to_stop(np.array([[False]]))
+    assert said == [[0.0], [0.0]]          # every process takes part, whatever it answered
 
 
 def test_a_failing_save_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
@@ -723,3 +740,7 @@ def test_resume_refuses_other_validation_images_with_the_same_names(tmp_path):
     history = fit(_tiny(), fingerprinted(0), TrainConfig(epochs=2, **CFG), tmp_path, "cpu",
                   resume=True)                                       # its own images: goes on
     assert [row["epoch"] for row in history] == [1, 2]
+    edited = {**load_checkpoint(tmp_path / "last.pt"), "split": "edited"}
+    save_checkpoint(edited, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="'split' must be the run's split recipe"):
+        fit(_tiny(), fingerprinted(0), TrainConfig(epochs=3, **CFG), tmp_path, "cpu", resume=True)

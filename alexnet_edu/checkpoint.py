@@ -1,7 +1,7 @@
 """Checkpoints: a dict saved with `torch.save` and loaded with ``torch.load(weights_only=True)``
 (no code runs). best.pt holds what *using* the model needs, last.pt also what *continuing* needs.
-A run resumes at an epoch boundary, as torchvision's reference script does, bit-exactly: every
-epoch draws its randomness from (seed, epoch, rank) alone (`seed_epoch`)."""
+A run resumes at an epoch boundary, as torchvision's reference script does, bit-exactly on a CPU
+(GPUs' fast kernels are not deterministic): each epoch draws from (seed, epoch, rank) alone."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def start_run(run_dir: Path, resume: bool, model: AlexNet, splits, config, optim
     check_continues(checkpoint, model.config, splits.classes, config, distributed.world_size(),
                     (getattr(splits, "recipe", None) or {}).get("val"))
     model.load_state_dict(checkpoint["model"])
-    optimizer.load_state_dict(validation.with_this_runs_kernels(checkpoint["optimizer"], optimizer))
+    validation.load_optimizer_state(optimizer, checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     # --amp may change at a resume: a float16 scaler after a run without one starts fresh (its
     # first steps find the scale again); one that is off now has nothing to load

@@ -199,6 +199,16 @@ def _recipe(args: argparse.Namespace, name: str, last: Path):
     return checkpoint, limit, None, TrainConfig(**{**saved, **given})
 
 
+def _one_process_per_gpu(device: str | None) -> None:
+    """Under torchrun on GPUs (NCCL), at most one process per GPU of this machine: else one
+    process fails to take its GPU and the others wait for it (Colab has one GPU)."""
+    processes, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count()
+    if device != "cpu" and torch.cuda.is_available() and processes > gpus:
+        raise ValueError(f"torchrun started {processes} processes on this machine, which has "
+                         f"{gpus} CUDA GPU{'s' * (gpus != 1)}: one process per GPU "
+                         f"(--nproc_per_node={gpus}), or train on the CPU (--device cpu: gloo)")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on a dataset; checkpoints go to RUN_DIR/last.pt and RUN_DIR/best.pt."""
     name = Path(args.dataset).name if Path(args.dataset).is_dir() else args.dataset
@@ -206,6 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not (run_dir / "last.pt").is_file():
         raise ValueError(f"--resume: {run_dir / 'last.pt'} does not exist; start the run without "
                          "--resume")
+    _one_process_per_gpu(args.device)
     device = distributed.start(args.device)   # under torchrun: this process's device
     if not distributed.is_main():  # data-parallel: rank 0 holds the folder and speaks for all
         with (open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet),

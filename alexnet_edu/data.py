@@ -176,18 +176,20 @@ def load_splits(dataset: str | Path, root: str | Path | None = None, val_fractio
 
 # Loaders of uint8 batches ------------------------------------------------------------------------
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int | None = None,
-                seed: int = 0, shard: tuple[int, int] = (0, 1)) -> DataLoader:
-    """A DataLoader of uint8 batches `(images N x C x H x W, labels N)`, shuffled with `seed`;
-    `shard` = (rank, processes): this process's share of every batch in data-parallel training."""
+                seed: int = 0, shard: tuple[int, int] = (0, 1),
+                device: str | torch.device = "cpu") -> DataLoader:
+    """A DataLoader of uint8 batches `(images N x C x H x W, labels N)` for `device`, shuffled with
+    `seed`; `shard` = (rank, processes): this process's share of every batch in data parallel."""
     in_memory = isinstance(dataset, TensorImageDataset)
     if num_workers is None:   # tensors in memory: nothing for workers to do; Colab has 2 cores
         num_workers = 0 if in_memory or isinstance(dataset, TensorDataset) else min(
             2, os.cpu_count() or 1)
+    tensors = [dataset.images] if in_memory else getattr(dataset, "tensors", [])
+    pin = torch.device(device).type == "cuda" and all(t.is_cpu for t in tensors)
     # The order comes from `seed` alone (distributed.ShardBatches deals it out to the processes),
     # and so do the workers' seeds: the global RNG's would make a run depend on what ran before.
     batches = ShardBatches(len(dataset), batch_size, shuffle, seed, shard)
-    common = dict(num_workers=num_workers, pin_memory=torch.cuda.is_available(),
-                  persistent_workers=num_workers > 0,
+    common = dict(num_workers=num_workers, pin_memory=pin, persistent_workers=num_workers > 0,
                   generator=torch.Generator().manual_seed(seed))
     if not in_memory:
         return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_files, **common)
@@ -196,14 +198,13 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
                       batch_size=None, collate_fn=tuple, **common)
 
 
-
-def as_loader(data, batch_size: int) -> DataLoader:
-    """Some data as a loader of (images, labels) batches, in order: a DataLoader as it is, an
-    (images, labels) pair of tensors, a tensor of images (labels -1), or any Dataset."""
+def as_loader(data, batch_size: int, device: str | torch.device = "cpu") -> DataLoader:
+    """Some data as a loader of (images, labels) batches, in order, for `device`: a DataLoader as
+    it is, an (images, labels) pair of tensors, a tensor of images (labels -1), or any Dataset."""
     if isinstance(data, DataLoader):
         return data
     if torch.is_tensor(data):
         data = (data, torch.full((len(data),), -1, dtype=torch.long))
     if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
         data = TensorDataset(data[0], torch.as_tensor(data[1]))
-    return make_loader(data, batch_size, shuffle=False)
+    return make_loader(data, batch_size, shuffle=False, device=device)

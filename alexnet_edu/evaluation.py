@@ -32,8 +32,8 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
     dtype = amp_dtype(amp, device)
     all_logp, all_targets = [], []
     with eval_mode(model):
-        for images, targets in tqdm(as_loader(data, batch_size), desc="evaluate", leave=False,
-                                    disable=not progress):
+        for images, targets in tqdm(as_loader(data, batch_size, device), desc="evaluate",
+                                    leave=False, disable=not progress):
             with autocast(device, dtype):
                 all_logp.append(_log_probabilities(model, transform, images.to(device), tta).cpu())
             all_targets.append(torch.as_tensor(targets).long())

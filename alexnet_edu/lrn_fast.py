@@ -1,7 +1,8 @@
 """A fast LRN for training (PyTorch's, a padded 3-D average pooling, is slow on CPUs): the same
 numbers as `layers.local_response_norm_reference`. LRN is a dozen cheap element-wise passes, so
-its speed is memory traffic: blocks of `_BLOCK` elements keep the temporaries in cache
-(`benchmarks/lrn.py --sweep-blocks`). NCHW is viewed as (N, C, H*W) and channels-last as
+its speed is memory traffic: on a CPU, blocks of `_BLOCK` elements keep the temporaries in cache
+(`benchmarks/lrn.py --sweep-blocks`); a GPU takes a batch in one or two blocks, as each block
+costs a dozen kernel launches. NCHW is viewed as (N, C, H*W) and channels-last as
 (N*H*W, C, 1); the squares go into a flat buffer with pad channels between the rows, so a
 window sum over channels is a few shifted adds over that buffer (`_Padded`). Half precision is
 computed in float32 in cache and rounded once at the end.
@@ -16,7 +17,8 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["lrn"]
 
-_BLOCK = 600_000
+_BLOCK = 600_000          # elements, on a CPU
+_GPU_BLOCK = 1 << 25      # elements (128 MB in float32), elsewhere: 2 blocks for conv1 at batch 128
 
 
 def _blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[slice, slice]]]:
@@ -26,11 +28,12 @@ def _blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[slice, slice]]]:
     v = (t.reshape(t.shape[0], channels, math.prod(t.shape[2:])) if t.is_contiguous()
          else t.permute(0, *range(2, t.dim()), 1).reshape(-1, channels, 1))
     rows, _, length = v.shape
+    block = _BLOCK if t.device.type == "cpu" else _GPU_BLOCK
     per_row = max(1, channels * length)
-    if per_row <= _BLOCK:
-        step = _BLOCK // per_row
+    if per_row <= block:
+        step = block // per_row
         return v, [(slice(r, r + step), slice(None)) for r in range(0, rows, step)]
-    step = max(1, _BLOCK // max(1, channels))
+    step = max(1, block // max(1, channels))
     return v, [(slice(r, r + 1), slice(j, j + step)) for r in range(rows)
                for j in range(0, length, step)]
 
@@ -110,7 +113,8 @@ def _walk(a: torch.Tensor, others: list[torch.Tensor], before: int, after: int, 
     views = [_blocks(t)[0] for t in others]
     # float64 stays float64 (gradcheck); float32 and half precision compute in float32
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
-    k_share = torch.tensor(k / width, dtype=dtype, device=a.device)
+    # (torch.tensor(value, device="cuda") would copy from the host and wait for the GPU)
+    k_share = torch.full((), k / width, dtype=dtype, device=a.device)
     squares, scratch = None, []
     for rows, cols in blocks:
         x = va[rows, :, cols].to(dtype)   # a view (no copy) unless a is half precision

@@ -108,9 +108,9 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
         on_epoch_end: Callable[[list[dict]], bool | None] | None = None) -> list[dict]:
     """Train `model` on ``splits.train``, select on ``splits.val`` (never ``splits.test``), save
     ``run_dir/last.pt`` (+ ``best.pt``, ``history.json``) after every epoch; ``resume=True``
-    continues after last.pt's epoch, bit-exactly as a straight run. Ctrl-C stops at once, saying
-    what last.pt holds. `on_epoch_end(history)` runs after each epoch; True stops fit there (every
-    process alike). Returns the history: per epoch, train/val loss and accuracy, lr, speed."""
+    continues after last.pt's epoch as a straight run (bit-exactly on a CPU). Ctrl-C stops at
+    once, saying what last.pt holds. `on_epoch_end(history)` runs after each epoch; True stops fit
+    there (every process alike). Returns the history: per epoch, loss, accuracy, lr, speed."""
     device = pick_device(verbose=False) if device is None else torch.device(device)
     run_dir = Path(run_dir)
     check_fits(model.config, splits)
@@ -125,7 +125,7 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
                 seed_epoch(config.seed, epoch, distributed.rank())
                 # the order of epoch e depends on (seed, e) only: a resumed run sees the same
                 loader = make_loader(splits.train, config.batch_size, shuffle=True,
-                                     num_workers=config.num_workers,
+                                     num_workers=config.num_workers, device=device,
                                      seed=config.seed * 1_000_003 + epoch,
                                      shard=(distributed.rank(), distributed.world_size()))
                 start = time.perf_counter()
@@ -148,8 +148,7 @@ def fit(model: AlexNet, splits, config: TrainConfig, run_dir: str | Path,
     except torch.OutOfMemoryError:
         raise runlog.out_of_memory(config.batch_size, model.config["image_size"], device) from None
     except KeyboardInterrupt:
-        runlog.say_interrupted(run_dir, epoch, done)
-        raise
+        raise runlog.interrupted(run_dir, epoch, done) from None   # saying what last.pt holds
     return history
 
 

@@ -1,7 +1,8 @@
 """Checks of what a user hands the trainer: every checkpoint field a command or a resume uses
 (one ValueError naming it, never a KeyError, gigabytes allocated or NaN output), a checkpoint
-file's checksums, whether it continues this run (its recipe), a TrainConfig's ranges, whether a
-model fits the data; and what a failed checkpoint write tells the user."""
+file's checksums, whether it continues this run (its recipe) and its optimizer state made fit for
+this run, a TrainConfig's ranges, whether a model fits the data; and what a failed checkpoint
+write tells the user."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .model import ACTIVATIONS, INITS, VARIANTS, AlexNet, smallest_image_size
 
 __all__ = ["MAX_IMAGE_SIZE", "MAX_CLASSES", "MAX_CHANNELS", "check_fields", "check_resumable",
            "check_train_config", "check_fits", "RECIPE", "check_continues", "check_archive",
-           "raise_failed_write", "check_available", "check_tta"]
+           "raise_failed_write", "check_available", "check_tta", "load_optimizer_state"]
 
 MAX_IMAGE_SIZE = 1024   # px: conv1's maps alone take 1.3 GB per 128-image batch at 1024
 MAX_CLASSES = 100_000   # fc8 alone is 1.6 GB at 100k classes (ImageNet-21k has 21,841)
@@ -165,15 +166,23 @@ def check_resumable(checkpoint: dict, path: str | Path) -> None:
         bad)
 
 
-def with_this_runs_kernels(saved: dict, optimizer: torch.optim.Optimizer) -> dict:
-    """`saved` (an optimizer's state_dict) with `optimizer`'s kernel flags (fused, foreach) in
-    its groups: load_state_dict would take the saved run's, and a float16 resume of a float32
-    run must not step with fused SGD (see train.make_optimizer)."""
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load `saved` (an optimizer's state_dict) into `optimizer`, fit for this run:
+    - with this run's kernel flags (fused, foreach): load_state_dict would take the saved run's,
+      and a float16 resume of a float32 run must not step with fused SGD (train.make_optimizer);
+    - each momentum buffer in its weight's memory layout: load_state_dict keeps the saved one
+      (channels_last on a GPU), and fused SGD pairs weight, gradient and momentum by their place
+      in memory, so a run resumed in the other layout (a GPU run continued on a CPU below 128 px)
+      would add to each weight another weight's momentum."""
     flags = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
-    if len(saved["param_groups"]) != len(flags):   # torch's load_state_dict says what is wrong
-        return saved
-    return {**saved, "param_groups": [{**group, **mine} for group, mine in
-                                      zip(saved["param_groups"], flags)]}
+    if len(saved["param_groups"]) == len(flags):   # else torch's load_state_dict says what is wrong
+        saved = {**saved, "param_groups": [{**group, **mine} for group, mine in
+                                           zip(saved["param_groups"], flags)]}
+    optimizer.load_state_dict(saved)
+    for p, state in optimizer.state.items():
+        buf = state.get("momentum_buffer")
+        if buf is not None and buf.stride() != p.stride():
+            state["momentum_buffer"] = torch.empty_like(p).copy_(buf)
 
 
 def _scaler_state(v) -> bool:

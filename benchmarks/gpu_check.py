@@ -278,7 +278,7 @@ def time_trainer(splits, sizes: Sizes, device: torch.device, amp: str, channels_
                          progress=False)
     optimizer, _, scaler, dtype = _prepare(model, config, device)
     augment, _ = _transforms(model, splits, config, device)
-    batches = iter(make_loader(splits.train, sizes.batch, shuffle=True))
+    batches = iter(make_loader(splits.train, sizes.batch, shuffle=True, device=device))
     data_s = compute_s = 0.0
     for i in range(sizes.warmup + sizes.steps):
         _sync(device)

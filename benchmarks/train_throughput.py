@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     def ours(name: str, dtype: torch.dtype | None, channels_last: bool) -> dict:
         torch.manual_seed(0)
         model = build_model(splits, image_size=args.image_size, **lrn)
-        loader = make_loader(splits.train, args.batch_size, shuffle=True)
+        loader = make_loader(splits.train, args.batch_size, shuffle=True, device=device)
         transform = BatchTransform(args.image_size, splits.mean, splits.std, train=True,
                                    pca=splits.pca, out_channels=model.config["in_channels"])
         return run(name, model, loader, transform.to(device), device, dtype, channels_last,

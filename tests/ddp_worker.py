@@ -52,8 +52,8 @@ def main() -> None:
     try:
         history = fit(model, _splits(n_train=args.images), config, args.out, "cpu",
                       resume=args.resume)
-    except KeyboardInterrupt:
-        sys.stdout.flush()
+    except KeyboardInterrupt as stopped:
+        print(stopped, flush=True)   # rank 0's says what last.pt holds; the others' are empty
         sys.exit(130)
     state = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
     (args.out / f"rank{distributed.rank()}.json").write_text(

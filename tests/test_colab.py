@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from alexnet_edu.notebook import setup as notebook
 
@@ -69,6 +70,9 @@ def test_setup_says_what_it_installed(colab, monkeypatch, capsys):
     real = notebook.importlib.util.find_spec
     monkeypatch.setattr(notebook.importlib.util, "find_spec",
                         lambda name: None if name == "torchsummary" else real(name))
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)   # torch's default
     notebook.set_up()
     assert ran and ran[0][-1] == "torchsummary"
+    # the exercise checks compare float32 answers: no TF32 convolutions on an A100 or H100
+    assert torch.backends.cudnn.allow_tf32 is False
     assert "Installed torchsummary (Colab lacked them)" in capsys.readouterr().out

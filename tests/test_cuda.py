@@ -17,9 +17,12 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_edu import standin
+from alexnet_edu import lrn_fast, standin
+from alexnet_edu.checkpoint import load_checkpoint
 from alexnet_edu.data import load_splits
+from alexnet_edu.evaluation import evaluate, predict
 from alexnet_edu.layers import LocalResponseNorm
+from alexnet_edu.notebook import interpret
 from alexnet_edu.train import (
     OutOfMemory,
     TrainConfig,
@@ -158,6 +161,48 @@ def test_lrn_in_half_precision_equals_pytorchs_layer(dtype, channels_last, cuda)
     torch.testing.assert_close(ours.float(), ref, rtol=tol, atol=1e-5)
     error = (ours_in.grad.float() - ref_in.grad).abs().max() / ref_in.grad.abs().max()
     assert error < tol
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_lrn_walks_conv1s_maps_at_batch_128_in_two_blocks_as_pytorchs_layer(channels_last, cuda):
+    """On a GPU our LRN takes conv1's maps at batch 128 (37 M values) in two blocks (each block
+    is a dozen kernel launches): the cut between them changes nothing, in float32."""
+    x = torch.randn(128, 96, 55, 55, device=cuda).relu() * 10
+    g = torch.randn_like(x)
+    if channels_last:
+        x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
+    assert len(lrn_fast._blocks(x)[1]) == 2
+    ours_in, ref_in = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = LocalResponseNorm(5, 1e-4, 0.75, 2.0)(ours_in)
+    ref = nn.LocalResponseNorm(5, 5e-4, 0.75, 2.0)(ref_in)
+    ours.backward(g)
+    ref.backward(g)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours_in.grad, ref_in.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_and_predict_take_images_already_on_the_gpu(splits, cuda, tmp_path):
+    """Only CPU tensors can be pinned: images a student moved to the GPU first (`predict(model,
+    images.to("cuda"), ...)`) are read as they are, with the same answer as from the CPU."""
+    model = _trained(splits, cuda, tmp_path / "run", epochs=1)
+    checkpoint = load_checkpoint(tmp_path / "run" / "best.pt")
+    images = splits.val.images[:16]
+    on_cpu = predict(model, images, checkpoint, cuda)
+    on_gpu = predict(model, images.to(cuda), checkpoint, cuda)
+    torch.testing.assert_close(on_gpu, on_cpu)
+    labels = splits.val.labels[:16]
+    assert evaluate(model, (images.to(cuda), labels.to(cuda)), checkpoint, cuda)["n"] == 16
+
+
+def test_seeded_interpretability_leaves_the_gpus_random_state_alone(splits, cuda):
+    """The sanity checks (notebook 09) draw from their own seed, on the GPU where the model is;
+    the global generators come back as they were, the GPU's too."""
+    model = build_model(splits, image_size=SIZE).to(cuda)
+    images = torch.randn(8, 1, SIZE, SIZE, device=cuda)
+    before = torch.cuda.get_rng_state()
+    list(interpret.cascading_randomization(model, ["fc8", "conv1"], seed=1))
+    interpret.train_on_shuffled_labels(model, images, torch.arange(8) % 2, epochs=2, seed=1)
+    assert torch.equal(torch.cuda.get_rng_state(), before)
 
 
 def test_out_of_memory_says_which_batch_size_to_try(cuda, tmp_path):

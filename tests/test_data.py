@@ -329,6 +329,21 @@ def test_make_loader_gives_uint8_batches_in_order_and_seeded_shuffle():
     assert torch.equal(next(iter(make_loader(plain, 4, shuffle=False)))[0], images)
 
 
+def test_only_cpu_batches_for_a_gpu_are_pinned():
+    """Pinned (page-locked) memory is for CPU batches on their way to a GPU: tensors already on
+    a device cannot be pinned ("only dense CPU tensors can be pinned", on CUDA machines alone),
+    and a CPU run on a GPU machine should not start CUDA. 'meta' stands in for a GPU here."""
+    images, labels = torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.arange(4)
+    on_cpu = TensorImageDataset(images, labels, ["a"] * 4)
+    on_gpu = TensorImageDataset(images.to("meta"), labels.to("meta"), ["a"] * 4)
+    assert make_loader(on_cpu, 2, shuffle=False, device="cuda").pin_memory
+    assert not make_loader(on_cpu, 2, shuffle=False, device="cpu").pin_memory
+    assert not make_loader(on_gpu, 2, shuffle=False, device="cuda").pin_memory
+    assert not data.as_loader((images.to("meta"), labels), 2, device="cuda").pin_memory
+    assert data.as_loader((images, labels), 2, device="cuda:0").pin_memory
+    assert not make_loader(on_cpu, 2, shuffle=False).pin_memory   # (device="cpu")
+
+
 # ---------------------------------------------------------------- image folders ---------------
 
 def _png(path: Path, colour: tuple[int, int, int], size=(12, 10)) -> None:

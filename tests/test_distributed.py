@@ -213,6 +213,28 @@ def test_start_keeps_the_cpu_when_asked_even_beside_a_gpu(monkeypatch):
     assert distributed.start(None) is None
 
 
+def test_more_processes_than_gpus_is_one_line_before_any_process_waits(monkeypatch, capsys,
+                                                                        tmp_path):
+    """`torchrun --nproc_per_node=2` on a one-GPU machine (Colab): rank 1 would fail to take GPU
+    1 and rank 0 wait for it in NCCL; the CLI says so before joining, and how to go on."""
+    from alexnet_edu.cli import EXIT_BAD_INPUT, main
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(distributed, "start", lambda device: pytest.fail("joined the group"))
+    argv = ["train", "--dataset", "fashion-mnist", "--out", str(tmp_path / "run")]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().endswith(
+        "torchrun started 2 processes on this machine, which has 1 CUDA GPU: one process per GPU "
+        "(--nproc_per_node=1), or train on the CPU (--device cpu: gloo)")
+    started = []
+    monkeypatch.setattr(distributed, "start", lambda device: started.append(device) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):   # --device cpu: gloo, as many processes as asked
+        main([*argv, "--device", "cpu"])
+    assert started == ["cpu"]
+
+
 def _running(marker: str) -> list[str]:
     """Command lines of this machine's processes that mention `marker`."""
     found = []

@@ -336,9 +336,11 @@ def test_interrupted_training_exits_130_and_names_resume(data_root, tmp_path, mo
     argv = ["train", "--dataset", "fashion-mnist", "--data-root", str(data_root), *TINY,
             "--epochs", "2"]
     code = main([*argv, "--out", str(out)])
-    err = capsys.readouterr().err
+    said = capsys.readouterr()
+    err = said.err
     assert code == 130
     assert "--resume" in err and str(out) in err and "Traceback" not in err
+    assert "resume=True" not in said.out + err   # fit's Python wording is not the CLI's
     assert load_checkpoint(out / "last.pt")["epoch"] == 1   # the finished epoch is saved
     # the printed command, run as printed (all the run's flags, --data-root too), finishes it
     monkeypatch.undo()

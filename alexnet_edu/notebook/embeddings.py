@@ -35,7 +35,7 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
         transform = transform.to(device)
     feats, labels = [], []
     with eval_mode(model):
-        for images, targets in tqdm(as_loader(data, batch_size), desc=f"{layer} features",
+        for images, targets in tqdm(as_loader(data, batch_size, device), desc=f"{layer} features",
                                     leave=False, disable=not progress):
             x = images.to(device)
             if transform is not None:

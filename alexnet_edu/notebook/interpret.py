@@ -16,6 +16,7 @@ second test. Results are CPU tensors.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -167,13 +168,22 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return index.mean((1, 2, 3)).float()
 
 
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Random draws from `seed` inside; afterwards the global generators (the CPU's and this
+    GPU's: a model there draws its weights and dropout masks on it) are as they were."""
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()]
+                               if torch.cuda.is_available() else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def cascading_randomization(model: nn.Module, layers: Sequence[str] = CASCADE_LAYERS,
                             seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
     """Yield (layer, copy of `model`) with `layers` re-initialized cumulatively, top first: fc8,
     then fc8 and fc7, ... by their `reset_parameters` (PyTorch's defaults), seeded with `seed`."""
     current = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         for name in layers:
             layer = find_layer(current, name)
             if not hasattr(layer, "reset_parameters"):
@@ -206,8 +216,7 @@ def train_on_shuffled_labels(model: nn.Module, images: torch.Tensor, labels: tor
     """Adebayo et al.'s data randomization test: a re-initialized copy of `model` trained with
     Adam on `images` (normalized) and `labels` permuted by `seed`, until it fits them all or
     `epochs` run out. Returns the copy (eval mode) and its accuracy on the permuted labels."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with _seeded(seed):
         shuffled = labels[torch.randperm(len(labels))].to(images.device)
         copy_ = copy.deepcopy(model)
         for module in copy_.modules():

@@ -41,6 +41,10 @@ def set_up(drive: bool = False) -> tuple[torch.device, Profile, bool]:
     if drive:
         keep_runs_on_drive()
     device = pick_device()   # CUDA, then Apple MPS, then CPU (and says so)
+    # float32 stays IEEE float32 on Ampere and newer GPUs: cuDNN would convolve in TF32 (a 10-bit
+    # mantissa), and an exercise check comparing a float32 answer could then fail a right one.
+    # Training with amp="auto" is unaffected: it runs under autocast (bfloat16 there)
+    torch.backends.cudnn.allow_tf32 = False
     if in_colab and device.type != "cuda":
         print("This Colab runtime has no GPU. Training cells will be slow: choose "
               "Runtime > Change runtime type > T4 GPU, then Runtime > Run all.")

@@ -201,9 +201,14 @@ def _recipe(args: argparse.Namespace, name: str, last: Path):
 
 def _one_process_per_gpu(device: str | None) -> None:
     """Under torchrun on GPUs (NCCL), at most one process per GPU of this machine: else one
-    process fails to take its GPU and the others wait for it (Colab has one GPU)."""
+    process fails to take its GPU and the others wait for it (Colab has one GPU). The first
+    process of the machine says so; the others exit with it, silently."""
+    if not torch.distributed.is_torchelastic_launched() or device == "cpu":
+        return
     processes, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count()
-    if device != "cpu" and torch.cuda.is_available() and processes > gpus:
+    if torch.cuda.is_available() and processes > gpus:
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            raise SystemExit(EXIT_BAD_INPUT)
         raise ValueError(f"torchrun started {processes} processes on this machine, which has "
                          f"{gpus} CUDA GPU{'s' * (gpus != 1)}: one process per GPU "
                          f"(--nproc_per_node={gpus}), or train on the CPU (--device cpu: gloo)")

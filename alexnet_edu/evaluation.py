@@ -36,7 +36,7 @@ def evaluate(model: nn.Module, data, transform: nn.Module | dict,
                                     leave=False, disable=not progress):
             with autocast(device, dtype):
                 all_logp.append(_log_probabilities(model, transform, images.to(device), tta).cpu())
-            all_targets.append(torch.as_tensor(targets).long())
+            all_targets.append(torch.as_tensor(targets).long().cpu())
     if not all_targets:
         raise ValueError("evaluate got an empty data set")
     logp, targets = torch.cat(all_logp), torch.cat(all_targets)

@@ -1,11 +1,12 @@
 """A fast LRN for training (PyTorch's, a padded 3-D average pooling, is slow on CPUs): the same
 numbers as `layers.local_response_norm_reference`. LRN is a dozen cheap element-wise passes, so
 its speed is memory traffic: on a CPU, blocks of `_BLOCK` elements keep the temporaries in cache
-(`benchmarks/lrn.py --sweep-blocks`); a GPU takes a batch in one or two blocks, as each block
-costs a dozen kernel launches. NCHW is viewed as (N, C, H*W) and channels-last as
-(N*H*W, C, 1); the squares go into a flat buffer with pad channels between the rows, so a
-window sum over channels is a few shifted adds over that buffer (`_Padded`). Half precision is
-computed in float32 in cache and rounded once at the end.
+(`benchmarks/lrn.py --sweep-blocks`); on a GPU, where each block costs a dozen kernel launches,
+blocks of `_GPU_BLOCK` (conv1's maps at batch 128 in 5; ~0.3 GB of scratch; speed unmeasured).
+NCHW is viewed as (N, C, H*W) and channels-last as (N*H*W, C, 1); the squares go into a flat
+buffer with pad channels between the rows, so a window sum over channels is a few shifted adds
+over that buffer (`_Padded`). Half precision is computed in float32 in cache and rounded once at
+the end.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch.autograd.function import once_differentiable
 __all__ = ["lrn"]
 
 _BLOCK = 600_000          # elements, on a CPU
-_GPU_BLOCK = 1 << 25      # elements (128 MB in float32), elsewhere: 2 blocks for conv1 at batch 128
+_GPU_BLOCK = 1 << 23      # elements (32 MB in float32), on other devices
 
 
 def _blocks(t: torch.Tensor) -> tuple[torch.Tensor, list[tuple[slice, slice]]]:

@@ -35,6 +35,7 @@ def colab(tmp_path, monkeypatch):
     (tmp_path / "content").mkdir()
     monkeypatch.setattr(notebook.subprocess, "run",
                         lambda *a, **k: pytest.fail(f"nothing is missing, yet pip ran: {a}"))
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)   # set_up's change, undone
     return calls
 
 
@@ -70,7 +71,6 @@ def test_setup_says_what_it_installed(colab, monkeypatch, capsys):
     real = notebook.importlib.util.find_spec
     monkeypatch.setattr(notebook.importlib.util, "find_spec",
                         lambda name: None if name == "torchsummary" else real(name))
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)   # torch's default
     notebook.set_up()
     assert ran and ran[0][-1] == "torchsummary"
     # the exercise checks compare float32 answers: no TF32 convolutions on an A100 or H100

@@ -217,9 +217,13 @@ def test_more_processes_than_gpus_is_one_line_before_any_process_waits(monkeypat
                                                                         tmp_path):
     """`torchrun --nproc_per_node=2` on a one-GPU machine (Colab): rank 1 would fail to take GPU
     1 and rank 0 wait for it in NCCL; the CLI says so before joining, and how to go on."""
+    import torch.distributed as dist
+
     from alexnet_edu.cli import EXIT_BAD_INPUT, main
 
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(dist, "is_torchelastic_launched", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(distributed, "start", lambda device: pytest.fail("joined the group"))
@@ -228,6 +232,17 @@ def test_more_processes_than_gpus_is_one_line_before_any_process_waits(monkeypat
     assert capsys.readouterr().err.strip().endswith(
         "torchrun started 2 processes on this machine, which has 1 CUDA GPU: one process per GPU "
         "(--nproc_per_node=1), or train on the CPU (--device cpu: gloo)")
+    monkeypatch.setenv("LOCAL_RANK", "1")   # the machine's other process: the same exit, quiet
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == EXIT_BAD_INPUT and capsys.readouterr().err == ""
+    # without torchrun a LOCAL_WORLD_SIZE left in the shell (another launcher's) is not ours
+    monkeypatch.setattr(dist, "is_torchelastic_launched", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setattr(distributed, "start", lambda device: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        main(argv)
+    monkeypatch.setattr(dist, "is_torchelastic_launched", lambda: True)
     started = []
     monkeypatch.setattr(distributed, "start", lambda device: started.append(device) or 1 / 0)
     with pytest.raises(ZeroDivisionError):   # --device cpu: gloo, as many processes as asked

@@ -170,7 +170,9 @@ def test_crafted_resume_fields_are_one_line_on_resume(changes, named, run, data_
     (lambda opt: opt.update(param_groups={"lr": 1}), "'optimizer' must be an optimizer's"),
     (lambda opt: opt.update(state=None), "'optimizer' must be an optimizer's state_dict"),
     (lambda opt: opt["param_groups"].append(dict(opt["param_groups"][0])),   # 3 groups, not 2
-     "different number of parameter groups")])
+     "different number of parameter groups"),
+    (lambda opt: opt["state"][0].update(momentum_buffer=torch.zeros(2)),   # would broadcast
+     "has a momentum of shape (2,) for a weight of shape (")])
 def test_an_edited_optimizer_state_is_one_line_on_resume(edit, said, run, data_root, tmp_path,
                                                          capsys):
     out = tmp_path / "run"

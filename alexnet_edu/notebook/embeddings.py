@@ -44,7 +44,7 @@ def extract_features(model: nn.Module, data: Dataset | DataLoader | torch.Tensor
                 raise ValueError("got uint8 images but no transform: pass transform=checkpoint "
                                  "(or a BatchTransform) so they are resized and normalized")
             feats.append(activations(model, x, layer)[layer].flatten(1).cpu())
-            labels.append(torch.as_tensor(targets).long())
+            labels.append(torch.as_tensor(targets).long().cpu())
     if not feats:
         raise ValueError("extract_features got an empty data set")
     return torch.cat(feats), torch.cat(labels)

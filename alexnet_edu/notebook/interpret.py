@@ -169,11 +169,11 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Random draws from `seed` inside; afterwards the global generators (the CPU's and this
-    GPU's: a model there draws its weights and dropout masks on it) are as they were."""
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()]
-                               if torch.cuda.is_available() else []):
+def _seeded(seed: int, model: nn.Module) -> Iterator[None]:
+    """Random draws from `seed` inside; afterwards the global generators are as they were: the
+    CPU's, and those of the GPUs `model` is on (it draws its weights and dropout masks there)."""
+    gpus = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=gpus):
         torch.manual_seed(seed)
         yield
 
@@ -183,7 +183,7 @@ def cascading_randomization(model: nn.Module, layers: Sequence[str] = CASCADE_LA
     """Yield (layer, copy of `model`) with `layers` re-initialized cumulatively, top first: fc8,
     then fc8 and fc7, ... by their `reset_parameters` (PyTorch's defaults), seeded with `seed`."""
     current = copy.deepcopy(model)
-    with _seeded(seed):
+    with _seeded(seed, model):
         for name in layers:
             layer = find_layer(current, name)
             if not hasattr(layer, "reset_parameters"):
@@ -216,7 +216,7 @@ def train_on_shuffled_labels(model: nn.Module, images: torch.Tensor, labels: tor
     """Adebayo et al.'s data randomization test: a re-initialized copy of `model` trained with
     Adam on `images` (normalized) and `labels` permuted by `seed`, until it fits them all or
     `epochs` run out. Returns the copy (eval mode) and its accuracy on the permuted labels."""
-    with _seeded(seed):
+    with _seeded(seed, model):
         shuffled = labels[torch.randperm(len(labels))].to(images.device)
         copy_ = copy.deepcopy(model)
         for module in copy_.modules():

@@ -166,7 +166,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         if lr is not None:   # warm-up or cosine: set per step
             for group in optimizer.param_groups:
                 group["lr"] = lr
-        images, targets = images.to(device), targets.to(device)
+        images, targets = (t.to(device, non_blocking=True) for t in (images, targets))
         # data-parallel's last step may leave this process no image: it still takes the step
         x = transform(images) if len(targets) else torch.zeros(
             0, transform.out_channels, transform.image_size, transform.image_size, device=device)

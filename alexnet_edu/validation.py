@@ -181,11 +181,13 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     optimizer.load_state_dict(saved)
     for p, state in optimizer.state.items():
         buf = state.get("momentum_buffer")
-        if buf is not None and buf.shape != p.shape:   # copy_ would broadcast it
+        if buf is None:
+            continue
+        if buf.shape != p.shape:   # copy_ would broadcast it
             raise ValueError(f"the checkpoint's optimizer state has a momentum of shape "
                              f"{tuple(buf.shape)} for a weight of shape {tuple(p.shape)}: it is "
                              "not this model's (start a new run, or resume the run it came from)")
-        if buf is not None and buf.stride() != p.stride():
+        if buf.stride() != p.stride():
             state["momentum_buffer"] = torch.empty_like(p).copy_(buf)
 
 

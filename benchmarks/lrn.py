@@ -23,8 +23,9 @@
      norm2's inputs, same dtype and memory format), as a share of step(lrn=False) + that time.
      Less noisy than A/B (not a difference of two large times) on a busy machine.
 
-On Linux, glibc maps every block above 32 MB fresh from the kernel and unmaps it when freed, so
-each step (and each "layer" run) faults its large tensors in again, page by page.
+On Linux, glibc maps every block above its threshold (at most 32 MB) fresh from the kernel and
+unmaps it when freed, so each step (and each "layer" run) faults its large tensors in again,
+page by page.
 `--keep-freed-memory` keeps freed memory in the process: both columns without those page faults
 (on a 2-core EPYC the A/B came closer to the "layer" column; benchmarks/README.md).
 
